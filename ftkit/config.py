@@ -1,0 +1,366 @@
+"""Recipes: the YAML schema (Axolotl's option names), its validation, and `--key=value` overrides.
+
+The schema is declared once, here; each field's description is its only documentation
+(`ftkit options` prints the reference generated from it). Unknown keys are errors with a
+closest match; Axolotl options that ftkit does not implement are named as such, never ignored.
+"""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, Problem
+
+# Every option name Axolotl documents (a fixed list, never edited when ftkit grows). Those that the
+# schema below does not declare are "known but unsupported": setting one is an error that says so,
+# rather than a run that silently ignores it. Adding a field to the schema makes it supported.
+AXOLOTL_OPTIONS = frozenset("""
+base_model base_model_ignore_patterns base_model_config revision_of_model tokenizer_config model_type
+tokenizer_type trust_remote_code tokenizer_use_fast tokenizer_legacy resize_token_embeddings_to_32x
+is_falcon_derived_model is_llama_derived_model is_qwen_derived_model is_mistral_derived_model
+overrides_of_model_config bnb_config_kwargs gptq load_in_8bit load_in_4bit bf16 fp16 tf32 bfloat16 float16
+gpu_memory_limit lora_on_cpu datasets test_datasets rl rl_beta dpo_label_smoothing orpo_alpha rpo_alpha
+kto_desirable_weight kto_undesirable_weight chat_template default_system_message dataset_prepared_path
+push_dataset_to_hub dataset_processes dataset_keep_in_memory hub_model_id hub_strategy hf_use_auth_token
+val_set_size dataset_shard_num dataset_shard_idx sequence_len pad_to_sequence_len sample_packing
+eval_sample_packing sample_packing_eff_est total_num_tokens sample_packing_group_size sample_packing_bin_size
+device_map max_memory adapter lora_model_dir lora_r lora_alpha lora_dropout lora_target_modules
+lora_target_linear peft_layers_to_transform lora_modules_to_save lora_fan_in_fan_out peft peft_use_dora
+peft_use_rslora peft_init_lora_weights loftq_config relora_steps relora_warmup_steps relora_anneal_steps
+relora_prune_ratio relora_cpu_offload wandb_mode wandb_project wandb_entity wandb_watch wandb_name
+wandb_run_id wandb_log_model mlflow_tracking_uri mlflow_experiment_name hf_mlflow_log_artifacts use_comet
+output_dir torch_compile torch_compile_backend gradient_accumulation_steps micro_batch_size eval_batch_size
+num_epochs warmup_steps warmup_ratio learning_rate lr_quadratic_warmup logging_steps eval_steps
+evals_per_epoch save_strategy save_steps saves_per_epoch save_total_limit max_steps eval_table_size
+eval_max_new_tokens eval_causal_lm_metrics loss_watchdog_threshold loss_watchdog_patience save_safetensors
+train_on_inputs group_by_length gradient_checkpointing gradient_checkpointing_kwargs early_stopping_patience
+lr_scheduler lr_scheduler_kwargs cosine_min_lr_ratio cosine_constant_lr_ratio lr_div_factor optimizer
+weight_decay adam_beta1 adam_beta2 adam_epsilon max_grad_norm neftune_noise_alpha flash_optimum
+xformers_attention flash_attention flash_attn_cross_entropy flash_attn_rms_norm flash_attn_fuse_qkv
+flash_attn_fuse_mlp sdp_attention s2_attention resume_from_checkpoint auto_resume_from_checkpoints
+local_rank special_tokens tokens fsdp fsdp_config deepspeed ddp_timeout ddp_bucket_cap_mb
+ddp_broadcast_buffers torchdistx_path pretraining_dataset debug seed strict
+""".split())
+AXOLOTL_DATASET_OPTIONS = frozenset("""
+path type ds_type data_files shards shards_idx preprocess_shards name train_on_split split conversation
+field_human field_model field_messages message_field_role message_field_content roles roles_to_train
+train_on_eos chat_template field system_prompt system_format field_system field_instruction field_input
+field_output format no_input_format
+""".split())
+
+Precision = Union[bool, Literal["auto"]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetSpec(_Strict):
+    """One entry of `datasets:`."""
+
+    path: str = Field(description="Local file or directory (json/jsonl/parquet/csv/arrow).")
+    type: Union[str, dict] = Field("alpaca", description="Prompt format: alpaca (more formats: see data_samples/README.md).")
+    data_files: Optional[Union[str, list[str]]] = Field(None, description="Files inside `path` to read (default: all).")
+    split: str = Field("train", description="Split to read from the loaded dataset.")
+
+
+class ModelOptions(_Strict):
+    base_model: str = Field(description="Hub id or local path of the base model; `tiny:<family>` builds the offline tiny twin.")
+    tokenizer_config: Optional[str] = Field(None, description="Tokenizer to use instead of base_model's.")
+    model_type: str = Field("AutoModelForCausalLM", description="transformers Auto class used to load the model.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub repo (off: only native transformers architectures).")
+    special_tokens: dict[str, str] = Field(default_factory=dict, description="Set bos_token/eos_token/pad_token/unk_token; new ones are added and embeddings resized.")
+
+
+class DataOptions(_Strict):
+    datasets: list[DatasetSpec] = Field(min_length=1, description="Training data; see data_samples/README.md for the formats.")
+    sequence_len: int = Field(512, ge=8, le=1_048_576, description="Longest example in tokens; longer rows are dropped and counted.")
+    train_on_inputs: bool = Field(False, description="Also train on prompt tokens (default: only the response is trained).")
+    val_set_size: float = Field(0.0, ge=0, description="Held-out fraction (<1) or row count (>=1) for evaluation.")
+    dataset_prepared_path: Optional[str] = Field(None, description="Directory for the tokenized-data cache (keyed by a fingerprint).")
+
+
+class AdapterOptions(_Strict):
+    adapter: Optional[Literal["lora"]] = Field(None, description="`lora` trains a LoRA adapter; empty = full fine-tune.")
+    lora_r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    lora_target_modules: Optional[list[str]] = Field(None, description="Module names to adapt (default: the architecture's attention projections).")
+    lora_target_linear: bool = Field(False, description="Adapt every linear layer except the output head.")
+
+
+class TrainOptions(_Strict):
+    output_dir: str = Field("./outputs/run", description="Where the model/adapter, tokenizer, recipe and metrics.json are written.")
+    micro_batch_size: int = Field(2, ge=1, description="Rows per device per forward pass.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    num_epochs: float = Field(1.0, gt=0, description="Passes over the data (ignored when max_steps is set).")
+    max_steps: Optional[int] = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak learning rate.")
+    optimizer: str = Field("adamw_torch", description="transformers optimizer name (adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, sgd, ...).")
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name (cosine, linear, constant, constant_with_warmup, ...).")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 = off).")
+    seed: int = Field(42, description="Seed for data order, splits and init.")
+    logging_steps: int = Field(1, ge=1, description="Log the loss every N steps.")
+    save_steps: Optional[int] = Field(None, ge=1, description="Checkpoint every N steps (default: only the final model).")
+    bf16: Precision = Field("auto", description="bfloat16 mixed precision; auto = on where the device supports it.")
+    fp16: Optional[Precision] = Field(None, description="float16 mixed precision; auto/empty = on only for GPUs without bf16.")
+    tf32: Precision = Field("auto", description="TF32 matmuls on Ampere+ GPUs; auto = on where supported.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    eval_prompts: list[str] = Field(default_factory=list, description="ftkit: prompts generated before and after training to show what the model learned.")
+    max_new_tokens: int = Field(48, ge=1, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
+
+
+class Recipe(ModelOptions, DataOptions, AdapterOptions, TrainOptions):
+    """A validated recipe. `source` is the file it came from (for error messages)."""
+
+    source: Optional[str] = Field(None, exclude=True, description="Internal: the file this recipe was read from.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        problems = []
+        if self.max_steps is None and self.num_epochs <= 0:
+            problems.append(("num_epochs", "must be > 0 when max_steps is not set", "set num_epochs: 1 or max_steps"))
+        if self.lora_target_modules is not None and self.lora_target_linear:
+            problems.append(("lora_target_linear", "conflicts with lora_target_modules",
+                             "keep one: lora_target_linear: true adapts every linear layer"))
+        if self.bf16 is True and self.fp16 is True:
+            problems.append(("fp16", "bf16 and fp16 are both true", "choose one precision"))
+        if problems:
+            raise ValueError("|".join(";".join(p) for p in problems))
+        return self
+
+    def dump(self) -> dict:
+        """The resolved recipe as plain data (written next to the trained model)."""
+        return self.model_dump(mode="json", exclude={"source"})
+
+
+# ---------------------------------------------------------------- loading
+
+def _line_map(text: str) -> dict[str, int]:
+    """Map dotted key paths to their 1-based line in the YAML text (for error messages)."""
+    lines: dict[str, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}{k.value}"
+                lines[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                lines[f"{prefix}{i}"] = v.start_mark.line + 1
+                walk(v, f"{prefix}{i}.")
+
+    walk(root, "")
+    return lines
+
+
+def _suggest(key: str, choices) -> str | None:
+    match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _unknown_key_problems(data: dict, file: str | None, lines: dict[str, int]) -> list[Problem]:
+    """Unknown keys at the top level and in datasets[] entries, with did-you-mean."""
+    out = []
+
+    def check(mapping, fields, axolotl_names, prefix):
+        for key in mapping:
+            if key in fields:
+                continue
+            where = f"{prefix}{key}"
+            if key in axolotl_names:  # known to Axolotl, not declared here
+                out.append(Problem("an Axolotl option that ftkit does not support yet (it would be ignored)",
+                                   file, where, lines.get(where), "remove it from the recipe"))
+            else:
+                guess = _suggest(key, fields)
+                fix = f"did you mean {guess}?" if guess else "remove it; `ftkit options` lists every option"
+                out.append(Problem("unknown option", file, where, lines.get(where), fix))
+
+    check(data, Recipe.model_fields, AXOLOTL_OPTIONS, "")
+    for i, ds in enumerate(data.get("datasets") or []):
+        if isinstance(ds, dict):
+            check(ds, DatasetSpec.model_fields, AXOLOTL_DATASET_OPTIONS, f"datasets.{i}.")
+    return out
+
+
+def _field_hint(loc: tuple) -> str:
+    """The fix for a pydantic error: the field's description, i.e. what it expects."""
+    model: Any = Recipe
+    field = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        inner = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        for arg in typing.get_args(ann):
+            inner += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = inner[0] if inner else None
+    return field.description if field is not None and field.description else ""
+
+
+def _validation_problems(err: ValidationError, file: str | None, lines: dict[str, int]) -> list[Problem]:
+    out = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        where = ".".join(str(p) for p in loc)
+        if e["type"] == "value_error" and ";" in e["msg"]:
+            for item in e["msg"].removeprefix("Value error, ").split("|"):
+                key, problem, fix = item.split(";")
+                out.append(Problem(problem, file, key, lines.get(key), fix))
+            continue
+        if e["type"] == "missing":
+            out.append(Problem("required option is missing", file, where, None,
+                               f"add `{loc[-1]}:` ({_field_hint(loc)})"))
+            continue
+        got = e.get("input")
+        got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+        hint = _field_hint(loc)
+        out.append(Problem(f"{e['msg'].lower()}{got_s}", file, where, lines.get(where),
+                           f"expected: {hint}" if hint else "see `ftkit options`"))
+    return out
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`["--lora_r=16", "--datasets.0.path=x.jsonl"]` -> {"lora_r": "16", "datasets.0.path": "x.jsonl"} (raw)."""
+    out = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(Problem(f"cannot read override {arg!r}", where="command line",
+                                      fix="write overrides as --key=value, e.g. --lora_r=16 or --datasets.0.path=my.jsonl"))
+        key, value = arg[2:].split("=", 1)
+        out[key.replace("-", "_") if "." not in key else key] = value
+    return out
+
+
+def _is_str_field(path: list[str]) -> bool:
+    """True when the schema types this dotted path as a plain string (keep the raw text, don't YAML-parse)."""
+    model: Any = Recipe
+    for part in path:
+        if part.isdigit():
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)] or [ann]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        for a in args:
+            models += [x for x in typing.get_args(a) if isinstance(x, type) and issubclass(x, BaseModel)]
+        if models:
+            model = models[0]
+            continue
+        return args == [str]
+    return False
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted paths in the raw recipe data; values are typed by the schema (YAML scalars otherwise)."""
+    for dotted, raw in overrides.items():
+        path = dotted.split(".")
+        value = raw
+        if isinstance(raw, str) and not _is_str_field(path):
+            try:
+                value = yaml.safe_load(raw) if raw != "" else None
+            except yaml.YAMLError:
+                value = raw
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            nxt_is_index = path[i + 1].isdigit()
+            if part.isdigit() and isinstance(node, list):
+                idx = int(part)
+                if idx >= len(node):
+                    raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
+                                              fix=f"use an index below {len(node)}"))
+                node = node[idx]
+            else:
+                if not isinstance(node, dict):
+                    raise ConfigError(Problem("cannot set a key inside a non-mapping value", where=dotted,
+                                              fix="check the dotted path"))
+                node = node.setdefault(part, [] if nxt_is_index else {})
+        last = path[-1]
+        if last.isdigit() and isinstance(node, list):
+            idx = int(last)
+            if idx == len(node):
+                node.append(value)
+            elif idx < len(node):
+                node[idx] = value
+            else:
+                raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
+                                          fix=f"use an index up to {len(node)}"))
+        else:
+            node[last] = value
+    return data
+
+
+def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix."""
+    file = None
+    text = ""
+    if isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source)
+        file = str(source)
+        if not path.is_file():
+            raise ConfigError(Problem("recipe file not found", file, fix="check the path (recipes live under recipes/)"))
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise ConfigError(Problem(f"not valid YAML ({getattr(e, 'problem', e)})", file,
+                                      line=mark.line + 1 if mark else None,
+                                      fix="fix the indentation or quoting on that line")) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(Problem("a recipe must be a mapping of option: value", file,
+                                      fix="start from recipes/quickstart.yml"))
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    lines = _line_map(text)
+    problems = _unknown_key_problems(data, file, lines)
+    known = {k: v for k, v in data.items() if k in Recipe.model_fields}
+    if isinstance(known.get("datasets"), list):
+        known["datasets"] = [{k: v for k, v in d.items() if k in DatasetSpec.model_fields} if isinstance(d, dict) else d
+                             for d in known["datasets"]]
+    try:
+        recipe = Recipe.model_validate({**known, "source": file})
+    except ValidationError as err:
+        problems += _validation_problems(err, file, lines)
+        recipe = None
+    if problems:
+        raise ConfigError(problems)
+    return recipe
+
+
+def options_reference() -> str:
+    """Markdown table of every option, generated from the schema (the only place options are documented)."""
+    rows = ["| option | default | description |", "|---|---|---|"]
+    for name, f in Recipe.model_fields.items():
+        if name == "source":
+            continue
+        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        rows.append(f"| `{name}` | `{default}` | {f.description or ''} |")
+    rows += ["", "`datasets[]` entries:", "", "| option | default | description |", "|---|---|---|"]
+    for name, f in DatasetSpec.model_fields.items():
+        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        rows.append(f"| `{name}` | `{default}` | {f.description or ''} |")
+    return "\n".join(rows) + "\n"

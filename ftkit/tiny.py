@@ -1,0 +1,167 @@
+"""Tiny twins: an offline, deterministic stand-in for a real base model of a given architecture.
+
+`base_model: tiny:llama` resolves to a directory holding a byte-level BPE tokenizer trained locally
+(with the family's special tokens and chat template) and a random-init model of that architecture at
+toy size. Tests and the demo swap a recipe's real hub model for its twin, so the same code path runs
+without a download. Built once per spec into the cache (~/.cache/ftkit/tiny, or $FTKIT_CACHE/tiny).
+
+Adding a family = adding one `TinySpec` to FAMILIES: the config class and its tiny sizes, the
+family's special tokens, and its chat template.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TINY_PREFIX = "tiny:"
+BUILD_VERSION = "1"  # bump when the build procedure changes, so stale caches are not reused
+VOCAB_SIZE = 1024
+CORPUS = Path(__file__).parent / "assets" / "tiny_corpus.txt"
+
+# Templates are the families' own (Jinja, as their tokenizer_config.json ships them), trimmed to
+# the parts a text-only fine-tune uses.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Everything that defines one family's twin (hashed into the cache key)."""
+
+    config_class: str  # transformers config class name, e.g. "LlamaConfig"
+    sizes: dict  # tiny dimensions, in that config's own argument names
+    bos: str | None
+    eos: str
+    pad: str | None
+    extra_special: tuple = ()
+    chat_template: str | None = None
+    add_bos: bool = True
+    lora_targets: tuple = ("q_proj", "v_proj")  # the family's usual LoRA target modules
+    config_extra: dict = field(default_factory=dict)
+
+
+_LLAMA_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=2048)
+
+FAMILIES: dict[str, TinySpec] = {
+    "llama": TinySpec(
+        "LlamaConfig", _LLAMA_SIZES, bos="<|begin_of_text|>", eos="<|end_of_text|>",
+        pad="<|finetune_right_pad_id|>",
+        extra_special=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        chat_template=LLAMA3_TEMPLATE,
+        config_extra=dict(tie_word_embeddings=False, rope_theta=500000.0),
+    ),
+}
+
+
+def is_tiny(name: str) -> bool:
+    return name.startswith(TINY_PREFIX)
+
+
+def cache_root() -> Path:
+    base = os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit"
+    return Path(base) / "tiny"
+
+
+def _spec_for(name: str) -> tuple[str, TinySpec]:
+    from .errors import FtkitError
+
+    family = name[len(TINY_PREFIX):] if is_tiny(name) else name
+    if family not in FAMILIES:
+        import difflib
+
+        guess = difflib.get_close_matches(family, FAMILIES, n=1)
+        raise FtkitError(f"no tiny twin for family {family!r}", where="base_model",
+                         fix=f"use one of: {', '.join('tiny:' + f for f in FAMILIES)}"
+                         + (f" (did you mean tiny:{guess[0]}?)" if guess else ""))
+    return family, FAMILIES[family]
+
+
+def _key(family: str, spec: TinySpec) -> str:
+    blob = json.dumps([BUILD_VERSION, family, asdict(spec), CORPUS.read_text(encoding="utf-8")], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def tiny_path(name: str) -> Path:
+    """Directory of the twin (tokenizer + model); builds it on first use. `name` is 'tiny:llama' or 'llama'."""
+    family, spec = _spec_for(name)
+    target = cache_root() / f"{family}-{_key(family, spec)}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
+    try:
+        _build(family, spec, tmp)
+        try:
+            os.rename(tmp, target)  # atomic: a half-built twin is never visible
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _corpus_lines() -> list[str]:
+    # The corpus plus the words of the prompt templates, so prompts tokenize compactly.
+    from .prompts.alpaca import TEMPLATE_WORDS
+
+    return CORPUS.read_text(encoding="utf-8").splitlines() + TEMPLATE_WORDS + ["user assistant system"] * 20
+
+
+def build_tokenizer(spec: TinySpec):
+    """A byte-level BPE (any text encodes) trained on the local corpus, wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [t for t in (spec.bos, spec.eos, spec.pad) if t] + list(spec.extra_special)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus_lines(), trainer)
+    if spec.add_bos and spec.bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{spec.bos} $A", pair=f"{spec.bos} $A {spec.bos} $B",
+            special_tokens=[(spec.bos, tok.token_to_id(spec.bos))])
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=spec.bos, eos_token=spec.eos,
+                                 pad_token=spec.pad, additional_special_tokens=list(spec.extra_special))
+    if spec.chat_template:
+        hf.chat_template = spec.chat_template
+    return hf
+
+
+def _build(family: str, spec: TinySpec, out: Path) -> None:
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    tok = build_tokenizer(spec)
+    ids = {k: tok.convert_tokens_to_ids(v) if v else None for k, v in
+           (("bos_token_id", spec.bos), ("eos_token_id", spec.eos), ("pad_token_id", spec.pad))}
+    config = getattr(transformers, spec.config_class)(vocab_size=len(tok), **spec.sizes, **spec.config_extra, **ids)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig(**{k: v for k, v in ids.items() if v is not None})
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "TINY_TWIN.json").write_text(json.dumps({"family": family, "spec": asdict(spec)}, indent=1, default=str))
+
+
+def family_of(name_or_config) -> str | None:
+    """The ftkit family name for a tiny name or a transformers config's model_type."""
+    if isinstance(name_or_config, str):
+        return name_or_config[len(TINY_PREFIX):] if is_tiny(name_or_config) else None
+    mt = getattr(name_or_config, "model_type", None)
+    return mt if mt in FAMILIES else None

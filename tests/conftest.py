@@ -1,0 +1,50 @@
+"""Shared fixtures: offline environment, the tiny twin, recipes in temp dirs, and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "HF_HUB_DISABLE_TELEMETRY": "1"}
+os.environ.update(OFFLINE)
+
+QUICKSTART = ROOT / "recipes" / "quickstart.yml"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir():
+    from ftkit.tiny import tiny_path
+
+    return tiny_path("tiny:llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+
+@pytest.fixture
+def make_recipe(tmp_path):
+    """make_recipe(**overrides) -> Recipe: the quickstart recipe, small and fast, writing under tmp_path."""
+    from ftkit.config import load_recipe
+
+    def make(source=QUICKSTART, **overrides):
+        base = {"output_dir": str(tmp_path / "out"), "dataset_prepared_path": str(tmp_path / "prepared"),
+                "max_steps": 4, "logging_steps": 1, "eval_prompts": [], "val_set_size": 0}
+        return load_recipe(source, {**base, **overrides})
+
+    return make
+
+
+def run_cli(*args: str, input: str | None = None, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m ftkit ARGS` from this checkout (not whatever ftkit is installed), offline."""
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "ftkit", *args], input=input, capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
