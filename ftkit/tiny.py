@@ -18,19 +18,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .chat_templates import TEMPLATES
+
 TINY_PREFIX = "tiny:"
 BUILD_VERSION = "1"  # bump when the build procedure changes, so stale caches are not reused
 VOCAB_SIZE = 1024
 CORPUS = Path(__file__).parent / "assets" / "tiny_corpus.txt"
-
-# Templates are the families' own (Jinja, as their tokenizer_config.json ships them), trimmed to
-# the parts a text-only fine-tune uses.
-LLAMA3_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class TinySpec:
@@ -55,8 +48,8 @@ FAMILIES: dict[str, TinySpec] = {
     "llama": TinySpec(
         "LlamaConfig", _LLAMA_SIZES, bos="<|begin_of_text|>", eos="<|end_of_text|>",
         pad="<|finetune_right_pad_id|>",
-        extra_special=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-        chat_template=LLAMA3_TEMPLATE,
+        extra_special=TEMPLATES["llama3"].special_tokens,
+        chat_template=TEMPLATES["llama3"].jinja,
         config_extra=dict(tie_word_embeddings=False, rope_theta=500000.0),
     ),
 }
