@@ -283,9 +283,11 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             nxt_is_index = path[i + 1].isdigit()
             if part.isdigit() and isinstance(node, list):
                 idx = int(part)
+                if idx == len(node):  # one past the end appends a new entry: --datasets.1.path=...
+                    node.append([] if nxt_is_index else {})
                 if idx >= len(node):
                     raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
-                                              fix=f"use an index below {len(node)}"))
+                                              fix=f"use an index up to {len(node)} (that many appends a new entry)"))
                 node = node[idx]
             else:
                 if not isinstance(node, dict):

@@ -21,8 +21,9 @@ from pathlib import Path
 from .chat_templates import TEMPLATES
 
 TINY_PREFIX = "tiny:"
-BUILD_VERSION = "1"  # bump when the build procedure changes, so stale caches are not reused
+BUILD_VERSION = "2"  # bump when the build procedure changes, so stale caches are not reused
 VOCAB_SIZE = 1024
+INIT_RANGE = 0.1
 CORPUS = Path(__file__).parent / "assets" / "tiny_corpus.txt"
 
 @dataclass(frozen=True)
@@ -144,6 +145,10 @@ def _build(family: str, spec: TinySpec, out: Path) -> None:
     ids = {k: tok.convert_tokens_to_ids(v) if v else None for k, v in
            (("bos_token_id", spec.bos), ("eos_token_id", spec.eos), ("pad_token_id", spec.pad))}
     config = getattr(transformers, spec.config_class)(vocab_size=len(tok), **spec.sizes, **spec.config_extra, **ids)
+    # Real checkpoints have a trained head with large logits; a toy model at the usual init (0.02) gives
+    # near-uniform logits that frozen-head LoRA cannot move. 0.1 lets LoRA learn in a few dozen steps.
+    if hasattr(config, "initializer_range"):
+        config.initializer_range = INIT_RANGE
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(**{k: v for k, v in ids.items() if v is not None})
