@@ -210,7 +210,11 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
                                     recipe.source, f"{where}.name", fix="remove name"))
         builder = _builder(spec, files, recipe, where)
         for f in files:
-            check_json_lines(f) if f.suffix == ".jsonl" else _check_utf8(f) if builder in ("json", "csv", "text") else None
+            if f.suffix == ".jsonl" and not check_json_lines(f):
+                raise DataError(Problem("the file has no rows", str(f), f"{where}.path",
+                                        fix="add JSON lines, or remove this entry from datasets:"))
+            if f.suffix != ".jsonl" and builder in ("json", "csv", "text"):
+                _check_utf8(f)
         if spec.split != "train":
             raise DataError(Problem(f"local files have only the split 'train', not {spec.split!r}", recipe.source,
                                     f"{where}.split", fix="remove split, or list the files you want in data_files"))
