@@ -248,6 +248,26 @@ measures every file below. Exact token ids and masks for each format are asserte
 | conversation | chat_template (options: field_messages, message_field_role, message_field_content, roles, roles_to_train, train_on_eos, chat_template), sharegpt (conversation, field_human, field_model) | `chat.jsonl`, `sharegpt.jsonl` |
 | template-free | completion (field), input_output, pretokenized | `completion.jsonl`, `input_output.jsonl`, `pretokenized.jsonl` |
 | custom | `type:` as a mapping (system_prompt, system_format, field_system, field_instruction, field_input, field_output, format, no_input_format) | `custom.jsonl` |
+
+## What is trained (labels), in one place: `ftkit/prompts/tokenize.py`
+
+- Text formats: bos first when the tokenizer habitually adds one (masked), the prompt masked, the answer
+  trained, then eos (trained; metharme writes 3). `train_on_inputs: true` trains the prompt too.
+- input_output: exactly the segments; nothing is added (write bos/eos into the text if you want them).
+- pretokenized: `input_ids` and `labels` as given (labels default to input_ids).
+- Neighbouring segments with the same label are joined and tokenized as one string, and each piece is
+  tokenized on its own, so the prompt tokens are exactly what an inference server gets for the prompt
+  string. `ftkit preprocess RECIPE --check-parity` proves it for sampled rows.
+- chat_template / sharegpt: the conversation is rendered by `tokenizer.apply_chat_template`; turn
+  boundaries come from rendering prefixes of the conversation. Trained: the content of turns whose role is
+  in `roles_to_train` (default `[assistant]`; all roles with `train_on_inputs`; a message may carry
+  `"training": true/false`), never the role headers. The end-of-turn token (`<|eot_id|>`, `<|im_end|>`,
+  `<end_of_turn>`, `<|end|>`, or eos for mistral and unknown templates) follows `train_on_eos`:
+  `turn` (default: after trained turns), `last` (only the conversation's final one), `all`, `none`.
+- `chat_template:` (recipe level, or per dataset): `tokenizer_default`, `tokenizer_default_fallback_NAME`,
+  a name (chatml, llama3, mistral, gemma, qwen, phi3; their special tokens are added) or Jinja text. The
+  recipe-level one is written into the saved tokenizer. sharegpt's `conversation:` takes the same names
+  (also llama-3, phi-3, qwen-7b-chat); FastChat names such as vicuna_v1.1 are an error naming these.
 """
 
 

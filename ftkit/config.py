@@ -419,4 +419,7 @@ def options_reference() -> str:
     for name, f in DatasetSpec.model_fields.items():
         default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
         rows.append(f"| `{name}` | `{default}` | {f.description or ''} |")
+    rows += ["", "`datasets[].type` as a mapping (a custom format):", "", "| option | default | description |", "|---|---|---|"]
+    for name, f in UserDefinedFormat.model_fields.items():
+        rows.append(f"| `{name}` | `{f.get_default()!r}` | {f.description or ''} |")
     return "\n".join(rows) + "\n"

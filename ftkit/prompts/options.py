@@ -50,6 +50,8 @@ def recipe_problems(recipe) -> list[tuple[str, str, str]]:
     out = []
     if recipe.chat_template and (fix := template_option_problem(recipe.chat_template)):
         out.append(("chat_template", f"unknown chat template {recipe.chat_template!r}", fix))
+    if getattr(recipe, "rl", None):  # preference/RL datasets name their own types (checked by the RL path)
+        return out
     for i, d in enumerate(recipe.datasets):
         key = f"datasets.{i}"
         if not isinstance(d.type, str):
