@@ -23,6 +23,7 @@ class ParityReport:
     checked: int = 0
     skipped: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    later_turns: list[str] = field(default_factory=list)  # multi-turn history drift (a warning, not a failure)
 
     @property
     def ok(self) -> bool:
@@ -31,7 +32,13 @@ class ParityReport:
     def summary(self) -> str:
         head = (f"[ftkit] parity: {self.checked} rows checked, {len(self.mismatches)} mismatches"
                 + (f", {len(self.skipped)} skipped" if self.skipped else ""))
-        return "\n".join([head] + [f"  MISMATCH {m}" for m in self.mismatches] + [f"  skipped: {s}" for s in self.skipped])
+        notes = [f"  note: {w}" for w in self.later_turns[:3]]
+        if self.later_turns:
+            notes.append(f"  note: {len(self.later_turns)} later turns differ when a server tokenizes the whole history "
+                         "as one string (this tokenizer splits text differently at turn boundaries); single-turn "
+                         "prompts are unaffected")
+        return "\n".join([head] + [f"  MISMATCH {m}" for m in self.mismatches] + notes +
+                          [f"  skipped: {s}" for s in self.skipped])
 
 
 def _tok(tokenizer, ids: list[int], k: int) -> str:
@@ -81,6 +88,22 @@ def check_rows(strategy, rows: list[dict], tokenizer, label: str, report: Parity
             if (why := first_mismatch(ids, labels, prompt, tokenizer, train_on_inputs)) is not None:
                 report.mismatches.append(f"{label} row {idx + 1} ({who}): {why}")
                 break
+        if isinstance(strategy, ChatTemplateStrategy):
+            _later_turns(strategy, row, ids, tokenizer, f"{label} row {idx + 1}", report)
+
+
+def _later_turns(strategy, row: dict, ids: list[int], tokenizer, label: str, report: ParityReport) -> None:
+    """Turns after the first trained one: does the string-tokenized history equal the training tokens?"""
+    msgs = [{"role": m["role"], "content": m["content"]} for m in strategy.messages(row)]
+    trained = [i for i, m in enumerate(strategy.messages(row)) if m["role"] in strategy.roles_to_train and m["train"]]
+    for turn in trained[1:]:
+        out = tokenizer.apply_chat_template(msgs[:turn], chat_template=strategy.jinja, add_generation_prompt=True,
+                                            tokenize=True)
+        history = list(out["input_ids"] if hasattr(out, "keys") else out)
+        k = next((i for i, (a, b) in enumerate(zip(ids, history)) if a != b), None)
+        if k is not None:
+            report.later_turns.append(f"{label} message {turn}: token {k}: training has {_tok(tokenizer, ids, k)}, "
+                                      f"the whole-history string gives {_tok(tokenizer, history, k)}")
 
 
 def check_parity(recipe: Recipe, tokenizer, rows: int = 8, seed: int = 0) -> ParityReport:

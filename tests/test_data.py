@@ -288,3 +288,26 @@ def test_data_samples_readme_is_current():
     spec.loader.exec_module(module)
     assert (ROOT / "data_samples" / "README.md").read_text(encoding="utf-8") == module.readme()
     assert len(module.CATALOG) == len(list((ROOT / "data_samples").rglob("*.jsonl")))
+
+
+def test_parity_notes_multi_turn_history_drift(tok):
+    from ftkit.parity import ParityReport, check_rows
+    from ftkit.prompts import strategy_for
+
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
+                        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Lima"}]}
+    notes = {}
+    for template in ("llama3", "chatml"):
+        r = load_recipe({"base_model": "tiny:llama", "chat_template": template,
+                         "datasets": [{"path": "x", "type": "chat_template"}]})
+        t = models.load_tokenizer(r, QUIET)
+        report = ParityReport()
+        check_rows(strategy_for(r.datasets[0], r, t), [(0, row)], t, "chat", report)
+        assert report.ok, report.summary()  # the first trained turn always matches
+        notes[template] = report.later_turns
+    # llama3 on the tiny tokenizer: training keeps the first answer's header "\n\n" as 'ĊĊ' (it ends its piece),
+    # while the whole history as one string splits it before "Yo" (token 14, as in the trap test above).
+    # chatml's header ends in a single "\n", which tokenizes the same either way.
+    assert notes["llama3"] == ["chat row 1 message 3: token 14: training has 'ĊĊ' (368), "
+                               "the whole-history string gives 'Ċ' (204)"]
+    assert notes["chatml"] == []
