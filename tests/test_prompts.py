@@ -259,3 +259,13 @@ def test_unknown_type_names_closest(tok):
         class NoTemplate:
             chat_template = None
         resolve_template("tokenizer_default", NoTemplate())
+
+
+def test_chat_content_equal_to_role_name_is_not_the_header(tok):
+    row = {"messages": [{"role": "user", "content": "user"}, {"role": "assistant", "content": "assistant"}]}
+    got_ids, labels = encode(tok, row, type="chat_template", roles_to_train=["user", "assistant"])
+    spelled = [(BOS, 0), (SH, 0), ("user", 0), (EH, 0), ("ĊĊ", 0), ("user", 1), (EOT, 1),
+               (SH, 0), ("as", 0), ("s", 0), ("istant", 0), (EH, 0), ("ĊĊ", 0), ("as", 1), ("s", 1), ("istant", 1),
+               (EOT, 1)]  # headers masked (0), contents and their end-of-turn trained (1)
+    assert got_ids == ids(tok, *[t for t, _ in spelled])
+    assert labels == [tok.convert_tokens_to_ids(t) if trained else M for t, trained in spelled]

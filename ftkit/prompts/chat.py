@@ -153,7 +153,8 @@ class ChatTemplateStrategy(PromptStrategy):
                 if cur.startswith(gen) and len(gen) > start:
                     start = len(gen)
             text = m["content"].strip()
-            c = cur.find(text, start)
+            # the last occurrence: a message "user" must not match the role name in its own header
+            c = cur.rfind(text, start) if text else start
             if c < 0:
                 raise RowError(f"{self.field}[{i}]", "the chat template changes this message's text",
                                "use a template that writes message content verbatim")
