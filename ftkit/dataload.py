@@ -158,6 +158,19 @@ def _load_saved(root: Path, spec: DatasetSpec, recipe: Recipe, where: str):
     return ds
 
 
+def _csv_as_text(files: list[Path], builder: str) -> dict:
+    """CSV cells are text: `15` stays "15" (arrow would infer a number and the row check would reject it)."""
+    if builder != "csv":
+        return {}
+    import csv
+
+    import datasets
+
+    with open(files[0], encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f), [])
+    return {"features": datasets.Features({name: datasets.Value("string") for name in header})}
+
+
 def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
     """Load one `datasets:` entry as a datasets.Dataset -> (dataset, [files]); clear errors for bad input."""
     import datasets
@@ -182,7 +195,8 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
             raise DataError(Problem(f"local files have only the split 'train', not {spec.split!r}", recipe.source,
                                     f"{where}.split", fix="remove split, or list the files you want in data_files"))
         try:
-            ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+            ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
+                                       **_csv_as_text(files, builder))
         except Exception as e:  # datasets raises many types; report which file and why, without its traceback
             raise DataError(Problem(f"could not read: {str(e).splitlines()[0][:300]}", ", ".join(map(str, files)),
                                     fix="check the file is valid " + builder)) from None

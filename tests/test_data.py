@@ -118,7 +118,7 @@ def test_every_local_format_gives_the_same_tokens(tmp_path, tok):
     jsonl(tmp_path / "d" / "a.jsonl", ALPACA[:2])
     jsonl(tmp_path / "d" / "b.jsonl", ALPACA[2:])
     ds.to_parquet(str(tmp_path / "x.parquet"))
-    ds.to_csv(str(tmp_path / "x.csv"), index=False)
+    ds.to_csv(str(tmp_path / "x.csv"), index=False)  # "2 plus 3 is 5." etc.; numbers-only cells stay text too
     (tmp_path / "x.json").write_text(json.dumps(ALPACA))
     ds.save_to_disk(str(tmp_path / "saved"))
     want = None
@@ -311,3 +311,10 @@ def test_parity_notes_multi_turn_history_drift(tok):
     assert notes["llama3"] == ["chat row 1 message 3: token 14: training has 'ĊĊ' (368), "
                                "the whole-history string gives 'Ċ' (204)"]
     assert notes["chatml"] == []
+
+
+def test_csv_numbers_are_text(tmp_path, tok):
+    (tmp_path / "n.csv").write_text("instruction,input,output\nAdd 8 and 7.,,15\n")
+    p = prep(tmp_path, tok, [{"path": str(tmp_path / "n.csv")}])
+    answer = [t for t in p.train[0]["labels"] if t != -100]
+    assert tok.decode(answer) == "15<|end_of_text|>"
