@@ -269,3 +269,10 @@ def test_chat_content_equal_to_role_name_is_not_the_header(tok):
                (EOT, 1)]  # headers masked (0), contents and their end-of-turn trained (1)
     assert got_ids == ids(tok, *[t for t, _ in spelled])
     assert labels == [tok.convert_tokens_to_ids(t) if trained else M for t, trained in spelled]
+
+
+def test_chat_message_training_flag_overrides_role(tok):
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo", "training": False},
+                        {"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Lima"}]}
+    _, labels = encode(tok, row, type="chat_template")
+    assert tok.decode([t for t in labels if t != M]) == "Lima" + EOT  # the first answer is context only
