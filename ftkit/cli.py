@@ -16,6 +16,7 @@ VERBS = {
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema)",
+    "bench": "measure ftkit itself: `bench preprocess` prints rows/s and tokens/s per data_samples file",
 }
 
 
@@ -26,11 +27,17 @@ def _parser() -> argparse.ArgumentParser:
     for verb, help_ in VERBS.items():
         sp = sub.add_parser(verb, help=help_, description=help_,
                             epilog="Override any recipe option with --key=value (dotted paths into lists/dicts).")
-        if verb != "options":
+        if verb == "bench":
+            sp.add_argument("what", choices=["preprocess"], help="what to measure")
+            sp.add_argument("--base-model", default="tiny:llama", help="tokenizer to measure with")
+        elif verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
             sp.add_argument("--debug-rows", type=int, default=3, help="how many examples --debug prints")
+            sp.add_argument("--check-parity", action="store_true",
+                            help="check that inference prompt tokens equal the training tokens before the answer")
+            sp.add_argument("--parity-rows", type=int, default=8, help="rows sampled per dataset by --check-parity")
         if verb == "infer":
             sp.add_argument("--prompt", help="one prompt; without it, one prompt per stdin line -> JSON lines")
             sp.add_argument("--max-new-tokens", type=int, default=None)
@@ -55,6 +62,17 @@ def _preprocess(recipe, args) -> None:
             ex = prepared.train[i]
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
+    if args.check_parity:
+        from .errors import Problem
+        from .parity import check_parity
+
+        report = check_parity(recipe, tok, rows=args.parity_rows)
+        print(report.summary())
+        if not report.ok:
+            raise FtkitError([Problem(m, recipe.source, "parity") for m in report.mismatches[:5]] +
+                             [Problem("train/inference prompt tokens differ", recipe.source, "parity",
+                                      fix="render inference prompts with the dataset's format (ftkit infer does), "
+                                          "and avoid prompt text that ends with a space")])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             from .config import options_reference
 
             print(options_reference())
+            return 0
+        if args.verb == "bench" and args.what == "preprocess":
+            from .prep_bench import run as bench_preprocess
+
+            bench_preprocess(args.base_model)
             return 0
         from .config import load_recipe
 

@@ -60,13 +60,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DatasetSpec(_Strict):
-    """One entry of `datasets:`."""
+class UserDefinedFormat(_Strict):
+    """`type:` given as a mapping: a prompt format written in the recipe (Axolotl's custom prompt)."""
 
-    path: str = Field(description="Local file or directory (json/jsonl/parquet/csv/arrow).")
-    type: Union[str, dict] = Field("alpaca", description="Prompt format: alpaca (more formats: see data_samples/README.md).")
+    system_prompt: str = Field("", description="System text used when a row has no `field_system` value.")
+    system_format: str = Field("{system}", description="How the system text is written; must contain {system}.")
+    field_system: str = Field("system", description="Column holding a per-row system text.")
+    field_instruction: str = Field("instruction", description="Column holding the instruction.")
+    field_input: str = Field("input", description="Column holding the optional input.")
+    field_output: str = Field("output", description="Column holding the trained answer.")
+    format: str = Field("{instruction} {input} ", description="Prompt for rows with an input; uses {instruction} and {input}.")
+    no_input_format: str = Field("{instruction} ", description="Prompt for rows without input; uses {instruction} only.")
+
+
+class DatasetLoadOptions(_Strict):
+    """Where a dataset's rows come from (local files, a saved dataset directory, or a hub name)."""
+
     data_files: Optional[Union[str, list[str]]] = Field(None, description="Files inside `path` to read (default: all).")
     split: str = Field("train", description="Split to read from the loaded dataset.")
+    ds_type: Optional[Literal["json", "parquet", "csv", "arrow", "text"]] = Field(
+        None, description="File format when the suffix does not tell (json covers .jsonl).")
+    name: Optional[str] = Field(None, description="Configuration (subset) of a hub dataset.")
+    shards: Optional[int] = Field(None, ge=1, description="Split this dataset into N shards and keep one (see shards_idx).")
+    shards_idx: int = Field(0, ge=0, description="Which shard to keep when `shards` is set.")
+
+
+class DatasetFormatOptions(_Strict):
+    """Options of the prompt formats (which ones apply depends on `type`; see data_samples/README.md)."""
+
+    field: Optional[str] = Field(None, description="completion: the text column (default: text).")
+    field_messages: Optional[str] = Field(None, description="chat_template: column with the message list (default: messages; sharegpt: conversations).")
+    message_field_role: Optional[str] = Field(None, description="chat_template: role key inside a message (default: role; sharegpt: from).")
+    message_field_content: Optional[str] = Field(None, description="chat_template: text key inside a message (default: content; sharegpt: value).")
+    roles: Optional[dict[str, list[str]]] = Field(None, description="chat_template: ftkit role -> role names used in the data, e.g. {assistant: [gpt, bot]}.")
+    roles_to_train: Optional[list[str]] = Field(None, description="chat_template: roles whose turns are trained (default: [assistant]).")
+    train_on_eos: Optional[Literal["turn", "last", "all", "none"]] = Field(
+        None, description="chat_template: which end-of-turn tokens are trained: turn (of trained turns; default), last, all, none.")
+    chat_template: Optional[str] = Field(None, description="chat_template: tokenizer_default, a name (chatml, llama3, mistral, gemma, qwen, phi3) or Jinja text; default: the recipe's.")
+    conversation: Optional[str] = Field(None, description="sharegpt: chat template name the conversations are rendered with (default: the tokenizer's).")
+    field_human: Optional[str] = Field(None, description="sharegpt: the data's role name for the user (added to roles.user).")
+    field_model: Optional[str] = Field(None, description="sharegpt: the data's role name for the model (added to roles.assistant).")
+
+
+class DatasetSpec(DatasetLoadOptions, DatasetFormatOptions):
+    """One entry of `datasets:`."""
+
+    path: str = Field(description="Local file or directory (json/jsonl/parquet/csv/arrow), a save_to_disk directory, or a hub dataset name.")
+    type: Union[str, UserDefinedFormat] = Field("alpaca", description="Prompt format (see data_samples/README.md), or a mapping for a format written in the recipe.")
 
 
 class ModelOptions(_Strict):
@@ -92,6 +132,19 @@ class AdapterOptions(_Strict):
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_target_modules: Optional[list[str]] = Field(None, description="Module names to adapt (default: the architecture's attention projections).")
     lora_target_linear: bool = Field(False, description="Adapt every linear layer except the output head.")
+    lora_modules_to_save: list[str] | None = Field(None, description="Modules trained in full and saved with the adapter (set to the embeddings automatically when tokens are added).")
+
+
+class PromptOptions(_Strict):
+    """Tokenizer-side options of the data path: chat template, added tokens, preprocessing."""
+
+    chat_template: Optional[str] = Field(None, description="Chat template written into the tokenizer (and used by chat datasets): tokenizer_default, chatml, llama3, mistral, gemma, qwen, phi3 or Jinja text.")
+    tokens: list[str] = Field(default_factory=list, description="Extra (non-special) tokens added to the vocabulary; embeddings are resized.")
+    dataset_processes: Optional[int] = Field(None, ge=1, description="Processes for tokenizing (datasets.map num_proc); default 1 below 20,000 rows, else the CPU count.")
+    excess_length_strategy: Literal["drop", "truncate"] = Field("drop", description="Rows longer than sequence_len: drop them (counted) or truncate them to sequence_len.")
+    shuffle_merged_datasets: bool = Field(True, description="Shuffle the rows after mixing the datasets (seeded).")
+    dataset_shard_num: Optional[int] = Field(None, ge=1, description="Split the mixed training data into N shards and keep one (see dataset_shard_idx).")
+    dataset_shard_idx: int = Field(0, ge=0, description="Which shard of the mixed data to keep.")
 
 
 class TrainOptions(_Strict):
@@ -117,7 +170,7 @@ class TrainOptions(_Strict):
     max_new_tokens: int = Field(48, ge=1, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
 
 
-class Recipe(ModelOptions, DataOptions, AdapterOptions, TrainOptions):
+class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, TrainOptions):
     """A validated recipe. `source` is the file it came from (for error messages)."""
 
     source: Optional[str] = Field(None, exclude=True, description="Internal: the file this recipe was read from.")
@@ -132,6 +185,9 @@ class Recipe(ModelOptions, DataOptions, AdapterOptions, TrainOptions):
                              "keep one: lora_target_linear: true adapts every linear layer"))
         if self.bf16 is True and self.fp16 is True:
             problems.append(("fp16", "bf16 and fp16 are both true", "choose one precision"))
+        from .prompts.options import recipe_problems  # dataset types and format options
+
+        problems += recipe_problems(self)
         if problems:
             raise ValueError("|".join(";".join(p) for p in problems))
         return self
@@ -365,4 +421,7 @@ def options_reference() -> str:
     for name, f in DatasetSpec.model_fields.items():
         default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
         rows.append(f"| `{name}` | `{default}` | {f.description or ''} |")
+    rows += ["", "`datasets[].type` as a mapping (a custom format):", "", "| option | default | description |", "|---|---|---|"]
+    for name, f in UserDefinedFormat.model_fields.items():
+        rows.append(f"| `{name}` | `{f.get_default()!r}` | {f.description or ''} |")
     return "\n".join(rows) + "\n"

@@ -1,7 +1,8 @@
-"""Data preparation: load files -> prompt strategy -> tokens + labels -> filter (counted) -> split -> cache.
+"""Data preparation: load files -> prompt strategy -> tokens + labels -> filter (counted) -> mix -> split -> cache.
 
-Loading and caching are datasets' (Arrow); ftkit adds row checks with file/line errors, counted drops
-and a prepared-data cache keyed by a fingerprint of everything that shapes the tokens.
+Reading files is dataload.py's; tokenizing is the prompt strategies' (prompts/). This module runs them,
+counts what it drops, mixes and splits, and keeps a prepared-data cache keyed by a fingerprint of
+everything that shapes the tokens, written atomically.
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DatasetSpec, Recipe
+from .dataload import BUILDERS, check_json_lines, load_raw, locate_files, resolve_data_path  # noqa: F401 (re-exported)
 from .errors import DataError, Problem
-from .prompts import get_strategy
-from .prompts.tokenize import IGNORE, encode_segments
+from .prompts import RowError, strategy_for
+from .prompts.tokenize import IGNORE
 
-PREPARE_VERSION = "1"  # bump when tokenization changes, so older caches are never trusted
-BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+PREPARE_VERSION = "2"  # bump when tokenization changes, so older caches are never trusted
+AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Prepared:
         s = self.stats
         lines = [f"[ftkit] data: {s['rows_in']} rows in, {s['kept']} kept "
                  f"({s['dropped_too_long']} dropped longer than sequence_len={s['sequence_len']}, "
+                 f"{s.get('truncated', 0)} truncated, "
                  f"{s['dropped_no_trainable']} dropped with nothing to train on); "
                  f"{s['train_rows']} train / {s['eval_rows']} eval"]
         if s.get("kept"):
@@ -44,124 +47,69 @@ class Prepared:
                          f"trained-token fraction {s['trained_fraction']:.2f}")
         for name, d in s.get("per_dataset", {}).items():
             lines.append(f"[ftkit]   {name}: {d['rows_in']} in, {d['kept']} kept, "
-                         f"{d['dropped_too_long']} too long, {d['dropped_no_trainable']} untrainable")
+                         f"{d['dropped_too_long']} too long, {d.get('truncated', 0)} truncated, "
+                         f"{d['dropped_no_trainable']} untrainable; mean {d.get('len_mean', 0):.1f} tokens")
         if self.cache_dir:
             lines.append(f"[ftkit] prepared cache {'re-used' if self.cache_hit else 'written'}: {self.cache_dir}")
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- loading
-
-def resolve_data_path(path: str, recipe: Recipe) -> Path:
-    """A dataset path relative to the working directory, else to the recipe's folder or its parents."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    if recipe.source:
-        for parent in Path(recipe.source).resolve().parents:
-            if (parent / p).exists():
-                return parent / p
-    return p
-
-
-def _data_files(spec: DatasetSpec, root: Path) -> list[Path]:
-    if root.is_dir():
-        if spec.data_files:
-            names = [spec.data_files] if isinstance(spec.data_files, str) else spec.data_files
-            files = [root / n for n in names]
-        else:
-            files = sorted(f for f in root.rglob("*") if f.suffix in BUILDERS and f.is_file())
-    else:
-        files = [root]
-    return files
-
-
-def _check_json_lines(path: Path) -> None:
-    """Find the first unreadable line of a JSON-lines file, to report it by number."""
-    with open(path, "rb") as f:
-        for no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError(Problem("not UTF-8 text", str(path), line=no,
-                                        fix="re-save the file as UTF-8")) from None
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(Problem(f"malformed JSON ({e.msg} at column {e.colno})", str(path), line=no,
-                                        fix="each line must be one JSON object; fix or delete that line")) from None
-            if not isinstance(value, dict):
-                raise DataError(Problem(f"a JSON line must be an object, got {type(value).__name__}", str(path),
-                                        line=no, fix='write rows as {"field": "value", ...}'))
-
-
-def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
-    """Load one `datasets:` entry as a datasets.Dataset (local files; clear errors for missing/bad files)."""
-    import datasets
-
-    root = resolve_data_path(spec.path, recipe)
-    if not root.exists():
-        raise DataError(Problem(f"dataset path {spec.path!r} does not exist", recipe.source, f"{where}.path",
-                                fix="give a local file or directory (relative to the working directory or the "
-                                    "recipe); hub datasets must be saved locally first"))
-    files = _data_files(spec, root)
-    missing = [f for f in files if not f.is_file()]
-    if missing or not files:
-        raise DataError(Problem(f"no data files found ({', '.join(map(str, missing)) or root})", recipe.source,
-                                f"{where}.data_files", fix="list existing .jsonl/.json/.parquet/.csv/.arrow files"))
-    kinds = {BUILDERS.get(f.suffix) for f in files}
-    if None in kinds or len(kinds) != 1:
-        raise DataError(Problem(f"cannot tell the file format of {[str(f) for f in files]}", recipe.source,
-                                f"{where}.path", fix="use one of .jsonl .json .parquet .csv .arrow for all files"))
-    builder = kinds.pop()
-    if builder == "json":
-        for f in files:
-            if f.suffix == ".jsonl":
-                _check_json_lines(f)
-    try:
-        ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split=spec.split)
-    except Exception as e:  # datasets raises many types; report which file and why, without its traceback
-        raise DataError(Problem(f"could not read: {str(e).splitlines()[0][:300]}", ", ".join(map(str, files)),
-                                fix="check the file is valid " + builder)) from None
-    return ds, [str(f) for f in files]
-
-
 # ---------------------------------------------------------------- tokenizing
 
-def _check_row(row: dict, idx: int, strategy, file: str) -> None:
-    for name in strategy.required_fields:
-        value = row.get(name)
-        if value is None:
-            raise DataError(Problem(f"row has no {name!r} field", file, line=idx + 1,
-                                    fix=f"every row needs {', '.join(strategy.required_fields)}; see data_samples/README.md"))
-        if not isinstance(value, str):
-            raise DataError(Problem(f"field {name!r} must be text, got {type(value).__name__}", file, line=idx + 1,
-                                    fix=f"store {name} as a string"))
+def _locate_row(files: list[str], idx: int) -> tuple[str, int | None, int]:
+    """(file, line or None, row index in that file) of the idx-th row across a dataset's files."""
+    for f in files:
+        if not f.endswith(".jsonl"):
+            return f, None, idx
+        lines = check_json_lines(Path(f))
+        if idx < len(lines):
+            return f, lines[idx], idx
+        idx -= len(lines)
+    return files[0], None, idx
 
 
-def tokenize_dataset(ds, spec: DatasetSpec, recipe: Recipe, tokenizer, files: list[str], where: str):
-    """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy."""
-    strategy = get_strategy(spec.type, file=recipe.source, where=f"{where}.type")
-    label = files[0] if len(files) == 1 else spec.path
+def _row_error(e: RowError, files: list[str], idx: int) -> DataError:
+    file, line, row = _locate_row(files, idx)
+    where = e.field if line is not None else f"row {row + 1}, field {e.field}"
+    return DataError(Problem(e.problem, file, where, line, e.fix))
 
-    def encode(row, idx):
-        _check_row(row, idx, strategy, label)
-        return encode_segments(strategy.segments(row), tokenizer, train_on_inputs=recipe.train_on_inputs)
 
-    return ds.map(encode, with_indices=True, remove_columns=ds.column_names,
+def tokenize_dataset(ds, spec: DatasetSpec, recipe: Recipe, tokenizer, files: list[str], where: str,
+                     num_proc: int | None = None, fingerprint: str | None = None):
+    """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy (batched, one tokenizer call)."""
+    strategy = strategy_for(spec, recipe, tokenizer, where)
+    offset = getattr(ds, "ftkit_row_offset", 0)
+
+    def encode(batch, idxs):
+        rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
+        try:
+            return strategy.encode_batch(rows, tokenizer)
+        except RowError as e:
+            raise _row_error(e, files, offset + idxs[e.row]) from None
+
+    return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc,
+                  load_from_cache_file=False, new_fingerprint=fingerprint and f"{fingerprint}-tok",
                   desc=f"tokenizing {Path(spec.path).name}")
 
 
-def _filter(ds, recipe: Recipe) -> tuple[object, int, int]:
-    """Drop (and count) rows longer than sequence_len and rows with no trained token."""
+def _filter(ds, recipe: Recipe, fingerprint: str | None = None) -> tuple[object, int, int, int]:
+    """Drop (or truncate) rows longer than sequence_len and drop rows with no trained token; all counted."""
+    n, limit = len(ds), recipe.sequence_len
+    too_long = sum(1 for ids in ds["input_ids"] if len(ids) > limit)
+    truncated = 0
+    if too_long and recipe.excess_length_strategy == "truncate":
+        ds = ds.map(lambda b: {k: [v[:limit] for v in b[k]] for k in ("input_ids", "labels", "attention_mask")},
+                    batched=True, load_from_cache_file=False,
+                    new_fingerprint=fingerprint and f"{fingerprint}-cut", desc="truncating to sequence_len")
+        truncated, too_long = too_long, 0
+    elif too_long:
+        ds = ds.filter(lambda b: [len(x) <= limit for x in b["input_ids"]], batched=True, load_from_cache_file=False,
+                       new_fingerprint=fingerprint and f"{fingerprint}-len", desc="dropping rows > sequence_len")
     n = len(ds)
-    ds = ds.filter(lambda r: len(r["input_ids"]) <= recipe.sequence_len, desc="dropping rows > sequence_len")
-    too_long = n - len(ds)
-    n = len(ds)
-    ds = ds.filter(lambda r: any(t != IGNORE for t in r["labels"]), desc="dropping rows with nothing to train")
-    return ds, too_long, n - len(ds)
+    ds = ds.filter(lambda b: [any(t != IGNORE for t in labels) for labels in b["labels"]], batched=True,
+                   load_from_cache_file=False, new_fingerprint=fingerprint and f"{fingerprint}-empty",
+                   desc="dropping rows with nothing to train")
+    return ds, too_long, n - len(ds), truncated
 
 
 def token_stats(ds) -> dict:
@@ -183,6 +131,7 @@ def _hash_file(path: str, h) -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """Vocabulary, merges and added tokens (the backend's JSON), chat template and special tokens."""
     h = hashlib.sha256()
     h.update(tokenizer.backend_tokenizer.to_str().encode() if hasattr(tokenizer, "backend_tokenizer") else
              json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
@@ -192,31 +141,44 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def fingerprint(recipe: Recipe, tokenizer, files: list[str]) -> str:
+RECIPE_KEYS = ("sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
+               "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template")
+
+
+def fingerprint(recipe: Recipe, tokenizer, sources: list[str]) -> str:
     """Everything that shapes the prepared tokens: data bytes, formats, tokenizer, length, masking."""
     h = hashlib.sha256(PREPARE_VERSION.encode())
-    for f in files:
-        h.update(f.encode())
-        _hash_file(f, h)
+    for s in sources:
+        h.update(s.encode())
+        p = Path(s)
+        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []):
+            _hash_file(str(f), h)
     h.update(json.dumps([d.model_dump(mode="json") for d in recipe.datasets], sort_keys=True).encode())
-    h.update(json.dumps([recipe.sequence_len, recipe.train_on_inputs, recipe.val_set_size, recipe.seed]).encode())
+    h.update(json.dumps([getattr(recipe, k) for k in RECIPE_KEYS]).encode())
     h.update(tokenizer_fingerprint(tokenizer).encode())
     return h.hexdigest()[:16]
 
 
-def _load_cache(path: Path):
+def _load_cache(path: Path, fp: str, announce):
+    """The prepared data at path, only if its marker (written last) names this fingerprint."""
     import datasets
 
     marker = path / "ftkit_prepared.json"
     if not marker.is_file():
         return None
-    meta = json.loads(marker.read_text())
-    train = datasets.load_from_disk(str(path / "train"))
-    ev = datasets.load_from_disk(str(path / "eval")) if (path / "eval").exists() else None
+    try:
+        meta = json.loads(marker.read_text())
+        if meta.get("fingerprint") != fp or meta.get("version") != PREPARE_VERSION:
+            return None
+        train = datasets.load_from_disk(str(path / "train"))
+        ev = datasets.load_from_disk(str(path / "eval")) if (path / "eval").exists() else None
+    except (OSError, ValueError, KeyError) as e:
+        announce(f"[ftkit] prepared cache {path} is unreadable ({e}); preparing again")
+        return None
     return Prepared(train, ev, meta["stats"], cache_hit=True, cache_dir=str(path))
 
 
-def _save_cache(prepared: Prepared, path: Path) -> None:
+def _save_cache(prepared: Prepared, path: Path, fp: str) -> None:
     """Write to a temp dir and rename: a killed preprocess never leaves a cache that looks complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
@@ -224,7 +186,8 @@ def _save_cache(prepared: Prepared, path: Path) -> None:
         prepared.train.save_to_disk(str(tmp / "train"))
         if prepared.eval is not None:
             prepared.eval.save_to_disk(str(tmp / "eval"))
-        (tmp / "ftkit_prepared.json").write_text(json.dumps({"stats": prepared.stats}, indent=1))
+        meta = {"fingerprint": fp, "version": PREPARE_VERSION, "stats": prepared.stats}
+        (tmp / "ftkit_prepared.json").write_text(json.dumps(meta, indent=1))  # the marker: written last
         if path.exists():
             shutil.rmtree(path)
         os.rename(tmp, path)
@@ -235,49 +198,70 @@ def _save_cache(prepared: Prepared, path: Path) -> None:
 
 # ---------------------------------------------------------------- the one entry point
 
+def _processes(recipe: Recipe, rows: int, announce) -> int | None:
+    if recipe.dataset_processes:
+        return recipe.dataset_processes if recipe.dataset_processes > 1 else None
+    if rows >= AUTO_PROCESSES_FROM and (os.cpu_count() or 1) > 1:
+        announce(f"[ftkit] dataset_processes: {os.cpu_count()} (auto: {rows} rows; set dataset_processes to change)")
+        return os.cpu_count()
+    return None
+
+
+def _prepare_one(i: int, spec: DatasetSpec, raw, files, recipe, tokenizer, fp, announce):
+    """Tokenize and filter one dataset; returns (kept dataset, its per-dataset stats)."""
+    where = f"datasets.{i}"
+    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, files, where, _processes(recipe, len(raw), announce),
+                                 f"{fp}-{i}")
+    kept, too_long, empty, truncated = _filter(tokenized, recipe, f"{fp}-{i}")
+    stats = {"rows_in": len(raw), "kept": len(kept), "dropped_too_long": too_long, "truncated": truncated,
+             "dropped_no_trainable": empty, **token_stats(kept)}
+    if not len(kept):
+        longest = max(len(x) for x in tokenized["input_ids"])
+        raise DataError(Problem(f"no usable rows: {too_long} of {len(raw)} are longer than sequence_len="
+                                f"{recipe.sequence_len} (the longest has {longest} tokens), {empty} have nothing to "
+                                "train on", files[0], f"{where}.path",
+                                fix=f"raise sequence_len to at least {longest}, set excess_length_strategy: truncate, "
+                                    "or check that the dataset type matches the rows"))
+    return kept, stats
+
+
 def prepare(recipe: Recipe, tokenizer, announce=print) -> Prepared:
-    """Tokenized, filtered, split data for the recipe (from the cache when nothing changed)."""
+    """Tokenized, filtered, mixed and split data for the recipe (from the cache when nothing changed)."""
     import datasets
 
-    raws = [load_raw(spec, recipe, f"datasets.{i}") for i, spec in enumerate(recipe.datasets)]
-    files = [f for _, fs in raws for f in fs]
-    cache = None
-    if recipe.dataset_prepared_path:
-        cache = Path(recipe.dataset_prepared_path) / fingerprint(recipe, tokenizer, files)
-        hit = _load_cache(cache)
-        if hit is not None:
-            announce(f"[ftkit] re-using prepared data from {cache} (fingerprint matches)")
-            return hit
+    located = [locate_files(spec, recipe, f"datasets.{i}") for i, spec in enumerate(recipe.datasets)]
+    hub = {i: load_raw(spec, recipe, f"datasets.{i}") for i, (spec, (kind, _)) in
+           enumerate(zip(recipe.datasets, located)) if kind == "hub"}
+    sources = [str(f) for _, fs in located for f in fs] + [f"hub:{ds._fingerprint}" for ds, _ in hub.values()]
+    fp = fingerprint(recipe, tokenizer, sources)
+    cache = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
+    if cache is not None and (hit := _load_cache(cache, fp, announce)) is not None:
+        announce(f"[ftkit] re-using prepared data from {cache} (fingerprint {fp} matches)")
+        return hit
 
-    parts, per_dataset, totals = [], {}, {"rows_in": 0, "dropped_too_long": 0, "dropped_no_trainable": 0}
-    for i, (spec, (raw, fs)) in enumerate(zip(recipe.datasets, raws)):
-        tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, fs, f"datasets.{i}")
-        kept, too_long, empty = _filter(tokenized, recipe)
-        name = f"{i}:{Path(spec.path).name}"
-        per_dataset[name] = {"rows_in": len(raw), "kept": len(kept), "dropped_too_long": too_long,
-                             "dropped_no_trainable": empty}
-        totals["rows_in"] += len(raw)
-        totals["dropped_too_long"] += too_long
-        totals["dropped_no_trainable"] += empty
+    parts, per_dataset = [], {}
+    for i, spec in enumerate(recipe.datasets):
+        raw, files = hub[i] if i in hub else load_raw(spec, recipe, f"datasets.{i}")
+        kept, per_dataset[f"{i}:{Path(spec.path).name}"] = _prepare_one(i, spec, raw, files, recipe, tokenizer, fp,
+                                                                         announce)
         parts.append(kept)
     ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    if len(ds) == 0:
-        raise DataError(Problem(f"no usable rows: {totals['dropped_too_long']} longer than sequence_len="
-                                f"{recipe.sequence_len}, {totals['dropped_no_trainable']} with nothing to train on",
-                                recipe.source, "datasets",
-                                fix="raise sequence_len, or check the dataset type matches the rows"))
-    ds = ds.shuffle(seed=recipe.seed)
+    if recipe.shuffle_merged_datasets:
+        ds = ds.shuffle(seed=recipe.seed)
+    if recipe.dataset_shard_num:
+        ds = ds.shard(num_shards=recipe.dataset_shard_num, index=recipe.dataset_shard_idx)
     ev = None
     if recipe.val_set_size:
         size = recipe.val_set_size if recipe.val_set_size < 1 else int(recipe.val_set_size)
         split = ds.train_test_split(test_size=size, seed=recipe.seed)
         ds, ev = split["train"], split["test"]
-    stats = {**totals, "kept": totals["rows_in"] - totals["dropped_too_long"] - totals["dropped_no_trainable"],
-             "train_rows": len(ds), "eval_rows": len(ev) if ev is not None else 0,
+    totals = {k: sum(d[k] for d in per_dataset.values())
+              for k in ("rows_in", "kept", "dropped_too_long", "truncated", "dropped_no_trainable")}
+    stats = {**totals, "train_rows": len(ds), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **token_stats(ds)}
     prepared = Prepared(ds, ev, stats)
     if cache is not None:
-        _save_cache(prepared, cache)
+        _save_cache(prepared, cache, fp)
     return prepared
 
 

@@ -7,14 +7,25 @@ from pathlib import Path
 
 from .config import Recipe
 from .errors import FtkitError
-from .prompts import get_strategy
-from .prompts.tokenize import encode_prompt
+from .prompts import strategy_for
+from .prompts.tokenize import encode_prompt_text
 
 
 def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
-    """Token ids fed at inference for a user's text: the training prompt segments, encoded identically."""
-    strategy = get_strategy(recipe.datasets[0].type, file=recipe.source, where="datasets.0.type")
-    return encode_prompt(strategy.prompt_segments(strategy.inference_row(text)), tokenizer)
+    """Token ids fed at inference for a user's text: the first dataset's prompt format (for chat datasets
+    the user turn rendered by the chat template with add_generation_prompt), tokenized as one string."""
+    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
+    return encode_prompt_text(strategy.prompt_for(text), tokenizer, add_bos=strategy.add_bos)
+
+
+def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
+    """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn."""
+    ids = [tokenizer.eos_token_id]
+    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
+    eot = getattr(strategy, "eot", None)
+    if eot and tokenizer.convert_tokens_to_ids(eot) not in (None, tokenizer.unk_token_id):
+        ids.append(tokenizer.convert_tokens_to_ids(eot))
+    return list(dict.fromkeys(ids))
 
 
 def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_tokens: int | None = None,
@@ -31,7 +42,7 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     for text in prompts:
         ids = torch.tensor([prompt_ids(recipe, tokenizer, text)], device=device)
         kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, do_sample=temperature > 0, streamer=streamer)
+                      eos_token_id=stop_token_ids(recipe, tokenizer), do_sample=temperature > 0, streamer=streamer)
         if temperature > 0:
             kwargs.update(temperature=temperature, top_p=top_p)
         with torch.no_grad():

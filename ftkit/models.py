@@ -92,12 +92,28 @@ def load_tokenizer(recipe: Recipe, announce=print):
         if getattr(tok, key) != value:
             tok.add_special_tokens({key: value})
             announce(f"[ftkit] special_tokens: {key} = {value!r}")
+    if recipe.tokens:
+        added = tok.add_tokens(list(recipe.tokens))
+        announce(f"[ftkit] tokens: added {added} of {len(recipe.tokens)} tokens to the vocabulary")
+    from .prompts.chat import configure_tokenizer
+
+    configure_tokenizer(tok, recipe, announce)  # chat_template + the special tokens it needs
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
         announce("[ftkit] the tokenizer has no pad token: using eos as pad (labels still train eos; "
                  "set special_tokens.pad_token to a distinct token to silence this)")
+    elif tok.pad_token_id == tok.eos_token_id:
+        announce(f"[ftkit] warning: pad_token == eos_token ({tok.eos_token!r}), the known trap: collators that mask "
+                 "pad positions also mask every eos, and the model never learns to stop. ftkit's labels are explicit, "
+                 "so eos stays trained here; set special_tokens.pad_token to a distinct token for other tools")
     tok.padding_side = "right"
     return tok
+
+
+def embedding_module_names(model) -> list[str]:
+    """Names of the input embedding and output head modules (e.g. embed_tokens, lm_head) for modules_to_save."""
+    targets = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if id(m) in targets))
 
 
 # ---------------------------------------------------------------- model
@@ -117,6 +133,11 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None, an
         announce(f"[ftkit] resizing embeddings {model.get_input_embeddings().weight.shape[0]} -> {len(tokenizer)} "
                  "for added tokens")
         model.resize_token_embeddings(len(tokenizer))
+        if recipe.adapter and recipe.lora_modules_to_save is None:
+            names = embedding_module_names(model)
+            recipe = recipe.model_copy(update={"lora_modules_to_save": names})
+            announce(f"[ftkit] lora_modules_to_save: {names} (new token embeddings must be trained and saved "
+                     "with the adapter)")
     model.config.pad_token_id = tokenizer.pad_token_id
     if recipe.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -145,7 +166,8 @@ def lora_config(recipe: Recipe, model):
     from peft import LoraConfig
 
     return LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                      target_modules=lora_targets(recipe, model), bias="none", task_type="CAUSAL_LM")
+                      target_modules=lora_targets(recipe, model), bias="none", task_type="CAUSAL_LM",
+                      modules_to_save=recipe.lora_modules_to_save)
 
 
 def apply_lora(recipe: Recipe, model):

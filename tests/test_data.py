@@ -1,0 +1,320 @@
+"""Loading, mixing, filtering, the prepared cache, bad-input errors, parity and added tokens."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from ftkit import data, models
+from ftkit.config import load_recipe
+from ftkit.errors import DataError
+from ftkit.parity import check_parity, first_mismatch
+
+ROOT = Path(__file__).resolve().parents[1]
+ALPACA = [{"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."},
+          {"instruction": "What color is snow?", "input": "", "output": "Snow is white."},
+          {"instruction": "Write the plural of the word.", "input": "man", "output": "The plural of man is men."}]
+QUIET = lambda *_: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_tokenizer):
+    return tiny_tokenizer
+
+
+def jsonl(path: Path, rows, blank_after=None) -> str:
+    lines = [json.dumps(r) if not isinstance(r, str) else r for r in rows]
+    if blank_after is not None:
+        lines.insert(blank_after, "")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def recipe(tmp_path, datasets, **kw):
+    return load_recipe({"base_model": "tiny:llama", "datasets": datasets, "sequence_len": 256,
+                        "dataset_prepared_path": str(tmp_path / "prepared"), **kw})
+
+
+def prep(tmp_path, tok, datasets, **kw):
+    return data.prepare(recipe(tmp_path, datasets, **kw), tok, QUIET)
+
+
+# ---------------------------------------------------------------- bad input: file, line, field and fix
+
+def test_malformed_jsonl_line(tmp_path, tok):
+    f = jsonl(tmp_path / "bad.jsonl", [ALPACA[0], '{"instruction": "x", "output": ', ALPACA[1]])
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON .*Fix: each line must be one JSON object"):
+        prep(tmp_path, tok, [{"path": f}])
+
+
+def test_missing_field_names_line_even_after_blank_lines(tmp_path, tok):
+    f = jsonl(tmp_path / "x.jsonl", [ALPACA[0], ALPACA[1], {"instruction": "Hi"}], blank_after=1)
+    with pytest.raises(DataError, match=r"x\.jsonl:4: output: row has no 'output' field\. Fix: every alpaca row needs it"):
+        prep(tmp_path, tok, [{"path": f}])
+
+
+def test_unknown_role(tmp_path, tok):
+    rows = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]},
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Yo"}]}]
+    f = jsonl(tmp_path / "chat.jsonl", rows)
+    with pytest.raises(DataError, match=r"chat\.jsonl:2: messages\[1\]\.role: unknown role 'bot'\. "
+                                        r"Fix: .*roles: \{assistant: \[bot\]\}"):
+        prep(tmp_path, tok, [{"path": f, "type": "chat_template"}])
+
+
+def test_empty_dataset(tmp_path, tok):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: datasets\.0\.path: the file has no rows\. Fix: add JSON lines"):
+        prep(tmp_path, tok, [{"path": str(tmp_path / "empty.jsonl")}])
+
+
+def test_all_rows_too_long(tmp_path, tok):
+    f = jsonl(tmp_path / "x.jsonl", ALPACA)
+    with pytest.raises(DataError, match=r"no usable rows: 3 of 3 are longer than sequence_len=16 \(the longest has "
+                                        r"(\d+) tokens\).*Fix: raise sequence_len to at least \1"):
+        prep(tmp_path, tok, [{"path": f}], sequence_len=16)
+
+
+def test_non_utf8_jsonl_and_csv(tmp_path, tok):
+    (tmp_path / "x.jsonl").write_bytes(json.dumps(ALPACA[0]).encode() + b'\n{"instruction": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"x\.jsonl:2: not UTF-8 text \(byte 0xe9 .*Fix: re-save the file as UTF-8"):
+        prep(tmp_path, tok, [{"path": str(tmp_path / "x.jsonl")}])
+    (tmp_path / "x.csv").write_bytes(b"instruction,output\nHi,Yo\nHi,caf\xe9\n")
+    with pytest.raises(DataError, match=r"x\.csv:3: not UTF-8 text"):
+        prep(tmp_path, tok, [{"path": str(tmp_path / "x.csv")}])
+
+
+def test_wrong_field_type(tmp_path, tok):
+    f = jsonl(tmp_path / "x.jsonl", [ALPACA[0], {"instruction": "Hi", "output": 5}])
+    with pytest.raises(DataError, match=r"x\.jsonl:2: output: field 'output' is a number here but text on line 1\. "
+                                        r"Fix: give output the same type"):
+        prep(tmp_path, tok, [{"path": f}])
+    f = jsonl(tmp_path / "y.jsonl", [{"instruction": "Hi", "output": 5}])
+    with pytest.raises(DataError, match=r"y\.jsonl:1: output: field 'output' must be text, got int .*Fix: store output"):
+        prep(tmp_path, tok, [{"path": f}])
+
+
+def test_missing_file_and_missing_data_files(tmp_path, tok):
+    with pytest.raises(DataError, match=r"datasets\.0\.path: dataset path 'nope\.jsonl' does not exist\. Fix: give a local"):
+        prep(tmp_path, tok, [{"path": "nope.jsonl"}])
+    (tmp_path / "d").mkdir()
+    with pytest.raises(DataError, match=r"datasets\.0\.data_files: no data files found .*b\.jsonl"):
+        prep(tmp_path, tok, [{"path": str(tmp_path / "d"), "data_files": ["b.jsonl"]}])
+
+
+def test_hub_name_offline_is_a_clear_error(tmp_path, tok):
+    with pytest.raises(DataError, match=r"hub dataset 'nobody-xyz/no-such-set' is not in the local datasets cache.*"
+                                        r"Fix: on a machine with network run"):
+        prep(tmp_path, tok, [{"path": "nobody-xyz/no-such-set"}])
+
+
+# ---------------------------------------------------------------- loading and mixing
+
+def test_every_local_format_gives_the_same_tokens(tmp_path, tok):
+    import datasets
+
+    ds = datasets.Dataset.from_list(ALPACA)
+    (tmp_path / "d").mkdir()
+    jsonl(tmp_path / "d" / "a.jsonl", ALPACA[:2])
+    jsonl(tmp_path / "d" / "b.jsonl", ALPACA[2:])
+    ds.to_parquet(str(tmp_path / "x.parquet"))
+    ds.to_csv(str(tmp_path / "x.csv"), index=False)  # "2 plus 3 is 5." etc.; numbers-only cells stay text too
+    (tmp_path / "x.json").write_text(json.dumps(ALPACA))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    want = None
+    for path in ("d", "x.parquet", "x.csv", "x.json", "saved"):
+        got = prep(tmp_path, tok, [{"path": str(tmp_path / path)}], shuffle_merged_datasets=False).train["input_ids"]
+        want = want or got
+        assert got == want, path
+    assert len(want) == 3
+
+
+def test_mixing_split_shards_and_counts(tmp_path, tok):
+    chat = [{"messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]}
+            for r in ALPACA] + [{"messages": [{"role": "user", "content": "nothing to train"}]}]
+    p = prep(tmp_path, tok, [{"path": jsonl(tmp_path / "a.jsonl", ALPACA * 4)},
+                             {"path": jsonl(tmp_path / "c.jsonl", chat), "type": "chat_template"}], val_set_size=3)
+    s = p.stats
+    assert (s["rows_in"], s["kept"], s["dropped_no_trainable"], s["train_rows"], s["eval_rows"]) == (16, 15, 1, 12, 3)
+    assert s["per_dataset"]["1:c.jsonl"]["dropped_no_trainable"] == 1
+    assert "1:c.jsonl: 4 in, 3 kept, 0 too long, 0 truncated, 1 untrainable" in p.summary()
+    half = prep(tmp_path, tok, [{"path": str(tmp_path / "a.jsonl"), "shards": 2, "shards_idx": 1}])
+    assert half.stats["rows_in"] == 6
+    quarter = prep(tmp_path, tok, [{"path": str(tmp_path / "a.jsonl")}], dataset_shard_num=4, dataset_shard_idx=3)
+    assert len(quarter.train) == 3
+
+
+def test_truncate_instead_of_drop(tmp_path, tok):
+    p = prep(tmp_path, tok, [{"path": jsonl(tmp_path / "x.jsonl", ALPACA)}], sequence_len=40,
+             excess_length_strategy="truncate")
+    assert p.stats["truncated"] == 3 and p.stats["dropped_too_long"] == 0
+    assert {len(x) for x in p.train["input_ids"]} == {40}
+
+
+def test_dataset_processes_gives_identical_rows(tmp_path, tok):
+    f = jsonl(tmp_path / "x.jsonl", ALPACA * 4)
+    one = prep(tmp_path, tok, [{"path": f}], shuffle_merged_datasets=False)
+    two = data.prepare(recipe(tmp_path / "b", [{"path": f}], shuffle_merged_datasets=False, dataset_processes=2), tok, QUIET)
+    assert one.train["input_ids"] == two.train["input_ids"] and one.train["labels"] == two.train["labels"]
+
+
+# ---------------------------------------------------------------- the prepared cache
+
+def test_second_preprocess_reuses_cache_quickly(tmp_path, tok):
+    r = recipe(tmp_path, [{"path": str(ROOT / "data_samples" / "alpaca.jsonl")}], val_set_size=0.05)
+    first = data.prepare(r, tok, QUIET)
+    said = []
+    t0 = time.perf_counter()
+    again = data.prepare(r, tok, said.append)
+    seconds = time.perf_counter() - t0
+    assert not first.cache_hit and again.cache_hit and seconds < 1.0, seconds
+    assert any("re-using prepared data" in s for s in said)
+    assert again.train["input_ids"] == first.train["input_ids"] and len(again.eval) == len(first.eval) == 120
+
+
+def test_cache_invalidated_by_tokenizer_template_length_and_data(tmp_path, tok):
+    f = jsonl(tmp_path / "x.jsonl", ALPACA)
+    chat = jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "Hi"},
+                                                      {"role": "assistant", "content": "Yo"}]}])
+    base = [{"path": f}, {"path": chat, "type": "chat_template"}]
+
+    def fp(**kw):
+        r = recipe(tmp_path, base, **kw)
+        t = models.load_tokenizer(r, QUIET)
+        return data.fingerprint(r, t, [f, chat])
+
+    ref = fp()
+    assert fp() == ref  # deterministic
+    assert fp(sequence_len=128) != ref
+    assert fp(chat_template="chatml") != ref  # template (and its added tokens)
+    assert fp(tokens=["<pet>"]) != ref  # vocabulary
+    jsonl(tmp_path / "x.jsonl", ALPACA[:2])
+    assert fp() != ref  # data bytes
+    p = prep(tmp_path, tok, base)
+    assert not p.cache_hit and prep(tmp_path, tok, base).cache_hit
+
+
+def test_killed_write_leaves_no_trusted_cache(tmp_path, tok, monkeypatch):
+    import datasets
+
+    r = recipe(tmp_path, [{"path": jsonl(tmp_path / "x.jsonl", ALPACA)}], val_set_size=1)
+    real = datasets.Dataset.save_to_disk
+    calls = []
+
+    def dies_on_eval(self, path, *a, **k):
+        calls.append(path)
+        if path.endswith("eval"):
+            raise KeyboardInterrupt("killed mid-write")
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", dies_on_eval)
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare(r, tok, QUIET)
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", real)
+    prepared_dir = tmp_path / "prepared"
+    assert len(calls) == 2 and list(prepared_dir.iterdir()) == []  # train was written, then removed with the temp dir
+    # a directory at the fingerprint path without the marker (e.g. copied half-way) is not trusted either
+    fp = data.fingerprint(r, tok, [str(tmp_path / "x.jsonl")])
+    (prepared_dir / fp / "train").mkdir(parents=True)
+    again = data.prepare(r, tok, QUIET)
+    assert not again.cache_hit and (prepared_dir / fp / "ftkit_prepared.json").is_file()
+    assert data.prepare(r, tok, QUIET).cache_hit
+
+
+# ---------------------------------------------------------------- parity
+
+def test_parity_holds_for_data_samples(tok):
+    r = load_recipe({"base_model": "tiny:llama", "datasets": [
+        {"path": str(ROOT / "data_samples" / "alpaca.jsonl")},
+        {"path": str(ROOT / "data_samples" / "chat.jsonl"), "type": "chat_template"},
+        {"path": str(ROOT / "data_samples" / "input_output.jsonl"), "type": "input_output"}]})
+    report = check_parity(r, tok, rows=6)
+    assert report.ok and report.checked == 18, report.summary()
+
+
+def test_parity_reports_the_string_tokenization_trap(tok):
+    # Tokenizing a whole llama3 conversation as one string splits the assistant header's "\n\n" as 'Ċ','Ċ' (text
+    # follows), while the generation prompt alone ends in 'ĊĊ': the trap ftkit's per-piece tokenization avoids.
+    # Position 14 = bos, SH, user, EH, Ċ, Ċ, H, i, EOT, SH, as, s, istant, EH -> the 15th token.
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    whole = tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
+    prompt = tok.apply_chat_template(msgs[:1], add_generation_prompt=True, tokenize=True)["input_ids"]
+    labels = [-100] * (len(prompt) + 1) + whole[len(prompt) + 1:]
+    why = first_mismatch(whole, labels, prompt, tok)
+    assert why.startswith("token 14: training has 'Ċ' (204), inference has 'ĊĊ' (368)"), why
+    # a prompt ending in a space: training merged ' Paris' into one token, inference feeds 'Ġ'
+    train = tok("A: Paris", add_special_tokens=False)["input_ids"]
+    assert "training has 'ĠParis'" in first_mismatch(train, [-100, -100, train[2]], tok("A: ")["input_ids"][1:], tok)
+
+
+def test_preprocess_cli_checks_parity(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("preprocess", str(ROOT / "recipes" / "quickstart.yml"), "--check-parity", "--parity-rows=4",
+                  f"--dataset_prepared_path={tmp_path}", "--datasets.0.path=data_samples/chat.jsonl",
+                  "--datasets.0.type=chat_template")
+    assert out.returncode == 0, out.stderr
+    assert "parity: 4 rows checked, 0 mismatches" in out.stdout and "prepared cache written" in out.stdout
+
+
+# ---------------------------------------------------------------- tokens, templates, inference prompts
+
+def test_added_tokens_resize_and_lora_modules_to_save(tmp_path):
+    r = recipe(tmp_path, [{"path": "x"}], tokens=["<pet>"], adapter="lora", special_tokens={"pad_token": "<|end_of_text|>"})
+    said = []
+    t = models.load_tokenizer(r, said.append)
+    assert any("pad_token == eos_token" in s and "never learns to stop" in s for s in said)
+    assert t.convert_ids_to_tokens(t("a <pet>", add_special_tokens=False)["input_ids"])[-1] == "<pet>"
+    model = models.load_model(r, t, announce=said.append)
+    assert model.get_input_embeddings().weight.shape[0] == len(t)
+    assert set(model.peft_config["default"].modules_to_save) == {"embed_tokens", "lm_head"}
+    assert any("lora_modules_to_save: ['embed_tokens', 'lm_head']" in s for s in said)
+
+
+def test_infer_prompt_for_chat_is_the_generation_prompt(tmp_path, tok):
+    from ftkit import infer
+
+    r = recipe(tmp_path, [{"path": "x", "type": "chat_template"}])
+    want = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True)["input_ids"]
+    assert infer.prompt_ids(r, tok, "Hi") == list(want)
+    assert infer.stop_token_ids(r, tok) == tok.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>"])
+
+
+def test_data_samples_readme_is_current():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "data_samples" / "make_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "data_samples" / "README.md").read_text(encoding="utf-8") == module.readme()
+    assert len(module.CATALOG) == len(list((ROOT / "data_samples").rglob("*.jsonl")))
+
+
+def test_parity_notes_multi_turn_history_drift(tok):
+    from ftkit.parity import ParityReport, check_rows
+    from ftkit.prompts import strategy_for
+
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
+                        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Lima"}]}
+    notes = {}
+    for template in ("llama3", "chatml"):
+        r = load_recipe({"base_model": "tiny:llama", "chat_template": template,
+                         "datasets": [{"path": "x", "type": "chat_template"}]})
+        t = models.load_tokenizer(r, QUIET)
+        report = ParityReport()
+        check_rows(strategy_for(r.datasets[0], r, t), [(0, row)], t, "chat", report)
+        assert report.ok, report.summary()  # the first trained turn always matches
+        notes[template] = report.later_turns
+    # llama3 on the tiny tokenizer: training keeps the first answer's header "\n\n" as 'ĊĊ' (it ends its piece),
+    # while the whole history as one string splits it before "Yo" (token 14, as in the trap test above).
+    # chatml's header ends in a single "\n", which tokenizes the same either way.
+    assert notes["llama3"] == ["chat row 1 message 3: token 14: training has 'ĊĊ' (368), "
+                               "the whole-history string gives 'Ċ' (204)"]
+    assert notes["chatml"] == []
+
+
+def test_csv_numbers_are_text(tmp_path, tok):
+    (tmp_path / "n.csv").write_text("instruction,input,output\nAdd 8 and 7.,,15\n")
+    p = prep(tmp_path, tok, [{"path": str(tmp_path / "n.csv")}])
+    answer = [t for t in p.train[0]["labels"] if t != -100]
+    assert tok.decode(answer) == "15<|end_of_text|>"
