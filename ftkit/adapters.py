@@ -93,10 +93,34 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where:
     if cpu_loftq:
         config.init_lora_weights = True  # rebuild the LoftQ base below instead of peft's CUDA-only path
     peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
+    keep_saved_dtypes(peft_model, adapter_dir)
     if cpu_loftq:
         loftq_cpu(peft_model, config.loftq_config, init_adapter=False)
         peft_model.peft_config["default"].init_lora_weights = "loftq"
     return peft_model
+
+
+_SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+
+
+def keep_saved_dtypes(peft_model, adapter_dir: Path) -> None:
+    """Adapter weights back in the dtype they were saved (trained) in, so reloaded logits equal trained ones.
+
+    TRL trains a QLoRA/8-bit adapter in bf16 (the QLoRA paper's recipe) and saves it so; peft's loader
+    upcasts it to fp32, which shifts logits by ~1e-3 on the twin.
+    """
+    import torch
+    from safetensors import safe_open
+
+    path = adapter_dir / "adapter_model.safetensors"
+    if not path.is_file():
+        return
+    with safe_open(str(path), "pt") as f:
+        saved = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+    for name, param in peft_model.named_parameters():
+        dtype = _SAFETENSORS_DTYPES.get(saved.get(name.replace(".default.", "."), ""))
+        if dtype and param.dtype != getattr(torch, dtype):
+            param.data = param.data.to(getattr(torch, dtype))
 
 
 def loftq_cpu(peft_model, loftq_config: dict, init_adapter: bool) -> None:

@@ -114,6 +114,10 @@ def load_base(recipe: Recipe, tokenizer, precision: Precision | None = None, ann
                          fix="use AutoModelForCausalLM")
     model = _from_pretrained(auto_cls, recipe.base_model, "model", dtype=precision.dtype,
                              trust_remote_code=recipe.trust_remote_code, **_quant_kwargs(recipe, precision))
+    if recipe.load_in_4bit:
+        from .quant import cpu_safe_4bit
+
+        cpu_safe_4bit(model, announce)  # bitsandbytes' CPU repacking drops gradients and rounds scales to bf16
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         announce(f"[ftkit] resizing embeddings {model.get_input_embeddings().weight.shape[0]} -> {len(tokenizer)} "
                  "for added tokens")
@@ -128,7 +132,7 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None, an
     if recipe.load_in_4bit or recipe.load_in_8bit:
         from . import quant
 
-        model = quant.prepare(model, recipe, announce)  # fp32 norms, input grads, CPU 4-bit fix
+        model = quant.prepare(model, recipe, announce)  # fp32 norms, input grads
     elif recipe.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if recipe.gradient_checkpointing:

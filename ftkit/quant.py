@@ -54,14 +54,13 @@ def check_gptq(recipe: Recipe) -> None:
 
 
 def prepare(model, recipe: Recipe, announce=print):
-    """peft's prepare_model_for_kbit_training (fp32 norms, input grads), plus the CPU 4-bit fix."""
+    """peft's prepare_model_for_kbit_training: fp32 norms, input grads, checkpointing if asked."""
     from peft import prepare_model_for_kbit_training
 
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
-    if recipe.load_in_4bit:
-        cpu_safe_4bit(model, announce)
-    return model
+    announce("[ftkit] quantized base: TRL will keep the LoRA weights in bf16 (the QLoRA paper's choice; "
+             "DoRA magnitudes stay fp32); infer and merge-lora reload them in the same dtype")
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing,
+                                           gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def cpu_safe_4bit(model, announce=print) -> int:
@@ -72,7 +71,7 @@ def cpu_safe_4bit(model, announce=print) -> int:
               and getattr(m, "support_avx512bf16_for_cpu", False)]
     for m in layers:
         m.support_avx512bf16_for_cpu = False
-    if layers and next(model.parameters()).device.type == "cpu":
+    if layers and model.device.type == "cpu":
         announce(f"[ftkit] bitsandbytes CPU: kept {len(layers)} 4-bit layers out of the AVX512-BF16 inference "
                  "repacking (it has no backward and would silently drop gradients after an eval pass)")
     return len(layers)

@@ -135,6 +135,7 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, after)],
         trainable_params=trainable, total_params=total, data=prepared.stats)
+    result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
     save_run(recipe, trainer, tokenizer, result)
     announce(result.summary())
     announce(f"[ftkit] saved to {recipe.output_dir}")
