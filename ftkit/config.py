@@ -167,7 +167,7 @@ def _adapter_problems(r) -> list:
         r.relora_steps and not adapter and ("relora_steps", "ReLoRA restarts a LoRA adapter but adapter is empty",
                                             "set adapter: lora (or qlora)"),
         r.relora_steps and (r.load_in_4bit or r.load_in_8bit) and (
-            "relora_steps", "ReLoRA merges into the base at every restart; a quantized base would be re-rounded each time",
+            "relora_steps", "ReLoRA merges into the base at every restart, and a quantized base would be re-rounded each time",
             "use adapter: lora on an unquantized base"),
         r.relora_steps and r.peft_use_dora and ("relora_steps", "ReLoRA restarts are not defined for DoRA's magnitude vector",
                                                 "remove peft_use_dora"),

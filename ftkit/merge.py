@@ -22,7 +22,8 @@ def run(recipe: Recipe, output_dir: str | None = None, announce=print) -> Path:
         raise FtkitError(f"{recipe.output_dir} holds full weights, not an adapter (a ReLoRA run saves merged weights)",
                          where="output_dir", fix="use that directory as a model directly; there is nothing to merge")
     dtype = resolve_precision(recipe, announce=lambda *_: None).dtype
-    merged = model.merge_and_unload().to(dtype)  # W + (alpha/r)·B·A, DoRA magnitude folded in
+    # adapter upcast first (TRL trains QLoRA adapters in bf16): B·A is then exact in `dtype`
+    merged = model.to(dtype).merge_and_unload()  # W + (alpha/r)·B·A, DoRA magnitude folded in
     out = Path(output_dir or Path(recipe.lora_model_dir or recipe.output_dir) / "merged")
     if out.is_dir() and has_adapter_files(out):
         raise FtkitError(f"{out} holds adapter files {has_adapter_files(out)}; a merged model must not sit beside them "

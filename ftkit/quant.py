@@ -27,6 +27,13 @@ def bnb_config(recipe: Recipe, dtype):
     else:
         kwargs = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                       bnb_4bit_compute_dtype=dtype)
+    import inspect
+
+    known = set(inspect.signature(BitsAndBytesConfig.__init__).parameters) - {"self", "kwargs"}
+    unknown = sorted(set(recipe.bnb_config_kwargs) - known)
+    if unknown:  # BitsAndBytesConfig would only log these and carry on
+        raise FtkitError(f"unknown BitsAndBytesConfig arguments {unknown}", where="bnb_config_kwargs",
+                         fix=f"use BitsAndBytesConfig argument names: {', '.join(sorted(known))}")
     kwargs.update(recipe.bnb_config_kwargs)
     try:
         return BitsAndBytesConfig(**kwargs)
