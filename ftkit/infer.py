@@ -66,7 +66,10 @@ def load_trained(recipe: Recipe, announce=print, dequantize: bool = False):
     if (out / "config.json").is_file():  # full fine-tune, or a ReLoRA run (saved merged)
         return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     if recipe.adapter:
-        raise FtkitError(f"no LoRA adapter in {adapter_dir}", where="lora_model_dir" if recipe.lora_model_dir else "output_dir",
+        if recipe.lora_model_dir:
+            raise FtkitError(f"no LoRA adapter (adapter_config.json) in {adapter_dir}", where="lora_model_dir",
+                             fix="point it at the output_dir of a LoRA/QLoRA run")
+        raise FtkitError(f"no LoRA adapter in {adapter_dir}", where="output_dir",
                          fix="train first (ftkit train RECIPE) or pass --lora_model_dir=DIR")
     announce(f"[ftkit] no trained model in {out}: using the base model {recipe.base_model}")
     tok = models.load_tokenizer(recipe, announce)

@@ -11,6 +11,9 @@ from .errors import FtkitError
 
 
 def _gradio():
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry from a local tool
     try:
         import gradio
     except ImportError:
