@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 from . import ui
 
                 ui.launch(recipe, args.host, args.port, max_new_tokens=args.max_new_tokens,
-                          temperature=args.temperature, top_p=args.top_p)
+                          temperature=args.temperature, top_p=args.top_p, seed=args.seed)
                 return 0
             infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_p=args.top_p, seed=args.seed, stream=not args.no_stream)

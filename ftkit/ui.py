@@ -22,7 +22,7 @@ def _gradio():
     return gradio
 
 
-def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0.0, top_p=1.0):
+def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0.0, top_p=1.0, seed=None):
     """gradio ChatInterface callback: (message, history) -> growing answer text."""
     from threading import Thread
 
@@ -35,7 +35,7 @@ def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         worker = Thread(target=generate, args=(model, tokenizer, recipe, [message]),
                         kwargs=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                    streamer=streamer), daemon=True)
+                                    seed=seed, streamer=streamer), daemon=True)
         worker.start()
         text = ""
         for piece in streamer:

@@ -43,7 +43,9 @@ def run_variant(name: str, tmp_path_factory):
     """(name, recipe, TrainResult), trained once per session and shared by the tests below."""
     if name not in _RUNS:
         path, extra = VARIANTS[name]
-        _RUNS[name] = (name, *train_on_twin(path, tmp_path_factory.mktemp(name), **{**LEARN, **extra}))
+        shared = tmp_path_factory.getbasetemp() / "prepared"  # one tokenized cache for every variant
+        _RUNS[name] = (name, *train_on_twin(path, tmp_path_factory.mktemp(name), dataset_prepared_path=str(shared),
+                                            **{**LEARN, **extra}))
     return _RUNS[name]
 
 

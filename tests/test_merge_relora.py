@@ -11,7 +11,7 @@ from ftkit.adapters import ADAPTER_FILES
 from ftkit.errors import ConfigError, FtkitError
 
 
-@pytest.mark.parametrize("name", ["lora", "dora", "qlora"])
+@pytest.mark.parametrize("name", ["lora", "qlora"])
 def test_merged_model_equals_base_plus_adapter(name, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
