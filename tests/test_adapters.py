@@ -22,7 +22,7 @@ LEARN = dict(max_steps=6, learning_rate=0.02, lr_scheduler="constant", lora_drop
 VARIANTS = {
     "lora": (LORA, {}),
     "dora": (LORA, {"peft_use_dora": True}),
-    "rslora": (LORA, {"peft_use_rslora": True}),
+    "rslora": (LORA, {"peft_use_rslora": True, "lora_modules_to_save": ["lm_head"]}),  # + a fully trained head
     "loftq": (LORA, {"loftq_config": {"loftq_bits": 4}, "lora_alpha": 8}),  # alpha = r: B·A starts at W - Q
     "qlora": (QLORA, {}),
     "lora_8bit": (LORA, {"load_in_8bit": True}),
@@ -61,6 +61,12 @@ def test_method_trains_saves_and_reloads_identically(trained):
     config = json.loads((ROOT / recipe.output_dir / "adapter_config.json").read_text())
     assert config["use_dora"] is (name == "dora") and config["use_rslora"] is (name == "rslora")
     assert config["init_lora_weights"] == ("loftq" if name == "loftq" else True)
+    assert config["modules_to_save"] == (["lm_head"] if name == "rslora" else None)
+    if name == "rslora":
+        from safetensors import safe_open
+
+        with safe_open(str(ROOT / recipe.output_dir / "adapter_model.safetensors"), "pt") as f:
+            assert any("lm_head.modules_to_save" in k or k.endswith("lm_head.weight") for k in f.keys())
     assert 0 < result.trainable_params < result.total_params
     reloaded, _ = infer.load_trained(recipe, announce=lambda *_: None)
     torch.testing.assert_close(logits(reloaded), logits(result.model), rtol=0, atol=1e-5)

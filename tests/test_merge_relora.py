@@ -22,7 +22,9 @@ def test_merged_model_equals_base_plus_adapter(name, tmp_path_factory):
     card = (out / "README.md").read_text()
     assert recipe.source in card and recipe.base_model in card
     merged = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no peft
-    assert merged.dtype == torch.float32  # the recipe's dtype on this CPU (bf16: auto -> fp32)
+    from ftkit.models import resolve_precision
+
+    assert merged.dtype == resolve_precision(recipe, lambda *_: None).dtype  # bf16: auto -> fp32 on a CPU
     # reference: the same base (a quantized one dequantized) with the adapter applied unmerged
     unmerged, _ = infer.load_trained(recipe, announce=lambda *_: None, dequantize=True)
     torch.testing.assert_close(logits(merged), logits(unmerged.to(torch.float32)), rtol=0, atol=2e-4)
