@@ -53,8 +53,14 @@ def lora_config(recipe: Recipe, model):
 def apply_adapter(recipe: Recipe, model, announce=print):
     """Wrap the model with the recipe's adapter: continued from lora_model_dir, or fresh."""
     if recipe.lora_model_dir:
-        announce(f"[ftkit] lora_model_dir: continuing training from the adapter in {recipe.lora_model_dir}")
-        return load_adapter(model, recipe.lora_model_dir, trainable=True, where="lora_model_dir")
+        peft_model = load_adapter(model, recipe.lora_model_dir, trainable=True, where="lora_model_dir")
+        saved = peft_model.peft_config["default"]
+        differ = [f"{k}: {getattr(recipe, k)} -> {v}" for k, v in (("lora_r", saved.r), ("lora_alpha", saved.lora_alpha),
+                                                                    ("peft_use_dora", saved.use_dora))
+                  if getattr(recipe, k) != v]
+        announce(f"[ftkit] lora_model_dir: continuing training from the adapter in {recipe.lora_model_dir}"
+                 + (f" (its own settings win: {', '.join(differ)})" if differ else ""))
+        return peft_model
     from peft import get_peft_model
 
     config = lora_config(recipe, model)

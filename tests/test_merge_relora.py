@@ -55,7 +55,7 @@ def test_relora_callback_merges_at_the_steps_set(tmp_path):
     opt.step()
     w0 = layer.base_layer.weight.detach().clone()
     delta = layer.scaling["default"] * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
-    cb, state = ReLoRACallback(steps=3, announce=lambda *_: None), TrainerState(max_steps=10)
+    cb, state = ReLoRACallback(steps=3, warmup_steps=1, announce=lambda *_: None), TrainerState(max_steps=10)
     for step in (1, 2):
         state.global_step = step
         cb.on_step_end(None, state, None, model=model, optimizer=opt)
@@ -66,6 +66,9 @@ def test_relora_callback_merges_at_the_steps_set(tmp_path):
     torch.testing.assert_close(layer.base_layer.weight, w0 + delta.detach())
     assert not layer.lora_B["default"].weight.any() and layer.merged_adapters == []
     assert all(not opt.state[p] for n, p in model.named_parameters() if "lora_" in n and p in opt.state)
+    opt.param_groups[0]["lr"] = 1.0  # what the scheduler set for step 4: the first step after the restart
+    cb.on_step_begin(None, state, None, optimizer=opt)
+    assert opt.param_groups[0]["lr"] == 0.5  # re-warm-up over 1 step: x (0 + 1) / (1 + 1)
 
 
 def test_relora_run_restarts_and_saves_the_merged_model(tmp_path):
