@@ -22,6 +22,7 @@ def run(recipe: Recipe, output_dir: str | None = None, announce=print) -> Path:
         raise FtkitError(f"{recipe.output_dir} holds full weights, not an adapter (a ReLoRA run saves merged weights)",
                          where="output_dir", fix="use that directory as a model directly; there is nothing to merge")
     dtype = resolve_precision(recipe, announce=lambda *_: None).dtype
+    saved = model.peft_config["default"]  # the adapter's own r/alpha (a continued adapter keeps its own)
     # adapter upcast first (TRL trains QLoRA adapters in bf16): B·A is then exact in `dtype`
     merged = model.to(dtype).merge_and_unload()  # W + (alpha/r)·B·A, DoRA magnitude folded in
     out = Path(output_dir or Path(recipe.lora_model_dir or recipe.output_dir) / "merged")
@@ -31,18 +32,18 @@ def run(recipe: Recipe, output_dir: str | None = None, announce=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    (out / "README.md").write_text(model_card(recipe, dtype))
+    (out / "README.md").write_text(model_card(recipe, dtype, saved.r, saved.lora_alpha))
     announce(f"[ftkit] merged model ({dtype}) saved to {out}")
     return out
 
 
-def model_card(recipe: Recipe, dtype) -> str:
+def model_card(recipe: Recipe, dtype, r: int, alpha: int) -> str:
     """README.md for the merged model: what it was made from and how to load it."""
     method = {"qlora": "QLoRA (4-bit base, dequantized before merging)", "lora": "LoRA"}[recipe.adapter]
     if recipe.load_in_8bit:
         method = "LoRA on an 8-bit base (dequantized before merging)"
     variant = ", DoRA" if recipe.peft_use_dora else ", rsLoRA" if recipe.peft_use_rslora else ""
     return (f"# Merged model\n\nBase `{recipe.base_model}` with the {method} adapter from "
-            f"`{recipe.lora_model_dir or recipe.output_dir}` merged in (r={recipe.lora_r}, alpha={recipe.lora_alpha}"
+            f"`{recipe.lora_model_dir or recipe.output_dir}` merged in (r={r}, alpha={alpha}"
             f"{variant}), saved in {str(dtype).removeprefix('torch.')}.\n\nRecipe: `{recipe.source or 'in memory'}`"
             " (made with `ftkit merge-lora`).\n\nLoad with `AutoModelForCausalLM.from_pretrained(this_dir)`.\n")
