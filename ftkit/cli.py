@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--top-p", type=float, default=1.0)
             sp.add_argument("--seed", type=int, default=None)
             sp.add_argument("--no-stream", action="store_true", help="print the answer at the end, not as it comes")
+            sp.add_argument("--gradio", action="store_true", help="serve a chat page instead (needs ftkit[gradio])")
+            sp.add_argument("--host", default="127.0.0.1", help="--gradio address (default: this machine only)")
+            sp.add_argument("--port", type=int, default=None, help="--gradio port (default: gradio picks 7860+)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -102,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "infer":
             from . import infer
 
+            if args.gradio:
+                from . import ui
+
+                ui.launch(recipe, args.host, args.port, max_new_tokens=args.max_new_tokens,
+                          temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+                return 0
             infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
         elif args.verb == "merge-lora":

@@ -126,7 +126,7 @@ class DataOptions(_Strict):
 
 
 class AdapterOptions(_Strict):
-    adapter: Optional[Literal["lora"]] = Field(None, description="`lora` trains a LoRA adapter; empty = full fine-tune.")
+    adapter: Optional[Literal["lora", "qlora"]] = Field(None, description="`lora` trains a LoRA adapter; `qlora` trains one on a 4-bit base (with load_in_4bit); empty = full fine-tune.")
     lora_r: int = Field(8, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
@@ -145,6 +145,89 @@ class PromptOptions(_Strict):
     shuffle_merged_datasets: bool = Field(True, description="Shuffle the rows after mixing the datasets (seeded).")
     dataset_shard_num: Optional[int] = Field(None, ge=1, description="Split the mixed training data into N shards and keep one (see dataset_shard_idx).")
     dataset_shard_idx: int = Field(0, ge=0, description="Which shard of the mixed data to keep.")
+
+
+class LoftQOptions(_Strict):
+    """`loftq_config:` LoftQ initialisation (peft): LoRA starts at the SVD of W minus its quantized copy."""
+
+    loftq_bits: Literal[4, 8] = Field(4, description="Bits of the quantized base that LoftQ initialises against (4 = nf4, 8 = int8).")
+    loftq_iter: int = Field(1, ge=1, le=8, description="Alternating quantize/SVD iterations.")
+
+
+class PeftBlock(_Strict):
+    """Axolotl's `peft:` block (only loftq_config lives there)."""
+
+    loftq_config: Optional[LoftQOptions] = Field(None, description="Same as the top-level loftq_config.")
+
+
+class PeftOptions(_Strict):
+    """Adapter variants, quantized bases and ReLoRA (ftkit/adapters.py, ftkit/quant.py, ftkit/relora.py)."""
+
+    lora_model_dir: Optional[str] = Field(None, description="A trained adapter directory: training continues from it; infer and merge-lora load it.")
+    lora_fan_in_fan_out: bool = Field(False, description="The base stores weights as (fan_in, fan_out), e.g. GPT-2 Conv1D.")
+    peft_use_dora: bool = Field(False, description="DoRA: learn a magnitude vector on top of LoRA's direction update.")
+    peft_use_rslora: bool = Field(False, description="rsLoRA: scale by alpha / sqrt(r) instead of alpha / r (stable at high rank).")
+    peft_init_lora_weights: Optional[Union[bool, Literal["gaussian", "loftq", "pissa", "olora", "orthogonal"]]] = Field(
+        None, description="LoRA init (peft init_lora_weights); default: A random, B zero. `loftq` needs loftq_config.")
+    loftq_config: Optional[LoftQOptions] = Field(None, description="LoftQ init (e.g. {loftq_bits: 4}); the base weights become their quantized values.")
+    peft: Optional[PeftBlock] = Field(None, description="Axolotl's spelling: peft.loftq_config.")
+    load_in_8bit: bool = Field(False, description="Load the base in 8-bit (bitsandbytes LLM.int8) and train a LoRA on it.")
+    load_in_4bit: bool = Field(False, description="Load the base in 4-bit (bitsandbytes nf4, double quant); use with adapter: qlora.")
+    bnb_config_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra transformers BitsAndBytesConfig arguments (e.g. bnb_4bit_quant_type: fp4).")
+    gptq: bool = Field(False, description="The base is already GPTQ-quantized; transformers loads it (needs optimum + gptqmodel).")
+    relora_steps: Optional[int] = Field(None, ge=1, description="ReLoRA: merge the adapter into the base and restart it every N steps.")
+    relora_warmup_steps: Optional[int] = Field(None, ge=0, description="ReLoRA: steps of linear LR re-warm-up after each restart.")
+    relora_cpu_offload: bool = Field(False, description="ReLoRA: do the merge on the CPU (saves GPU memory, slower).")
+
+    @property
+    def loftq(self) -> Optional[LoftQOptions]:
+        """The LoftQ settings, from either spelling."""
+        return self.loftq_config or (self.peft.loftq_config if self.peft else None)
+
+    @model_validator(mode="after")
+    def _adapter_consistent(self):
+        problems = [p for p in _adapter_problems(self) if p]
+        if problems:
+            raise ValueError("|".join(";".join(p) for p in problems))
+        return self
+
+
+def _adapter_problems(r) -> list:
+    """(key, problem, fix) for each adapter/quantization conflict."""
+    adapter = getattr(r, "adapter", None)
+    loftq = r.loftq
+    return [
+        r.load_in_4bit and r.load_in_8bit and ("load_in_8bit", "load_in_4bit and load_in_8bit are both true", "choose one"),
+        r.load_in_4bit and adapter != "qlora" and ("load_in_4bit", f"a 4-bit base needs adapter: qlora (adapter is {adapter})",
+                                                  "set adapter: qlora, or remove load_in_4bit"),
+        adapter == "qlora" and not r.load_in_4bit and ("adapter", "qlora trains on a 4-bit base but load_in_4bit is not set",
+                                                       "add load_in_4bit: true (or use adapter: lora)"),
+        r.load_in_8bit and adapter != "lora" and ("load_in_8bit", f"8-bit weights cannot be trained directly (adapter is {adapter})",
+                                                  "set adapter: lora"),
+        r.gptq and (r.load_in_4bit or r.load_in_8bit) and ("gptq", "a GPTQ base is already quantized",
+                                                           "remove load_in_4bit/load_in_8bit"),
+        r.gptq and adapter != "lora" and ("gptq", "a GPTQ base can only be trained through an adapter", "set adapter: lora"),
+        r.loftq_config and r.peft and r.peft.loftq_config and ("loftq_config", "set both here and under peft:", "keep one"),
+        loftq and adapter != "lora" and ("loftq_config", "LoftQ initialises a LoRA on the full-precision base",
+                                         "set adapter: lora without load_in_4bit/load_in_8bit"),
+        loftq and r.peft_init_lora_weights not in (None, "loftq") and (
+            "peft_init_lora_weights", f"{r.peft_init_lora_weights!r} conflicts with loftq_config", "set it to loftq or remove loftq_config"),
+        r.peft_init_lora_weights == "loftq" and not loftq and (
+            "peft_init_lora_weights", "loftq needs its settings", "add loftq_config: {loftq_bits: 4}"),
+        r.lora_model_dir and not adapter and ("lora_model_dir", "an adapter directory is set but adapter is empty",
+                                              "set adapter: lora (or qlora)"),
+        r.relora_steps and not adapter and ("relora_steps", "ReLoRA restarts a LoRA adapter but adapter is empty",
+                                            "set adapter: lora (or qlora)"),
+        r.relora_steps and (r.load_in_4bit or r.load_in_8bit) and (
+            "relora_steps", "ReLoRA merges into the base at every restart, and a quantized base would be re-rounded each time",
+            "use adapter: lora on an unquantized base"),
+        r.relora_steps and r.peft_use_dora and ("relora_steps", "ReLoRA restarts are not defined for DoRA's magnitude vector",
+                                                "remove peft_use_dora"),
+        r.relora_warmup_steps is not None and not r.relora_steps and (
+            "relora_warmup_steps", "has no effect without relora_steps", "set relora_steps"),
+        r.relora_steps and r.relora_warmup_steps and r.relora_warmup_steps >= r.relora_steps and (
+            "relora_warmup_steps", f"must be below relora_steps ({r.relora_steps})", "use a shorter warm-up"),
+    ]
 
 
 class TrainOptions(_Strict):
@@ -170,7 +253,7 @@ class TrainOptions(_Strict):
     max_new_tokens: int = Field(48, ge=1, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
 
 
-class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, TrainOptions):
+class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions):
     """A validated recipe. `source` is the file it came from (for error messages)."""
 
     source: Optional[str] = Field(None, exclude=True, description="Internal: the file this recipe was read from.")

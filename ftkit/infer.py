@@ -52,28 +52,36 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     return out
 
 
-def load_trained(recipe: Recipe, announce=print):
-    """(model, tokenizer) after training: base + adapter (lora_model_dir or output_dir), or the full model."""
+def load_trained(recipe: Recipe, announce=print, dequantize: bool = False):
+    """(model, tokenizer) after training: base + adapter (lora_model_dir or output_dir), or the full model.
+
+    The base is loaded as it was trained (4/8-bit when the recipe says so); `dequantize=True` turns a
+    quantized base back into plain weights in the recipe's dtype first (what merge-lora needs).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from . import models
+    from . import adapters, models
 
     out = Path(recipe.output_dir)
-    if recipe.adapter:
-        adapter_dir = Path(getattr(recipe, "lora_model_dir", None) or out)
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise FtkitError(f"no LoRA adapter in {adapter_dir}", where="output_dir",
-                             fix="train first (ftkit train RECIPE) or pass --lora_model_dir=DIR")
-        from peft import PeftModel
-
+    adapter_dir = Path(recipe.lora_model_dir or out)
+    if recipe.adapter and (adapter_dir / "adapter_config.json").is_file():
         tok = AutoTokenizer.from_pretrained(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file() \
             else models.load_tokenizer(recipe, announce)
-        base = models._from_pretrained(AutoModelForCausalLM, recipe.base_model, "model")
-        if len(tok) > base.get_input_embeddings().weight.shape[0]:
-            base.resize_token_embeddings(len(tok))
-        return PeftModel.from_pretrained(base, adapter_dir), tok
-    if (out / "config.json").is_file():
+        precision = models.resolve_precision(recipe, announce=lambda *_: None)
+        base = models.load_base(recipe, tok, precision, announce)
+        if dequantize and (recipe.load_in_4bit or recipe.load_in_8bit):
+            announce(f"[ftkit] dequantizing the {4 if recipe.load_in_4bit else 8}-bit base to {precision.dtype} "
+                     "(the exact weights the adapter trained against) before merging")
+            base = base.dequantize().to(precision.dtype)
+        return adapters.load_adapter(base, adapter_dir, where="lora_model_dir" if recipe.lora_model_dir else "output_dir"), tok
+    if (out / "config.json").is_file():  # full fine-tune, or a ReLoRA run (saved merged)
         return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    if recipe.adapter:
+        if recipe.lora_model_dir:
+            raise FtkitError(f"no LoRA adapter (adapter_config.json) in {adapter_dir}", where="lora_model_dir",
+                             fix="point it at the output_dir of a LoRA/QLoRA run")
+        raise FtkitError(f"no LoRA adapter in {adapter_dir}", where="output_dir",
+                         fix="train first (ftkit train RECIPE) or pass --lora_model_dir=DIR")
     announce(f"[ftkit] no trained model in {out}: using the base model {recipe.base_model}")
     tok = models.load_tokenizer(recipe, announce)
     return models.load_model(recipe, tok, announce=announce), tok

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .adapters import lora_config, lora_targets  # noqa: F401  (moved to adapters.py; kept importable)
 from .config import Recipe
 from .errors import FtkitError
 from .tiny import is_tiny, tiny_path
@@ -118,8 +119,8 @@ def embedding_module_names(model) -> list[str]:
 
 # ---------------------------------------------------------------- model
 
-def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None, announce=print):
-    """The base model in the recipe's dtype, embeddings resized for added tokens, LoRA applied if asked."""
+def load_base(recipe: Recipe, tokenizer, precision: Precision | None = None, announce=print):
+    """The base model as the recipe loads it: dtype or 4/8-bit, embeddings resized for added tokens."""
     import transformers
 
     precision = precision or resolve_precision(recipe, announce=lambda *_: None)
@@ -128,58 +129,65 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None, an
         raise FtkitError(f"transformers has no class {recipe.model_type!r}", where="model_type",
                          fix="use AutoModelForCausalLM")
     model = _from_pretrained(auto_cls, recipe.base_model, "model", dtype=precision.dtype,
-                             trust_remote_code=recipe.trust_remote_code)
+                             trust_remote_code=recipe.trust_remote_code, **_quant_kwargs(recipe, precision))
+    if recipe.load_in_4bit:
+        from .quant import cpu_safe_4bit
+
+        cpu_safe_4bit(model, announce)  # bitsandbytes' CPU repacking drops gradients and rounds scales to bf16
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         announce(f"[ftkit] resizing embeddings {model.get_input_embeddings().weight.shape[0]} -> {len(tokenizer)} "
                  "for added tokens")
         model.resize_token_embeddings(len(tokenizer))
         if recipe.adapter and recipe.lora_modules_to_save is None:
             names = embedding_module_names(model)
-            recipe = recipe.model_copy(update={"lora_modules_to_save": names})
+            model.ftkit_modules_to_save = names  # load_model hands these to the adapter
             announce(f"[ftkit] lora_modules_to_save: {names} (new token embeddings must be trained and saved "
                      "with the adapter)")
     model.config.pad_token_id = tokenizer.pad_token_id
-    if recipe.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if recipe.adapter == "lora":
-        model = apply_lora(recipe, model)
     return model
 
 
-def lora_targets(recipe: Recipe, model) -> list[str] | str:
-    """Explicit list, 'all-linear' (every linear layer except the head), or the architecture's default."""
-    if recipe.lora_target_modules:
-        return list(recipe.lora_target_modules)
-    if recipe.lora_target_linear:
-        return "all-linear"
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None, announce=print):
+    """The base ready to train: k-bit prep for quantized bases, checkpointing, the recipe's adapter."""
+    model = load_base(recipe, tokenizer, precision, announce)
+    if recipe.load_in_4bit or recipe.load_in_8bit:
+        from . import quant
 
-    targets = DEFAULTS.get(model.config.model_type)
-    if not targets:
-        raise FtkitError(f"no default LoRA targets known for model_type {model.config.model_type!r}",
-                         where="lora_target_modules", fix="list them, or set lora_target_linear: true")
-    return list(targets)
-
-
-def lora_config(recipe: Recipe, model):
-    from peft import LoraConfig
-
-    return LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                      target_modules=lora_targets(recipe, model), bias="none", task_type="CAUSAL_LM",
-                      modules_to_save=recipe.lora_modules_to_save)
+        model = quant.prepare(model, recipe, announce)  # fp32 norms, input grads
+    elif recipe.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if recipe.gradient_checkpointing:
+        model.config.use_cache = False
+    if recipe.adapter:
+        if getattr(model, "ftkit_modules_to_save", None):
+            recipe = recipe.model_copy(update={"lora_modules_to_save": model.ftkit_modules_to_save})
+        model = apply_lora(recipe, model, announce)
+    return model
 
 
-def apply_lora(recipe: Recipe, model):
-    """Wrap the model with a fresh LoRA adapter; unknown target modules become a clear error."""
-    from peft import get_peft_model
+def apply_lora(recipe: Recipe, model, announce=print):
+    """The recipe's adapter on `model` (see adapters.apply_adapter)."""
+    from .adapters import apply_adapter
 
-    try:
-        return get_peft_model(model, lora_config(recipe, model))
-    except ValueError as e:
-        raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
-                         fix="use module names that exist in the model (print(model) lists them) or "
-                             "lora_target_linear: true") from None
+    return apply_adapter(recipe, model, announce)
+
+
+def _quant_kwargs(recipe: Recipe, precision: Precision) -> dict:
+    """from_pretrained arguments for a bitsandbytes/GPTQ base (empty for a plain one)."""
+    import os
+
+    import torch
+
+    from . import quant
+
+    quant.check_gptq(recipe)
+    config = quant.bnb_config(recipe, precision.dtype)
+    if config is None:
+        return {}
+    kwargs = {"quantization_config": config}
+    if torch.cuda.is_available():  # bitsandbytes places weights at load: one whole copy per process
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return kwargs
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import data, models
+from . import data, models, relora
 from .config import Recipe
 from .infer import generate
 
@@ -93,7 +93,10 @@ def _eval_loss(trainer, dataset) -> float | None:
 def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
     """Model or adapter, tokenizer, the resolved recipe and metrics.json, all in output_dir."""
     out = Path(recipe.output_dir)
-    trainer.save_model(str(out))
+    if recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model, not the adapter
+        relora.save_merged(trainer.model, out)
+    else:
+        trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     (out / "recipe.yml").write_text(yaml.safe_dump(recipe.dump(), sort_keys=False))
     (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
@@ -115,7 +118,8 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
     before = generate(model, tokenizer, recipe, prompts) if prompts else []
 
     trainer = SFTTrainer(model=model, args=sft_config(recipe, precision, prepared.eval is not None),
-                         train_dataset=prepared.train, processing_class=tokenizer)
+                         train_dataset=prepared.train, processing_class=tokenizer,
+                         callbacks=relora.callbacks(recipe, announce))  # ReLoRA restarts, if asked
     eval_before = _eval_loss(trainer, prepared.eval)
     trainer.train()
     eval_after = _eval_loss(trainer, prepared.eval)
@@ -131,6 +135,7 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, after)],
         trainable_params=trainable, total_params=total, data=prepared.stats)
+    result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
     save_run(recipe, trainer, tokenizer, result)
     announce(result.summary())
     announce(f"[ftkit] saved to {recipe.output_dir}")
