@@ -13,6 +13,10 @@ from .prompts.tokenize import encode_prompt
 
 def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
     """Token ids fed at inference for a user's text: the training prompt segments, encoded identically."""
+    if getattr(recipe, "rl", None):  # preference-tuned: the chat template TRL trained with
+        from .preference_data import prompt_ids as chat_prompt_ids
+
+        return chat_prompt_ids(recipe, tokenizer, text)
     strategy = get_strategy(recipe.datasets[0].type, file=recipe.source, where="datasets.0.type")
     return encode_prompt(strategy.prompt_segments(strategy.inference_row(text)), tokenizer)
 
@@ -28,10 +32,15 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     was_training = model.training
     model.eval()
     out = []
+    eos = tokenizer.eos_token_id
+    if getattr(recipe, "rl", None):  # chat answers end with the template's end-of-turn token
+        from .preference_data import end_of_turn_ids
+
+        eos = end_of_turn_ids(tokenizer)
     for text in prompts:
         ids = torch.tensor([prompt_ids(recipe, tokenizer, text)], device=device)
         kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, do_sample=temperature > 0, streamer=streamer)
+                      eos_token_id=eos, do_sample=temperature > 0, streamer=streamer)
         if temperature > 0:
             kwargs.update(temperature=temperature, top_p=top_p)
         with torch.no_grad():
