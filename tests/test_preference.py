@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,8 @@ def recipe_for(method: str, out, **overrides):
     base = {"base_model": "tiny:llama", "output_dir": str(out), "rl": method, "max_steps": 16, "eval_prompts": []}
     if method in ("ipo", "simpo"):  # the variants of dpo.yml / orpo.yml are one override away
         base.update(rl_beta=None, orpo_alpha=None) if method == "simpo" else base.update(rl_beta=None)
+    if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 16 steps
+        base["orpo_alpha"] = 1.0
     return load_recipe(ROOT / "recipes" / "llama" / RECIPES[method], {**base, **overrides})
 
 
@@ -58,7 +61,7 @@ def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
     from ftkit.infer import load_trained
 
     recipe, result = trained("dpo")
-    out = ROOT / recipe.output_dir if not recipe.output_dir.startswith("/") else recipe.output_dir
+    out = Path(recipe.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "dpo" and [h["margin"] for h in metrics["history"]] == result.series("margin")
     assert (out / "adapter_config.json").is_file() and (out / "recipe.yml").is_file()
@@ -201,7 +204,7 @@ def test_rl_config_maps_axolotl_names_onto_trl(tmp_path):
 def test_cli_train_dispatches_on_rl_and_infer_uses_the_chat_template(tmp_path):
     out = tmp_path / "cli"
     done = run_cli("train", "recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}",
-                   "--max_steps=2", "--eval_prompts=[]")
+                   "--max_steps=2", "--max_new_tokens=2")  # (--eval_prompts=[] arrives as the string '[]')
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reward margin" in done.stdout and (out / "adapter_model.safetensors").is_file()
     answer = run_cli("infer", "recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}",
