@@ -85,3 +85,33 @@ def plot_history(result, path: str | None = None):
     if path:
         fig.savefig(path, dpi=80)
     return fig
+
+
+RECIPES = {"dpo": "dpo.yml", "ipo": "dpo.yml", "kto": "kto.yml", "orpo": "orpo.yml", "simpo": "orpo.yml"}
+
+
+def method_recipe(method: str, overrides: dict | None = None, family: str = "llama") -> Recipe:
+    """recipes/<family>/<method>.yml (ipo: dpo.yml, simpo: orpo.yml with its own defaults) plus overrides."""
+    from pathlib import Path
+
+    from .config import load_recipe
+
+    base: dict = {"rl": method}
+    if method in ("ipo", "simpo"):  # dpo/orpo's beta and lambda do not carry over: use the method's defaults
+        base.update(rl_beta=None, **({"orpo_alpha": None} if method == "simpo" else {}))
+    path = Path(__file__).resolve().parents[1] / "recipes" / family / RECIPES[method]
+    return load_recipe(path, {**base, **(overrides or {})})
+
+
+def show_pair(tokenizer, row: dict) -> str:
+    """One preference row as the model sees it: the rendered prompt, then each answer (special tokens shown)."""
+    from .preference_data import common_prefix
+
+    ids = encode_messages(tokenizer, row["prompt"], generation_prompt=True)
+    lines = [f"prompt ({len(ids)} tokens):", tokenizer.decode(ids)]
+    for name in ("chosen", "rejected", "completion"):
+        if name in row and row[name]:
+            full = encode_messages(tokenizer, row["prompt"] + row[name], generation_prompt=False)
+            tag = f" (label {row['label']})" if name == "completion" else ""
+            lines.append(f"{name}{tag}: {tokenizer.decode(full[common_prefix(ids, full):])!r}")
+    return "\n".join(lines)

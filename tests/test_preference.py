@@ -13,20 +13,18 @@ import pytest
 
 from ftkit import preference_data, preference_report, rl
 from ftkit.config import load_recipe
+from ftkit.preference_report import method_recipe
 from ftkit.errors import ConfigError, DataError, FtkitError
 from tests.conftest import ROOT, run_cli
 
-RECIPES = {"dpo": "dpo.yml", "ipo": "dpo.yml", "kto": "kto.yml", "orpo": "orpo.yml", "simpo": "orpo.yml"}
 QUIET = dict(announce=lambda *_: None)
 
 
 def recipe_for(method: str, out, **overrides):
-    base = {"base_model": "tiny:llama", "output_dir": str(out), "rl": method, "max_steps": 16, "eval_prompts": []}
-    if method in ("ipo", "simpo"):  # the variants of dpo.yml / orpo.yml are one override away
-        base.update(rl_beta=None, orpo_alpha=None) if method == "simpo" else base.update(rl_beta=None)
+    base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 16, "eval_prompts": []}
     if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 16 steps
         base["orpo_alpha"] = 1.0
-    return load_recipe(ROOT / "recipes" / "llama" / RECIPES[method], {**base, **overrides})
+    return method_recipe(method, {**base, **overrides})
 
 
 @pytest.fixture(scope="module")
