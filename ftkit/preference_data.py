@@ -102,13 +102,17 @@ def apply_chat_template(recipe: Recipe, tokenizer, announce=print) -> str:
     return template.name
 
 
-def end_of_turn_ids(tokenizer) -> list[int]:
-    """eos plus the end-of-turn token the chat template writes (e.g. <|eot_id|>), so generation stops there."""
-    ids = [tokenizer.eos_token_id]
+def end_of_turn_token(tokenizer) -> str:
+    """The token closing an assistant turn in the tokenizer's chat template (<|eot_id|>, <|im_end|>, ...), else eos."""
     for t in TEMPLATES.values():
         if t.end_of_turn and t.end_of_turn in (tokenizer.chat_template or "") and t.end_of_turn in tokenizer.get_vocab():
-            ids.append(tokenizer.convert_tokens_to_ids(t.end_of_turn))
-    return sorted(set(i for i in ids if i is not None))
+            return t.end_of_turn
+    return tokenizer.eos_token
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """eos plus the template's end-of-turn token, so generation stops where a trained answer ends."""
+    return sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(end_of_turn_token(tokenizer))})
 
 
 def prompt_messages(text: str) -> list[dict]:

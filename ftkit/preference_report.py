@@ -107,7 +107,8 @@ def show_pair(tokenizer, row: dict) -> str:
     """One preference row as the model sees it: the rendered prompt, then each answer (special tokens shown)."""
     from .preference_data import common_prefix
 
-    ids = encode_messages(tokenizer, row["prompt"], generation_prompt=True)
+    first = (row.get("chosen") or row.get("completion"))[-1]["content"]
+    ids = trained_prompt_ids(tokenizer, row["prompt"], first)  # the prompt tokens TRL trains (and infer sends)
     lines = [f"prompt ({len(ids)} tokens):", tokenizer.decode(ids)]
     for name in ("chosen", "rejected", "completion"):
         if name in row and row[name]:

@@ -154,6 +154,9 @@ def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokeniz
                                   [name], "datasets.0")[0]
     assert [m["role"] for m in row["prompt"]] == roles and row["_drop"] == ""
     assert row["chosen"][0]["content"].endswith(".") and row["rejected"][0]["content"].endswith("!")
+    shown = preference_report.show_pair(tok, row)  # what `ftkit preprocess --debug` prints
+    assert shown.splitlines()[-1].startswith("rejected: ")  # chatml follows <|im_end|> with a newline
+    assert f"{row['rejected'][0]['content']}{preference_data.end_of_turn_token(tok)}" in shown.splitlines()[-1]
     if type_.startswith("chatml"):  # the type's template becomes the run's, special tokens added
         assert tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) == (
             f"<|im_start|>system\n{raw['system']}<|im_end|>\n<|im_start|>user\n{raw['question']}<|im_end|>\n"
