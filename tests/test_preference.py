@@ -15,21 +15,21 @@ from ftkit import preference_data, preference_report, rl
 from ftkit.config import load_recipe
 from ftkit.preference_report import method_recipe
 from ftkit.errors import ConfigError, DataError, FtkitError
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 
 QUIET = dict(announce=lambda *_: None)
 
 
 def recipe_for(method: str, out, **overrides):
-    base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 16, "eval_prompts": []}
-    if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 16 steps
+    base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 12, "eval_prompts": []}
+    if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 12 steps
         base["orpo_alpha"] = 1.0
     return method_recipe(method, {**base, **overrides})
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Each method trained once per module (16 steps, LoRA), shared by the tests below."""
+    """Each method trained once per module (12 steps, LoRA), shared by the tests below."""
     cache = {}
 
     def get(method):
@@ -45,9 +45,9 @@ def trained(tmp_path_factory):
 def test_method_learns_preference(trained, method):
     recipe, result = trained(method)
     margins = result.series("margin")
-    assert len(margins) >= 12, result.history
+    assert len(margins) >= 10, result.history
     # the trainer's reward margin (KTO: desirable minus undesirable reward) rises over training
-    assert statistics.fmean(margins[-4:]) > statistics.fmean(margins[:4]), margins
+    assert statistics.fmean(margins[-3:]) > statistics.fmean(margins[:3]), margins
     before, after = result.heldout_before, result.heldout_after
     assert before["n"] == after["n"] == 11  # data_samples/preference_heldout.jsonl, never trained on
     # the random base prefers '!' on most held-out pairs; after training the calm answer wins on all
@@ -202,12 +202,13 @@ def test_rl_config_maps_axolotl_names_onto_trl(tmp_path):
     assert not dpo.gradient_checkpointing and dpo.max_length == 128
 
 
-def test_cli_train_dispatches_on_rl_and_infer_uses_the_chat_template(tmp_path):
+def test_cli_train_dispatches_on_rl_and_infer_uses_the_chat_template(tmp_path, capsys):
+    from ftkit.cli import main
+
     out = tmp_path / "cli"
-    done = run_cli("train", "recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}",
-                   "--max_steps=2", "--max_new_tokens=2")  # (--eval_prompts=[] arrives as the string '[]')
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "reward margin" in done.stdout and (out / "adapter_model.safetensors").is_file()
-    answer = run_cli("infer", "recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}",
-                     "--prompt=What is the capital of Peru?", "--no-stream", "--max-new-tokens=4")
-    assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
+    args = ["recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}"]
+    # (in-process: the same main() `ftkit` runs; --eval_prompts=[] would arrive as the string '[]')
+    assert main(["train", *args, "--max_steps=2", "--max_new_tokens=2"]) == 0
+    assert "dpo: 2 steps" in capsys.readouterr().out and (out / "adapter_model.safetensors").is_file()
+    assert main(["infer", *args, "--prompt=What is the capital of Peru?", "--no-stream", "--max-new-tokens=4"]) == 0
+    assert capsys.readouterr().out.strip()

@@ -27,7 +27,7 @@ def test_notebook_runs_headless_on_the_tiny_twin(tmp_path, monkeypatch):
     out = tmp_path / "preference_tuning.ipynb"
     png = tmp_path / "margin.png"
     papermill.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(ROOT), progress_bar=False,
-                               parameters={"base_model": "tiny:llama", "max_steps": 16, "plot_png": str(png),
+                               parameters={"base_model": "tiny:llama", "max_steps": 12, "plot_png": str(png),
                                            "output_dir": str(tmp_path / "run")})
     assert png.stat().st_size > 1000  # the margin plot was drawn and saved
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
