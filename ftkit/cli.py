@@ -58,6 +58,15 @@ def _preprocess(recipe, args) -> None:
     from . import data, models
 
     tok = models.load_tokenizer(recipe)
+    if recipe.rl:  # preference rows: converted and counted here, tokenized by TRL at train time
+        from . import preference_data, preference_report
+
+        preference_data.apply_chat_template(recipe, tok)
+        prepared = preference_data.prepare(recipe, tok)
+        print(prepared.summary())
+        for i in range(min(args.debug_rows, len(prepared.train)) if args.debug else 0):
+            print(f"--- example {i} ---\n{preference_report.show_pair(tok, prepared.train[i])}")
+        return
     prepared = data.prepare(recipe, tok)
     print(prepared.summary())
     if args.debug:

@@ -7,6 +7,7 @@ closest match; Axolotl options that ftkit does not implement are named as such, 
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -253,7 +254,45 @@ class TrainOptions(_Strict):
     max_new_tokens: int = Field(48, ge=1, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
 
 
-class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions):
+RLMethod = Literal["dpo", "ipo", "kto", "orpo", "simpo"]
+
+
+class RLOptions(_Strict):
+    """Preference tuning (`rl:`): TRL's DPO/KTO/ORPO/CPO trainers; see ftkit/rl.py for the mapping."""
+
+    rl: Optional[RLMethod] = Field(None, description="Preference tuning method: dpo, ipo, kto, orpo or simpo (empty = supervised fine-tuning).")
+    rl_beta: Optional[float] = Field(None, gt=0, description="beta: how far the policy may move from the reference (dpo/kto default 0.1; ipo: tau, default 0.1; simpo default 2.0).")
+    dpo_label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed fraction of flipped preference labels; > 0 selects TRL's robust DPO loss (rDPO).")
+    rpo_alpha: Optional[float] = Field(None, ge=0, description="Weight of an NLL term on the chosen answer added to the dpo/ipo loss (RPO).")
+    orpo_alpha: Optional[float] = Field(None, gt=0, description="ORPO's lambda: weight of the odds-ratio term next to the NLL loss (default 0.1).")
+    kto_desirable_weight: float = Field(1.0, gt=0, description="KTO: loss weight of desirable (label true) rows.")
+    kto_undesirable_weight: float = Field(1.0, gt=0, description="KTO: loss weight of undesirable (label false) rows.")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO: target reward margin gamma (TRL's simpo_gamma).")
+    cpo_alpha: float = Field(0.0, ge=0, description="SimPO: weight of the NLL term on the chosen answer (0 = pure SimPO, 1 = CPO-SimPO).")
+    test_datasets: list[DatasetSpec] = Field(default_factory=list, description="Held-out preference pairs (same types as datasets); with rl, logp(chosen) - logp(rejected) is measured on them before and after training.")
+
+    @model_validator(mode="after")
+    def _rl_consistent(self):
+        """Options that only one method reads are errors elsewhere, rather than silently ignored."""
+        only = {"orpo_alpha": ("orpo",), "rpo_alpha": ("dpo", "ipo"), "dpo_label_smoothing": ("dpo",),
+                "kto_desirable_weight": ("kto",), "kto_undesirable_weight": ("kto",)}
+        problems = []
+        for key, methods in only.items():
+            if key in self.model_fields_set and getattr(self, key) is not None and self.rl not in methods:
+                problems.append((key, f"is only read with rl: {' or '.join(methods)} (rl is {self.rl})",
+                                 f"remove {key}, or set rl: {methods[0]}"))
+        if self.test_datasets and not self.rl:
+            problems.append(("test_datasets", "is only read with rl: (supervised runs use val_set_size)",
+                             "remove test_datasets, or use val_set_size"))
+        if self.rl == "orpo" and self.rl_beta is not None:
+            problems.append(("rl_beta", "ORPO has no reference model, so no beta",
+                             "use orpo_alpha for the odds-ratio weight"))
+        if problems:
+            raise ValueError("|".join(";".join(p) for p in problems))
+        return self
+
+
+class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions):
     """A validated recipe. `source` is the file it came from (for error messages)."""
 
     source: Optional[str] = Field(None, exclude=True, description="Internal: the file this recipe was read from.")
@@ -396,7 +435,9 @@ def _is_str_field(path: list[str]) -> bool:
         if field is None:
             return False
         ann = field.annotation
-        args = [a for a in typing.get_args(ann) if a is not type(None)] or [ann]
+        # unwrap Optional/Union only: list[str] is a list, not a string (--eval_prompts=[] must parse)
+        is_union = typing.get_origin(ann) in (Union, types.UnionType)
+        args = [a for a in typing.get_args(ann) if a is not type(None)] if is_union else [ann]
         models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
         for a in args:
             models += [x for x in typing.get_args(a) if isinstance(x, type) and issubclass(x, BaseModel)]

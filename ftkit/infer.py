@@ -14,12 +14,20 @@ from .prompts.tokenize import encode_prompt_text
 def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
     """Token ids fed at inference for a user's text: the first dataset's prompt format (for chat datasets
     the user turn rendered by the chat template with add_generation_prompt), tokenized as one string."""
+    if getattr(recipe, "rl", None):  # preference-tuned: the chat-template prompt TRL trained with
+        from .preference_data import prompt_ids as chat_prompt_ids
+
+        return chat_prompt_ids(recipe, tokenizer, text)
     strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
     return encode_prompt_text(strategy.prompt_for(text), tokenizer, add_bos=strategy.add_bos)
 
 
 def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
     """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn."""
+    if getattr(recipe, "rl", None):  # chat answers end with the template's end-of-turn token
+        from .preference_data import end_of_turn_ids
+
+        return end_of_turn_ids(tokenizer)
     ids = [tokenizer.eos_token_id]
     strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
     eot = getattr(strategy, "eot", None)

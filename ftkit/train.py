@@ -47,12 +47,11 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
-    """The recipe's options as TRL's SFTConfig (TrainingArguments underneath)."""
+def training_args(recipe: Recipe, precision: models.Precision) -> dict:
+    """The recipe's TrainingArguments options, shared by every TRL config (SFT, DPO, KTO, ORPO, CPO)."""
     import torch
-    from trl import SFTConfig
 
-    return SFTConfig(
+    return dict(
         output_dir=recipe.output_dir,
         per_device_train_batch_size=recipe.micro_batch_size,
         per_device_eval_batch_size=recipe.micro_batch_size,
@@ -75,13 +74,18 @@ def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
         fp16=precision.fp16,
         tf32=precision.tf32 if torch.cuda.is_available() else None,
         gradient_checkpointing=recipe.gradient_checkpointing,  # TRL's default is on: off unless asked
-        max_length=recipe.sequence_len,
-        packing=False,
         report_to=["tensorboard"],
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
         disable_tqdm=False,
     )
+
+
+def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
+    """The recipe's options as TRL's SFTConfig (TrainingArguments underneath)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**training_args(recipe, precision), max_length=recipe.sequence_len, packing=False)
 
 
 def _eval_loss(trainer, dataset) -> float | None:
@@ -104,6 +108,10 @@ def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
 
 def run(recipe: Recipe, announce=print) -> TrainResult:
     """Fine-tune as the recipe says and report what changed."""
+    if recipe.rl:  # preference tuning (DPO, IPO, KTO, ORPO, SimPO) runs TRL's preference trainers
+        from . import rl
+
+        return rl.run(recipe, announce)
     from trl import SFTTrainer
 
     t0 = time.time()

@@ -121,3 +121,8 @@ def test_options_reference_covers_every_field():
     for name in Recipe.model_fields:
         if name != "source":
             assert f"`{name}`" in ref
+
+
+def test_list_override_is_parsed_not_kept_as_text(tmp_path):
+    r = load_recipe(write(tmp_path, GOOD), ["--eval_prompts=[]", "--lora_target_modules=[q_proj, v_proj]"])
+    assert r.eval_prompts == [] and r.lora_target_modules == ["q_proj", "v_proj"]

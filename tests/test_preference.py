@@ -1,0 +1,214 @@
+"""Preference tuning (DPO, IPO, KTO, ORPO, SimPO) on the tiny twin with LoRA: the preference is learned.
+
+The sample sets' rule (chosen ends with '.', rejected with '!') is one token, so a few dozen steps move
+both the trainers' reward margin and logp(chosen) - logp(rejected) on held-out prompts never trained on.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from ftkit import preference_data, preference_report, rl
+from ftkit.config import load_recipe
+from ftkit.preference_report import method_recipe
+from ftkit.errors import ConfigError, DataError, FtkitError
+from tests.conftest import ROOT
+
+QUIET = dict(announce=lambda *_: None)
+
+
+def recipe_for(method: str, out, **overrides):
+    base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 12, "eval_prompts": []}
+    if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 12 steps
+        base["orpo_alpha"] = 1.0
+    return method_recipe(method, {**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Each method trained once per module (12 steps, LoRA), shared by the tests below."""
+    cache = {}
+
+    def get(method):
+        if method not in cache:
+            recipe = recipe_for(method, tmp_path_factory.mktemp(method))
+            cache[method] = (recipe, rl.run(recipe, **QUIET))
+        return cache[method]
+
+    return get
+
+
+@pytest.mark.parametrize("method", ["dpo", "ipo", "kto", "orpo", "simpo"])
+def test_method_learns_preference(trained, method):
+    recipe, result = trained(method)
+    margins = result.series("margin")
+    assert len(margins) >= 10, result.history
+    # the trainer's reward margin (KTO: desirable minus undesirable reward) rises over training
+    assert statistics.fmean(margins[-3:]) > statistics.fmean(margins[:3]), margins
+    before, after = result.heldout_before, result.heldout_after
+    assert before["n"] == after["n"] == 11  # data_samples/preference_heldout.jsonl, never trained on
+    # the random base prefers '!' on most held-out pairs; after training the calm answer wins on all
+    assert after["margin"] > before["margin"] + 0.5, result.summary()
+    assert after["accuracy"] == 1.0 and before["accuracy"] < 0.5, result.summary()
+
+
+def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
+    from ftkit.infer import load_trained
+
+    recipe, result = trained("dpo")
+    out = Path(recipe.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "dpo" and [h["margin"] for h in metrics["history"]] == result.series("margin")
+    assert (out / "adapter_config.json").is_file() and (out / "recipe.yml").is_file()
+    model, tok = load_trained(recipe, **QUIET)
+    assert "<|start_header_id|>" in tok.chat_template  # the template trained with travels with the model
+    rows = preference_report.heldout_rows(recipe, tok)
+    again = preference_report.pair_scores(model, tok, rows)
+    assert again["margins"] == pytest.approx(result.heldout_after["margins"], abs=1e-4)
+
+
+def test_inference_prompt_is_the_prompt_trl_trains_on(tiny_tokenizer, tmp_path):
+    """TRL's tokenized prompt for a row equals the ids `ftkit infer` sends for the same question."""
+    from trl import DPOConfig, DPOTrainer
+    from transformers import AutoModelForCausalLM
+
+    from ftkit.tiny import tiny_path
+
+    recipe = recipe_for("dpo", tmp_path)
+    tok = tiny_tokenizer.__class__.from_pretrained(tiny_path("tiny:llama"))
+    preference_data.apply_chat_template(recipe, tok, **QUIET)
+    data = preference_data.prepare(recipe, tok, **QUIET)
+    rows = data.train.select(range(3))
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_path("tiny:llama")), train_dataset=rows,
+                         processing_class=tok, args=DPOConfig(str(tmp_path), use_cpu=True, bf16=False,
+                                                              report_to=[], gradient_checkpointing=False))
+    for row, tokenized in zip(rows, trainer.train_dataset):
+        question = row["prompt"][-1]["content"]
+        assert tokenized["prompt_ids"] == preference_data.prompt_ids(recipe, tok, question)
+        assert tok.decode(tokenized["chosen_ids"]).endswith(row["chosen"][0]["content"] + "<|eot_id|>")
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_bad_rows_are_dropped_and_counted(tmp_path, tiny_tokenizer):
+    good = {"prompt": "Is snow white?", "chosen": "Snow is white.", "rejected": "Snow is white!"}
+    rows = [good, {**good, "rejected": "Snow is white."},  # identical
+            {**good, "chosen": "  "},  # empty
+            {**good, "prompt": "word " * 200}]  # prompt alone over sequence_len=64
+    path = _write(tmp_path / "pairs.jsonl", rows)
+    recipe = recipe_for("dpo", tmp_path, sequence_len=64,
+                        datasets=[{"path": path, "type": "chat_template.prompt_pairs"}])
+    tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
+    preference_data.apply_chat_template(recipe, tok, **QUIET)
+    data = preference_data.prepare(recipe, tok, **QUIET)
+    assert data.stats["dropped"] == {"empty": 1, "identical": 1, "too_long": 1}
+    assert data.stats["kept"] == len(data.train) == 1
+    assert "dropped 1 with an empty field, 1 with chosen == rejected, 1 longer than sequence_len=64" in data.summary()
+    assert data.train[0]["chosen"] == [{"role": "assistant", "content": "Snow is white."}]
+
+
+def test_no_usable_rows_is_a_clear_error(tmp_path, tiny_tokenizer):
+    same = {"prompt": "Is snow white?", "chosen": "Yes.", "rejected": "Yes."}
+    path = _write(tmp_path / "same.jsonl", [same, same])
+    recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.prompt_pairs"}])
+    with pytest.raises(DataError, match=r"datasets: no usable preference rows: 0 with an empty field, 2 with "
+                                        r"chosen == rejected.*Fix: check the dataset type matches"):
+        preference_data.prepare(recipe, tiny_tokenizer, **QUIET)
+
+
+def test_bad_row_names_file_line_and_field(tmp_path, tiny_tokenizer):
+    rows = [{"question": "Is snow white?", "chosen": "Snow is white.", "rejected": "Snow is white!"}] * 2
+    rows.append({"question": "Is coal black?", "chosen": "Coal is black."})
+    path = _write(tmp_path / "intel.jsonl", rows)
+    recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.intel"}])
+    with pytest.raises(DataError, match=r"intel\.jsonl:3: field 'rejected': missing\. Fix: add 'rejected'"):
+        preference_data.prepare(recipe, tiny_tokenizer, **QUIET)
+    recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.pairs"}])
+    with pytest.raises(FtkitError, match=r"datasets\.0\.type: unsupported preference dataset type 'chat_template\.pairs'"
+                                        r".*prompt_pairs"):
+        preference_data.prepare(recipe, tiny_tokenizer, **QUIET)
+
+
+SHAPES = {  # sample file, type -> the normalized prompt of its first row
+    "preference_pairs.jsonl": ("chat_template.prompt_pairs", ["user"]),
+    "preference_intel.jsonl": ("chatml.intel", ["system", "user"]),
+    "preference_ultra.jsonl": ("chat_template.ultra", ["user"]),
+    "preference_chat.jsonl": ("chat_template.argilla_chat", ["user", "assistant", "user"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokenizer):
+    type_, roles = SHAPES[name]
+    raw = json.loads((ROOT / "data_samples" / name).read_text().splitlines()[0])
+    recipe = recipe_for("dpo", tmp_path, chat_template=None, datasets=[{"path": f"data_samples/{name}", "type": type_}])
+    tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
+    preference_data.apply_chat_template(recipe, tok, **QUIET)
+    row = preference_data.convert(__import__("datasets").Dataset.from_list([raw]), recipe.datasets[0], recipe, tok,
+                                  [name], "datasets.0")[0]
+    assert [m["role"] for m in row["prompt"]] == roles and row["_drop"] == ""
+    assert row["chosen"][0]["content"].endswith(".") and row["rejected"][0]["content"].endswith("!")
+    shown = preference_report.show_pair(tok, row)  # what `ftkit preprocess --debug` prints
+    assert shown.splitlines()[-1].startswith("rejected: ")  # chatml follows <|im_end|> with a newline
+    assert f"{row['rejected'][0]['content']}{preference_data.end_of_turn_token(tok)}" in shown.splitlines()[-1]
+    if type_.startswith("chatml"):  # the type's template becomes the run's, special tokens added
+        assert tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) == (
+            f"<|im_start|>system\n{raw['system']}<|im_end|>\n<|im_start|>user\n{raw['question']}<|im_end|>\n"
+            "<|im_start|>assistant\n")
+        assert "<|im_start|>" in tok.get_vocab()
+
+
+def test_full_finetune_uses_a_frozen_reference_copy(tmp_path):
+    import torch
+
+    recipe = recipe_for("dpo", tmp_path, adapter=None, max_steps=3, learning_rate=1e-3)
+    from ftkit import models
+
+    tok = models.load_tokenizer(recipe, **QUIET)
+    model, peft_config, ref = rl.load_policy(recipe, tok, models.resolve_precision(recipe, **QUIET), **QUIET)
+    assert peft_config is None and ref is not model
+    assert not any(p.requires_grad for p in ref.parameters())
+    w0 = ref.model.layers[0].self_attn.q_proj.weight.clone()
+    result = rl.run(recipe, **QUIET)
+    assert result.steps == 3 and result.trainable_params == result.total_params
+    assert torch.equal(ref.model.layers[0].self_attn.q_proj.weight, w0)
+
+
+def test_options_only_one_method_reads_are_errors():
+    with pytest.raises(ConfigError, match=r"orpo_alpha: is only read with rl: orpo \(rl is dpo\)\. Fix: remove orpo_alpha"):
+        load_recipe(ROOT / "recipes" / "llama" / "dpo.yml", {"orpo_alpha": "0.2"})
+    with pytest.raises(ConfigError, match=r"rl_beta: ORPO has no reference model.*Fix: use orpo_alpha"):
+        load_recipe(ROOT / "recipes" / "llama" / "orpo.yml", {"rl_beta": "0.2"})
+
+
+def test_rl_config_maps_axolotl_names_onto_trl(tmp_path):
+    from ftkit.models import Precision
+
+    fp32 = Precision(False, False, False)
+    dpo = rl.rl_config(recipe_for("dpo", tmp_path, rpo_alpha=0.5, dpo_label_smoothing=0.1), fp32, **QUIET)
+    assert (dpo.loss_type, dpo.loss_weights, dpo.label_smoothing, dpo.beta) == (["robust", "sft"], [1.0, 0.5], 0.1, 0.1)
+    assert rl.rl_config(recipe_for("ipo", tmp_path), fp32).loss_type == ["ipo"]
+    kto = rl.rl_config(recipe_for("kto", tmp_path, kto_undesirable_weight=1.5), fp32)
+    assert (kto.beta, kto.desirable_weight, kto.undesirable_weight) == (0.1, 1.0, 1.5)
+    assert rl.rl_config(recipe_for("orpo", tmp_path, orpo_alpha=0.3), fp32).beta == 0.3
+    simpo = rl.rl_config(recipe_for("simpo", tmp_path, simpo_gamma=0.7), fp32)
+    assert (simpo.loss_type, simpo.beta, simpo.simpo_gamma, simpo.cpo_alpha) == ("simpo", 2.0, 0.7, 0.0)
+    assert not dpo.gradient_checkpointing and dpo.max_length == 128
+
+
+def test_cli_train_dispatches_on_rl_and_infer_uses_the_chat_template(tmp_path, capsys):
+    from ftkit.cli import main
+
+    out = tmp_path / "cli"
+    args = ["recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}"]
+    # (in-process: the same main() `ftkit` runs; --eval_prompts=[] would arrive as the string '[]')
+    assert main(["train", *args, "--max_steps=2", "--max_new_tokens=2"]) == 0
+    assert "dpo: 2 steps" in capsys.readouterr().out and (out / "adapter_model.safetensors").is_file()
+    assert main(["infer", *args, "--prompt=What is the capital of Peru?", "--no-stream", "--max-new-tokens=4"]) == 0
+    assert capsys.readouterr().out.strip()
