@@ -248,6 +248,7 @@ measures every file below. Exact token ids and masks for each format are asserte
 | conversation | chat_template (options: field_messages, message_field_role, message_field_content, roles, roles_to_train, train_on_eos, chat_template), sharegpt (conversation, field_human, field_model) | `chat.jsonl`, `sharegpt.jsonl` |
 | template-free | completion (field), input_output, pretokenized | `completion.jsonl`, `input_output.jsonl`, `pretokenized.jsonl` |
 | custom | `type:` as a mapping (system_prompt, system_format, field_system, field_instruction, field_input, field_output, format, no_input_format) | `custom.jsonl` |
+| preference (`rl:`) | chat_template.prompt_pairs / .intel / .ultra / .argilla_chat / .default, KTO prompt/completion/label | see [PREFERENCE.md](PREFERENCE.md) (`make_preference_samples.py`) |
 
 ## What is trained (labels), in one place: `ftkit/prompts/tokenize.py`
 

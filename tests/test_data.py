@@ -287,7 +287,10 @@ def test_data_samples_readme_is_current():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (ROOT / "data_samples" / "README.md").read_text(encoding="utf-8") == module.readme()
-    assert len(module.CATALOG) == len(list((ROOT / "data_samples").rglob("*.jsonl")))
+    files = {p.relative_to(ROOT / "data_samples").as_posix() for p in (ROOT / "data_samples").rglob("*.jsonl")}
+    preference_doc = (ROOT / "data_samples" / "PREFERENCE.md").read_text(encoding="utf-8")
+    undocumented = [f for f in files - set(module.CATALOG) if f"`{f}`" not in preference_doc]
+    assert not undocumented, f"sample files in neither README.md's catalog nor PREFERENCE.md: {undocumented}"
 
 
 def test_parity_notes_multi_turn_history_drift(tok):
