@@ -28,8 +28,10 @@ def test_merged_model_equals_base_plus_adapter(name, tmp_path_factory):
     # reference: the same base (a quantized one dequantized) with the adapter applied unmerged
     unmerged, _ = infer.load_trained(recipe, announce=lambda *_: None, dequantize=True)
     torch.testing.assert_close(logits(merged), logits(unmerged.to(torch.float32)), rtol=0, atol=2e-4)
-    if name == "qlora":  # and the 4-bit model as trained: same weights, bf16 adapter -> looser tolerance
-        torch.testing.assert_close(logits(merged), logits(result.model), rtol=0, atol=5e-3)
+    if name == "qlora":  # and the 4-bit model as trained: same weights, but TRL keeps a bf16 adapter copy,
+        # so allow bf16 rounding (2^-8 ~ 0.4%) of the logits' scale, with margin: 1% of the largest logit
+        trained = logits(result.model)
+        torch.testing.assert_close(logits(merged), trained, rtol=0, atol=1e-2 * float(trained.abs().max()))
 
 
 def test_merge_refuses_a_directory_holding_an_adapter(tmp_path_factory):
