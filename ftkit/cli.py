@@ -16,6 +16,7 @@ VERBS = {
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema)",
+    "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
 
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--top-p", type=float, default=1.0)
             sp.add_argument("--seed", type=int, default=None)
             sp.add_argument("--no-stream", action="store_true", help="print the answer at the end, not as it comes")
+        if verb == "train":
+            sp.add_argument("--num_processes", "--num-processes", type=int, default=None,
+                            help="run N processes through `accelerate launch` (DDP, or the recipe's deepspeed/fsdp)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -70,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         from .config import load_recipe
 
         recipe = load_recipe(args.recipe, extra)
-        if args.verb == "preprocess":
+        if args.verb == "train" and args.num_processes:
+            from . import distributed
+
+            distributed.launch(args.recipe, extra, args.num_processes)
+        elif args.verb == "preprocess":
             _preprocess(recipe, args)
         elif args.verb == "train":
             from . import train
@@ -81,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
             infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
+        elif args.verb == "memory":
+            from . import memory
+
+            print(memory.run(recipe))
         elif args.verb == "merge-lora":
             from . import merge
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import data, models
+from . import data, models, runtime
 from .config import Recipe
 from .infer import generate
 
@@ -35,6 +35,7 @@ class TrainResult:
     trainable_params: int = 0
     total_params: int = 0
     data: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (ftkit.runtime.report)
 
     def summary(self) -> str:
         lines = [f"train loss {self.first_loss:.3f} -> {self.final_loss:.3f} over {self.steps} steps "
@@ -47,7 +48,7 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
+def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool, n_train: int = 0, announce=print):
     """The recipe's options as TRL's SFTConfig (TrainingArguments underneath)."""
     import torch
     from trl import SFTConfig
@@ -68,19 +69,16 @@ def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
         seed=recipe.seed,
         data_seed=recipe.seed,
         logging_steps=recipe.logging_steps,
-        save_strategy="steps" if recipe.save_steps else "no",
-        save_steps=recipe.save_steps or 500,
-        eval_strategy="no",
         bf16=precision.bf16,
         fp16=precision.fp16,
         tf32=precision.tf32 if torch.cuda.is_available() else None,
         gradient_checkpointing=recipe.gradient_checkpointing,  # TRL's default is on: off unless asked
         max_length=recipe.sequence_len,
         packing=False,
-        report_to=["tensorboard"],
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
         disable_tqdm=False,
+        **runtime.trainer_kwargs(recipe, has_eval, n_train, announce),  # engine, logging, saves, evals
     )
 
 
@@ -93,7 +91,9 @@ def _eval_loss(trainer, dataset) -> float | None:
 def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
     """Model or adapter, tokenizer, the resolved recipe and metrics.json, all in output_dir."""
     out = Path(recipe.output_dir)
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # gathers sharded weights; writes on the main process only
+    if not trainer.is_world_process_zero():
+        return
     tokenizer.save_pretrained(str(out))
     (out / "recipe.yml").write_text(yaml.safe_dump(recipe.dump(), sort_keys=False))
     (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
@@ -114,10 +114,12 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
     prompts = recipe.eval_prompts
     before = generate(model, tokenizer, recipe, prompts) if prompts else []
 
-    trainer = SFTTrainer(model=model, args=sft_config(recipe, precision, prepared.eval is not None),
-                         train_dataset=prepared.train, processing_class=tokenizer)
+    args = sft_config(recipe, precision, prepared.eval is not None, len(prepared.train), announce)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
+                         processing_class=tokenizer, callbacks=runtime.callbacks(recipe, announce))
     eval_before = _eval_loss(trainer, prepared.eval)
-    trainer.train()
+    resumed_from = runtime.resume(recipe, announce)  # explicit or newest complete checkpoint
+    trainer.train(resume_from_checkpoint=resumed_from)
     eval_after = _eval_loss(trainer, prepared.eval)
 
     after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
@@ -130,7 +132,8 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
         eval_loss_after=eval_after, steps=trainer.state.global_step, seconds=time.time() - t0, losses=losses,
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, after)],
-        trainable_params=trainable, total_params=total, data=prepared.stats)
+        trainable_params=trainable, total_params=total, data=prepared.stats,
+        runtime=runtime.report(trainer, resumed_from))
     save_run(recipe, trainer, tokenizer, result)
     announce(result.summary())
     announce(f"[ftkit] saved to {recipe.output_dir}")
