@@ -57,7 +57,12 @@ def deepspeed_path(recipe: Recipe) -> str:
 
 
 def fsdp_kwargs(recipe: Recipe, announce=print) -> dict:
-    """`fsdp: [full_shard, auto_wrap]` + `fsdp_config: {...}` as TrainingArguments(fsdp=..., fsdp_config=...)."""
+    """Axolotl's `fsdp: [full_shard, auto_wrap]` + `fsdp_config: {...}` as TrainingArguments(fsdp=True, fsdp_config).
+
+    transformers 5 deprecates the list form, so the options become fsdp_config entries here, as transformers
+    itself translates them: full_shard -> reshard_after_forward true (FSDP2), shard_grad_op -> false,
+    offload -> cpu_offload; auto_wrap is the default policy; the hybrid strategies need version 1.
+    """
     options = recipe.fsdp.split() if isinstance(recipe.fsdp, str) else list(recipe.fsdp)
     problems = [Problem(f"unknown FSDP option {o!r}", recipe.source, "fsdp", fix=f"use some of {sorted(FSDP_OPTIONS)}")
                 for o in options if o not in FSDP_OPTIONS]
@@ -71,9 +76,20 @@ def fsdp_kwargs(recipe: Recipe, announce=print) -> dict:
             problems.append(Problem("unknown FSDP setting", recipe.source, f"fsdp_config.{key}",
                                     fix=f"use one of {sorted(FSDP_CONFIG_KEYS)} (an fsdp_ prefix is optional)"))
         config[name] = value
+    version = int(config.get("version", 2))
+    for o in options:
+        if version == 2 and o in ("full_shard", "shard_grad_op"):
+            config.setdefault("reshard_after_forward", o == "full_shard")
+        elif version == 1 and o not in ("offload", "auto_wrap"):
+            config.setdefault("reshard_after_forward", o)  # FSDP1 takes the strategy name
+        elif o == "offload":
+            config.setdefault("cpu_offload", True)
+        elif o != "auto_wrap":
+            problems.append(Problem(f"fsdp option {o!r} needs FSDP1", recipe.source, "fsdp",
+                                    fix="set fsdp_config.version: 1, or use full_shard / shard_grad_op"))
     if problems:
         raise ConfigError(problems)
-    return {"fsdp": " ".join(options), "fsdp_config": config}
+    return {"fsdp": True, "fsdp_config": config}
 
 
 def _skip_shm_compile_on_cpu(announce) -> None:
@@ -114,9 +130,9 @@ def launch(recipe_file: str, overrides: list[str], num_processes: int) -> None:
 
     argv = ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no"]
-    if not torch.cuda.is_available():
+    if num_processes > 1:
+        argv.append("--multi_gpu")  # accelerate's torchrun path; on CPU each process gets gloo (--cpu needs MPI)
+    elif not torch.cuda.is_available():
         argv.append("--cpu")
-    elif num_processes > 1:
-        argv.append("--multi_gpu")
     argv += ["-m", "ftkit", "train", recipe_file, *overrides]
     launch_command(launch_command_parser().parse_args(argv))
