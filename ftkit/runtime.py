@@ -56,8 +56,9 @@ def resume(recipe: Recipe, announce=print) -> str | None:
     return checkpoints.resume_from(recipe, announce)
 
 
-def report(trainer, resumed_from: str | None) -> dict:
-    """What the plumbing saw, for metrics.json: why training stopped, resume point, replicas."""
+def finish(trainer, resumed_from: str | None) -> dict:
+    """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas)."""
+    tracking.finish()
     out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": []}
     for c in trainer.callback_handler.callbacks:
         if isinstance(c, cb.LossWatchdog) and c.reason:

@@ -44,6 +44,11 @@ def report_to(recipe: Recipe, announce=print) -> list[str]:
     if recipe.mlflow_tracking_uri or recipe.mlflow_experiment_name:
         targets.append("mlflow")
         env.update(MLFLOW_TRACKING_URI=recipe.mlflow_tracking_uri, MLFLOW_EXPERIMENT_NAME=recipe.mlflow_experiment_name)
+        uri = recipe.mlflow_tracking_uri or ""
+        if uri.startswith("file:") or (uri and "://" not in uri):  # MLflow 3 refuses file stores unless allowed
+            env["MLFLOW_ALLOW_FILE_STORE"] = "true"
+            announce("[ftkit] mlflow_tracking_uri is a file store, which MLflow 3 keeps only in maintenance mode: "
+                     "allowing it (MLFLOW_ALLOW_FILE_STORE=true); sqlite:///mlflow.db is the maintained local store")
     if recipe.use_comet:
         if importlib.util.find_spec("comet_ml") is None:
             raise ConfigError(Problem("Comet logging needs the comet_ml package, which is not installed", recipe.source,
@@ -83,3 +88,15 @@ class RecipeLogger(TrainerCallback):
                 mlflow.log_text(text, "ftkit_recipe.yml")
                 flat = {f"ftkit.{k}": str(v)[:500] for k, v in resolved.items() if v not in (None, [], {})}
                 mlflow.log_params(flat)
+
+
+def finish() -> None:
+    """End this process's W&B run, so the offline run dir is complete and the next run starts its own.
+
+    (transformers' WandbCallback leaves the run open after training; MLflow's callback ends its own run.)
+    """
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

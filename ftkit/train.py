@@ -35,7 +35,7 @@ class TrainResult:
     trainable_params: int = 0
     total_params: int = 0
     data: dict = field(default_factory=dict)
-    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (ftkit.runtime.report)
+    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (runtime.finish)
 
     def summary(self) -> str:
         lines = [f"train loss {self.first_loss:.3f} -> {self.final_loss:.3f} over {self.steps} steps "
@@ -133,7 +133,7 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, after)],
         trainable_params=trainable, total_params=total, data=prepared.stats,
-        runtime=runtime.report(trainer, resumed_from))
+        runtime=runtime.finish(trainer, resumed_from))
     save_run(recipe, trainer, tokenizer, result)
     announce(result.summary())
     announce(f"[ftkit] saved to {recipe.output_dir}")
