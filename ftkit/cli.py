@@ -16,6 +16,7 @@ VERBS = {
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema)",
+    "bench": "benchmarks printed side by side: `ftkit bench memory` (estimate vs measured peak memory)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
@@ -27,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     for verb, help_ in VERBS.items():
         sp = sub.add_parser(verb, help=help_, description=help_,
                             epilog="Override any recipe option with --key=value (dotted paths into lists/dicts).")
-        if verb != "options":
+        if verb == "bench":
+            sp.add_argument("what", choices=["memory"], help="which benchmark")
+        elif verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
@@ -42,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "train":
             sp.add_argument("--num_processes", "--num-processes", type=int, default=None,
                             help="run N processes through `accelerate launch` (DDP, or the recipe's deepspeed/fsdp)")
+        if verb == "memory":
+            sp.add_argument("--num_processes", "--num-processes", type=int, default=1,
+                            help="devices the run is spread over (ZeRO / FSDP shard states across them)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -71,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(options_reference())
             return 0
+        if args.verb == "bench":
+            from . import memory_bench
+
+            print(memory_bench.run())
+            return 0
         from .config import load_recipe
 
         recipe = load_recipe(args.recipe, extra)
@@ -92,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "memory":
             from . import memory
 
-            print(memory.run(recipe))
+            print(memory.run(recipe, args.num_processes))
         elif args.verb == "merge-lora":
             from . import merge
 
