@@ -108,6 +108,23 @@ def _skip_shm_compile_on_cpu(announce) -> None:
     announce("[ftkit] DeepSpeed on CPU: gloo collectives, shm helper not compiled (FTKIT_DEEPSPEED_SHM=1 builds it)")
 
 
+def _single_process_env(announce) -> None:
+    """DeepSpeed needs a process group even for one process; without a launcher, describe a world of one
+    (otherwise it falls back to MPI discovery and fails with an mpi4py ImportError)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        os.environ.setdefault(key, value)
+    announce(f"[ftkit] deepspeed without a launcher: running as a single process (port {port}); "
+             "use --num_processes N or `accelerate launch` for more")
+
+
 def engine_kwargs(recipe: Recipe, announce=print) -> dict:
     """TrainingArguments for the recipe's engine: DeepSpeed, FSDP, or plain DDP (nothing to add)."""
     import torch
@@ -118,6 +135,7 @@ def engine_kwargs(recipe: Recipe, announce=print) -> dict:
     if recipe.deepspeed:
         out["deepspeed"] = deepspeed_path(recipe)
         _skip_shm_compile_on_cpu(announce)
+        _single_process_env(announce)
     if recipe.fsdp:
         out.update(fsdp_kwargs(recipe, announce))
     return out

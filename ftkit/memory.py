@@ -210,10 +210,10 @@ def _optimizer_bytes(recipe: Recipe, trainable: int, t_bytes: float, half: bool)
         per, how = 2.0, "8-bit Adam: 2 states x 1 B"
     elif "adafactor" in name:
         per, how = 0.0, "Adafactor: factored state (row+column), ~0 per param"
+    elif master:  # DeepSpeed mixed precision keeps Adam's states in fp32 next to an fp32 master copy
+        per, how = 12.0, "fp32 master copy 4 B + Adam: 2 fp32 states x 4 B (ZeRO paper's K=12)"
     else:
         per, how = 2 * t_bytes, f"Adam: 2 states x {t_bytes:g} B"
-    if master:
-        per, how = per + master, how + " + fp32 master copy 4 B"
     return trainable * per, f"{trainable:,} x {per:g} B ({how})"
 
 
