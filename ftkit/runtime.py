@@ -36,6 +36,9 @@ def trainer_kwargs(recipe: Recipe, has_eval: bool, n_train: int, announce=print)
         "neftune_noise_alpha": recipe.neftune_noise_alpha,  # transformers' NEFTune
         "logging_nan_inf_filter": False,  # let the loss watchdog see NaN (the default hides it)
         "ddp_find_unused_parameters": False,  # every parameter gets a gradient in a causal LM / LoRA
+        # loss = sum over all trained tokens / their count across accumulation steps AND processes, so
+        # 2 processes x 4 rows == 1 x 8 rows (the default; stated because it is the known bug class)
+        "average_tokens_across_devices": True,
     }
 
 
