@@ -40,8 +40,6 @@ def build_twin(sizes: dict, where: Path) -> Path:
 
 def long_rows(tokenizer, seq_len: int, n: int, where: Path) -> Path:
     """Alpaca rows of 85-100% of seq_len tokens (alpaca outputs joined), so every batch is full length."""
-    from .tiny import tiny_path  # noqa: F401  (the data sample lives next to the package)
-
     source = Path(__file__).resolve().parents[1] / "data_samples" / "alpaca.jsonl"
     outputs = [json.loads(line)["output"] for line in source.read_text().splitlines()]
     rows, text, i = [], "", 0

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from conftest import run_cli
 from ftkit import distributed
 from ftkit.callbacks import param_checksum
 from ftkit.errors import ConfigError

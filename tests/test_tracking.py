@@ -10,8 +10,8 @@ from ftkit.errors import ConfigError
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory):
     """One 2-step run logging to tensorboard, wandb (offline) and mlflow (file store)."""
-    from ftkit.config import load_recipe
     from conftest import QUICKSTART
+    from ftkit.config import load_recipe
 
     tmp = tmp_path_factory.mktemp("logged")
     recipe = load_recipe(QUICKSTART, {

@@ -1,5 +1,4 @@
 """Checkpoints and resume (with a SIGKILL), gradient accumulation, loss watchdog, early stopping, NEFTune."""
-import json
 import os
 import signal
 import subprocess
