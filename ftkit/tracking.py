@@ -50,14 +50,31 @@ def report_to(recipe: Recipe, announce=print) -> list[str]:
             announce("[ftkit] mlflow_tracking_uri is a file store, which MLflow 3 keeps only in maintenance mode: "
                      "allowing it (MLFLOW_ALLOW_FILE_STORE=true); sqlite:///mlflow.db is the maintained local store")
     if recipe.use_comet:
-        if importlib.util.find_spec("comet_ml") is None:
-            raise ConfigError(Problem("Comet logging needs the comet_ml package, which is not installed", recipe.source,
-                                      "use_comet", fix="pip install comet_ml (and set COMET_API_KEY), or remove use_comet"))
         targets.append("comet_ml")
+    _require_packages(recipe, targets)
     _set_env(env)
     if len(targets) > 1:
         announce(f"[ftkit] logging to {', '.join(targets)}")
     return targets
+
+
+_PACKAGES = {  # integration -> (package, recipe key, how to get it)
+    "wandb": ("wandb", "wandb_project", "pip install 'ftkit[tracking]' (wandb), or remove wandb_project"),
+    "mlflow": ("mlflow", "mlflow_tracking_uri", "pip install 'ftkit[tracking]' (mlflow), or remove the mlflow_ keys"),
+    "comet_ml": ("comet_ml", "use_comet", "pip install comet_ml (and set COMET_API_KEY), or remove use_comet"),
+}
+
+
+def _require_packages(recipe: Recipe, targets: list[str]) -> None:
+    """A named logger whose package is missing is a config error, not a traceback from inside the Trainer."""
+    problems = []
+    for target in targets:
+        if target in _PACKAGES and importlib.util.find_spec(_PACKAGES[target][0]) is None:
+            package, key, fix = _PACKAGES[target]
+            problems.append(Problem(f"logging to {target} needs the {package} package, which is not installed",
+                                    recipe.source, key, fix=fix))
+    if problems:
+        raise ConfigError(problems)
 
 
 class RecipeLogger(TrainerCallback):
