@@ -109,8 +109,8 @@ def _skip_shm_compile_on_cpu(announce) -> None:
 
 
 def _single_process_env(announce) -> None:
-    """DeepSpeed needs a process group even for one process; without a launcher, describe a world of one
-    (otherwise it falls back to MPI discovery and fails with an mpi4py ImportError)."""
+    """DeepSpeed and FSDP need a process group even for one process; without a launcher, describe a world
+    of one (otherwise DeepSpeed falls back to MPI discovery and fails with an mpi4py ImportError)."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return
     import socket
@@ -121,7 +121,7 @@ def _single_process_env(announce) -> None:
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port)}.items():
         os.environ.setdefault(key, value)
-    announce(f"[ftkit] deepspeed without a launcher: running as a single process (port {port}); "
+    announce(f"[ftkit] deepspeed/fsdp without a launcher: running as a single process (port {port}); "
              "use --num_processes N or `accelerate launch` for more")
 
 
@@ -138,6 +138,7 @@ def engine_kwargs(recipe: Recipe, announce=print) -> dict:
         _single_process_env(announce)
     if recipe.fsdp:
         out.update(fsdp_kwargs(recipe, announce))
+        _single_process_env(announce)
     return out
 
 

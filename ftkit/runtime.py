@@ -62,7 +62,8 @@ def resume(recipe: Recipe, announce=print) -> str | None:
 def finish(trainer, resumed_from: str | None) -> dict:
     """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas)."""
     tracking.finish()
-    out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": []}
+    out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
+           "peak_device_memory_bytes": _peak_device_memory()}
     for c in trainer.callback_handler.callbacks:
         if isinstance(c, cb.LossWatchdog) and c.reason:
             out["stop_reason"] = c.reason
@@ -71,3 +72,10 @@ def finish(trainer, resumed_from: str | None) -> dict:
         elif isinstance(c, cb.ReplicaCheck):
             out["replicas"] = c.replicas
     return out
+
+
+def _peak_device_memory() -> int | None:
+    """torch's peak allocated bytes on this process's GPU (compare with `ftkit memory`); None on CPU."""
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
