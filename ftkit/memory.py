@@ -145,13 +145,14 @@ def _bytes_per_weight(recipe: Recipe, half: bool) -> tuple[float, str]:
 
 
 def _activations(config: dict, recipe: Recipe, act_bytes: int, lora_in: int) -> tuple[float, str]:
-    h = config["hidden_size"]
-    layers = config["num_hidden_layers"]
-    heads = config.get("num_attention_heads", 1)
-    kv = config.get("num_key_value_heads") or heads
+    import transformers
+
+    cfg = transformers.AutoConfig.for_model(**config)  # maps e.g. GPT-2's n_embd onto hidden_size
+    h, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    heads = getattr(cfg, "num_attention_heads", None) or 1
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
     kv_dim = h * kv // heads
-    inter = config.get("intermediate_size") or 4 * h
-    vocab = config["vocab_size"]
+    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * h
     tokens = recipe.micro_batch_size * recipe.sequence_len
     per_layer = 6 * h + 2 * kv_dim + 4 * inter
     if recipe.adapter == "lora" and recipe.lora_dropout > 0:
