@@ -16,7 +16,8 @@ VERBS = {
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema)",
-    "bench": "measure ftkit itself: `bench preprocess` prints rows/s and tokens/s per data_samples file",
+    "bench": "benchmarks printed side by side: `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak)",
+    "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
 
@@ -28,8 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb, help=help_, description=help_,
                             epilog="Override any recipe option with --key=value (dotted paths into lists/dicts).")
         if verb == "bench":
-            sp.add_argument("what", choices=["preprocess"], help="what to measure")
-            sp.add_argument("--base-model", default="tiny:llama", help="tokenizer to measure with")
+            sp.add_argument("what", choices=["preprocess", "memory"], help="which benchmark")
+            sp.add_argument("--base-model", default="tiny:llama", help="bench preprocess: tokenizer to measure with")
         elif verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "preprocess":
@@ -48,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--gradio", action="store_true", help="serve a chat page instead (needs ftkit[gradio])")
             sp.add_argument("--host", default="127.0.0.1", help="--gradio address (default: this machine only)")
             sp.add_argument("--port", type=int, default=None, help="--gradio port (default: gradio picks 7860+)")
+        if verb == "train":
+            sp.add_argument("--num_processes", "--num-processes", type=int, default=None,
+                            help="run N processes through `accelerate launch` (DDP, or the recipe's deepspeed/fsdp)")
+        if verb == "memory":
+            sp.add_argument("--num_processes", "--num-processes", type=int, default=1,
+                            help="devices the run is spread over (ZeRO / FSDP shard states across them)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -97,15 +104,24 @@ def main(argv: list[str] | None = None) -> int:
 
             print(options_reference())
             return 0
-        if args.verb == "bench" and args.what == "preprocess":
-            from .prep_bench import run as bench_preprocess
+        if args.verb == "bench":
+            if args.what == "preprocess":
+                from .prep_bench import run as bench_preprocess
 
-            bench_preprocess(args.base_model)
+                bench_preprocess(args.base_model)
+            else:
+                from . import memory_bench
+
+                print(memory_bench.run())
             return 0
         from .config import load_recipe
 
         recipe = load_recipe(args.recipe, extra)
-        if args.verb == "preprocess":
+        if args.verb == "train" and args.num_processes:
+            from . import distributed
+
+            distributed.launch(args.recipe, extra, args.num_processes)
+        elif args.verb == "preprocess":
             _preprocess(recipe, args)
         elif args.verb == "train":
             from . import train
@@ -122,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
+        elif args.verb == "memory":
+            from . import memory
+
+            print(memory.run(recipe, args.num_processes))
         elif args.verb == "merge-lora":
             from . import merge
 

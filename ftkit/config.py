@@ -292,7 +292,34 @@ class RLOptions(_Strict):
         return self
 
 
-class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions):
+class ScaleOptions(_Strict):
+    """Distributed engines, experiment logging, checkpoints/resume, evaluation schedule and callbacks."""
+
+    deepspeed: Optional[str] = Field(None, description="DeepSpeed JSON config, e.g. recipes/deepspeed/zero2.json (ZeRO-1/2/3 shipped; `auto` values are filled from the recipe).")
+    fsdp: Optional[Union[list[str], str]] = Field(None, description="FSDP options, e.g. [full_shard, auto_wrap] (launch with `accelerate launch` or --num_processes).")
+    fsdp_config: Optional[dict[str, Any]] = Field(None, description="FSDP settings (fsdp_ prefix optional): version, cpu_offload/offload_params, state_dict_type, transformer_layer_cls_to_wrap, ...")
+    wandb_project: Optional[str] = Field(None, description="Log to Weights & Biases under this project.")
+    wandb_entity: Optional[str] = Field(None, description="W&B team or user.")
+    wandb_name: Optional[str] = Field(None, description="W&B run name.")
+    wandb_run_id: Optional[str] = Field(None, description="W&B run id (set it to resume the same W&B run).")
+    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = Field(None, description="online, offline (writes a local run dir, no network) or disabled.")
+    mlflow_tracking_uri: Optional[str] = Field(None, description="Log to MLflow here (a file store such as file:./mlruns works offline).")
+    mlflow_experiment_name: Optional[str] = Field(None, description="MLflow experiment name.")
+    use_comet: bool = Field(False, description="Log to Comet (needs the comet_ml package).")
+    saves_per_epoch: Optional[int] = Field(None, ge=1, description="Checkpoints per epoch (instead of save_steps).")
+    save_total_limit: Optional[int] = Field(None, ge=1, description="Keep only the newest N checkpoints.")
+    resume_from_checkpoint: Optional[str] = Field(None, description="Checkpoint directory to resume from (weights, optimizer, scheduler, RNG, data position).")
+    auto_resume_from_checkpoints: bool = Field(False, description="Resume from the newest complete checkpoint in output_dir, if any (half-written ones are skipped).")
+    eval_steps: Optional[int] = Field(None, ge=1, description="Evaluate on the val_set_size split every N steps.")
+    evals_per_epoch: Optional[int] = Field(None, ge=1, description="Evaluations per epoch (instead of eval_steps).")
+    early_stopping_patience: Optional[int] = Field(None, ge=1, description="Stop after N evaluations without a lower eval loss.")
+    loss_watchdog_threshold: Optional[float] = Field(None, gt=0, description="Stop when the training loss stays above this (or is NaN/inf) for loss_watchdog_patience logged steps.")
+    loss_watchdog_patience: int = Field(3, ge=1, description="Consecutive logged steps above loss_watchdog_threshold before stopping.")
+    neftune_noise_alpha: Optional[float] = Field(None, gt=0, description="NEFTune: noise added to embeddings during training (TRL/transformers implementation).")
+
+
+class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
+             ScaleOptions):
     """A validated recipe. `source` is the file it came from (for error messages)."""
 
     source: Optional[str] = Field(None, exclude=True, description="Internal: the file this recipe was read from.")
@@ -310,6 +337,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
         from .prompts.options import recipe_problems  # dataset types and format options
 
         problems += recipe_problems(self)
+        problems += _scale_problems(self)
         if problems:
             raise ValueError("|".join(";".join(p) for p in problems))
         return self
@@ -317,6 +345,27 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
     def dump(self) -> dict:
         """The resolved recipe as plain data (written next to the trained model)."""
         return self.model_dump(mode="json", exclude={"source"})
+
+
+def _scale_problems(r) -> list[tuple[str, str, str]]:
+    """Cross-field checks of ScaleOptions, as (key, problem, fix)."""
+    out = []
+    if r.save_steps and r.saves_per_epoch:
+        out.append(("saves_per_epoch", "conflicts with save_steps", "keep one of save_steps / saves_per_epoch"))
+    if r.eval_steps and r.evals_per_epoch:
+        out.append(("evals_per_epoch", "conflicts with eval_steps", "keep one of eval_steps / evals_per_epoch"))
+    if (r.eval_steps or r.evals_per_epoch or r.early_stopping_patience) and not r.val_set_size:
+        key = "early_stopping_patience" if r.early_stopping_patience else "eval_steps" if r.eval_steps else "evals_per_epoch"
+        out.append((key, "needs an evaluation split", "set val_set_size (e.g. 0.05)"))
+    if r.early_stopping_patience and not (r.eval_steps or r.evals_per_epoch):
+        out.append(("early_stopping_patience", "needs evaluations during training", "set eval_steps or evals_per_epoch"))
+    if r.deepspeed and r.fsdp:
+        out.append(("fsdp", "conflicts with deepspeed", "use one engine: deepspeed or fsdp"))
+    if r.fsdp_config and not r.fsdp:
+        out.append(("fsdp_config", "is set but fsdp is not", "add fsdp: [full_shard, auto_wrap]"))
+    if r.resume_from_checkpoint and r.auto_resume_from_checkpoints:
+        out.append(("auto_resume_from_checkpoints", "conflicts with resume_from_checkpoint", "keep one"))
+    return out
 
 
 # ---------------------------------------------------------------- loading

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import data, models, relora
+from . import data, models, relora, runtime
 from .config import Recipe
 from .infer import generate
 
@@ -35,6 +35,7 @@ class TrainResult:
     trainable_params: int = 0
     total_params: int = 0
     data: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (runtime.finish)
 
     def summary(self) -> str:
         lines = [f"train loss {self.first_loss:.3f} -> {self.final_loss:.3f} over {self.steps} steps "
@@ -47,7 +48,8 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def training_args(recipe: Recipe, precision: models.Precision) -> dict:
+def training_args(recipe: Recipe, precision: models.Precision, has_eval: bool = False, n_train: int = 0,
+                  announce=print) -> dict:
     """The recipe's TrainingArguments options, shared by every TRL config (SFT, DPO, KTO, ORPO, CPO)."""
     import torch
 
@@ -67,25 +69,23 @@ def training_args(recipe: Recipe, precision: models.Precision) -> dict:
         seed=recipe.seed,
         data_seed=recipe.seed,
         logging_steps=recipe.logging_steps,
-        save_strategy="steps" if recipe.save_steps else "no",
-        save_steps=recipe.save_steps or 500,
-        eval_strategy="no",
         bf16=precision.bf16,
         fp16=precision.fp16,
         tf32=precision.tf32 if torch.cuda.is_available() else None,
         gradient_checkpointing=recipe.gradient_checkpointing,  # TRL's default is on: off unless asked
-        report_to=["tensorboard"],
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
         disable_tqdm=False,
+        **runtime.trainer_kwargs(recipe, has_eval, n_train, announce),  # engine, logging, saves, evals
     )
 
 
-def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
+def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool, n_train: int = 0, announce=print):
     """The recipe's options as TRL's SFTConfig (TrainingArguments underneath)."""
     from trl import SFTConfig
 
-    return SFTConfig(**training_args(recipe, precision), max_length=recipe.sequence_len, packing=False)
+    return SFTConfig(**training_args(recipe, precision, has_eval, n_train, announce),
+                     max_length=recipe.sequence_len, packing=False)
 
 
 def _eval_loss(trainer, dataset) -> float | None:
@@ -100,7 +100,9 @@ def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
     if recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model, not the adapter
         relora.save_merged(trainer.model, out)
     else:
-        trainer.save_model(str(out))
+        trainer.save_model(str(out))  # gathers sharded weights; writes on the main process only
+    if not trainer.is_world_process_zero():
+        return
     tokenizer.save_pretrained(str(out))
     (out / "recipe.yml").write_text(yaml.safe_dump(recipe.dump(), sort_keys=False))
     (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
@@ -125,11 +127,13 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
     prompts = recipe.eval_prompts
     before = generate(model, tokenizer, recipe, prompts) if prompts else []
 
-    trainer = SFTTrainer(model=model, args=sft_config(recipe, precision, prepared.eval is not None),
-                         train_dataset=prepared.train, processing_class=tokenizer,
-                         callbacks=relora.callbacks(recipe, announce))  # ReLoRA restarts, if asked
+    args = sft_config(recipe, precision, prepared.eval is not None, len(prepared.train), announce)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
+                         processing_class=tokenizer,
+                         callbacks=runtime.callbacks(recipe, announce) + relora.callbacks(recipe, announce))
     eval_before = _eval_loss(trainer, prepared.eval)
-    trainer.train()
+    resumed_from = runtime.resume(recipe, announce)  # explicit or newest complete checkpoint
+    trainer.train(resume_from_checkpoint=resumed_from)
     eval_after = _eval_loss(trainer, prepared.eval)
 
     after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
@@ -142,7 +146,8 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
         eval_loss_after=eval_after, steps=trainer.state.global_step, seconds=time.time() - t0, losses=losses,
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, after)],
-        trainable_params=trainable, total_params=total, data=prepared.stats)
+        trainable_params=trainable, total_params=total, data=prepared.stats,
+        runtime=runtime.finish(trainer, resumed_from))
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
     save_run(recipe, trainer, tokenizer, result)
     announce(result.summary())

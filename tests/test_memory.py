@@ -1,0 +1,72 @@
+"""`ftkit memory`: exact parameter counts, the workshop's 16 bytes/param arithmetic, sharding, LoRA, 4-bit.
+
+The estimate-vs-measured check (within 25% of a real CPU run's peak) is `ftkit bench memory`: it needs a
+~58M-parameter model for the measurement to rise above interpreter noise, too slow for CI.
+"""
+import pytest
+
+from ftkit import memory
+from ftkit.errors import FtkitError
+
+GB = 1e9
+
+
+def rows(est):
+    return {name: nbytes for name, nbytes, _ in est.rows}
+
+
+def test_llama_7b_matches_the_workshop_arithmetic(make_recipe):
+    recipe = make_recipe(base_model="meta-llama/Llama-2-7b-hf", micro_batch_size=1, sequence_len=2048, bf16=False)
+    est = memory.estimate(recipe)
+    n = 6_738_415_616  # Llama-2-7B's published parameter count
+    assert est.title.startswith(f"meta-llama/Llama-2-7b-hf: 6.738B params ({n:,}; config from built-in table")
+    r = rows(est)
+    # fp32 + Adam: weights 4 B + gradients 4 B + 2 Adam states x 4 B = 16 B/param (the workshop's "4x model size")
+    assert (r["weights"], r["gradients"], r["optimizer"]) == (4 * n, 4 * n, 8 * n)
+    assert "16 x 6.74B = 107.8 GB before activations" in est.table()
+    # activations: 2,048 tokens x (32 layers x (6h + 2kv + 4i) + 2V) x 4 B, h=kv=4096, i=11008, V=32000
+    assert r["activations"] == 2048 * (32 * (6 * 4096 + 2 * 4096 + 4 * 11008) + 2 * 32000) * 4
+
+
+def test_zero3_and_fsdp_divide_states_across_devices(make_recipe):
+    base = dict(base_model="mistralai/Mistral-7B-v0.1", bf16=True)
+    single = rows(memory.estimate(make_recipe(**base)))
+    z2 = rows(memory.estimate(make_recipe(deepspeed="recipes/deepspeed/zero2.json", **base), devices=8))
+    z3 = rows(memory.estimate(make_recipe(deepspeed="recipes/deepspeed/zero3.json", **base), devices=8))
+    fsdp = rows(memory.estimate(make_recipe(fsdp=["full_shard", "auto_wrap"], **base), devices=8))
+    n = 7_241_732_096
+    assert single["weights"] == 2 * n and single["optimizer"] == 4 * n  # pure bf16: Adam states in bf16
+    assert z2["weights"] == 2 * n and z2["gradients"] == 2 * n / 8
+    assert z2["optimizer"] == 12 * n / 8  # DeepSpeed bf16: fp32 master + 2 fp32 states = 12 B (ZeRO paper)
+    assert (z3["weights"], z3["gradients"], z3["optimizer"]) == (2 * n / 8, 2 * n / 8, 12 * n / 8)
+    assert fsdp["weights"] == 2 * n / 8 and fsdp["activations"] == single["activations"]
+
+
+def test_counts_are_exact_for_the_tiny_twin_full_and_lora(make_recipe, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    from ftkit.models import apply_lora, count_parameters
+
+    recipe = make_recipe(adapter="lora", lora_target_linear=True)
+    config, source = memory.base_config(recipe)
+    assert source.endswith("config.json")
+    total, trainable, _, _ = memory.count_params(config, recipe)
+    real = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    assert total == count_parameters(real)[1]
+    assert trainable == count_parameters(apply_lora(recipe, real))[0]
+
+
+def test_lora_4bit_shrinks_weights_and_states(make_recipe):
+    recipe = make_recipe(base_model="meta-llama/Meta-Llama-3-8B", adapter="lora", lora_r=16, bf16=True)
+    lora = rows(memory.estimate(recipe))
+    full = rows(memory.estimate(make_recipe(base_model="meta-llama/Meta-Llama-3-8B", bf16=True)))
+    assert lora["optimizer"] < full["optimizer"] / 500 and lora["gradients"] < full["gradients"] / 500
+    if "load_in_4bit" in type(recipe).model_fields:  # the 4-bit option lives in the adapters branch
+        q = rows(memory.estimate(make_recipe(base_model="meta-llama/Meta-Llama-3-8B", adapter="lora",
+                                             load_in_4bit=True, bf16=True)))
+        assert q["weights"] < lora["weights"] / 2.5
+
+
+def test_unknown_offline_model_names_the_fix(make_recipe):
+    with pytest.raises(FtkitError, match=r"base_model: no config.json for 'acme/secret-13b'.*Fix: .*llama-2-7b"):
+        memory.estimate(make_recipe(base_model="acme/secret-13b"))
