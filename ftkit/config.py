@@ -278,7 +278,8 @@ class RLOptions(_Strict):
                 "kto_desirable_weight": ("kto",), "kto_undesirable_weight": ("kto",)}
         problems = []
         for key, methods in only.items():
-            if key in self.model_fields_set and getattr(self, key) is not None and self.rl not in methods:
+            # a value other than the default (not "was the key written": a dumped recipe.yml writes every key)
+            if getattr(self, key) != type(self).model_fields[key].default and self.rl not in methods:
                 problems.append((key, f"is only read with rl: {' or '.join(methods)} (rl is {self.rl})",
                                  f"remove {key}, or set rl: {methods[0]}"))
         if self.test_datasets and not self.rl:

@@ -90,7 +90,7 @@ def count_params(config: dict, recipe: Recipe) -> tuple[int, int, int, int]:
     linear = sum(m.weight.numel() for m in model.modules()
                  if isinstance(m, torch.nn.Linear) and m is not head)
     total = sum(p.numel() for p in model.parameters())
-    if recipe.adapter != "lora":
+    if not recipe.adapter:
         return total, total, linear, 0
     from peft.tuners.lora import LoraLayer
 
@@ -155,7 +155,7 @@ def _activations(config: dict, recipe: Recipe, act_bytes: int, lora_in: int) -> 
     inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * h
     tokens = recipe.micro_batch_size * recipe.sequence_len
     per_layer = 6 * h + 2 * kv_dim + 4 * inter
-    if recipe.adapter == "lora" and recipe.lora_dropout > 0:
+    if recipe.adapter and recipe.lora_dropout > 0:
         # LoRA dropout keeps its output (act_bytes) and its mask (1 byte) per adapted module input
         per_layer += round(lora_in / layers * (act_bytes + 1) / act_bytes)
     if recipe.gradient_checkpointing:
@@ -177,26 +177,26 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None) -> Esti
     div = {k: (devices if stage >= s else 1) for k, s in (("opt", 1), ("grad", 2), ("weights", 3))}
     shard = lambda k: f" / {devices} devices" if div[k] > 1 else ""  # noqa: E731
     est = Estimate(f"{recipe.base_model}: {total / 1e9:.3f}B params ({total:,}; config from {source}); "
-                   f"{'LoRA' if recipe.adapter == 'lora' else 'full fine-tune'}, "
+                   f"{recipe.adapter.upper() if recipe.adapter else 'full fine-tune'}, "
                    f"{'bf16' if half else 'fp32'}, {recipe.optimizer}, micro_batch_size {recipe.micro_batch_size} x "
                    f"sequence_len {recipe.sequence_len}" + (f", ZeRO/FSDP stage {stage}" if stage else ""))
     w_bytes, w_how = _bytes_per_weight(recipe, half)
-    frozen_q = linear if (recipe.adapter == "lora" and w_bytes < 2) else 0
+    frozen_q = linear if (bool(recipe.adapter) and w_bytes < 2) else 0
     dense = 2.0 if half else 4.0
     weights = frozen_q * w_bytes + (total - frozen_q) * dense
     how = (f"{frozen_q:,} x {w_bytes:.4g} B ({w_how}) + {total - frozen_q:,} x {dense:g} B" if frozen_q
            else f"{total:,} x {dense:g} B")
-    if recipe.adapter == "lora":  # adapter weights come on top, in fp32 (peft upcasts them on a half base)
+    if recipe.adapter:  # adapter weights come on top, in fp32 (peft upcasts them on a half base)
         weights += trainable * 4
         how += f" + LoRA {trainable:,} x 4 B"
     est.add("weights", weights / div["weights"], how + shard("weights"))
-    t_bytes = 4.0 if recipe.adapter == "lora" else dense
+    t_bytes = 4.0 if bool(recipe.adapter) else dense
     est.add("gradients", trainable * t_bytes / div["grad"], f"{trainable:,} trainable x {t_bytes:g} B" + shard("grad"))
     opt, opt_how = _optimizer_bytes(recipe, trainable, t_bytes, half)
     est.add("optimizer", opt / div["opt"], opt_how + shard("opt"))
     act, act_how = _activations(config, recipe, 2 if half else 4, lora_in)
     est.add("activations", act, act_how)
-    if recipe.adapter != "lora" and not half:
+    if not recipe.adapter and not half:
         est.notes.append(f"workshop rule of thumb (fp32 + Adam: 4 B x 4 = 16 B/param): 16 x {total / 1e9:.2f}B = "
                          f"{16 * total / GB:.1f} GB before activations")
     return est
@@ -204,7 +204,7 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None) -> Esti
 
 def _optimizer_bytes(recipe: Recipe, trainable: int, t_bytes: float, half: bool) -> tuple[float, str]:
     name = recipe.optimizer.lower()
-    master = 4 if (recipe.deepspeed and half and recipe.adapter != "lora") else 0  # DeepSpeed's fp32 master copy
+    master = 4 if (recipe.deepspeed and half and not recipe.adapter) else 0  # DeepSpeed's fp32 master copy
     if "sgd" in name:
         per, how = 0.0, "SGD keeps no state"
     elif "8bit" in name:

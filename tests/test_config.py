@@ -126,3 +126,14 @@ def test_options_reference_covers_every_field():
 def test_list_override_is_parsed_not_kept_as_text(tmp_path):
     r = load_recipe(write(tmp_path, GOOD), ["--eval_prompts=[]", "--lora_target_modules=[q_proj, v_proj]"])
     assert r.eval_prompts == [] and r.lora_target_modules == ["q_proj", "v_proj"]
+
+
+def test_resolved_recipe_dump_reloads_identically(tmp_path):
+    """output_dir/recipe.yml holds every option; it must load back to the same recipe."""
+    import yaml
+
+    r = load_recipe(write(tmp_path, GOOD), ["--adapter=lora", "--lora_r=4"])
+    dumped = tmp_path / "dumped.yml"
+    dumped.write_text(yaml.safe_dump(r.dump(), sort_keys=False))
+    again = load_recipe(dumped)
+    assert again.dump() == r.dump()

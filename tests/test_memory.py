@@ -61,10 +61,9 @@ def test_lora_4bit_shrinks_weights_and_states(make_recipe):
     lora = rows(memory.estimate(recipe))
     full = rows(memory.estimate(make_recipe(base_model="meta-llama/Meta-Llama-3-8B", bf16=True)))
     assert lora["optimizer"] < full["optimizer"] / 500 and lora["gradients"] < full["gradients"] / 500
-    if "load_in_4bit" in type(recipe).model_fields:  # the 4-bit option lives in the adapters branch
-        q = rows(memory.estimate(make_recipe(base_model="meta-llama/Meta-Llama-3-8B", adapter="lora",
-                                             load_in_4bit=True, bf16=True)))
-        assert q["weights"] < lora["weights"] / 2.5
+    q = rows(memory.estimate(make_recipe(base_model="meta-llama/Meta-Llama-3-8B", adapter="qlora",
+                                         load_in_4bit=True, bf16=True)))
+    assert q["weights"] < lora["weights"] / 2.5
 
 
 def test_unknown_offline_model_names_the_fix(make_recipe):
