@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import packing
 from .config import DatasetSpec, Recipe
 from .errors import DataError, Problem
 from .prompts import get_strategy
@@ -247,7 +248,7 @@ def prepare(recipe: Recipe, tokenizer, announce=print) -> Prepared:
         hit = _load_cache(cache)
         if hit is not None:
             announce(f"[ftkit] re-using prepared data from {cache} (fingerprint matches)")
-            return hit
+            return packing.apply(hit, recipe, announce)  # sample_packing: rows -> packed rows
 
     parts, per_dataset, totals = [], {}, {"rows_in": 0, "dropped_too_long": 0, "dropped_no_trainable": 0}
     for i, (spec, (raw, fs)) in enumerate(zip(recipe.datasets, raws)):
@@ -278,7 +279,7 @@ def prepare(recipe: Recipe, tokenizer, announce=print) -> Prepared:
     prepared = Prepared(ds, ev, stats)
     if cache is not None:
         _save_cache(prepared, cache)
-    return prepared
+    return packing.apply(prepared, recipe, announce)  # sample_packing: rows -> packed rows
 
 
 def show_mask(example: dict, tokenizer, color: bool = False) -> str:

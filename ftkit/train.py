@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import data, models
+from . import data, models, packing
 from .config import Recipe
 from .infer import generate
 
@@ -76,7 +76,8 @@ def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool):
         tf32=precision.tf32 if torch.cuda.is_available() else None,
         gradient_checkpointing=recipe.gradient_checkpointing,  # TRL's default is on: off unless asked
         max_length=recipe.sequence_len,
-        packing=False,
+        packing=False,  # ftkit packs in data.prepare (ftkit.packing); TRL gets packed rows
+        **packing.sft_args(recipe),  # pad_to_sequence_len, group_by_length
         report_to=["tensorboard"],
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
@@ -115,7 +116,8 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
     before = generate(model, tokenizer, recipe, prompts) if prompts else []
 
     trainer = SFTTrainer(model=model, args=sft_config(recipe, precision, prepared.eval is not None),
-                         train_dataset=prepared.train, processing_class=tokenizer)
+                         train_dataset=prepared.train, processing_class=tokenizer,
+                         data_collator=packing.collator(recipe, tokenizer, model))  # None unless packed
     eval_before = _eval_loss(trainer, prepared.eval)
     trainer.train()
     eval_after = _eval_loss(trainer, prepared.eval)
