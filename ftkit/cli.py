@@ -16,6 +16,7 @@ VERBS = {
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema)",
+    "bench": "benchmarks printed as side-by-side ratios: `ftkit bench packing RECIPE`",
 }
 
 
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     for verb, help_ in VERBS.items():
         sp = sub.add_parser(verb, help=help_, description=help_,
                             epilog="Override any recipe option with --key=value (dotted paths into lists/dicts).")
+        if verb == "bench":
+            sp.add_argument("what", choices=["packing"], help="packing: efficiency table and packed/padded tokens/s")
         if verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "preprocess":
@@ -38,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--top-p", type=float, default=1.0)
             sp.add_argument("--seed", type=int, default=None)
             sp.add_argument("--no-stream", action="store_true", help="print the answer at the end, not as it comes")
+        if verb == "bench":
+            sp.add_argument("--steps", type=int, default=6, help="timed training steps per run")
+            sp.add_argument("--hidden", type=int, default=256, help="hidden size of the Llama twin timed")
+            sp.add_argument("--layers", type=int, default=4, help="layers of the Llama twin timed")
+            sp.add_argument("--attn", default="sdpa", help="attention: sdpa, eager, flash_attention_2 (GPU)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -85,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import merge
 
             merge.run(recipe, args.merge_output_dir)
+        elif args.verb == "bench" and args.what == "packing":
+            from . import packing_bench
+
+            packing_bench.run(recipe, steps=args.steps, hidden=args.hidden, layers=args.layers, attn=args.attn)
     except FtkitError as e:
         print(f"ftkit: error: {e}", file=sys.stderr)
         return 2
