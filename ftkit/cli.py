@@ -61,6 +61,11 @@ def _preprocess(recipe, args) -> None:
     if args.debug:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
+            if "seq_lengths" in ex:  # sample_packing: a packed row, one line per example
+                from .packing import show_packed_row
+
+                print(f"--- packed row {i} ---\n{show_packed_row(ex, tok)}")
+                continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
 

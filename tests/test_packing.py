@@ -250,3 +250,25 @@ def test_bench_packing_prints_efficiencies_and_speed_ratio(tmp_path):
                  "padding to longest, batches of 16", "ratio packed/padded:"):
         assert name in out, out
     assert "Llama twin hidden 64, 1 layers" in out, out
+
+
+def test_pad_to_sequence_len_and_group_by_length_reach_trl(make_recipe):
+    from ftkit import models, train
+
+    recipe = make_recipe(pad_to_sequence_len=True, group_by_length=True)
+    cfg = train.sft_config(recipe, models.resolve_precision(recipe, announce=lambda *_: None), False)
+    assert cfg.pad_to_multiple_of == 256 and cfg.train_sampling_strategy == "group_by_length"
+    rows = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "seq_lengths": [2, 1]}]
+    batch = packing.PackedCollator(pad_token_id=0, pad_to_multiple_of=8)(rows)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 0, 0, 0, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 0, 0, 0, 0, 0, 0]]
+
+
+def test_preprocess_debug_shows_packed_rows(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("preprocess", str(ROOT / "recipes" / "quickstart.yml"), "--debug", "--debug-rows=1",
+                   "--sample_packing=true", f"--dataset_prepared_path={tmp_path}", "--datasets.0.split=train[:200]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "packing train: 190 examples -> " in proc.stdout and "packing efficiency" in proc.stdout, proc.stdout
+    assert "--- packed row 0 ---" in proc.stdout and "(positions 0-" in proc.stdout, proc.stdout
