@@ -3,7 +3,7 @@
 Bins: each bin starts with the longest example left and is then filled with the subset of remaining
 examples that leaves the least slack (a bounded subset-sum over example lengths, "minimum bin slack").
 TRL's best-fit-decreasing leaves up to one short example's worth of slack per bin (alpaca, 512: 250
-bins for a lower bound of 242, efficiency 0.964); filling by subset-sum reaches 243 (0.991).
+bins for a lower bound of 242, efficiency 0.964); filling by subset-sum reaches the bound, 242 (0.996).
 
 Rows keep `seq_lengths` (TRL's column); TRL's collator turns them into position_ids that restart at
 0 for each example. With no attention_mask and no KV cache, transformers reads those position_ids as
@@ -35,7 +35,9 @@ def _fill(counts: dict[int, int], space: int) -> list[int]:
     first[c] records the item that first reached sum c, so backtracking uses each item at most once.
     """
     items: list[tuple[int, int]] = []  # (length, multiplicity)
-    for v in sorted((v for v, k in counts.items() if k and v <= space), reverse=True):
+    # plentiful lengths first, so the fill draws on them and no stock of one awkward length is left for the
+    # end (alpaca at 256: 496 rows with longest-first, 484 with plentiful-first, lower bound 483)
+    for v in sorted((v for v, k in counts.items() if k and v <= space), key=lambda v: (-counts[v], -v)):
         k, m = min(counts[v], space // v), 1
         while k > 0:
             take = min(m, k)

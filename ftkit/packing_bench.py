@@ -78,7 +78,9 @@ def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: s
     pad_col = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
     # padded twin: the same examples (those of the timed packed rows) in shuffled order, split into as many
     # steps, each padded to its longest; packed micro-batches group similar lengths, so padding those would flatter it
-    groups = [[packed[i] for i in range(k * mbs, (k + 1) * mbs)] for k in range(steps + 1)]
+    # rows drawn at random: bins are built longest-first, so the first rows hold the longest examples
+    picked = random.Random(recipe.seed).sample(range(len(packed)), (steps + 1) * mbs)
+    groups = [[packed[i] for i in picked[k * mbs:(k + 1) * mbs]] for k in range(steps + 1)]
     examples = [{"input_ids": b["input_ids"][s:s + n], "labels": b["labels"][s:s + n]}
                 for g in groups for b in g for s, n in zip(_starts(b["seq_lengths"]), b["seq_lengths"])]
     random.Random(recipe.seed).shuffle(examples)

@@ -78,22 +78,23 @@ def test_sample_sets_found():
     assert any(p.name == "alpaca.jsonl" for p, _ in SAMPLE_SETS), SAMPLE_SETS
 
 
+@pytest.mark.parametrize("seq_len", [256, 512])
 @pytest.mark.parametrize("path,type_", SAMPLE_SETS, ids=[p.name for p, _ in SAMPLE_SETS])
-def test_packing_efficiency_on_sample_sets(path, type_, tmp_path, tiny_tokenizer):
+def test_packing_efficiency_on_sample_sets(path, type_, seq_len, tmp_path, tiny_tokenizer):
     from trl import pack_dataset
 
     from ftkit import data
 
     recipe = load_recipe({"base_model": "tiny:llama", "datasets": [{"path": str(path), "type": type_}],
-                          "sequence_len": 512, "dataset_prepared_path": str(tmp_path)})
+                          "sequence_len": seq_len, "dataset_prepared_path": str(tmp_path)})
     prepared = data.prepare(recipe, tiny_tokenizer, announce=lambda *_: None)
-    packed, st = packing.pack(prepared.train, 512)
+    packed, st = packing.pack(prepared.train, seq_len)
     assert st.rows == len(prepared.train) and st.tokens == prepared.stats["tokens"]
     assert st.bins <= 1.01 * st.lower_bound, st.summary()
-    if st.rows >= 2000:
+    if st.rows >= 2000 and seq_len == 512:
         assert st.efficiency >= 0.99, st.summary()
     # never worse than TRL's best-fit-decreasing on the same rows
-    trl_bins = len(pack_dataset(prepared.train.select_columns(["input_ids", "labels"]), 512, "bfd",
+    trl_bins = len(pack_dataset(prepared.train.select_columns(["input_ids", "labels"]), seq_len, "bfd",
                                 {"batch_size": None}))
     assert st.bins <= trl_bins, (st.summary(), trl_bins)
 
