@@ -170,6 +170,11 @@ def stats_of(packed, sequence_len: int) -> PackStats:
                      sequence_len=sequence_len)
 
 
+def efficiency(packed, sequence_len: int) -> float:
+    """Real tokens / (rows x sequence_len) of a packed dataset, the last partial row included."""
+    return stats_of(packed, sequence_len).efficiency
+
+
 def show_packed_row(row: dict, tokenizer, width: int = 60) -> str:
     """One packed row, one line per example: position_ids range, token count and the start of its text."""
     lines, start = [], 0

@@ -28,7 +28,7 @@ def test_worked_example_bins_and_positions():
     assert packed["input_ids"] == [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10]]
     assert packed["seq_lengths"] == [[5, 3], [2]]
     assert (st.bins, st.tokens, st.lower_bound) == (2, 10, 2)
-    assert st.efficiency == 10 / 16  # the partial last row counts in full
+    assert st.efficiency == packing.efficiency(packed, 8) == 10 / 16  # the partial last row counts in full
     batch = packing.PackedCollator(pad_token_id=0)([packed[0], packed[1]])
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2], [0, 1, 0, 0, 0, 0, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 2, 3, 4, 5, -100, 7, 8], [-100, 10, -100, -100, -100, -100, -100, -100]]
