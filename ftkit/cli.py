@@ -16,7 +16,7 @@ VERBS = {
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema)",
-    "bench": "benchmarks printed side by side: `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak)",
+    "bench": "benchmarks printed side by side: `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb, help=help_, description=help_,
                             epilog="Override any recipe option with --key=value (dotted paths into lists/dicts).")
         if verb == "bench":
-            sp.add_argument("what", choices=["preprocess", "memory"], help="which benchmark")
+            sp.add_argument("what", choices=["preprocess", "memory", "packing"], help="which benchmark")
+            sp.add_argument("recipe", nargs="?", help="bench packing: the recipe whose rows are packed")
             sp.add_argument("--base-model", default="tiny:llama", help="bench preprocess: tokenizer to measure with")
         elif verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
@@ -55,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "memory":
             sp.add_argument("--num_processes", "--num-processes", type=int, default=1,
                             help="devices the run is spread over (ZeRO / FSDP shard states across them)")
+        if verb == "bench":
+            sp.add_argument("--steps", type=int, default=6, help="timed training steps per run")
+            sp.add_argument("--hidden", type=int, default=256, help="hidden size of the Llama twin timed")
+            sp.add_argument("--layers", type=int, default=4, help="layers of the Llama twin timed")
+            sp.add_argument("--attn", default="sdpa", help="attention: sdpa, eager, flash_attention_2 (GPU)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -79,6 +85,11 @@ def _preprocess(recipe, args) -> None:
     if args.debug:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
+            if "seq_lengths" in ex:  # sample_packing: a packed row, one line per example
+                from .packing import show_packed_row
+
+                print(f"--- packed row {i} ---\n{show_packed_row(ex, tok)}")
+                continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
     if args.check_parity:
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(options_reference())
             return 0
-        if args.verb == "bench":
+        if args.verb == "bench" and args.what != "packing":  # these two need no recipe
             if args.what == "preprocess":
                 from .prep_bench import run as bench_preprocess
 
@@ -114,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 print(memory_bench.run())
             return 0
+        if args.verb == "bench" and not args.recipe:
+            raise FtkitError("bench packing needs a recipe", where="command line",
+                             fix="ftkit bench packing recipes/quickstart.yml")
         from .config import load_recipe
 
         recipe = load_recipe(args.recipe, extra)
@@ -146,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import merge
 
             merge.run(recipe, args.merge_output_dir)
+        elif args.verb == "bench" and args.what == "packing":
+            from . import packing_bench
+
+            packing_bench.run(recipe, steps=args.steps, hidden=args.hidden, layers=args.layers, attn=args.attn)
     except FtkitError as e:
         print(f"ftkit: error: {e}", file=sys.stderr)
         return 2

@@ -319,8 +319,23 @@ class ScaleOptions(_Strict):
     neftune_noise_alpha: Optional[float] = Field(None, gt=0, description="NEFTune: noise added to embeddings during training (TRL/transformers implementation).")
 
 
+class PackingOptions(_Strict):
+    sample_packing: bool = Field(False, description="Pack whole examples into rows of up to sequence_len tokens; position_ids restart per example so attention never crosses examples.")
+    eval_sample_packing: Optional[bool] = Field(None, description="Pack the eval set too (default: same as sample_packing).")
+    pad_to_sequence_len: bool = Field(False, description="Pad every batch row to sequence_len (constant shapes; less memory fragmentation).")
+    sample_packing_group_size: int = Field(100_000, ge=1, description="Examples binned together in one packing pass; each group ends in at most one partial row.")
+    group_by_length: bool = Field(False, description="Unpacked path: batch examples of similar length to cut padding (loss may oscillate).")
+
+    @model_validator(mode="after")
+    def _packing_consistent(self):
+        if self.group_by_length and self.sample_packing:
+            raise ValueError("group_by_length;has no effect with sample_packing: true (packed rows have no padding "
+                             "to save);remove group_by_length, or set sample_packing: false")
+        return self
+
+
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
-             ScaleOptions):
+             ScaleOptions, PackingOptions):
     """A validated recipe. `source` is the file it came from (for error messages)."""
 
     source: Optional[str] = Field(None, exclude=True, description="Internal: the file this recipe was read from.")

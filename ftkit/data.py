@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import packing
 from .config import DatasetSpec, Recipe
 from .dataload import BUILDERS, check_json_lines, load_raw, locate_files, resolve_data_path  # noqa: F401 (re-exported)
 from .errors import DataError, Problem
@@ -237,7 +238,7 @@ def prepare(recipe: Recipe, tokenizer, announce=print) -> Prepared:
     cache = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
     if cache is not None and (hit := _load_cache(cache, fp, announce)) is not None:
         announce(f"[ftkit] re-using prepared data from {cache} (fingerprint {fp} matches)")
-        return hit
+        return packing.apply(hit, recipe, announce)  # sample_packing: rows -> packed rows
 
     parts, per_dataset = [], {}
     for i, spec in enumerate(recipe.datasets):
@@ -262,7 +263,7 @@ def prepare(recipe: Recipe, tokenizer, announce=print) -> Prepared:
     prepared = Prepared(ds, ev, stats)
     if cache is not None:
         _save_cache(prepared, cache, fp)
-    return prepared
+    return packing.apply(prepared, recipe, announce)  # sample_packing: rows -> packed rows
 
 
 def show_mask(example: dict, tokenizer, color: bool = False) -> str:

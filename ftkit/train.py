@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from . import data, models, relora, runtime
+from . import data, models, packing, relora, runtime
 from .config import Recipe
 from .infer import generate
 
@@ -85,7 +85,9 @@ def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool, n_tr
     from trl import SFTConfig
 
     return SFTConfig(**training_args(recipe, precision, has_eval, n_train, announce),
-                     max_length=recipe.sequence_len, packing=False)
+                     max_length=recipe.sequence_len,
+                     packing=False,  # ftkit packs in data.prepare (ftkit.packing); TRL gets packed rows
+                     **packing.sft_args(recipe))  # pad_to_sequence_len, group_by_length
 
 
 def _eval_loss(trainer, dataset) -> float | None:
@@ -129,7 +131,7 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
 
     args = sft_config(recipe, precision, prepared.eval is not None, len(prepared.train), announce)
     trainer = SFTTrainer(model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
-                         processing_class=tokenizer,
+                         processing_class=tokenizer, data_collator=packing.collator(recipe, tokenizer, model),
                          callbacks=runtime.callbacks(recipe, announce) + relora.callbacks(recipe, announce))
     eval_before = _eval_loss(trainer, prepared.eval)
     resumed_from = runtime.resume(recipe, announce)  # explicit or newest complete checkpoint
