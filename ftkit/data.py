@@ -22,7 +22,7 @@ from .errors import DataError, Problem
 from .prompts import RowError, strategy_for
 from .prompts.tokenize import IGNORE
 
-PREPARE_VERSION = "2"  # bump when tokenization changes, so older caches are never trusted
+PREPARE_VERSION = "3"  # bump when tokenization changes, so older caches are never trusted
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 
 

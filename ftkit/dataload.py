@@ -191,11 +191,11 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
                                         fix="add JSON lines, or remove this entry from datasets:"))
             if f.suffix != ".jsonl" and builder in ("json", "csv", "text"):
                 _check_utf8(f)
-        if spec.split != "train":
+        if spec.split.split("[")[0] != "train":  # slices such as train[:264] or train[10%:] are fine
             raise DataError(Problem(f"local files have only the split 'train', not {spec.split!r}", recipe.source,
                                     f"{where}.split", fix="remove split, or list the files you want in data_files"))
         try:
-            ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
+            ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split=spec.split,
                                        **_csv_as_text(files, builder))
         except Exception as e:  # datasets raises many types; report which file and why, without its traceback
             raise DataError(Problem(f"could not read: {str(e).splitlines()[0][:300]}", ", ".join(map(str, files)),

@@ -59,38 +59,41 @@ def test_group_by_length_with_packing_is_a_config_error():
 
 # ---------------------------------------------------------------- efficiency on every data_samples set
 
-def _tokenizable(path: Path) -> str | None:
-    """The first ftkit prompt type whose required fields the file's first row has (None: not an SFT set)."""
-    from ftkit.prompts import STRATEGIES
+def _sample_catalog() -> list[tuple[Path, dict]]:
+    """Every supervised data_samples set with the dataset stanza that reads it (data_samples/make_samples.py)."""
+    import importlib.util
 
-    row = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    for name, cls in STRATEGIES.items():
-        fields = getattr(cls, "required_fields", ())
-        if fields and all(f in row for f in fields):
-            return name
-    return None
+    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "data_samples" / "make_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [(ROOT / "data_samples" / name, stanza) for name, stanza in module.CATALOG.items()]
 
 
-SAMPLE_SETS = [(p, t) for p in sorted((ROOT / "data_samples").glob("*.jsonl")) if (t := _tokenizable(p))]
+SAMPLE_SETS = _sample_catalog()
 
 
 def test_sample_sets_found():
-    assert any(p.name == "alpaca.jsonl" for p, _ in SAMPLE_SETS), SAMPLE_SETS
+    names = {p.name for p, _ in SAMPLE_SETS}
+    assert {"alpaca.jsonl", "chat.jsonl"} <= names and len(SAMPLE_SETS) >= 20, names
 
 
 @pytest.mark.parametrize("seq_len", [256, 512])
-@pytest.mark.parametrize("path,type_", SAMPLE_SETS, ids=[p.name for p, _ in SAMPLE_SETS])
-def test_packing_efficiency_on_sample_sets(path, type_, seq_len, tmp_path, tiny_tokenizer):
+@pytest.mark.parametrize("path,stanza", SAMPLE_SETS, ids=[p.name for p, _ in SAMPLE_SETS])
+def test_packing_efficiency_on_sample_sets(path, stanza, seq_len, tmp_path, tiny_tokenizer):
     from trl import pack_dataset
 
     from ftkit import data
 
-    recipe = load_recipe({"base_model": "tiny:llama", "datasets": [{"path": str(path), "type": type_}],
+    recipe = load_recipe({"base_model": "tiny:llama", "datasets": [{**stanza, "path": str(path)}],
                           "sequence_len": seq_len, "dataset_prepared_path": str(tmp_path)})
     prepared = data.prepare(recipe, tiny_tokenizer, announce=lambda *_: None)
     packed, st = packing.pack(prepared.train, seq_len)
     assert st.rows == len(prepared.train) and st.tokens == prepared.stats["tokens"]
-    assert st.bins <= 1.01 * st.lower_bound, st.summary()
+    # ceil(tokens / sequence_len) is not reachable on the 40-row sets: e.g. instruct/alpaca_chat at 256, 40 rows
+    # of ~57 tokens fit 4 per row, so 10 rows are optimal against a bound of 9 (and rows of 100+ tokens leave
+    # more slack). There the check is "never worse than TRL's bfd" (below); on the large sets, 1.01 x bound.
+    if st.rows >= 1000:
+        assert st.bins <= 1.01 * st.lower_bound, st.summary()
     if st.rows >= 2000 and seq_len == 512:
         assert st.efficiency >= 0.99, st.summary()
     # never worse than TRL's best-fit-decreasing on the same rows
@@ -174,7 +177,9 @@ def _compare(model, examples, flatten=False, break_positions=False, keep_mask=Fa
     total.backward()
     grads_packed = _lora_grads(model)
     loss_diff = max(abs(losses[tuple(e["input_ids"])].detach() - a).item() for e, a in zip(examples, alone))
-    grad_diff = max((grads_packed[n] - g).abs().max().item() for n, g in grads_alone.items())
+    # relative to each gradient's largest element: the sums are accumulated in a different order, so the
+    # absolute float32 error grows with the gradient's scale (~1e-5 on gradients of ~1)
+    grad_diff = max(((grads_packed[n] - g).abs().max() / g.abs().max()).item() for n, g in grads_alone.items())
     assert len(grads_alone) == 8 and all(g.abs().sum() > 0 for g in grads_alone.values())
     return loss_diff, grad_diff
 
