@@ -118,6 +118,9 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None, an
                  "for added tokens")
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
+    if model.config.model_type == "rwkv" and model.config.use_cache:
+        model.config.use_cache = False  # its CPU path writes the recurrent state in place: backward fails
+        announce("[ftkit] rwkv: use_cache off for training (generation still uses the state cache)")
     if recipe.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -134,7 +137,10 @@ def lora_targets(recipe: Recipe, model) -> list[str] | str:
         return "all-linear"
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
-    targets = DEFAULTS.get(model.config.model_type)
+    from .tiny import FAMILIES, family_of
+
+    family = family_of(model.config)
+    targets = DEFAULTS.get(model.config.model_type) or (FAMILIES[family].lora_targets if family else None)
     if not targets:
         raise FtkitError(f"no default LoRA targets known for model_type {model.config.model_type!r}",
                          where="lora_target_modules", fix="list them, or set lora_target_linear: true")
