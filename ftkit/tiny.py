@@ -214,3 +214,22 @@ def family_of(name_or_config) -> str | None:
         return name_or_config[len(TINY_PREFIX):] if is_tiny(name_or_config) else None
     mt = ALIASES.get(getattr(name_or_config, "model_type", None), getattr(name_or_config, "model_type", None))
     return mt if mt in FAMILIES else None
+
+
+def twin_for_recipe(path) -> str:
+    """The tiny twin a recipe file is tested on: its `tiny:` base_model, else a `# tiny twin: tiny:<family>`
+    header line, else its folder name (recipes/mistral/lora.yml -> tiny:mistral)."""
+    from .errors import FtkitError
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.replace(" ", "").startswith("base_model:tiny:"):
+            return line.split(":", 1)[1].split("#")[0].strip()
+        if line.lower().startswith("# tiny twin:"):
+            return line.split(":", 1)[1].strip()
+    family = ALIASES.get(path.parent.name, path.parent.name)
+    if family in FAMILIES:
+        return TINY_PREFIX + family
+    raise FtkitError(f"cannot tell which tiny twin tests {path}", file=str(path),
+                     fix="put it under recipes/<family>/ or add a header line `# tiny twin: tiny:<family>`")
