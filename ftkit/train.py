@@ -99,8 +99,8 @@ def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
     (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
 
 
-def run(recipe: Recipe, announce=print) -> TrainResult:
-    """Fine-tune as the recipe says and report what changed."""
+def run(recipe: Recipe, announce=print, callbacks=()) -> TrainResult:
+    """Fine-tune as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots)."""
     from trl import SFTTrainer
 
     t0 = time.time()
@@ -116,6 +116,8 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
 
     trainer = SFTTrainer(model=model, args=sft_config(recipe, precision, prepared.eval is not None),
                          train_dataset=prepared.train, processing_class=tokenizer)
+    for cb in callbacks:  # e.g. ftkit.notebook.loss_plot_callback()
+        trainer.add_callback(cb)
     eval_before = _eval_loss(trainer, prepared.eval)
     trainer.train()
     eval_after = _eval_loss(trainer, prepared.eval)
