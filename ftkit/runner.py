@@ -108,6 +108,7 @@ def run_one(path: str, params: dict, out_dir: str, threads: int) -> NotebookResu
     path, out = Path(path), Path(out_dir)
     executed = out / path.name
     metrics = out / f"{path.stem}.metrics.json"
+    out.mkdir(parents=True, exist_ok=True)
     metrics.unlink(missing_ok=True)
     os.environ.update({BATCH_ENV: "1", METRICS_ENV: str(metrics.resolve()), "OMP_NUM_THREADS": str(threads),
                        "MPLBACKEND": "Agg"})

@@ -151,7 +151,7 @@ SHARED = [
              "if recipe.adapter:\n    merged = merge.run(recipe)\n    diff = nb.reload_check(recipe, merged)\n"
              "else:\n    diff = 0.0  # full fine-tune: output_dir already holds the plain model\n"
              "print(f\"max |logit diff| adapter vs merged: {diff:.2e}\")\nnb.record(\"merge_logit_diff\", diff)"),
-    ("code", "# what this notebook showed; papermill turns these into a test\n"
+    ("code", "# what this notebook showed; a batch run turns these into a test\n"
              "assert result.final_loss < result.first_loss * LOSS_RATIO, result.summary()\n"
              "assert report.ok, report.summary()\n"
              "assert len(ev.after.rows) == len(evals.SAMPLE_PROMPTS)  # the assertion eval ran\n"
@@ -192,7 +192,7 @@ METHODS = {
                  "    print(f\"train_on_inputs={flag}: {sum(l != -100 for l in ex['labels'])} of "
                  "{len(ex['labels'])} tokens trained\")\n    nb.show_mask(ex, tok)"),
         ("md", "Rows longer than `sequence_len` are dropped, never truncated silently, and counted:"),
-        ("code", "short = config.load_recipe(root / recipe_path, {**overrides, \"sequence_len\": 40, "
+        ("code", "short = config.load_recipe(root / recipe_path, {**overrides, \"sequence_len\": 56, "
                  "\"dataset_prepared_path\": None})\nprint(data.prepare(short, tok).summary())"),
     ] + SHARED,
     "evaluation": [
