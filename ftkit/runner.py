@@ -112,6 +112,8 @@ def run_one(path: str, params: dict, out_dir: str, threads: int) -> NotebookResu
     metrics.unlink(missing_ok=True)
     os.environ.update({BATCH_ENV: "1", METRICS_ENV: str(metrics.resolve()), "OMP_NUM_THREADS": str(threads),
                        "MPLBACKEND": "Agg"})
+    if "output_dir" in papermill.inspect_notebook(str(path)) and "output_dir" not in params:
+        params = {**params, "output_dir": str((out / f"{path.stem}-run").resolve())}  # artifacts beside the report
     t0 = time.time()
     status, error = "passed", None
     try:

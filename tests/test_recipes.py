@@ -12,13 +12,13 @@ import yaml
 from ftkit import train
 from ftkit.config import AXOLOTL_OPTIONS, Recipe, load_recipe
 from ftkit.errors import ConfigError
-from ftkit.tiny import FAMILIES, twin_for_recipe
+from ftkit.tiny import FAMILIES, twin_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = ROOT / "recipes"
 LAUNCH_DIRS = {"accelerate", "deepspeed"}  # launch configs (accelerate/DeepSpeed), not training recipes
 RECIPES = sorted(p for p in RECIPES_DIR.rglob("*.yml") if not LAUNCH_DIRS & set(p.relative_to(RECIPES_DIR).parts))
-SAMPLE_ROWS = 64  # a 2-step run needs 2 x 16 rows; tokenizing all 2,400 per twin would dominate the test
+SAMPLE_ROWS = 64  # a 2-step run on the twin needs 2 x 8 rows; tokenizing all 2,400 per twin would dominate the test
 
 
 def _pending(path: Path) -> list[str]:
@@ -64,9 +64,8 @@ def _small_copy(path: str, recipe_file: Path, tmp: Path) -> str:
 @pytest.mark.parametrize("path", [_param(p) for p in RECIPES])
 def test_recipe_validates_and_trains_two_steps_on_its_twin(path, tmp_path, prepared_dir):
     recipe = load_recipe(path)  # the recipe exactly as written must validate
-    twin = twin_for_recipe(path)
-    overrides = {"base_model": twin, "max_steps": 2, "logging_steps": 1, "output_dir": str(tmp_path / "out"),
-                 "dataset_prepared_path": str(prepared_dir), "eval_prompts": [], "val_set_size": 0}
+    overrides = {**twin_overrides(path), "max_steps": 2, "output_dir": str(tmp_path / "out"),
+                 "dataset_prepared_path": str(prepared_dir), "eval_prompts": []}
     for i, ds in enumerate(recipe.datasets):
         overrides[f"datasets.{i}.path"] = _small_copy(ds.path, path, tmp_path)
     small = load_recipe(path, overrides)
