@@ -21,6 +21,7 @@ import yaml
 
 from .errors import ConfigError, FtkitError, Problem
 from .notebook import BATCH_ENV, METRICS_ENV
+from .tiny import twin_for_model
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PY_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
@@ -156,12 +157,20 @@ def report_html(results: list[NotebookResult], out_dir: Path) -> str:
 def run(names: list[str] | None = None, params: dict | None = None, *, tiny: bool = False,
         output_dir: str = "outputs/notebooks", jobs: int | None = None, announce=print) -> list[NotebookResult]:
     """Validate every notebook's parameters first, then run them (in parallel) and write report.md/.html."""
+    import papermill
+
     paths = find_notebooks(names)
-    params = {**(params or {}), **({"tiny": True} if tiny else {})}
+    per_book = {p: dict(params or {}) for p in paths}
+    for p in paths:  # --tiny: `tiny=True`, else base_model -> its twin; a notebook with neither is tiny by design
+        declared = papermill.inspect_notebook(str(p)) if tiny else {}
+        if "tiny" in declared:
+            per_book[p].setdefault("tiny", True)
+        elif "base_model" in declared:
+            per_book[p].setdefault("base_model", twin_for_model(ast.literal_eval(declared["base_model"]["default"])))
     problems = []
     for p in paths:
         try:
-            check_params(p, params)
+            check_params(p, per_book[p])
         except ConfigError as e:
             problems += e.problems
     if problems:
@@ -173,7 +182,7 @@ def run(names: list[str] | None = None, params: dict | None = None, *, tiny: boo
     threads = max(1, cores // jobs)  # kernels share the cores instead of each spinning up cores threads
     announce(f"[ftkit] running {len(paths)} notebooks, {jobs} at a time, {threads} thread(s) each -> {out}")
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_one, str(p), params, str(out), threads) for p in paths]
+        futures = [pool.submit(run_one, str(p), per_book[p], str(out), threads) for p in paths]
         results = []
         for f in futures:
             r = f.result()

@@ -244,3 +244,24 @@ TWIN_TRAINING = {"gradient_checkpointing": False, "gradient_accumulation_steps":
 def twin_overrides(path) -> dict:
     """Overrides that put the recipe file at `path` on its tiny twin (see twin_for_recipe, TWIN_TRAINING)."""
     return {"base_model": twin_for_recipe(path), **TWIN_TRAINING}
+
+
+# Hub names -> twin, tried in order (mixtral before mistral: "mistralai/Mixtral-8x7B" contains both).
+_NAME_HINTS = [("mixtral", "mixtral"), ("mistral", "mistral"), ("qwen3", "qwen3"), ("qwen", "qwen2"),
+               ("gemma-3", "gemma3"), ("gemma-2", "gemma2"), ("gemma", "gemma"), ("phi-3", "phi3"), ("phi", "phi"),
+               ("falcon", "falcon"), ("pythia", "gpt_neox"), ("neox", "gpt_neox"), ("gpt-j", "gptj"),
+               ("mpt", "mpt"), ("cerebras", "gpt2"), ("gpt2", "gpt2"), ("rwkv", "rwkv"), ("llama", "llama")]
+
+
+def twin_for_model(name: str) -> str:
+    """The twin of a hub model name (`meta-llama/Llama-3.2-1B` -> tiny:llama), by the family in its name."""
+    from .errors import FtkitError
+
+    if is_tiny(name):
+        return name
+    lowered = name.lower()
+    for hint, family in _NAME_HINTS:
+        if hint in lowered:
+            return TINY_PREFIX + family
+    raise FtkitError(f"cannot tell the family of {name!r}", where="base_model",
+                     fix=f"pass the twin yourself, e.g. -p base_model=tiny:llama ({', '.join(FAMILIES)})")

@@ -8,7 +8,7 @@ from ftkit import evals
 from ftkit import notebook as nb
 from ftkit.prompts import get_strategy
 from ftkit.prompts.tokenize import encode_segments
-from ftkit.tiny import twin_for_recipe
+from ftkit.tiny import twin_for_model, twin_for_recipe
 
 ROW = {"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."}
 
@@ -74,3 +74,15 @@ def test_twin_for_recipe_conventions(tmp_path):
     header.write_text("base_model: someone/model\n")
     with pytest.raises(FtkitError, match=r"cannot tell which tiny twin.*add a header line `# tiny twin: tiny:<family>`"):
         twin_for_recipe(header)
+
+
+def test_twin_for_model_names():
+    assert twin_for_model("mistralai/Mixtral-8x7B-v0.1") == "tiny:mixtral"
+    assert twin_for_model("meta-llama/Llama-3.2-1B-Instruct") == "tiny:llama"
+    assert twin_for_model("EleutherAI/pythia-1.4b-deduped") == "tiny:gpt_neox"
+    assert twin_for_model("microsoft/Phi-3-mini-4k-instruct") == "tiny:phi3"
+    assert twin_for_model("tiny:qwen3") == "tiny:qwen3"
+    from ftkit.errors import FtkitError
+
+    with pytest.raises(FtkitError, match=r"cannot tell the family of 'acme/model'.*-p base_model=tiny:llama"):
+        twin_for_model("acme/model")

