@@ -22,7 +22,10 @@ def lora_targets(recipe: Recipe, model) -> list[str] | str:
         return "all-linear"
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
-    targets = DEFAULTS.get(model.config.model_type)
+    from .tiny import FAMILIES, family_of
+
+    family = family_of(model.config)  # peft has no default for some families (phi3): use the family's own
+    targets = DEFAULTS.get(model.config.model_type) or (FAMILIES[family].lora_targets if family else None)
     if not targets:
         raise FtkitError(f"no default LoRA targets known for model_type {model.config.model_type!r}",
                          where="lora_target_modules", fix="list them, or set lora_target_linear: true")

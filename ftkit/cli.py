@@ -64,7 +64,29 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
+    _notebooks_parser(sub)
     return p
+
+
+def _notebooks_parser(sub) -> None:
+    """`ftkit notebooks run [NAMES...] [-p key=value] [--tiny] [--output-dir DIR] [--jobs N]`."""
+    nb = sub.add_parser("notebooks", help="execute the cookbook notebooks headless (papermill) and report")
+    nb_sub = nb.add_subparsers(dest="nb_action", required=True, metavar="ACTION")
+    run = nb_sub.add_parser("run", help="run notebooks (default: all in notebooks/) and write a report")
+    run.add_argument("names", nargs="*", help="notebook names, e.g. mistral evaluation (default: all)")
+    run.add_argument("-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a parameter of the notebooks' parameters cell (checked before running)")
+    run.add_argument("--tiny", action="store_true", help="force tiny=True: train the offline tiny twins")
+    run.add_argument("--output-dir", default="outputs/notebooks", help="executed notebooks + report.md/.html")
+    run.add_argument("--jobs", type=int, default=None, help="notebooks at a time (default: cores / 2)")
+
+
+def _notebooks(args) -> int:
+    from . import runner
+
+    results = runner.run(args.names, runner.parse_params(args.params), tiny=args.tiny,
+                         output_dir=args.output_dir, jobs=args.jobs)
+    return 0 if all(r.status == "passed" for r in results) else 1
 
 
 def _preprocess(recipe, args) -> None:
@@ -115,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(options_reference())
             return 0
+        if args.verb == "notebooks":
+            return _notebooks(args)
         if args.verb == "bench" and args.what != "packing":  # these two need no recipe
             if args.what == "preprocess":
                 from .prep_bench import run as bench_preprocess

@@ -144,6 +144,9 @@ def load_base(recipe: Recipe, tokenizer, precision: Precision | None = None, ann
             announce(f"[ftkit] lora_modules_to_save: {names} (new token embeddings must be trained and saved "
                      "with the adapter)")
     model.config.pad_token_id = tokenizer.pad_token_id
+    if model.config.model_type == "rwkv" and model.config.use_cache:
+        model.config.use_cache = False  # its CPU path writes the recurrent state in place: backward fails
+        announce("[ftkit] rwkv: use_cache off for training (generation still uses the state cache)")
     return model
 
 

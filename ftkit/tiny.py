@@ -44,16 +44,71 @@ class TinySpec:
 
 _LLAMA_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=2048)
+_GPT2_TOKENS = dict(bos="<|endoftext|>", eos="<|endoftext|>", pad=None, add_bos=False)  # gpt2/neox vocab habit
+_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+_ATTN_MLP = _ATTN + ("gate_proj", "up_proj", "down_proj")
+_NEOX = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
 
+
+def _chat(name: str) -> dict:
+    """The TinySpec fields a named chat template fixes: its Jinja text and the special tokens it writes."""
+    t = TEMPLATES[name]
+    return dict(chat_template=t.jinja, extra_special=t.special_tokens)
+
+
+# One entry per architecture. Families whose real tokenizer ships no chat template (pythia, gpt-j, mpt,
+# falcon base, cerebras, phi-2, rwkv) get chatml: the template Axolotl's examples add to base models.
+# head_dim is set where the config's default is a fixed number (gemma: 256, qwen3: 128) that 64/4 != .
 FAMILIES: dict[str, TinySpec] = {
     "llama": TinySpec(
         "LlamaConfig", _LLAMA_SIZES, bos="<|begin_of_text|>", eos="<|end_of_text|>",
         pad="<|finetune_right_pad_id|>",
         extra_special=TEMPLATES["llama3"].special_tokens,
         chat_template=TEMPLATES["llama3"].jinja,
-        config_extra=dict(tie_word_embeddings=False, rope_theta=500000.0),
+        config_extra=dict(tie_word_embeddings=False, rope_theta=500000.0), lora_targets=_ATTN_MLP,
     ),
+    "mistral": TinySpec("MistralConfig", _LLAMA_SIZES, bos="<s>", eos="</s>", pad=None, **_chat("mistral"),
+                        lora_targets=_ATTN_MLP),
+    "mixtral": TinySpec("MixtralConfig", {**_LLAMA_SIZES, "num_local_experts": 4, "num_experts_per_tok": 2},
+                        bos="<s>", eos="</s>", pad=None, **_chat("mistral"),
+                        lora_targets=_ATTN),  # experts are fused 3-D tensors in transformers 5, not Linear
+    "qwen2": TinySpec("Qwen2Config", _LLAMA_SIZES, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                      add_bos=False, **_chat("qwen"), lora_targets=_ATTN_MLP),
+    "qwen3": TinySpec("Qwen3Config", {**_LLAMA_SIZES, "head_dim": 16}, bos=None, eos="<|im_end|>",
+                      pad="<|endoftext|>", add_bos=False, **_chat("chatml"), lora_targets=_ATTN_MLP),
+    "gemma": TinySpec("GemmaConfig", {**_LLAMA_SIZES, "head_dim": 16}, bos="<bos>", eos="<eos>", pad="<pad>",
+                      **_chat("gemma"), lora_targets=_ATTN_MLP),
+    "gemma2": TinySpec("Gemma2Config", {**_LLAMA_SIZES, "head_dim": 16, "sliding_window": 64}, bos="<bos>",
+                       eos="<eos>", pad="<pad>", **_chat("gemma"), lora_targets=_ATTN_MLP),
+    "gemma3": TinySpec("Gemma3TextConfig", {**_LLAMA_SIZES, "head_dim": 16, "sliding_window": 64}, bos="<bos>",
+                       eos="<eos>", pad="<pad>", **_chat("gemma"), lora_targets=_ATTN_MLP),
+    "phi": TinySpec("PhiConfig", _LLAMA_SIZES, **_GPT2_TOKENS, **_chat("chatml"),
+                    lora_targets=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")),
+    "phi3": TinySpec("Phi3Config", _LLAMA_SIZES, bos="<s>", eos="<|endoftext|>", pad=None, **_chat("phi3"),
+                     lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj")),
+    "falcon": TinySpec("FalconConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4),
+                       **_GPT2_TOKENS, **_chat("chatml"), lora_targets=_NEOX),
+    "gpt_neox": TinySpec("GPTNeoXConfig", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                               num_attention_heads=4, max_position_embeddings=2048),
+                         **_GPT2_TOKENS, **_chat("chatml"), lora_targets=_NEOX),
+    "gptj": TinySpec("GPTJConfig", dict(n_embd=64, n_layer=2, n_head=4, n_positions=2048, rotary_dim=8),
+                     **_GPT2_TOKENS, **_chat("chatml"),
+                     lora_targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out")),
+    "mpt": TinySpec("MptConfig", dict(d_model=64, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=2048),
+                    **_GPT2_TOKENS, **_chat("chatml"), lora_targets=("Wqkv", "out_proj", "up_proj", "down_proj")),
+    "gpt2": TinySpec("GPT2Config", dict(n_embd=64, n_layer=2, n_head=4, n_positions=2048),
+                     **_GPT2_TOKENS, **_chat("chatml"), lora_targets=("c_attn", "c_proj", "c_fc")),
+    "rwkv": TinySpec("RwkvConfig", dict(hidden_size=64, num_hidden_layers=2, attention_hidden_size=64,
+                                        intermediate_size=128, context_length=2048),
+                     **_GPT2_TOKENS, **_chat("chatml"), lora_targets=("key", "value", "receptance")),
 }
+# Axolotl's names for some of these (its supported-models table): pythia = gpt_neox, cerebras = gpt2.
+ALIASES = {"pythia": "gpt_neox", "cerebras": "gpt2", "gemma3_text": "gemma3", "qwen": "qwen2"}
+
+
+def template_name(spec: TinySpec) -> str | None:
+    """The ftkit name of the twin's chat template (None when it has none)."""
+    return next((n for n, t in TEMPLATES.items() if t.jinja == spec.chat_template), None)
 
 
 def is_tiny(name: str) -> bool:
@@ -69,6 +124,7 @@ def _spec_for(name: str) -> tuple[str, TinySpec]:
     from .errors import FtkitError
 
     family = name[len(TINY_PREFIX):] if is_tiny(name) else name
+    family = ALIASES.get(family, family)
     if family not in FAMILIES:
         import difflib
 
@@ -161,5 +217,56 @@ def family_of(name_or_config) -> str | None:
     """The ftkit family name for a tiny name or a transformers config's model_type."""
     if isinstance(name_or_config, str):
         return name_or_config[len(TINY_PREFIX):] if is_tiny(name_or_config) else None
-    mt = getattr(name_or_config, "model_type", None)
+    mt = ALIASES.get(getattr(name_or_config, "model_type", None), getattr(name_or_config, "model_type", None))
     return mt if mt in FAMILIES else None
+
+
+def twin_for_recipe(path) -> str:
+    """The tiny twin a recipe file is tested on: its `tiny:` base_model, else a `# tiny twin: tiny:<family>`
+    header line, else its folder name (recipes/mistral/lora.yml -> tiny:mistral)."""
+    from .errors import FtkitError
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.replace(" ", "").startswith("base_model:tiny:"):
+            return line.split(":", 1)[1].split("#")[0].strip()
+        if line.lower().startswith("# tiny twin:"):
+            return line.split(":", 1)[1].strip()
+    family = ALIASES.get(path.parent.name, path.parent.name)
+    if family in FAMILIES:
+        return TINY_PREFIX + family
+    raise FtkitError(f"cannot tell which tiny twin tests {path}", file=str(path),
+                     fix="put it under recipes/<family>/ or add a header line `# tiny twin: tiny:<family>`")
+
+
+# Settings a recipe gets when it runs on its twin (tests, notebooks with tiny=True): the real run's
+# memory savers cost time at toy size, 16-row steps and a held-out split only slow a 40-step demo.
+TWIN_TRAINING = {"gradient_checkpointing": False, "gradient_accumulation_steps": 1, "micro_batch_size": 8,
+                 "val_set_size": 0, "warmup_steps": 2, "logging_steps": 1, "lora_dropout": 0.0}
+
+
+def twin_overrides(path) -> dict:
+    """Overrides that put the recipe file at `path` on its tiny twin (see twin_for_recipe, TWIN_TRAINING)."""
+    return {"base_model": twin_for_recipe(path), **TWIN_TRAINING}
+
+
+# Hub names -> twin, tried in order (mixtral before mistral: "mistralai/Mixtral-8x7B" contains both).
+_NAME_HINTS = [("mixtral", "mixtral"), ("mistral", "mistral"), ("qwen3", "qwen3"), ("qwen", "qwen2"),
+               ("gemma-3", "gemma3"), ("gemma-2", "gemma2"), ("gemma", "gemma"), ("phi-3", "phi3"), ("phi", "phi"),
+               ("falcon", "falcon"), ("pythia", "gpt_neox"), ("neox", "gpt_neox"), ("gpt-j", "gptj"),
+               ("mpt", "mpt"), ("cerebras", "gpt2"), ("gpt2", "gpt2"), ("rwkv", "rwkv"), ("llama", "llama")]
+
+
+def twin_for_model(name: str) -> str:
+    """The twin of a hub model name (`meta-llama/Llama-3.2-1B` -> tiny:llama), by the family in its name."""
+    from .errors import FtkitError
+
+    if is_tiny(name):
+        return name
+    lowered = name.lower()
+    for hint, family in _NAME_HINTS:
+        if hint in lowered:
+            return TINY_PREFIX + family
+    raise FtkitError(f"cannot tell the family of {name!r}", where="base_model",
+                     fix=f"pass the twin yourself, e.g. -p base_model=tiny:llama ({', '.join(FAMILIES)})")

@@ -110,8 +110,8 @@ def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
     (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
 
 
-def run(recipe: Recipe, announce=print) -> TrainResult:
-    """Fine-tune as the recipe says and report what changed."""
+def run(recipe: Recipe, announce=print, callbacks=()) -> TrainResult:
+    """Fine-tune as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots)."""
     if recipe.rl:  # preference tuning (DPO, IPO, KTO, ORPO, SimPO) runs TRL's preference trainers
         from . import rl
 
@@ -133,6 +133,8 @@ def run(recipe: Recipe, announce=print) -> TrainResult:
     trainer = SFTTrainer(model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
                          processing_class=tokenizer, data_collator=packing.collator(recipe, tokenizer, model),
                          callbacks=runtime.callbacks(recipe, announce) + relora.callbacks(recipe, announce))
+    for cb in callbacks:  # e.g. ftkit.notebook.loss_plot_callback()
+        trainer.add_callback(cb)
     eval_before = _eval_loss(trainer, prepared.eval)
     resumed_from = runtime.resume(recipe, announce)  # explicit or newest complete checkpoint
     trainer.train(resume_from_checkpoint=resumed_from)
