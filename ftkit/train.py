@@ -135,7 +135,10 @@ def run(recipe: Recipe, announce=print, callbacks=()) -> TrainResult:
                          callbacks=runtime.callbacks(recipe, announce) + relora.callbacks(recipe, announce))
     for cb in callbacks:  # e.g. ftkit.notebook.loss_plot_callback()
         trainer.add_callback(cb)
-    eval_before = _eval_loss(trainer, prepared.eval)
+    # FSDP2 wraps model and optimizer together in train(); an evaluate() before it fails inside accelerate
+    eval_before = None if recipe.fsdp else _eval_loss(trainer, prepared.eval)
+    if recipe.fsdp and prepared.eval is not None:
+        announce("[ftkit] fsdp: no eval loss before training (FSDP2 prepares model and optimizer together)")
     resumed_from = runtime.resume(recipe, announce)  # explicit or newest complete checkpoint
     trainer.train(resume_from_checkpoint=resumed_from)
     eval_after = _eval_loss(trainer, prepared.eval)

@@ -195,6 +195,27 @@ METHODS = {
         ("code", "short = config.load_recipe(root / recipe_path, {**overrides, \"sequence_len\": 56, "
                  "\"dataset_prepared_path\": None})\nprint(data.prepare(short, tok).summary())"),
     ] + SHARED,
+    "sample_packing": [
+        ("md", f"{BANNER}# Sample packing\n\nShort examples padded to the longest in a batch waste most of "
+               "each step on padding. Packing puts whole examples side by side in rows of up to `sequence_len` "
+               "tokens; `position_ids` restart at 0 for each example, so attention never crosses examples and "
+               "the loss of each example is the same as if it were alone (tests/test_packing.py proves it to "
+               "1e-5, and shows the check fails when positions do not restart)."),
+        ("params", PARAMS.format(recipe="recipes/quickstart.yml", steps=40, lr=0, name="packing")),
+        ("code", DERIVE.format(extra=", \"sample_packing\": True") + FULL_RATIO),
+        ("code", "from ftkit import packing\nfrom ftkit.packing_bench import efficiency_table\n"
+                 "tok = models.load_tokenizer(recipe)\n"
+                 "plain = data.prepare(config.load_recipe(root / recipe_path, {**overrides, \"sample_packing\": False}), tok)"),
+        ("md", "The same examples, counted four ways: real tokens / token slots (the last partial row included)."),
+        ("code", "table = efficiency_table(plain.train, recipe)\nfor method, rows, eff in table:\n"
+                 "    print(f\"{method:40s} {rows:6d} rows  efficiency {eff:.4f}\")\n"
+                 "nb.record(\"packing_efficiency\", table[0][2])"),
+        ("md", "One packed row: the examples it holds and where each one's positions restart."),
+        ("code", "packed, stats = packing.pack(plain.train, recipe.sequence_len)\nprint(stats.summary())\n"
+                 "print(packing.show_packed_row(packed[0], tok))"),
+        ("code", "assert stats.rows == len(plain.train) and stats.bins <= 1.01 * stats.lower_bound + 1, stats.summary()\n"
+                 "assert table[0][2] >= max(eff for _, _, eff in table[1:]), table  # ftkit packs densest"),
+    ] + SHARED,
     "evaluation": [
         ("md", f"{BANNER}# Evaluation with assertions\n\nBefore a human or an LLM judge looks at outputs, "
                "cheap assertions catch most failures: empty answers, template text leaking into answers, loops, "
