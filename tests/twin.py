@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # What makes a real recipe fit the twin and the CPU; everything else (adapter, quantization, ...) is kept.
 FAST = {"max_steps": 2, "logging_steps": 1, "eval_prompts": [], "val_set_size": 0, "warmup_steps": 0,
-        "micro_batch_size": 4, "gradient_accumulation_steps": 1, "sequence_len": 128, "save_steps": None}
+        "micro_batch_size": 4, "gradient_accumulation_steps": 1, "sequence_len": 128, "save_steps": None,
+        # full fp32 on every device: reload/merge tests compare logits to 1e-5, which bf16 and TF32 (GPU auto) cannot meet
+        "bf16": False, "fp16": False, "tf32": False}
 
 
 def twin_overrides(tmp: Path, family: str = "llama", **overrides) -> dict:
