@@ -21,7 +21,8 @@ QUIET = dict(announce=lambda *_: None)
 
 
 def recipe_for(method: str, out, **overrides):
-    base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 12, "eval_prompts": []}
+    base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 12, "eval_prompts": [],
+            "bf16": False, "fp16": False, "tf32": False}  # full fp32 everywhere: reload scores compare to 1e-4
     if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 12 steps
         base["orpo_alpha"] = 1.0
     return method_recipe(method, {**base, **overrides})
