@@ -167,9 +167,12 @@ def _activations(config: dict, recipe: Recipe, act_bytes: int, lora_in: int) -> 
     return values * act_bytes, how
 
 
-def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None) -> Estimate:
-    """Expected peak memory per device for training this recipe on `devices` devices."""
-    config, source = base_config(recipe)
+def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_config: dict | None = None) -> Estimate:
+    """Expected peak memory per device for training this recipe on `devices` devices.
+
+    `model_config` (a config dict) stands in for the base model's config.json, e.g. a notebook showing the
+    real model's budget offline; `half=True` assumes bf16 on the target GPU whatever this machine has."""
+    config, source = (model_config, "the given config") if model_config else base_config(recipe)
     total, trainable, linear, lora_in = count_params(config, recipe)
     if half is None:
         half = recipe.bf16 is True or recipe.fp16 is True or (recipe.bf16 == "auto" and _cuda_bf16())

@@ -120,8 +120,11 @@ family = twin_for_recipe(root / recipe_path).split(":")[1]
 print(nb.describe_tokenizer(tok, template_name(FAMILIES[family])))'''
 
 MEMORY = '''import transformers
+from ftkit import memory
 real = transformers.{config}
-print(nb.real_size(real))  # after the scale-out merge: ftkit.memory.estimate(...) gives the full budget'''
+print(nb.real_size(real))
+# the training budget of the recipe as written (real model, bf16 on a GPU), with the arithmetic
+print(memory.estimate(config.load_recipe(root / recipe_path), half=True, model_config=real.to_dict()).table())'''
 
 # LoRA on a random-init twin learns slowly (frozen random embeddings and head): a clear but modest fall.
 LORA_RATIO = "\nLOSS_RATIO = 0.95 if tiny and recipe.adapter else 0.8  # twin + LoRA: ~6.6 -> ~6.1 in 40 steps"
@@ -171,7 +174,9 @@ def family_cells(name: str) -> list:
         ("md", f"## The {title} family\n\n{lesson}"),
         ("code", TOKENS),
         ("md", "## Memory at real size\nParameter count from the real architecture's config (built on the meta "
-               "device: no download, no memory). bf16 weights take 2 bytes per parameter; 4-bit nf4 (QLoRA) ~0.56."),
+               "device: no download, no memory). bf16 weights take 2 bytes per parameter; 4-bit nf4 (QLoRA) ~0.56. "
+               "Then `ftkit memory`'s estimate for this recipe: weights, gradients, optimizer state and "
+               "activations at the recipe's batch and sequence length."),
         ("code", MEMORY.format(config=real)),
     ] + SHARED
 
