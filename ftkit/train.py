@@ -112,6 +112,10 @@ def save_run(recipe: Recipe, trainer, tokenizer, result: TrainResult) -> None:
 
 def run(recipe: Recipe, announce=print, callbacks=()) -> TrainResult:
     """Fine-tune as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots)."""
+    if recipe.deepspeed:  # a missing or malformed engine config fails now, not after data preparation
+        from .distributed import deepspeed_path
+
+        deepspeed_path(recipe)
     if recipe.rl:  # preference tuning (DPO, IPO, KTO, ORPO, SimPO) runs TRL's preference trainers
         from . import rl
 

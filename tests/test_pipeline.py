@@ -106,3 +106,9 @@ def test_cli_help_documents_each_verb():
     for verb in ("preprocess", "train", "infer", "merge-lora"):
         proc = run_cli(verb, "--help")
         assert proc.returncode == 0 and "--key=value" in proc.stdout, verb
+
+
+def test_missing_deepspeed_config_fails_before_data_preparation(tmp_path):
+    proc = run_cli("train", str(QUICKSTART), "--deepspeed=zero9.json", f"--dataset_prepared_path={tmp_path}")
+    assert proc.returncode == 2 and "deepspeed: DeepSpeed config 'zero9.json' not found. Fix:" in proc.stderr
+    assert "rows in" not in proc.stdout and not any(tmp_path.iterdir())  # nothing was tokenized first
