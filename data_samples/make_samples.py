@@ -190,9 +190,9 @@ def pretokenized_rows(n: int) -> list[dict]:
     sys.path.insert(0, str(HERE.parent))
     from transformers import AutoTokenizer
 
-    from ftkit.prompts import AlpacaStrategy
-    from ftkit.prompts.tokenize import encode_segments
-    from ftkit.tiny import tiny_path
+    from ftkit.formats import AlpacaStrategy
+    from ftkit.formats.tokenize import encode_segments
+    from ftkit.models.tiny import tiny_path
 
     tok = AutoTokenizer.from_pretrained(tiny_path("tiny:llama"))
     strategy = AlpacaStrategy()
@@ -250,7 +250,7 @@ measures every file below. Exact token ids and masks for each format are asserte
 | custom | `type:` as a mapping (system_prompt, system_format, field_system, field_instruction, field_input, field_output, format, no_input_format) | `custom.jsonl` |
 | preference (`rl:`) | chat_template.prompt_pairs / .intel / .ultra / .argilla_chat / .default, KTO prompt/completion/label | see [PREFERENCE.md](PREFERENCE.md) (`make_preference_samples.py`) |
 
-## What is trained (labels), in one place: `ftkit/prompts/tokenize.py`
+## What is trained (labels), in one place: `ftkit/formats/tokenize.py`
 
 - Text formats: bos first when the tokenizer habitually adds one (masked), the prompt masked, the answer
   trained, then eos (trained; metharme writes 3). `train_on_inputs: true` trains the prompt too.

@@ -1,5 +1,9 @@
 """ftkit: a fine-tuning cookbook. Recipes (YAML) and notebooks over transformers, peft, TRL and datasets."""
 __version__ = "0.1.0"
 
-from .config import Recipe, load_recipe  # noqa: E402,F401
-from .errors import ConfigError, DataError, FtkitError  # noqa: E402,F401
+from ftkit.log import install as _install_console
+
+_install_console()  # `[ftkit] ...` lines on stdout; see ftkit/log.py
+
+from ftkit.errors import ConfigError, DataError, FtkitError  # noqa: E402,F401
+from ftkit.recipe import Recipe, load_recipe  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """`python -m ftkit ...` is the same as the `ftkit` command."""
 import sys
 
-from .cli import main
+from ftkit.cli import main
 
 sys.exit(main())

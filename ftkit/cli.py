@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from .errors import FtkitError
-
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1"}
+from ftkit.env import go_offline
+from ftkit.errors import FtkitError
 
 VERBS = {
     "preprocess": "tokenize and cache the recipe's datasets; --debug shows decoded examples with their masks",
@@ -82,7 +79,7 @@ def _notebooks_parser(sub) -> None:
 
 
 def _notebooks(args) -> int:
-    from . import runner
+    from ftkit.cookbook import runner
 
     results = runner.run(args.names, runner.parse_params(args.params), tiny=args.tiny,
                          output_dir=args.output_dir, jobs=args.jobs)
@@ -90,11 +87,12 @@ def _notebooks(args) -> int:
 
 
 def _preprocess(recipe, args) -> None:
-    from . import data, models
+    from ftkit import data, models
 
     tok = models.load_tokenizer(recipe)
     if recipe.rl:  # preference rows: converted and counted here, tokenized by TRL at train time
-        from . import preference_data, preference_report
+        from ftkit.data import preference as preference_data
+        from ftkit.train import preference_report
 
         preference_data.apply_chat_template(recipe, tok)
         prepared = preference_data.prepare(recipe, tok)
@@ -108,15 +106,15 @@ def _preprocess(recipe, args) -> None:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
             if "seq_lengths" in ex:  # sample_packing: a packed row, one line per example
-                from .packing import show_packed_row
+                from ftkit.data.packing import show_packed_row
 
                 print(f"--- packed row {i} ---\n{show_packed_row(ex, tok)}")
                 continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
     if args.check_parity:
-        from .errors import Problem
-        from .parity import check_parity
+        from ftkit.data.parity import check_parity
+        from ftkit.errors import Problem
 
         report = check_parity(recipe, tok, rows=args.parity_rows)
         print(report.summary())
@@ -128,12 +126,11 @@ def _preprocess(recipe, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
+    go_offline()
     args, extra = _parser().parse_known_args(argv)
     try:
         if args.verb == "options":
-            from .config import options_reference
+            from ftkit.recipe import options_reference
 
             print(options_reference())
             return 0
@@ -141,35 +138,35 @@ def main(argv: list[str] | None = None) -> int:
             return _notebooks(args)
         if args.verb == "bench" and args.what != "packing":  # these two need no recipe
             if args.what == "preprocess":
-                from .prep_bench import run as bench_preprocess
+                from ftkit.bench.preprocess import run as bench_preprocess
 
                 bench_preprocess(args.base_model)
             else:
-                from . import memory_bench
+                from ftkit.bench import memory as memory_bench
 
                 print(memory_bench.run())
             return 0
         if args.verb == "bench" and not args.recipe:
             raise FtkitError("bench packing needs a recipe", where="command line",
                              fix="ftkit bench packing recipes/quickstart.yml")
-        from .config import load_recipe
+        from ftkit.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, extra)
         if args.verb == "train" and args.num_processes:
-            from . import distributed
+            from ftkit.train import distributed
 
             distributed.launch(args.recipe, extra, args.num_processes)
         elif args.verb == "preprocess":
             _preprocess(recipe, args)
         elif args.verb == "train":
-            from . import train
+            from ftkit import train
 
             train.run(recipe)
         elif args.verb == "infer":
-            from . import infer
+            from ftkit import infer
 
             if args.gradio:
-                from . import ui
+                from ftkit.infer import ui
 
                 ui.launch(recipe, args.host, args.port, max_new_tokens=args.max_new_tokens,
                           temperature=args.temperature, top_p=args.top_p, seed=args.seed)
@@ -177,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
             infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
         elif args.verb == "memory":
-            from . import memory
+            from ftkit.train import memory
 
             print(memory.run(recipe, args.num_processes))
         elif args.verb == "merge-lora":
-            from . import merge
+            from ftkit.models import merge
 
             merge.run(recipe, args.merge_output_dir)
         elif args.verb == "bench" and args.what == "packing":
-            from . import packing_bench
+            from ftkit.bench import packing as packing_bench
 
             packing_bench.run(recipe, steps=args.steps, hidden=args.hidden, layers=args.layers, attn=args.attn)
     except FtkitError as e:

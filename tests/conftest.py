@@ -1,6 +1,7 @@
 """Shared fixtures: offline environment, the tiny twin, recipes in temp dirs, and a CLI runner."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ QUICKSTART = ROOT / "recipes" / "quickstart.yml"
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir():
-    from ftkit.tiny import tiny_path
+    from ftkit.models.tiny import tiny_path
 
     return tiny_path("tiny:llama")
 
@@ -33,7 +34,7 @@ def tiny_tokenizer(tiny_llama_dir):
 @pytest.fixture
 def make_recipe(tmp_path):
     """make_recipe(**overrides) -> Recipe: the quickstart recipe, small and fast, writing under tmp_path."""
-    from ftkit.config import load_recipe
+    from ftkit.recipe import load_recipe
 
     def make(source=QUICKSTART, **overrides):
         base = {"output_dir": str(tmp_path / "out"), "dataset_prepared_path": str(tmp_path / "prepared"),
@@ -48,3 +49,19 @@ def run_cli(*args: str, input: str | None = None, cwd: Path = ROOT, timeout: int
     env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "ftkit", *args], input=input, capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def said():
+    """Every line ftkit announced during the test (ftkit speaks through the "ftkit" logger; see ftkit/log.py)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Collect(logging.INFO)
+    logger = logging.getLogger("ftkit")
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from twin import ROOT, train_on_twin
 
-from ftkit import infer
+from ftkit import models
 
 LORA = ROOT / "recipes" / "llama" / "lora.yml"
 QLORA = ROOT / "recipes" / "llama" / "qlora.yml"
@@ -68,7 +68,7 @@ def test_method_trains_saves_and_reloads_identically(trained):
         with safe_open(str(ROOT / recipe.output_dir / "adapter_model.safetensors"), "pt") as f:
             assert any("lm_head.modules_to_save" in k or k.endswith("lm_head.weight") for k in f.keys())
     assert 0 < result.trainable_params < result.total_params
-    reloaded, _ = infer.load_trained(recipe, announce=lambda *_: None)
+    reloaded, _ = models.load_trained(recipe)
     torch.testing.assert_close(logits(reloaded), logits(result.model), rtol=0, atol=1e-5)
 
 
@@ -87,10 +87,10 @@ def test_loftq_base_holds_its_4bit_values_and_adapter_starts_at_the_residual(tmp
 
     recipe = load_on_twin(LORA, tmp_path, loftq_config={"loftq_bits": 4}, lora_r=8, lora_alpha=8,
                           lora_target_modules=["q_proj"], lora_target_linear=False)
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
-    plain = models.load_base(recipe, tok, announce=lambda *_: None)
+    tok = models.load_tokenizer(recipe)
+    plain = models.load_base(recipe, tok)
     w = plain.model.layers[0].self_attn.q_proj.weight.detach().clone()
-    peft_model = models.load_model(recipe, tok, announce=lambda *_: None)
+    peft_model = models.load_model(recipe, tok)
     layer = peft_model.base_model.model.model.layers[0].self_attn.q_proj
     q = layer.base_layer.weight.detach()
     ba = layer.lora_B["default"].weight @ layer.lora_A["default"].weight  # scale = 8/8 = 1
@@ -106,8 +106,8 @@ def test_cpu_4bit_gradients_survive_an_eval_pass(tmp_path):
     from twin import load_on_twin
 
     recipe = load_on_twin(QLORA, tmp_path, gradient_checkpointing=False, lora_dropout=0.0)
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
-    model = models.load_model(recipe, tok, announce=lambda *_: None)
+    tok = models.load_tokenizer(recipe)
+    model = models.load_model(recipe, tok)
 
     def grads():
         model.train()

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from ftkit.config import Recipe, load_recipe, options_reference, parse_overrides
+from ftkit.recipe import Recipe, load_recipe, options_reference, parse_overrides
 from ftkit.errors import ConfigError
 
 GOOD = """\

@@ -6,15 +6,15 @@ from pathlib import Path
 import pytest
 
 from ftkit import data, models
-from ftkit.config import load_recipe
+from ftkit.data.prepare import fingerprint
+from ftkit.recipe import load_recipe
 from ftkit.errors import DataError
-from ftkit.parity import check_parity, first_mismatch
+from ftkit.data.parity import check_parity, first_mismatch
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = [{"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."},
           {"instruction": "What color is snow?", "input": "", "output": "Snow is white."},
           {"instruction": "Write the plural of the word.", "input": "man", "output": "The plural of man is men."}]
-QUIET = lambda *_: None  # noqa: E731
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def recipe(tmp_path, datasets, **kw):
 
 
 def prep(tmp_path, tok, datasets, **kw):
-    return data.prepare(recipe(tmp_path, datasets, **kw), tok, QUIET)
+    return data.prepare(recipe(tmp_path, datasets, **kw), tok)
 
 
 # ---------------------------------------------------------------- bad input: file, line, field and fix
@@ -154,18 +154,17 @@ def test_truncate_instead_of_drop(tmp_path, tok):
 def test_dataset_processes_gives_identical_rows(tmp_path, tok):
     f = jsonl(tmp_path / "x.jsonl", ALPACA * 4)
     one = prep(tmp_path, tok, [{"path": f}], shuffle_merged_datasets=False)
-    two = data.prepare(recipe(tmp_path / "b", [{"path": f}], shuffle_merged_datasets=False, dataset_processes=2), tok, QUIET)
+    two = data.prepare(recipe(tmp_path / "b", [{"path": f}], shuffle_merged_datasets=False, dataset_processes=2), tok)
     assert one.train["input_ids"] == two.train["input_ids"] and one.train["labels"] == two.train["labels"]
 
 
 # ---------------------------------------------------------------- the prepared cache
 
-def test_second_preprocess_reuses_cache_quickly(tmp_path, tok):
+def test_second_preprocess_reuses_cache_quickly(tmp_path, tok, said):
     r = recipe(tmp_path, [{"path": str(ROOT / "data_samples" / "alpaca.jsonl")}], val_set_size=0.05)
-    first = data.prepare(r, tok, QUIET)
-    said = []
+    first = data.prepare(r, tok)
     t0 = time.perf_counter()
-    again = data.prepare(r, tok, said.append)
+    again = data.prepare(r, tok)
     seconds = time.perf_counter() - t0
     assert not first.cache_hit and again.cache_hit and seconds < 1.0, seconds
     assert any("re-using prepared data" in s for s in said)
@@ -180,8 +179,8 @@ def test_cache_invalidated_by_tokenizer_template_length_and_data(tmp_path, tok):
 
     def fp(**kw):
         r = recipe(tmp_path, base, **kw)
-        t = models.load_tokenizer(r, QUIET)
-        return data.fingerprint(r, t, [f, chat])
+        t = models.load_tokenizer(r)
+        return fingerprint(r, t, [f, chat])
 
     ref = fp()
     assert fp() == ref  # deterministic
@@ -209,16 +208,16 @@ def test_killed_write_leaves_no_trusted_cache(tmp_path, tok, monkeypatch):
 
     monkeypatch.setattr(datasets.Dataset, "save_to_disk", dies_on_eval)
     with pytest.raises(KeyboardInterrupt):
-        data.prepare(r, tok, QUIET)
+        data.prepare(r, tok)
     monkeypatch.setattr(datasets.Dataset, "save_to_disk", real)
     prepared_dir = tmp_path / "prepared"
     assert len(calls) == 2 and list(prepared_dir.iterdir()) == []  # train was written, then removed with the temp dir
     # a directory at the fingerprint path without the marker (e.g. copied half-way) is not trusted either
-    fp = data.fingerprint(r, tok, [str(tmp_path / "x.jsonl")])
+    fp = fingerprint(r, tok, [str(tmp_path / "x.jsonl")])
     (prepared_dir / fp / "train").mkdir(parents=True)
-    again = data.prepare(r, tok, QUIET)
+    again = data.prepare(r, tok)
     assert not again.cache_hit and (prepared_dir / fp / "ftkit_prepared.json").is_file()
-    assert data.prepare(r, tok, QUIET).cache_hit
+    assert data.prepare(r, tok).cache_hit
 
 
 # ---------------------------------------------------------------- parity
@@ -259,13 +258,12 @@ def test_preprocess_cli_checks_parity(tmp_path):
 
 # ---------------------------------------------------------------- tokens, templates, inference prompts
 
-def test_added_tokens_resize_and_lora_modules_to_save(tmp_path):
+def test_added_tokens_resize_and_lora_modules_to_save(tmp_path, said):
     r = recipe(tmp_path, [{"path": "x"}], tokens=["<pet>"], adapter="lora", special_tokens={"pad_token": "<|end_of_text|>"})
-    said = []
-    t = models.load_tokenizer(r, said.append)
+    t = models.load_tokenizer(r)
     assert any("pad_token == eos_token" in s and "never learns to stop" in s for s in said)
     assert t.convert_ids_to_tokens(t("a <pet>", add_special_tokens=False)["input_ids"])[-1] == "<pet>"
-    model = models.load_model(r, t, announce=said.append)
+    model = models.load_model(r, t)
     assert model.get_input_embeddings().weight.shape[0] == len(t)
     assert set(model.peft_config["default"].modules_to_save) == {"embed_tokens", "lm_head"}
     assert any("lora_modules_to_save: ['embed_tokens', 'lm_head']" in s for s in said)
@@ -294,8 +292,8 @@ def test_data_samples_readme_is_current():
 
 
 def test_parity_notes_multi_turn_history_drift(tok):
-    from ftkit.parity import ParityReport, check_rows
-    from ftkit.prompts import strategy_for
+    from ftkit.data.parity import ParityReport, check_rows
+    from ftkit.formats import strategy_for
 
     row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
                         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Lima"}]}
@@ -303,7 +301,7 @@ def test_parity_notes_multi_turn_history_drift(tok):
     for template in ("llama3", "chatml"):
         r = load_recipe({"base_model": "tiny:llama", "chat_template": template,
                          "datasets": [{"path": "x", "type": "chat_template"}]})
-        t = models.load_tokenizer(r, QUIET)
+        t = models.load_tokenizer(r)
         report = ParityReport()
         check_rows(strategy_for(r.datasets[0], r, t), [(0, row)], t, "chat", report)
         assert report.ok, report.summary()  # the first trained turn always matches

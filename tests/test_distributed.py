@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from ftkit import distributed
-from ftkit.callbacks import param_checksum
+from ftkit.train import distributed
+from ftkit.train.callbacks import param_checksum
 from ftkit.errors import ConfigError
 
 
@@ -83,7 +83,7 @@ def test_fsdp_axolotl_options_map_onto_training_arguments(make_recipe):
     recipe = make_recipe(fsdp=["full_shard", "auto_wrap", "offload"],
                          fsdp_config={"fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT",
                                       "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"})
-    kw = distributed.fsdp_kwargs(recipe, announce=lambda *_: None)
+    kw = distributed.fsdp_kwargs(recipe)
     assert kw == {"fsdp": True, "fsdp_config": {"version": 2, "state_dict_type": "FULL_STATE_DICT",
                                                 "transformer_layer_cls_to_wrap": "LlamaDecoderLayer",
                                                 "reshard_after_forward": True, "cpu_offload": True}}

@@ -1,16 +1,18 @@
 """Every tiny twin builds offline, carries its family's tokens and template, takes LoRA on its targets,
-learns, and generates (one parametrized test per family in ftkit.tiny.FAMILIES)."""
+learns, and generates (one parametrized test per family in ftkit.models.families.FAMILIES)."""
 import json
 
 import pytest
 import torch
 
 from ftkit import infer, models
-from ftkit.chat_templates import TEMPLATES
+from ftkit.models import adapters
+from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.errors import FtkitError
-from ftkit.prompts import get_strategy
-from ftkit.prompts.tokenize import IGNORE, encode_segments
-from ftkit.tiny import ALIASES, FAMILIES, template_name, tiny_path
+from ftkit.formats import get_strategy
+from ftkit.formats.tokenize import IGNORE, encode_segments
+from ftkit.models.families import ALIASES, FAMILIES
+from ftkit.models.tiny import tiny_path
 
 LR = 1e-2  # random-init twin + fresh LoRA (B = 0): a clear but modest fall in 10 steps
 STEPS = 10
@@ -19,16 +21,16 @@ ROWS = [{"instruction": "What is the capital of Spain?", "input": "", "output": 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_twin_tokens_and_template(family):
-    spec = FAMILIES[family]
+    spec = FAMILIES[family].twin
     path = tiny_path(f"tiny:{family}")
     assert json.loads((path / "TINY_TWIN.json").read_text())["family"] == family
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
-    for t in [spec.bos, spec.eos, spec.pad, *spec.extra_special]:
+    for t in [spec.bos, spec.eos, spec.pad, *TEMPLATES[spec.template].special_tokens]:
         if t:  # every special token is one vocabulary entry, never split into pieces
             assert tok(t, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids(t)], t
-    name = template_name(spec)
+    name = spec.template
     assert name in TEMPLATES
     text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}],
                                    tokenize=False)
@@ -46,13 +48,12 @@ def test_twin_lora_learns_and_generates(family, make_recipe):
     spec = FAMILIES[family]
     recipe = make_recipe(base_model=f"tiny:{family}", adapter="lora", lora_r=8, lora_alpha=16, lora_dropout=0.0,
                          max_new_tokens=6)
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
-    model = models.load_model(recipe, tok, announce=lambda *_: None)  # no targets given: the family default
-    defaults = set(models.lora_targets(recipe, model))
-    assert defaults <= adapted_modules(model), (defaults, adapted)
+    tok = models.load_tokenizer(recipe)
+    model = models.load_model(recipe, tok)  # no targets given: the family default
+    defaults = set(adapters.lora_targets(recipe, model))
+    assert defaults <= adapted_modules(model), (defaults, adapted_modules(model))
 
-    model = models.load_model(recipe.model_copy(update={"lora_target_modules": list(spec.lora_targets)}), tok,
-                              announce=lambda *_: None)
+    model = models.load_model(recipe.model_copy(update={"lora_target_modules": list(spec.lora_targets)}), tok)
     assert adapted_modules(model) == set(spec.lora_targets)  # every listed module exists in this architecture
 
     strategy = get_strategy("alpaca")

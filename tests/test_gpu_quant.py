@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gpu,
 def test_peft_cuda_loftq_matches_ftkit_cpu_loftq():
     from peft import LoftQConfig, LoraConfig, get_peft_model
 
-    from ftkit.adapters import loftq_cpu
+    from ftkit.models.adapters import loftq_cpu
 
     torch.manual_seed(0)
     weight = torch.randn(128, 256)

@@ -44,11 +44,11 @@ def _free_port() -> int:
 def test_gradio_chat_answers_one_request(tmp_path_factory):
     from gradio_client import Client
 
-    from ftkit import ui
+    from ftkit.infer import ui
 
     _, recipe, _ = run_variant("lora", tmp_path_factory)
     port = _free_port()
-    app = ui.launch(recipe, port=port, block=False, announce=lambda *_: None, max_new_tokens=8,
+    app = ui.launch(recipe, port=port, block=False, max_new_tokens=8,
                     temperature=1.0, seed=0)
     try:
         assert app.server_name == "127.0.0.1"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from twin import ROOT, train_on_twin
 
-from ftkit.config import load_recipe
+from ftkit.recipe import load_recipe
 
 RECIPES = sorted((ROOT / "recipes" / "llama").glob("*.yml"))
 

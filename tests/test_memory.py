@@ -5,7 +5,7 @@ The estimate-vs-measured check (within 25% of a real CPU run's peak) is `ftkit b
 """
 import pytest
 
-from ftkit import memory
+from ftkit.train import memory
 from ftkit.errors import FtkitError
 
 GB = 1e9

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 from test_adapters import IDS, LORA, QLORA, logits, run_variant
-from twin import load_on_twin, train_on_twin
+from twin import load_on_twin
 
-from ftkit import infer, merge
-from ftkit.adapters import ADAPTER_FILES
+from ftkit import models
+from ftkit.models import merge
+from ftkit.models.adapters import ADAPTER_FILES
 from ftkit.errors import ConfigError, FtkitError
 
 
@@ -16,7 +17,7 @@ def test_merged_model_equals_base_plus_adapter(name, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     _, recipe, result = run_variant(name, tmp_path_factory)
-    out = merge.run(recipe, announce=lambda *_: None)
+    out = merge.run(recipe)
     assert not [p.name for p in out.iterdir() if p.name in ADAPTER_FILES]
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     card = (out / "README.md").read_text()
@@ -24,9 +25,9 @@ def test_merged_model_equals_base_plus_adapter(name, tmp_path_factory):
     merged = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no peft
     from ftkit.models import resolve_precision
 
-    assert merged.dtype == resolve_precision(recipe, lambda *_: None).dtype  # bf16: auto -> fp32 on a CPU
+    assert merged.dtype == resolve_precision(recipe).dtype  # bf16: auto -> fp32 on a CPU
     # reference: the same base (a quantized one dequantized) with the adapter applied unmerged
-    unmerged, _ = infer.load_trained(recipe, announce=lambda *_: None, dequantize=True)
+    unmerged, _ = models.load_trained(recipe, dequantize=True)
     torch.testing.assert_close(logits(merged), logits(unmerged.to(torch.float32)), rtol=0, atol=2e-4)
     if name == "qlora":  # and the 4-bit model as trained: same weights, but TRL keeps a bf16 adapter copy,
         # so allow bf16 rounding (2^-8 ~ 0.4%) of the logits' scale, with margin: 1% of the largest logit
@@ -37,7 +38,7 @@ def test_merged_model_equals_base_plus_adapter(name, tmp_path_factory):
 def test_merge_refuses_a_directory_holding_an_adapter(tmp_path_factory):
     _, recipe, _ = run_variant("lora", tmp_path_factory)
     with pytest.raises(FtkitError, match=r"--output-dir: .*adapter_config.json.*Fix: choose an empty directory"):
-        merge.run(recipe, output_dir=recipe.output_dir, announce=lambda *_: None)
+        merge.run(recipe, output_dir=recipe.output_dir)
 
 
 def test_relora_callback_merges_at_the_steps_set(tmp_path):
@@ -45,11 +46,11 @@ def test_relora_callback_merges_at_the_steps_set(tmp_path):
     from transformers import TrainerState
 
     from ftkit import models
-    from ftkit.relora import ReLoRACallback
+    from ftkit.train.relora import ReLoRACallback
 
     recipe = load_on_twin(LORA, tmp_path, lora_target_modules=["q_proj"], lora_target_linear=False)
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
-    model = models.load_model(recipe, tok, announce=lambda *_: None)
+    tok = models.load_tokenizer(recipe)
+    model = models.load_model(recipe, tok)
     layer = model.base_model.model.model.layers[0].self_attn.q_proj
     torch.nn.init.normal_(layer.lora_B["default"].weight)  # pretend it trained
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
@@ -57,7 +58,7 @@ def test_relora_callback_merges_at_the_steps_set(tmp_path):
     opt.step()
     w0 = layer.base_layer.weight.detach().clone()
     delta = layer.scaling["default"] * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
-    cb, state = ReLoRACallback(steps=3, warmup_steps=1, announce=lambda *_: None), TrainerState(max_steps=10)
+    cb, state = ReLoRACallback(steps=3, warmup_steps=1), TrainerState(max_steps=10)
     for step in (1, 2):
         state.global_step = step
         cb.on_step_end(None, state, None, model=model, optimizer=opt)
@@ -73,18 +74,18 @@ def test_relora_callback_merges_at_the_steps_set(tmp_path):
     assert opt.param_groups[0]["lr"] == 0.5  # re-warm-up over 1 step: x (0 + 1) / (1 + 1)
 
 
-def test_relora_run_restarts_and_saves_the_merged_model(tmp_path):
-    messages = []
+def test_relora_run_restarts_and_saves_the_merged_model(tmp_path, said):
+    messages = said
     recipe = load_on_twin(LORA, tmp_path, max_steps=5, relora_steps=2, relora_warmup_steps=1,
                           lora_dropout=0.0, gradient_checkpointing=False)
     from ftkit import train
 
-    result = train.run(recipe, announce=messages.append)
+    result = train.run(recipe)
     restarts = [m for m in messages if "ReLoRA: step" in m]
     assert [m.split("step ")[1].split(":")[0] for m in restarts] == ["2", "4"]  # not at the final step 5
     out = tmp_path / "out"
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
-    reloaded, _ = infer.load_trained(recipe, announce=lambda *_: None)
+    reloaded, _ = models.load_trained(recipe)
     torch.testing.assert_close(logits(reloaded), logits(result.model), rtol=0, atol=1e-5)
 
 
@@ -115,27 +116,27 @@ def test_gptq_is_refused_with_the_packages_to_install(tmp_path):
     if is_optimum_available() and is_gptqmodel_available():  # pragma: no cover - not in this stack
         pytest.skip("optimum and gptqmodel are installed: GPTQ loading is transformers' own")
     recipe = load_on_twin(LORA, tmp_path, gptq=True)
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
+    tok = models.load_tokenizer(recipe)
     with pytest.raises(FtkitError, match=r"gptq: .*needs .*optimum.*Fix: pip install .*optimum"):
-        models.load_model(recipe, tok, announce=lambda *_: None)
+        models.load_model(recipe, tok)
 
 
 def test_bad_bnb_config_kwargs_name_the_key(tmp_path):
     from ftkit import models
 
     recipe = load_on_twin(QLORA, tmp_path, bnb_config_kwargs={"bnb_4bit_quant_typo": "nf4"})
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
+    tok = models.load_tokenizer(recipe)
     with pytest.raises(FtkitError, match=r"bnb_config_kwargs: unknown .*bnb_4bit_quant_typo.*Fix: use BitsAndBytesConfig argument names: .*bnb_4bit_quant_type"):
-        models.load_model(recipe, tok, announce=lambda *_: None)
+        models.load_model(recipe, tok)
 
 
 def test_qlora_twin_holds_less_memory_than_its_base(tmp_path):
     from ftkit import models
-    from ftkit.quant import footprint
+    from ftkit.models.quant import footprint
 
     recipe = load_on_twin(QLORA, tmp_path)
-    tok = models.load_tokenizer(recipe, announce=lambda *_: None)
-    quantized = footprint(models.load_base(recipe, tok, announce=lambda *_: None))
-    plain = footprint(models.load_base(load_on_twin(LORA, tmp_path), tok, announce=lambda *_: None))
+    tok = models.load_tokenizer(recipe)
+    quantized = footprint(models.load_base(recipe, tok))
+    plain = footprint(models.load_base(load_on_twin(LORA, tmp_path), tok))
     # the twin is mostly embeddings (2 x 926 x 64 of 172k params stay fp32): only the linears shrink, ~8x
     assert quantized < 0.75 * plain, (quantized, plain)

@@ -4,11 +4,11 @@ import re
 
 import pytest
 
-from ftkit import evals
-from ftkit import notebook as nb
-from ftkit.prompts import get_strategy
-from ftkit.prompts.tokenize import encode_segments
-from ftkit.tiny import twin_for_model, twin_for_recipe
+from ftkit.cookbook import evals
+from ftkit.cookbook import notebook as nb
+from ftkit.formats import get_strategy
+from ftkit.formats.tokenize import encode_segments
+from ftkit.cookbook.twins import twin_for_model, twin_for_recipe
 
 ROW = {"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."}
 

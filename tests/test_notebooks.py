@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftkit import runner
+from ftkit.cookbook import runner
 from ftkit.errors import ConfigError, FtkitError
 
 from conftest import ROOT, run_cli
@@ -73,7 +73,7 @@ def test_generated_notebooks_are_current():
 def executed(tmp_path_factory):
     out = tmp_path_factory.mktemp("notebooks")
     runnable = [p.stem for p in NOTEBOOKS if not _recipe_missing(p)]
-    results = runner.run(runnable, tiny=True, output_dir=str(out), jobs=2, announce=lambda *_: None)
+    results = runner.run(runnable, tiny=True, output_dir=str(out), jobs=2)
     return out, {r.name: r for r in results}
 
 

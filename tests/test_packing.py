@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftkit import packing
-from ftkit.config import load_recipe
+from ftkit.data import packing
+from ftkit.recipe import load_recipe
 from ftkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_packing_efficiency_on_sample_sets(path, stanza, seq_len, tmp_path, tiny
 
     recipe = load_recipe({"base_model": "tiny:llama", "datasets": [{**stanza, "path": str(path)}],
                           "sequence_len": seq_len, "dataset_prepared_path": str(tmp_path)})
-    prepared = data.prepare(recipe, tiny_tokenizer, announce=lambda *_: None)
+    prepared = data.prepare(recipe, tiny_tokenizer)
     packed, st = packing.pack(prepared.train, seq_len)
     assert st.rows == len(prepared.train) and st.tokens == prepared.stats["tokens"]
     # ceil(tokens / sequence_len) is not reachable on the 40-row sets: e.g. instruct/alpaca_chat at 256, 40 rows
@@ -109,8 +109,8 @@ def lora_model_and_examples(tiny_llama_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftkit.prompts import get_strategy
-    from ftkit.prompts.tokenize import encode_segments
+    from ftkit.formats import get_strategy
+    from ftkit.formats.tokenize import encode_segments
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     rows = [json.loads(line) for line in (ROOT / "data_samples" / "alpaca.jsonl").read_text().splitlines()[:6]]
@@ -215,7 +215,7 @@ def packed_and_unpacked_runs(tmp_path_factory):
             "output_dir": str(tmp / f"out_{packed}"), "dataset_prepared_path": str(tmp / "prepared"),
             "eval_prompts": [], "val_set_size": 24, "num_epochs": 1, "warmup_steps": 2, "logging_steps": 1,
             "sample_packing": packed, "eval_sample_packing": False, "micro_batch_size": 2 if packed else 10})
-        out[packed] = train.run(recipe, announce=lambda *_: None)
+        out[packed] = train.run(recipe)
     return out
 
 
@@ -259,10 +259,12 @@ def test_bench_packing_prints_efficiencies_and_speed_ratio(tmp_path):
 
 
 def test_pad_to_sequence_len_and_group_by_length_reach_trl(make_recipe):
-    from ftkit import models, train
+    from ftkit import models
 
     recipe = make_recipe(pad_to_sequence_len=True, group_by_length=True)
-    cfg = train.sft_config(recipe, models.resolve_precision(recipe, announce=lambda *_: None), False)
+    from ftkit.train.sft import sft_config
+
+    cfg = sft_config(recipe, models.resolve_precision(recipe), False)
     assert cfg.pad_to_multiple_of == 256 and cfg.train_sampling_strategy == "group_by_length"
     rows = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "seq_lengths": [2, 1]}]
     batch = packing.PackedCollator(pad_token_id=0, pad_to_multiple_of=8)(rows)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ftkit import train
-from ftkit.config import load_recipe
+from ftkit.recipe import load_recipe
 
 from conftest import QUICKSTART, run_cli
 
@@ -19,7 +19,7 @@ def lora_run(tmp_path_factory):
                                       "max_steps": 30, "output_dir": str(out / "run"), "val_set_size": 0,
                                       "dataset_prepared_path": str(out / "prep"), "eval_prompts": [],
                                       "lora_target_linear": True})
-    result = train.run(recipe, announce=lambda *_: None)
+    result = train.run(recipe)
     return recipe, result, out
 
 
@@ -39,7 +39,7 @@ def test_full_finetune_saves_reloadable_model(make_recipe):
     from transformers import AutoModelForCausalLM
 
     recipe = make_recipe(max_steps=6)
-    result = train.run(recipe, announce=lambda *_: None)
+    result = train.run(recipe)
     assert result.trainable_params == result.total_params and result.steps == 6
     model = AutoModelForCausalLM.from_pretrained(recipe.output_dir)
     assert model.config.model_type == "llama"
@@ -48,7 +48,7 @@ def test_full_finetune_saves_reloadable_model(make_recipe):
 def test_merge_lora_logits_equal_base_plus_adapter(lora_run, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ftkit.infer import load_trained
+    from ftkit.models import load_trained
 
     recipe, _, _ = lora_run
     proc = run_cli("merge-lora", str(QUICKSTART), f"--output_dir={recipe.output_dir}", "--adapter=lora",
@@ -56,7 +56,7 @@ def test_merge_lora_logits_equal_base_plus_adapter(lora_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
-    peft_model, tok = load_trained(recipe, announce=lambda *_: None)
+    peft_model, tok = load_trained(recipe)
     ids = torch.tensor([tok("What is the capital of Peru?")["input_ids"]])
     with torch.no_grad():
         want = peft_model(input_ids=ids).logits

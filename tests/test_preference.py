@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ftkit import preference_data, preference_report, rl
-from ftkit.config import load_recipe
-from ftkit.preference_report import method_recipe
+from ftkit.data import preference as preference_data
+from ftkit.train import preference as rl
+from ftkit.train import preference_report
+from ftkit.recipe import load_recipe
+from ftkit.cookbook.preference import method_recipe
 from ftkit.errors import ConfigError, DataError, FtkitError
 from tests.conftest import ROOT
 
-QUIET = dict(announce=lambda *_: None)
 
 
 def recipe_for(method: str, out, **overrides):
@@ -36,7 +37,7 @@ def trained(tmp_path_factory):
     def get(method):
         if method not in cache:
             recipe = recipe_for(method, tmp_path_factory.mktemp(method))
-            cache[method] = (recipe, rl.run(recipe, **QUIET))
+            cache[method] = (recipe, rl.run_preference(recipe))
         return cache[method]
 
     return get
@@ -59,14 +60,14 @@ def test_method_learns_preference(trained, method):
 
 
 def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
-    from ftkit.infer import load_trained
+    from ftkit.models import load_trained
 
     recipe, result = trained("dpo")
     out = Path(recipe.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "dpo" and [h["margin"] for h in metrics["history"]] == result.series("margin")
     assert (out / "adapter_config.json").is_file() and (out / "recipe.yml").is_file()
-    model, tok = load_trained(recipe, **QUIET)
+    model, tok = load_trained(recipe)
     assert "<|start_header_id|>" in tok.chat_template  # the template trained with travels with the model
     rows = preference_report.heldout_rows(recipe, tok)
     again = preference_report.pair_scores(model, tok, rows)
@@ -78,12 +79,12 @@ def test_inference_prompt_is_the_prompt_trl_trains_on(tiny_tokenizer, tmp_path):
     from trl import DPOConfig, DPOTrainer
     from transformers import AutoModelForCausalLM
 
-    from ftkit.tiny import tiny_path
+    from ftkit.models.tiny import tiny_path
 
     recipe = recipe_for("dpo", tmp_path)
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_path("tiny:llama"))
-    preference_data.apply_chat_template(recipe, tok, **QUIET)
-    data = preference_data.prepare(recipe, tok, **QUIET)
+    preference_data.apply_chat_template(recipe, tok)
+    data = preference_data.prepare(recipe, tok)
     rows = data.train.select(range(3))
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_path("tiny:llama")), train_dataset=rows,
                          processing_class=tok, args=DPOConfig(str(tmp_path), use_cpu=True, bf16=False,
@@ -108,8 +109,8 @@ def test_bad_rows_are_dropped_and_counted(tmp_path, tiny_tokenizer):
     recipe = recipe_for("dpo", tmp_path, sequence_len=64,
                         datasets=[{"path": path, "type": "chat_template.prompt_pairs"}])
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
-    preference_data.apply_chat_template(recipe, tok, **QUIET)
-    data = preference_data.prepare(recipe, tok, **QUIET)
+    preference_data.apply_chat_template(recipe, tok)
+    data = preference_data.prepare(recipe, tok)
     assert data.stats["dropped"] == {"empty": 1, "identical": 1, "too_long": 1}
     assert data.stats["kept"] == len(data.train) == 1
     assert "dropped 1 with an empty field, 1 with chosen == rejected, 1 longer than sequence_len=64" in data.summary()
@@ -122,7 +123,7 @@ def test_no_usable_rows_is_a_clear_error(tmp_path, tiny_tokenizer):
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.prompt_pairs"}])
     with pytest.raises(DataError, match=r"datasets: no usable preference rows: 0 with an empty field, 2 with "
                                         r"chosen == rejected.*Fix: check the dataset type matches"):
-        preference_data.prepare(recipe, tiny_tokenizer, **QUIET)
+        preference_data.prepare(recipe, tiny_tokenizer)
 
 
 def test_bad_row_names_file_line_and_field(tmp_path, tiny_tokenizer):
@@ -131,11 +132,11 @@ def test_bad_row_names_file_line_and_field(tmp_path, tiny_tokenizer):
     path = _write(tmp_path / "intel.jsonl", rows)
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.intel"}])
     with pytest.raises(DataError, match=r"intel\.jsonl:3: field 'rejected': missing\. Fix: add 'rejected'"):
-        preference_data.prepare(recipe, tiny_tokenizer, **QUIET)
+        preference_data.prepare(recipe, tiny_tokenizer)
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.pairs"}])
     with pytest.raises(FtkitError, match=r"datasets\.0\.type: unsupported preference dataset type 'chat_template\.pairs'"
                                         r".*prompt_pairs"):
-        preference_data.prepare(recipe, tiny_tokenizer, **QUIET)
+        preference_data.prepare(recipe, tiny_tokenizer)
 
 
 SHAPES = {  # sample file, type -> the normalized prompt of its first row
@@ -152,7 +153,7 @@ def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokeniz
     raw = json.loads((ROOT / "data_samples" / name).read_text().splitlines()[0])
     recipe = recipe_for("dpo", tmp_path, chat_template=None, datasets=[{"path": f"data_samples/{name}", "type": type_}])
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
-    preference_data.apply_chat_template(recipe, tok, **QUIET)
+    preference_data.apply_chat_template(recipe, tok)
     row = preference_data.convert(__import__("datasets").Dataset.from_list([raw]), recipe.datasets[0], recipe, tok,
                                   [name], "datasets.0")[0]
     assert [m["role"] for m in row["prompt"]] == roles and row["_drop"] == ""
@@ -173,12 +174,12 @@ def test_full_finetune_uses_a_frozen_reference_copy(tmp_path):
     recipe = recipe_for("dpo", tmp_path, adapter=None, max_steps=3, learning_rate=1e-3)
     from ftkit import models
 
-    tok = models.load_tokenizer(recipe, **QUIET)
-    model, peft_config, ref = rl.load_policy(recipe, tok, models.resolve_precision(recipe, **QUIET), **QUIET)
+    tok = models.load_tokenizer(recipe)
+    model, peft_config, ref = rl.load_policy(recipe, tok, models.resolve_precision(recipe))
     assert peft_config is None and ref is not model
     assert not any(p.requires_grad for p in ref.parameters())
     w0 = ref.model.layers[0].self_attn.q_proj.weight.clone()
-    result = rl.run(recipe, **QUIET)
+    result = rl.run_preference(recipe)
     assert result.steps == 3 and result.trainable_params == result.total_params
     assert torch.equal(ref.model.layers[0].self_attn.q_proj.weight, w0)
 
@@ -194,7 +195,7 @@ def test_rl_config_maps_axolotl_names_onto_trl(tmp_path):
     from ftkit.models import Precision
 
     fp32 = Precision(False, False, False)
-    dpo = rl.rl_config(recipe_for("dpo", tmp_path, rpo_alpha=0.5, dpo_label_smoothing=0.1), fp32, **QUIET)
+    dpo = rl.rl_config(recipe_for("dpo", tmp_path, rpo_alpha=0.5, dpo_label_smoothing=0.1), fp32)
     assert (dpo.loss_type, dpo.loss_weights, dpo.label_smoothing, dpo.beta) == (["robust", "sft"], [1.0, 0.5], 0.1, 0.1)
     assert rl.rl_config(recipe_for("ipo", tmp_path), fp32).loss_type == ["ipo"]
     kto = rl.rl_config(recipe_for("kto", tmp_path, kto_undesirable_weight=1.5), fp32)

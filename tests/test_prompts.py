@@ -5,9 +5,9 @@ and converted with the vocabulary, so each list reads as the text it encodes.
 """
 import pytest
 
-from ftkit.config import load_recipe
+from ftkit.recipe import load_recipe
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.prompts import RowError, strategy_for
+from ftkit.formats import RowError, strategy_for
 
 M = -100  # masked label
 
@@ -209,13 +209,12 @@ def test_chat_roles_to_train_user_and_assistant(tok):
     assert labels == [M if kind == "prompt" else tok.convert_tokens_to_ids(t) for t, kind in spelled]
 
 
-def test_chatml_via_recipe_chat_template_adds_tokens(tok, tiny_llama_dir):
+def test_chatml_via_recipe_chat_template_adds_tokens(tok, tiny_llama_dir, said):
     from ftkit import models
 
     recipe = load_recipe({"base_model": "tiny:llama", "chat_template": "chatml",
                           "datasets": [{"path": "x", "type": "chat_template"}]})
-    said = []
-    t = models.load_tokenizer(recipe, said.append)
+    t = models.load_tokenizer(recipe)
     assert len(t) == len(tok) + 2 and any("added special tokens ['<|im_start|>', '<|im_end|>']" in s for s in said)
     ex = strategy_for(recipe.datasets[0], recipe, t).encode_batch([{"messages": TWO_TURNS["messages"][:2]}], t)
     spelled = ["<|im_start|>", "user", "Ċ", "H", "i", "<|im_end|>", "Ċ", "<|im_start|>", "as", "s", "istant", "Ċ",
@@ -254,7 +253,7 @@ def test_unknown_type_names_closest(tok):
     with pytest.raises(ConfigError, match=r"chat_template: unknown chat template 'chatmll'.*did you mean chatml"):
         load_recipe({"base_model": "tiny:llama", "chat_template": "chatmll", "datasets": [{"path": "x"}]})
     with pytest.raises(FtkitError, match="the tokenizer has no chat template"):
-        from ftkit.prompts.chat import resolve_template
+        from ftkit.formats.chat import resolve_template
 
         class NoTemplate:
             chat_template = None

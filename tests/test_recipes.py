@@ -1,6 +1,6 @@
 """Every recipe under recipes/ (found by glob, none registered) validates and trains 2 steps on its tiny twin.
 
-The twin comes from the recipe itself (ftkit.tiny.twin_for_recipe: a tiny: base_model, a `# tiny twin:`
+The twin comes from the recipe itself (ftkit.cookbook.twins.twin_for_recipe: a tiny: base_model, a `# tiny twin:`
 header, or the folder name), so a new recipe is tested with no new code.
 """
 import json
@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from ftkit import train
-from ftkit.config import AXOLOTL_OPTIONS, Recipe, load_recipe
+from ftkit.recipe import Recipe, load_recipe
+from ftkit.recipe.schema import AXOLOTL_OPTIONS
 from ftkit.errors import ConfigError
-from ftkit.tiny import FAMILIES, twin_overrides
+from ftkit.cookbook.twins import twin_overrides
+from ftkit.models.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = ROOT / "recipes"
@@ -70,7 +72,7 @@ def test_recipe_validates_and_trains_two_steps_on_its_twin(path, tmp_path, prepa
     for i, ds in enumerate(recipe.datasets):
         overrides[f"datasets.{i}.path"] = _small_copy(ds.path, path, tmp_path)
     small = load_recipe(path, overrides)
-    result = train.run(small, announce=lambda *_: None)
+    result = train.run(small)
     logged = [loss for _, loss in getattr(result, "losses", [])] or \
         [h["loss"] for h in getattr(result, "history", []) if "loss" in h]  # SFT runs / preference (rl:) runs
     assert result.steps == 2 and logged and all(math.isfinite(v) for v in logged), result.summary()

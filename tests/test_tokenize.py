@@ -1,6 +1,6 @@
 """Exact token ids and label masks for a known Alpaca example on the tiny llama tokenizer."""
-from ftkit.prompts.alpaca import AlpacaStrategy
-from ftkit.prompts.tokenize import IGNORE, encode_prompt, encode_segments
+from ftkit.formats.alpaca import AlpacaStrategy
+from ftkit.formats.tokenize import IGNORE, encode_prompt, encode_segments
 
 ROW = {"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."}
 BOS, EOS = 0, 1  # <|begin_of_text|>, <|end_of_text|>

@@ -11,7 +11,7 @@ from ftkit.errors import ConfigError
 def logged_run(tmp_path_factory):
     """One 2-step run logging to tensorboard, wandb (offline) and mlflow (file store)."""
     from conftest import QUICKSTART
-    from ftkit.config import load_recipe
+    from ftkit.recipe import load_recipe
 
     tmp = tmp_path_factory.mktemp("logged")
     recipe = load_recipe(QUICKSTART, {
@@ -19,7 +19,7 @@ def logged_run(tmp_path_factory):
         "logging_steps": 1, "eval_prompts": [], "val_set_size": 0, "sequence_len": 64, "micro_batch_size": 2,
         "wandb_project": "ftkit-test", "wandb_mode": "offline", "wandb_name": "tiny-run",
         "mlflow_tracking_uri": f"file:{tmp / 'mlruns'}", "mlflow_experiment_name": "ftkit-test"})
-    result = train.run(recipe, announce=lambda *_: None)
+    result = train.run(recipe)
     return recipe, result, tmp
 
 
@@ -60,7 +60,7 @@ def test_mlflow_file_store_records_params_and_metrics(logged_run):
 
 
 def test_use_comet_without_comet_ml_says_what_to_install(make_recipe):
-    from ftkit.tracking import report_to
+    from ftkit.train.tracking import report_to
 
     with pytest.raises(ConfigError, match="use_comet: logging to comet_ml needs the comet_ml package.*Fix: pip install comet_ml"):
         report_to(make_recipe(use_comet=True))

@@ -14,7 +14,6 @@ from conftest import OFFLINE, ROOT
 from ftkit import train
 from ftkit.errors import ConfigError
 
-quiet = dict(announce=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +39,8 @@ def test_grad_accumulation_1x8_equals_8x1(make_recipe, tmp_path, tiny_llama_dir,
     """
     common = dict(max_steps=1, sequence_len=64, optimizer="sgd", learning_rate=0.5, max_grad_norm=0,
                   lr_scheduler="constant", warmup_steps=0, datasets=rows64)
-    a = train.run(make_recipe(micro_batch_size=1, gradient_accumulation_steps=8, output_dir=str(tmp_path / "a"), **common), **quiet)
-    b = train.run(make_recipe(micro_batch_size=8, gradient_accumulation_steps=1, output_dir=str(tmp_path / "b"), **common), **quiet)
+    a = train.run(make_recipe(micro_batch_size=1, gradient_accumulation_steps=8, output_dir=str(tmp_path / "a"), **common))
+    b = train.run(make_recipe(micro_batch_size=8, gradient_accumulation_steps=1, output_dir=str(tmp_path / "b"), **common))
     assert a.first_loss == pytest.approx(b.first_loss, rel=1e-5)
     wa, wb, w0 = weights(tmp_path / "a"), weights(tmp_path / "b"), weights(tiny_llama_dir)
     for name in w0:
@@ -58,10 +57,10 @@ def start_cli_run(recipe, tmp_path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_sigkill_then_auto_resume_continues_the_same_loss_curve(make_recipe, tmp_path, rows64):
+def test_sigkill_then_auto_resume_continues_the_same_loss_curve(make_recipe, tmp_path, rows64, said):
     common = dict(max_steps=10, save_steps=2, save_total_limit=2, sequence_len=64, micro_batch_size=2,
                   datasets=rows64, learning_rate=0.01)
-    straight = train.run(make_recipe(output_dir=str(tmp_path / "straight"), **common), **quiet)
+    straight = train.run(make_recipe(output_dir=str(tmp_path / "straight"), **common))
 
     killed = make_recipe(output_dir=str(tmp_path / "killed"), auto_resume_from_checkpoints=True, **common)
     proc = start_cli_run(killed, tmp_path)
@@ -76,8 +75,8 @@ def test_sigkill_then_auto_resume_continues_the_same_loss_curve(make_recipe, tmp
     half.mkdir()
     (half / "config.json").write_text("{}")
 
-    said = []
-    resumed = train.run(killed, announce=said.append)
+    said.clear()
+    resumed = train.run(killed)
     start = int(Path(resumed.runtime["resumed_from"]).name.split("-")[1])
     assert 2 <= start < 10 and start % 2 == 0
     assert any("skipping" in m and "checkpoint-9999" in m and "cut off" in m for m in said)
@@ -88,7 +87,7 @@ def test_sigkill_then_auto_resume_continues_the_same_loss_curve(make_recipe, tmp
 
 
 def test_resume_from_missing_checkpoint_is_a_config_error(make_recipe, tmp_path):
-    from ftkit.checkpoints import resume_from
+    from ftkit.train.checkpoints import resume_from
 
     recipe = make_recipe(resume_from_checkpoint=str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="resume_from_checkpoint: .*not a complete checkpoint.*Fix: point it at"):
@@ -99,7 +98,7 @@ def test_loss_watchdog_stops_a_diverging_run(make_recipe, rows64):
     # AdamW at lr 1.0 without clipping: loss 6.8 -> 21.7 -> 39.3 -> 69.6 on the tiny twin
     result = train.run(make_recipe(max_steps=12, learning_rate=1.0, lr_scheduler="constant", warmup_steps=0,
                                    max_grad_norm=0, sequence_len=64, datasets=rows64,
-                                   loss_watchdog_threshold=20.0, loss_watchdog_patience=2), **quiet)
+                                   loss_watchdog_threshold=20.0, loss_watchdog_patience=2))
     reason = result.runtime["stop_reason"]
     assert reason and reason.startswith("loss watchdog:") and "Fix: lower learning_rate (now 1.0)" in reason
     assert result.steps < 12
@@ -111,7 +110,7 @@ def test_early_stopping_when_eval_loss_stops_improving(make_recipe, rows64):
     # a diverging lr makes eval loss rise after the first steps; patience 2 evaluations
     result = train.run(make_recipe(max_steps=12, learning_rate=1.0, lr_scheduler="constant", warmup_steps=0,
                                    max_grad_norm=0, sequence_len=64, datasets=rows64, val_set_size=8,
-                                   eval_steps=1, early_stopping_patience=2), **quiet)
+                                   eval_steps=1, early_stopping_patience=2))
     assert result.runtime["stop_reason"].startswith("early stopping")
     assert result.steps < 12
 
@@ -121,7 +120,9 @@ def test_evaluation_schedule_and_neftune_reach_the_trainer(make_recipe, rows64):
 
     recipe = make_recipe(datasets=rows64, val_set_size=8, evals_per_epoch=4, saves_per_epoch=2,
                          micro_batch_size=4, neftune_noise_alpha=5.0)
-    args = train.sft_config(recipe, models.resolve_precision(recipe, **quiet), has_eval=True, n_train=56, **quiet)
+    from ftkit.train.sft import sft_config
+
+    args = sft_config(recipe, models.resolve_precision(recipe), has_eval=True, n_train=56)
     # 56 rows / 4 per batch = 14 steps per epoch -> eval every 14 // 4 = 3, save every 14 // 2 = 7
     assert (args.eval_strategy, args.eval_steps, args.save_steps) == ("steps", 3, 7)
     assert args.neftune_noise_alpha == 5.0

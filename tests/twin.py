@@ -22,7 +22,7 @@ def twin_overrides(tmp: Path, family: str = "llama", **overrides) -> dict:
 
 
 def load_on_twin(recipe_path, tmp: Path, family: str = "llama", **overrides):
-    from ftkit.config import load_recipe
+    from ftkit.recipe import load_recipe
 
     return load_recipe(Path(recipe_path), twin_overrides(tmp, family, **overrides))
 
@@ -32,4 +32,4 @@ def train_on_twin(recipe_path, tmp: Path, family: str = "llama", **overrides):
     from ftkit import train
 
     recipe = load_on_twin(recipe_path, tmp, family, **overrides)
-    return recipe, train.run(recipe, announce=lambda *_: None)
+    return recipe, train.run(recipe)

@@ -1,0 +1,136 @@
+"""`ftkit bench memory`: the memory estimate next to the measured peak of real CPU training runs.
+
+How it measures: each run is a fresh process (`python -m ftkit.memory_bench RECIPE.json`). After the
+imports and the tokenized data are in memory, it records the resident set (VmRSS) and resets the
+kernel's high-water mark (`echo 5 > /proc/self/clear_refs`); it then loads the model, trains a few
+steps through ftkit's own SFT path, and reads the high-water mark (VmHWM). Measured peak = VmHWM - VmRSS
+before the model existed. glibc is told to return every block over 64 KiB to the OS
+(MALLOC_MMAP_THRESHOLD_=65536) so that freed tensors don't linger as resident heap.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ftkit.resources import shipped
+
+MID_SIZE = dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12,
+                num_key_value_heads=12, max_position_embeddings=512)  # ~58M params with the tiny tokenizer
+
+
+def build_twin(sizes: dict, where: Path) -> Path:
+    """A random-init Llama of the given sizes with the tiny twin's tokenizer, saved as a local model dir."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ftkit.models.tiny import tiny_path
+
+    if (where / "config.json").is_file():
+        return where
+    tok = AutoTokenizer.from_pretrained(tiny_path("tiny:llama"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, **sizes)
+    LlamaForCausalLM(cfg).save_pretrained(where)
+    tok.save_pretrained(where)
+    return where
+
+
+def long_rows(tokenizer, seq_len: int, n: int, where: Path) -> Path:
+    """Alpaca rows of 85-100% of seq_len tokens (alpaca outputs joined), so every batch is full length."""
+    source = shipped("data_samples/alpaca.jsonl")
+    outputs = [json.loads(line)["output"] for line in source.read_text().splitlines()]
+    rows, text, i = [], "", 0
+    while len(rows) < n:
+        text = f"{text} {outputs[i % len(outputs)]}".strip()
+        i += 1
+        if len(tokenizer(text)["input_ids"]) >= 0.85 * seq_len - 16:
+            rows.append({"instruction": "Recite the facts.", "input": "", "output": text})
+            text = ""
+    where.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return where
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure(recipe_json: str) -> dict:
+    """Run in the child process: train the recipe and return the peak resident bytes it added."""
+    from trl import SFTTrainer
+
+    from ftkit import data, models, train
+    from ftkit.recipe import load_recipe
+
+    recipe = load_recipe(json.loads(Path(recipe_json).read_text()))
+    quiet = lambda *_: None  # noqa: E731
+    precision = models.resolve_precision(recipe, quiet)
+    tok = models.load_tokenizer(recipe, quiet)
+    prepared = data.prepare(recipe, tok, quiet)
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    model = models.load_model(recipe, tok, precision, quiet)
+    args = train.sft_config(recipe, precision, False, len(prepared.train), quiet)
+    SFTTrainer(model=model, args=args, train_dataset=prepared.train, processing_class=tok).train()
+    return {"peak_bytes": (_status_kb("VmHWM") - before) * 1024}
+
+
+def _measure_in_child(recipe) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(recipe.dump(), f)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(shipped(""))}
+    out = subprocess.run([sys.executable, "-m", "ftkit.memory_bench", f.name], capture_output=True, text=True, env=env)
+    os.unlink(f.name)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+
+
+def compare(recipes: dict) -> list[dict]:
+    """For each named recipe: estimate, measured peak, ratio."""
+    from ftkit.train.memory import estimate
+
+    rows = []
+    for name, recipe in recipes.items():
+        est = estimate(recipe)
+        measured = _measure_in_child(recipe)
+        rows.append({"name": name, "estimate": est.total, "measured": measured, "ratio": est.total / measured,
+                     "table": est.table()})
+    return rows
+
+
+def bench_recipes(work: Path, sizes: dict = MID_SIZE, seq_len: int = 256, micro_batch_size: int = 4) -> dict:
+    """Full fine-tune and LoRA of the random-init twin on full-length rows, 3 steps each."""
+    from transformers import AutoTokenizer
+
+    from ftkit.recipe import load_recipe
+
+    model_dir = build_twin(sizes, work / "model")
+    rows = long_rows(AutoTokenizer.from_pretrained(model_dir), seq_len, 4 * micro_batch_size, work / "rows.jsonl")
+    base = {"base_model": str(model_dir), "datasets": [{"path": str(rows), "type": "alpaca"}],
+            "sequence_len": seq_len, "micro_batch_size": micro_batch_size, "max_steps": 3, "bf16": False,
+            "learning_rate": 1e-4, "val_set_size": 0, "logging_steps": 1, "output_dir": str(work / "out"),
+            "dataset_prepared_path": str(work / "prepared")}
+    return {"full": load_recipe({**base}), "lora": load_recipe({**base, "adapter": "lora", "lora_target_linear": True})}
+
+
+def run() -> str:
+    """`ftkit bench memory`: print estimate vs measured for full and LoRA training of the ~58M twin."""
+    work = Path(os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit") / "bench-memory"
+    work.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for row in compare(bench_recipes(work)):
+        lines += [row["table"], f"  measured peak (RSS high-water mark delta): {row['measured'] / 1e9:.3f} GB; "
+                                f"estimate / measured = {row['ratio']:.2f}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(sys.argv[1])))

@@ -1,0 +1,130 @@
+"""`ftkit bench packing RECIPE`: how full the rows are, and how many real tokens/s packing buys.
+
+Part 1 (the recipe's own rows): efficiency = real tokens / token slots of ftkit packing, TRL's
+best-fit-decreasing, in-order concatenation, and padding each micro-batch to its longest example.
+Part 2 (speed): a Llama twin big enough that matmuls, not Python, dominate a step (default hidden 256,
+4 layers) trains packed padding-free and padded side by side, step k of both runs on the same examples
+(those of packed micro-batch k), steps interleaved so machine load hits both alike.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+
+from ftkit import data, models
+from ftkit.data import packing
+from ftkit.log import log
+
+
+def efficiency_table(rows, recipe) -> list[tuple[str, int, float]]:
+    """(method, rows or batches, efficiency) for the same examples, in the prepared (shuffled) order."""
+    from trl import pack_dataset
+
+    lengths = [len(x) for x in rows["input_ids"]]
+    tokens, L, mbs = sum(lengths), recipe.sequence_len, recipe.micro_batch_size
+    _, ours = packing.pack(rows, L, recipe.sample_packing_group_size)
+    trl = packing.stats_of(pack_dataset(rows.select_columns(["input_ids", "labels"]), L, "bfd", {"batch_size": None}), L)
+    naive = packing.naive_bins(lengths, L)
+    padded = packing.padded_slots(lengths, mbs)
+    return [("ftkit packing (minimum bin slack)", ours.bins, ours.efficiency),
+            ("TRL pack_dataset bfd", trl.bins, trl.efficiency),
+            ("in-order concatenation", naive, tokens / (naive * L)),
+            (f"padding to longest, batches of {mbs}", math.ceil(len(lengths) / mbs), tokens / padded),
+            ("padding to sequence_len", len(lengths), tokens / (len(lengths) * L))]
+
+
+def twin(tokenizer, sequence_len: int, hidden: int, layers: int, attn: str, device):
+    """A random-init Llama of the given size on the tokenizer's vocabulary (float32 on CPU, bf16 on GPU)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=max(hidden // 64, 1),
+                      num_key_value_heads=max(hidden // 64, 1), max_position_embeddings=sequence_len,
+                      pad_token_id=tokenizer.pad_token_id, attn_implementation=attn)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return LlamaForCausalLM(cfg).to(device=device, dtype=dtype)
+
+
+def _step(model, opt, batch, device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss.backward()
+    opt.step()
+    opt.zero_grad()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: str) -> dict:
+    """Real tokens/s of packed vs padded training on the same examples, same steps."""
+    import copy
+
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    packed, _ = packing.pack(rows, recipe.sequence_len, recipe.sample_packing_group_size)
+    mbs = recipe.micro_batch_size
+    steps = min(steps, len(packed) // mbs - 1)
+    base = twin(tokenizer, recipe.sequence_len, hidden, layers, attn, device)
+    runs = {"packed": base, "padded": copy.deepcopy(base)}
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in runs.items()}
+    pack_col = packing.PackedCollator(tokenizer.pad_token_id, flatten=packing.flatten_for(base))
+    pad_col = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+    # padded twin: the same examples (those of the timed packed rows) in shuffled order, split into as many
+    # steps, each padded to its longest; packed micro-batches group similar lengths, so padding those would flatter it
+    # rows drawn at random: bins are built longest-first, so the first rows hold the longest examples
+    picked = random.Random(recipe.seed).sample(range(len(packed)), (steps + 1) * mbs)
+    groups = [[packed[i] for i in picked[k * mbs:(k + 1) * mbs]] for k in range(steps + 1)]
+    examples = [{"input_ids": b["input_ids"][s:s + n], "labels": b["labels"][s:s + n]}
+                for g in groups for b in g for s, n in zip(_starts(b["seq_lengths"]), b["seq_lengths"])]
+    random.Random(recipe.seed).shuffle(examples)
+    per = [len(examples) * k // (steps + 1) for k in range(steps + 2)]
+    secs, real, slots = {"packed": 0.0, "padded": 0.0}, 0, 0
+    for k in range(steps + 1):  # step 0 warms up both and is not timed
+        pad_batch = pad_col(examples[per[k]:per[k + 1]])
+        t_pack = _step(runs["packed"], opts["packed"], pack_col(groups[k]), device)
+        t_pad = _step(runs["padded"], opts["padded"], pad_batch, device)
+        if k:
+            secs["packed"] += t_pack
+            secs["padded"] += t_pad
+            real += sum(sum(b["seq_lengths"]) for b in groups[k])
+            slots += pad_batch["input_ids"].numel()
+    real_padded = sum(len(e["input_ids"]) for e in examples[per[1]:])
+    n_params = sum(p.numel() for p in base.parameters())
+    return {"device": str(device), "attn": attn, "hidden": hidden, "layers": layers, "params": n_params,
+            "steps": steps, "real_tokens": real,
+            "tok_s_packed": real / secs["packed"], "tok_s_padded": real_padded / secs["padded"],
+            "padded_efficiency": real_padded / max(slots, 1)}
+
+
+def _starts(lengths: list[int]) -> list[int]:
+    return [sum(lengths[:i]) for i in range(len(lengths))]
+
+
+def run(recipe, steps: int = 6, hidden: int = 256, layers: int = 4, attn: str = "sdpa") -> dict:
+    """Print the efficiency table and the packed/padded speed ratio; return the figures."""
+    quiet = recipe.model_copy(update={"sample_packing": False, "eval_sample_packing": False})
+    tokenizer = models.load_tokenizer(quiet)
+    rows = data.prepare(quiet, tokenizer).train
+    table = efficiency_table(rows, recipe)
+    log.info(f"\n== packing efficiency: {len(rows)} examples, sequence_len {recipe.sequence_len} "
+             f"(real tokens / token slots, last partial row included) ==")
+    for name, count, eff in table:
+        log.info(f"  {name:<38} {count:>6} rows/batches  efficiency {eff:.4f}  ({eff / table[0][2]:.3f}x ftkit)")
+    s = speed(rows, recipe, tokenizer, steps, hidden, layers, attn)
+    log.info(f"\n== training speed: Llama twin hidden {s['hidden']}, {s['layers']} layers, {s['params'] / 1e6:.1f}M "
+             f"params, attn {s['attn']}, {s['device']}; {s['steps']} steps x {recipe.micro_batch_size} packed rows, "
+             f"vs the same examples shuffled into {s['steps']} padded batches ==")
+    log.info(f"  padded   {s['tok_s_padded']:>10,.0f} real tokens/s  (padding efficiency {s['padded_efficiency']:.3f})")
+    log.info(f"  packed   {s['tok_s_packed']:>10,.0f} real tokens/s")
+    log.info(f"  ratio packed/padded: {s['tok_s_packed'] / s['tok_s_padded']:.2f}x real tokens/s "
+             f"(packed {s['real_tokens']:,} real tokens in the timed steps)")
+    return {"efficiency": table, **s}

@@ -1,0 +1,1 @@
+"""The cookbook's tooling: notebook helpers, the papermill batch runner and report, assertion evals, twins."""

@@ -1,0 +1,286 @@
+"""Notebook helpers: what the cookbook notebooks share, so no notebook carries pasted glue.
+
+Every helper works in three places: Jupyter (rich output, live updates), papermill batch runs
+(`FTKIT_BATCH=1`, set by `ftkit notebooks run`: static output, PNG files, plain progress bars) and
+plain Python (text only). Nothing here imports papermill.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+from ftkit.formats.tokenize import IGNORE
+
+BATCH_ENV = "FTKIT_BATCH"  # "1" = headless batch run
+METRICS_ENV = "FTKIT_METRICS"  # where record() writes; the runner sets it next to the executed notebook
+
+
+def in_kernel() -> bool:
+    """Running inside a Jupyter/IPython kernel (interactive or papermill)?"""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python without IPython: text output only
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def interactive() -> bool:
+    """A person is watching: a kernel, and not a batch run."""
+    return in_kernel() and os.environ.get(BATCH_ENV) != "1"
+
+
+def setup(repo_marker: str = "recipes") -> Path:
+    """Call first in a notebook: plain progress bars in batch runs, offline env, cwd-independent paths.
+
+    Returns the repository root (the first folder upward holding `recipes/`), so notebooks run from
+    notebooks/ in Jupyter and from anywhere under papermill.
+    """
+    from ftkit.env import go_offline
+
+    go_offline()
+    if not interactive():
+        use_plain_progress_bars()
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / repo_marker).is_dir():
+            return d
+    return here
+
+
+def use_plain_progress_bars() -> None:
+    """tqdm's widget bars misbehave under papermill (stuck or duplicated widgets): swap in the text bars
+    before datasets/transformers create any, and use the Trainer's text progress callback."""
+    import tqdm.auto
+    import tqdm.autonotebook
+    import tqdm.std
+
+    tqdm.auto.tqdm = tqdm.autonotebook.tqdm = tqdm.std.tqdm
+    import transformers.trainer as hf_trainer
+    from transformers.trainer_callback import ProgressCallback
+
+    hf_trainer.DEFAULT_PROGRESS_CALLBACK = ProgressCallback
+
+
+def _show(html_text: str, plain: str) -> None:
+    """One display with both an HTML and a plain-text view (front-ends pick); print outside a kernel."""
+    if in_kernel():
+        from IPython.display import display
+
+        display({"text/html": html_text, "text/plain": plain}, raw=True)
+    else:
+        print(plain)
+
+
+# ---------------------------------------------------------------- mask inspector
+
+def token_rows(example: dict, tokenizer) -> list[tuple[int, str, bool]]:
+    """(token id, decoded text, trained?) per token of a prepared example."""
+    return [(t, tokenizer.decode([t]), lab != IGNORE) for t, lab in zip(example["input_ids"], example["labels"])]
+
+
+def mask_html(example: dict, tokenizer) -> str:
+    """Tokens as boxed spans: trained green, masked grey; hovering shows the token id and its label."""
+    spans = []
+    for tok, text, trained in token_rows(example, tokenizer):
+        style = ("background:#c8f7c5;color:#064" if trained else "background:#eee;color:#888")
+        shown = html.escape(text).replace("\n", "\u21b5<br>") or "&nbsp;"
+        spans.append(f'<span title="id {tok}, {"trained" if trained else "masked (-100)"}" '
+                     f'style="{style};border:1px solid #bbb;border-radius:2px;margin:0 1px;'
+                     f'font-family:monospace;white-space:pre-wrap">{shown}</span>')
+    n_trained = sum(1 for _, _, t in token_rows(example, tokenizer) if t)
+    legend = (f'<div style="font-size:90%">{len(example["input_ids"])} tokens, {n_trained} trained: '
+              '<span style="background:#c8f7c5">trained</span> <span style="background:#eee">masked</span></div>')
+    return legend + '<div style="line-height:2">' + "".join(spans) + "</div>"
+
+
+def show_mask(example: dict, tokenizer) -> None:
+    """Display one prepared example: HTML token boxes in Jupyter, `[[trained]]` text elsewhere."""
+    from ftkit.data.prepare import show_mask as text_view
+
+    _show(mask_html(example, tokenizer), text_view(example, tokenizer))
+
+
+# ---------------------------------------------------------------- loss plot
+
+def plot_losses(losses: list, path: str | Path | None = None, title: str = "training loss"):
+    """A matplotlib figure of (step, loss) pairs; saved as PNG when `path` is given."""
+    import matplotlib
+
+    if not interactive():
+        matplotlib.use("Agg")  # headless: no display backend needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    if losses:
+        steps, values = zip(*losses)
+        ax.plot(steps, values, marker=".")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return fig
+
+
+def loss_plot_callback(png_path: str | Path | None = None):
+    """A TrainerCallback: redraws the loss curve at each log interactively; writes a PNG when training ends."""
+    from transformers import TrainerCallback
+
+    class LossPlot(TrainerCallback):
+        def __init__(self):
+            self.losses, self.handle = [], None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append((state.global_step, logs["loss"]))
+                if interactive():
+                    self._redraw()
+
+        def _redraw(self):
+            from IPython.display import display
+
+            fig = plot_losses(self.losses)
+            if self.handle is None:
+                self.handle = display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if png_path:
+                plot_losses(self.losses, png_path)
+
+    return LossPlot()
+
+
+def show_image(path: str | Path) -> None:
+    """Show a saved PNG (the loss plot) in a kernel; print its path elsewhere."""
+    if in_kernel():
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
+    else:
+        print(f"[ftkit] plot saved to {path}")
+
+
+# ---------------------------------------------------------------- parameters form
+
+def parameters_form(namespace: dict, names: list[str]):
+    """ipywidgets over the notebook's parameters: editing a field rebinds the name in `namespace`
+    (re-run the cells below to use it). Headless, or without ipywidgets: returns None, shows nothing."""
+    if not interactive():
+        return None
+    try:
+        import ipywidgets as w
+    except ImportError:  # the `notebooks` extra is not installed: the parameters cell is the form
+        print("[ftkit] install ipywidgets (pip install 'ftkit[notebooks]') for an editable parameters form")
+        return None
+    from IPython.display import display
+
+    fields = []
+    for name in names:
+        value = namespace[name]
+        kind = {bool: w.Checkbox, int: w.IntText, float: w.FloatText}.get(type(value), w.Text)
+        box = kind(value=value, description=name, style={"description_width": "initial"})
+        box.observe(lambda change, n=name: namespace.__setitem__(n, change["new"]), names="value")
+        fields.append(box)
+    form = w.VBox(fields)
+    display(form)
+    return form
+
+
+# ---------------------------------------------------------------- metrics
+
+def metrics_path() -> Path:
+    """$FTKIT_METRICS (the runner: next to the executed notebook), else ./metrics.json (Jupyter's cwd is the
+    notebook's folder)."""
+    return Path(os.environ.get(METRICS_ENV) or "metrics.json")
+
+
+def record(name: str, value) -> None:
+    """Add one metric to the notebook's metrics.json (read by the batch runner's report)."""
+    path = metrics_path()
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def reset_metrics() -> None:
+    """Start this run's metrics from empty (a re-run must not show the previous run's numbers)."""
+    metrics_path().unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- lesson helpers
+
+def real_size(base_model: str) -> dict:
+    """Parameter count and weight memory of a real checkpoint, from its architecture alone (the built-in
+    table in ftkit/models/families.py; the model is built on the meta device: no memory, no download).
+    bf16 = 2 B/param; nf4 ~ 0.56 B/param (4 bits + a scale per 64-weight block, double-quantized)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ftkit.models.families import known_config
+
+    real = known_config(base_model)
+    if real is None:
+        return {"base_model": base_model, "params_b": None, "note": "not in ftkit's table of known architectures"}
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**real.config))
+    n = sum(p.numel() for p in model.parameters())
+    return {"base_model": base_model, "architecture": real.label, "params_b": round(n / 1e9, 2),
+            "bf16_weights_gb": round(n * 2 / 1e9, 1), "nf4_weights_gb": round(n * 0.56 / 1e9, 1)}
+
+
+def parity(recipe, tokenizer, rows: int = 8):
+    """Train/inference prompt parity on sampled rows (ftkit.data.parity.check_parity): .ok, .checked, .summary()."""
+    from ftkit.data.parity import check_parity
+
+    return check_parity(recipe, tokenizer, rows=rows)
+
+
+def describe_tokenizer(tokenizer, template_name: str | None = None) -> str:
+    """Special tokens and a two-turn chat rendered through the tokenizer's chat template."""
+    lines = [f"bos={tokenizer.bos_token!r} eos={tokenizer.eos_token!r} pad={tokenizer.pad_token!r} "
+             f"vocab={len(tokenizer)}", f"special tokens: {tokenizer.all_special_tokens}"]
+    if tokenizer.chat_template:
+        chat = [{"role": "user", "content": "What color is the sky?"},
+                {"role": "assistant", "content": "The sky is blue."}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False)
+        lines += [f"chat template{f' ({template_name})' if template_name else ''} renders:", text]
+    else:
+        lines.append("no chat template")
+    return "\n".join(lines)
+
+
+def show_markdown(text: str) -> None:
+    """Markdown (tables) rendered in a kernel, printed elsewhere."""
+    if in_kernel():
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    else:
+        print(text)
+
+
+def reload_check(recipe, merged_dir) -> float:
+    """Max |logit difference| between base+adapter (output_dir) and the merged, reloaded model on one
+    prompt: ~0 means the merge is faithful and the saved files load."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftkit.infer.generate import prompt_ids
+    from ftkit.log import quiet
+    from ftkit.models.trained import load_trained
+
+    with quiet():
+        adapted, tok = load_trained(recipe)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    ids = torch.tensor([prompt_ids(recipe, tok, "What is the capital of Spain?")])
+    with torch.no_grad():
+        a = adapted.eval()(input_ids=ids).logits
+        b = merged.eval()(input_ids=ids).logits
+    return float((a - b).abs().max())

@@ -1,0 +1,76 @@
+"""Prompt formats, selected by `datasets[].type`: the alpaca family (alpaca.py, table-driven), conversations
+rendered by the tokenizer's chat template (chat.py), and template-free formats (raw.py).
+
+A strategy turns one data row into segments `[(text, trainable)]`; `tokenize.py` turns segments into
+input_ids / labels / attention_mask, the one place masking happens. Inference builds its prompt from
+the same strategy (`prompt_for`), so training and inference prompts agree by design; parity.py proves it.
+"""
+from __future__ import annotations
+
+from ftkit.errors import FtkitError
+from ftkit.formats.alpaca import (
+    FORMATS,
+    AlpacaStrategy,
+    InstructStrategy,
+    UserDefinedStrategy,
+)
+from ftkit.formats.base import PromptStrategy, RowError, Segment
+from ftkit.formats.chat import ChatTemplateStrategy, conversation_template
+from ftkit.formats.options import TYPE_NAMES, unknown_type_fix
+from ftkit.formats.raw import (
+    CompletionStrategy,
+    InputOutputStrategy,
+    PretokenizedStrategy,
+)
+
+STRATEGIES = TYPE_NAMES  # every supported `type:` name
+
+
+def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptStrategy:
+    """The strategy for one `datasets:` entry (its type and format options) with this tokenizer."""
+    t, toi = spec.type, recipe.train_on_inputs
+    if not isinstance(t, str):
+        return UserDefinedStrategy(t, toi)
+    if t in FORMATS:
+        return InstructStrategy(t, toi)
+    if t in ("chat_template", "sharegpt"):
+        share = t == "sharegpt"
+        roles = {k: list(v) for k, v in (spec.roles or {}).items()} or None
+        if share and (spec.field_human or spec.field_model):
+            from ftkit.formats.chat import DEFAULT_ROLES
+
+            roles = roles or {k: list(v) for k, v in DEFAULT_ROLES.items()}
+            roles["user"] = roles.get("user", []) + [spec.field_human] * bool(spec.field_human)
+            roles["assistant"] = roles.get("assistant", []) + [spec.field_model] * bool(spec.field_model)
+        try:
+            template = conversation_template(spec.conversation) if share else (spec.chat_template or recipe.chat_template)
+        except FtkitError as e:
+            e.problems[0].where, e.problems[0].file = f"{where}.conversation", recipe.source
+            raise
+        return ChatTemplateStrategy(
+            t, tokenizer, train_on_inputs=toi,
+            field_messages=spec.field_messages or ("conversations" if share else "messages"),
+            message_field_role=spec.message_field_role or ("from" if share else "role"),
+            message_field_content=spec.message_field_content or ("value" if share else "content"),
+            roles=roles, roles_to_train=spec.roles_to_train or ["assistant"],
+            train_on_eos=spec.train_on_eos or "turn", chat_template=template)
+    if t == "completion":
+        return CompletionStrategy(t, toi, field=spec.field)
+    if t == "input_output":
+        return InputOutputStrategy(t, toi)
+    if t == "pretokenized":
+        return PretokenizedStrategy(t, toi, vocab_size=len(tokenizer))
+    raise FtkitError(f"unsupported dataset type {t!r}", file=recipe.source, where=f"{where}.type",
+                     fix=unknown_type_fix(t))
+
+
+def get_strategy(type_name, *, file: str | None = None, where: str | None = None, **options) -> PromptStrategy:
+    """A text-format strategy by name (no tokenizer needed); an unknown type names the closest supported one."""
+    if not isinstance(type_name, str) or type_name not in FORMATS:
+        raise FtkitError(f"unsupported dataset type {type_name!r}", file=file, where=where,
+                         fix=unknown_type_fix(type_name))
+    return InstructStrategy(type_name, options.get("train_on_inputs", False))
+
+
+__all__ = ["STRATEGIES", "PromptStrategy", "RowError", "Segment", "get_strategy", "strategy_for",
+           "AlpacaStrategy", "ChatTemplateStrategy"]

@@ -1,0 +1,77 @@
+"""The strategy interface every prompt format implements, and the row checks they share."""
+from __future__ import annotations
+
+from ftkit.formats.tokenize import Segment, encode_batch
+
+
+class RowError(Exception):
+    """One bad row: which field, what is wrong, the fix. data.py adds the file and line."""
+
+    def __init__(self, field: str, problem: str, fix: str):
+        super().__init__(field, problem, fix)
+        self.field, self.problem, self.fix = field, problem, fix
+        self.row: int | None = None  # index inside the batch, set by encode_batch
+
+
+def text_field(row: dict, name: str, fmt: str, *, required: bool = True) -> str:
+    """row[name] as text; a missing or non-text value is a RowError that names the format's fields."""
+    value = row.get(name)
+    if value is None:
+        if required:
+            raise RowError(name, f"row has no {name!r} field",
+                           f"every {fmt} row needs it; data_samples/README.md shows the {fmt} row shape")
+        return ""
+    if not isinstance(value, str):
+        raise RowError(name, f"field {name!r} must be text, got {type(value).__name__} {str(value)[:40]!r}",
+                       f"store {name} as a JSON string")
+    return value
+
+
+class PromptStrategy:
+    """Turns a row into segments; `encode_batch` turns rows into input_ids/labels via tokenize.py.
+
+    `add_bos=None` follows the tokenizer's habit; `eos_count` eos tokens close each example (trained).
+    """
+
+    add_bos: bool | None = None
+    eos_count: int = 1
+
+    def __init__(self, name: str, train_on_inputs: bool = False):
+        self.name = name
+        self.train_on_inputs = train_on_inputs
+
+    def segments(self, row: dict) -> list[Segment]:
+        raise NotImplementedError
+
+    def encode_batch(self, rows: list[dict], tokenizer) -> dict:
+        """Rows -> {"input_ids", "labels", "attention_mask"} lists; a bad row raises RowError with .row set."""
+        segs = []
+        for i, row in enumerate(rows):
+            try:
+                segs.append(self.segments(row))
+            except RowError as e:
+                e.row = i
+                raise
+        return encode_batch(segs, tokenizer, train_on_inputs=self.train_on_inputs, add_bos=self.add_bos,
+                            eos_count=self.eos_count)
+
+    def prompt_segments(self, row: dict) -> list[Segment]:
+        """The segments fed at inference: everything before the first trained segment."""
+        out = []
+        for seg in self.segments(row):
+            if seg.trainable:
+                break
+            out.append(seg)
+        return out
+
+    def prompt_text(self, row: dict) -> str:
+        """The text an inference server is sent for this row (what precedes the first trained token)."""
+        return "".join(seg.text for seg in self.prompt_segments(row))
+
+    def prompt_for(self, text: str) -> str:
+        """The prompt text for a user's text (ftkit infer, before/after samples)."""
+        return self.prompt_text(self.inference_row(text))
+
+    def inference_row(self, text: str) -> dict:
+        """A row built from a user's prompt text."""
+        raise NotImplementedError

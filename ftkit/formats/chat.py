@@ -1,0 +1,224 @@
+"""Conversations (`chat_template`, `sharegpt`): rendered by `tokenizer.apply_chat_template`, masked per turn.
+
+Trained spans are found by rendering prefixes of the conversation and diffing them: message i spans
+render(messages[:i+1]) minus render(messages[:i]); for an assistant turn its header is what
+render(messages[:i], add_generation_prompt=True) adds, so the prompt text before a trained turn is
+exactly the generation prompt that inference renders. Inside a turn the message content is trained
+(for roles_to_train), and the end-of-turn token separately, following train_on_eos.
+
+Example (llama3 template, roles_to_train [assistant], train_on_eos turn):
+    [{user: "Hi"}, {assistant: "Yo"}] -> "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\\n\\nHi<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\\n\\n" (all masked) + "Yo" (trained) + "<|eot_id|>" (trained)
+"""
+from __future__ import annotations
+
+import difflib
+
+from ftkit.errors import FtkitError
+from ftkit.formats.base import PromptStrategy, RowError, Segment
+from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.log import log
+
+DEFAULT_ROLES = {"system": ["system"], "user": ["user", "human"], "assistant": ["assistant", "gpt", "model"],
+                 "tool": ["tool"]}
+# sharegpt `conversation:` names (FastChat-style) -> ftkit template names
+CONVERSATIONS = {"chatml": "chatml", "qwen": "qwen", "qwen-7b-chat": "qwen", "llama3": "llama3", "llama-3": "llama3",
+                 "mistral": "mistral", "gemma": "gemma", "phi3": "phi3", "phi-3": "phi3"}
+FALLBACK = "tokenizer_default_fallback_"
+
+
+def is_jinja(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def template_option_problem(value: str) -> str | None:
+    """None when `chat_template:` names something ftkit knows; else the fix text."""
+    if value == "tokenizer_default" or is_jinja(value) or value in TEMPLATES:
+        return None
+    if value.startswith(FALLBACK) and value[len(FALLBACK):] in TEMPLATES:
+        return None
+    guess = difflib.get_close_matches(value, list(TEMPLATES) + ["tokenizer_default"], n=1, cutoff=0.4)
+    return ((f"did you mean {guess[0]}? " if guess else "") +
+            f"use tokenizer_default, one of {', '.join(TEMPLATES)}, {FALLBACK}NAME, or Jinja text")
+
+
+def conversation_template(name: str | None) -> str:
+    """sharegpt `conversation:` -> a chat_template option value (unknown names are a FtkitError)."""
+    if name is None:
+        return "tokenizer_default"
+    if name not in CONVERSATIONS:
+        guess = difflib.get_close_matches(name, CONVERSATIONS, n=1, cutoff=0.3)
+        raise FtkitError(f"conversation {name!r} is not a chat template ftkit provides", where="conversation",
+                         fix=(f"did you mean {guess[0]}? " if guess else "") + f"use one of {', '.join(CONVERSATIONS)}")
+    return CONVERSATIONS[name]
+
+
+def resolve_template(option: str | None, tokenizer) -> tuple[str, str | None]:
+    """(jinja, end-of-turn token text) for a chat_template option value against this tokenizer."""
+    option = option or "tokenizer_default"
+    if option.startswith(FALLBACK):
+        option = "tokenizer_default" if tokenizer.chat_template else option[len(FALLBACK):]
+    if option == "tokenizer_default":
+        jinja = tokenizer.chat_template
+        if not jinja:
+            raise FtkitError("the tokenizer has no chat template", where="chat_template",
+                             fix="set chat_template: chatml (or llama3, mistral, gemma, qwen, phi3) in the recipe")
+    elif option in TEMPLATES:
+        jinja = TEMPLATES[option].jinja
+    else:
+        jinja = option
+    named = next((t for t in TEMPLATES.values() if t.jinja == jinja), None)
+    if named is not None:
+        return jinja, named.end_of_turn or tokenizer.eos_token
+    # Jinja text: the first known end-of-turn token it writes, else eos
+    eot = next((t.end_of_turn for t in TEMPLATES.values() if t.end_of_turn and t.end_of_turn in jinja), None)
+    return jinja, eot or tokenizer.eos_token
+
+
+def needed_tokens(option: str | None) -> tuple[str, ...]:
+    """Special tokens a named template writes (so they must be single vocabulary entries)."""
+    if option and option.startswith(FALLBACK):
+        option = option[len(FALLBACK):]
+    return TEMPLATES[option].special_tokens if option in TEMPLATES else ()
+
+
+class ChatTemplateStrategy(PromptStrategy):
+    """Rows holding a message list -> segments with exactly the chat template's text."""
+
+    add_bos = False  # templates write bos themselves (apply_chat_template does not add it either)
+    eos_count = 0  # the end-of-turn tokens come from the template
+
+    def __init__(self, name: str, tokenizer, *, train_on_inputs=False, field_messages="messages",
+                 message_field_role="role", message_field_content="content", roles=None,
+                 roles_to_train=("assistant",), train_on_eos="turn", chat_template=None):
+        super().__init__(name, False)  # train_on_inputs is applied per turn below, never to headers
+        self.train_all = train_on_inputs
+        self.tokenizer = tokenizer
+        self.field, self.role_key, self.content_key = field_messages, message_field_role, message_field_content
+        self.role_of = {alias: role for role, aliases in (roles or DEFAULT_ROLES).items() for alias in aliases}
+        self.roles_to_train = set(roles_to_train)
+        self.train_on_eos = train_on_eos
+        self.jinja, self.eot = resolve_template(chat_template, tokenizer)
+
+    # ------------------------------------------------------------ rows -> messages
+    def messages(self, row: dict) -> list[dict]:
+        msgs = row.get(self.field)
+        if not isinstance(msgs, list) or not msgs:
+            got = "missing" if msgs is None else f"{type(msgs).__name__} {str(msgs)[:40]!r}"
+            raise RowError(self.field, f"field {self.field!r} must be a non-empty list of messages, got {got}",
+                           f'write {self.field} as [{{"{self.role_key}": "user", "{self.content_key}": "..."}}, ...]')
+        out = []
+        for i, m in enumerate(msgs):
+            where = f"{self.field}[{i}]"
+            if not isinstance(m, dict):
+                raise RowError(where, f"a message must be a mapping, got {type(m).__name__}",
+                               f'write it as {{"{self.role_key}": ..., "{self.content_key}": ...}}')
+            role, content = m.get(self.role_key), m.get(self.content_key)
+            if role not in self.role_of:
+                known = ", ".join(sorted(self.role_of))
+                raise RowError(f"{where}.{self.role_key}", f"unknown role {role!r}",
+                               f"use one of {known}, or map it: roles: {{assistant: [{role}]}}")
+            if not isinstance(content, str):
+                raise RowError(f"{where}.{self.content_key}",
+                               f"message content must be text, got {type(content).__name__}", "store it as a string")
+            role = self.role_of[role]
+            train = m.get("training") if isinstance(m.get("training"), bool) else (
+                self.train_all or role in self.roles_to_train)
+            out.append({"role": role, "content": content, "train": train})
+        return out
+
+    def render(self, msgs: list[dict], gen: bool = False) -> str:
+        if not msgs:
+            return ""
+        try:
+            return self.tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs],
+                                                      chat_template=self.jinja, tokenize=False,
+                                                      add_generation_prompt=gen)
+        except Exception as e:  # jinja raise_exception() and template errors: report on the row
+            raise RowError(self.field, f"the chat template cannot render this conversation ({e})",
+                           "check the role order the template expects, or choose another chat_template") from None
+
+    # ------------------------------------------------------------ messages -> spans
+    def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int, bool]]]:
+        """(full text, [(start, end, trained)]) for every message content and end-of-turn token."""
+        prev, spans, eots = "", [], []
+        for i, m in enumerate(msgs):
+            cur = self.render(msgs[:i + 1])
+            if not cur.startswith(prev):
+                raise RowError(self.field, f"the chat template renders turns before message {i} differently once "
+                               "it is added, so turn boundaries cannot be found",
+                               "use a template whose rendering grows turn by turn (chatml, llama3, ...)")
+            start = len(prev)
+            if m["role"] == "assistant":
+                gen = self.render(msgs[:i], gen=True)
+                if cur.startswith(gen) and len(gen) > start:
+                    start = len(gen)
+            text = m["content"].strip()
+            # the last occurrence: a message "user" must not match the role name in its own header
+            c = cur.rfind(text, start) if text else start
+            if c < 0:
+                raise RowError(f"{self.field}[{i}]", "the chat template changes this message's text",
+                               "use a template that writes message content verbatim")
+            end = c + len(text)
+            spans.append((c, end, m["train"]))
+            tail = cur[end:]
+            e = tail.find(self.eot) if self.eot else -1
+            if e >= 0 and not tail[:e].strip():
+                eots.append((end + e, end + e + len(self.eot), m["train"]))
+            prev = cur
+        for k, (s, e, trained) in enumerate(eots):
+            keep = {"all": True, "turn": trained, "none": False, "last": k == len(eots) - 1}[self.train_on_eos]
+            spans.append((s, e, keep))
+        return prev, sorted(spans)
+
+    def segments(self, row: dict) -> list[Segment]:
+        full, spans = self.spans(self.messages(row))
+        out, pos = [], 0
+        for s, e, trained in spans:
+            out += [Segment(full[pos:s], False), Segment(full[s:e], trained)]
+            pos = e
+        out.append(Segment(full[pos:], False))
+        return out
+
+    # ------------------------------------------------------------ inference
+    def prompt_messages(self, row: dict) -> list[dict] | None:
+        """Messages before the first trained assistant-side turn (what a user sends), or None."""
+        msgs = self.messages(row)
+        first = next((i for i, m in enumerate(msgs) if m["role"] in self.roles_to_train and m["train"]), None)
+        return None if first is None else [{"role": m["role"], "content": m["content"]} for m in msgs[:first]]
+
+    def prompt_text(self, row: dict) -> str:
+        msgs = self.prompt_messages(row)
+        return "" if msgs is None else self.render(msgs, gen=True)
+
+    def prompt_for(self, text: str) -> str:
+        return self.render([{"role": "user", "content": text}], gen=True)
+
+
+def configure_tokenizer(tokenizer, recipe) -> None:
+    """Add the special tokens named templates need and write the recipe's chat_template into the tokenizer.
+
+    The tokenizer saved with the model then carries the template the data was rendered with, so any
+    server that calls apply_chat_template builds the training prompt.
+    """
+    options = [recipe.chat_template] + [d.chat_template for d in recipe.datasets if d.type == "chat_template"]
+    options += [CONVERSATIONS.get(d.conversation) for d in recipe.datasets if d.type == "sharegpt"]
+    vocab = tokenizer.get_vocab()
+    missing = [t for o in options for t in needed_tokens(o) if t not in vocab]
+    missing = list(dict.fromkeys(missing))
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+        log.info(f"chat template: added special tokens {missing} (embeddings will be resized)")
+    chosen = recipe.chat_template or next((o for o in options[1:] if o and o != "tokenizer_default"), None)
+    if chosen and not (chosen == "tokenizer_default" or (chosen.startswith(FALLBACK) and tokenizer.chat_template)):
+        jinja, _ = resolve_template(chosen, tokenizer)
+        if jinja != tokenizer.chat_template:
+            tokenizer.chat_template = jinja
+            label = chosen if not is_jinja(chosen) else "Jinja text from the recipe"
+            via = "chat_template" if recipe.chat_template else "a dataset's chat_template"
+            log.info(f"{via}: the tokenizer's chat template is now {label} (saved with the model)")
+    for i, d in enumerate(recipe.datasets):
+        if d.type == "chat_template" and d.chat_template and recipe.chat_template and d.chat_template != recipe.chat_template:
+            log.warning(f"datasets.{i}.chat_template ({d.chat_template[:30]}) differs from the "
+                     "recipe's chat_template that the saved tokenizer serves with; inference elsewhere will not "
+                     "match this dataset's prompts")

@@ -1,0 +1,87 @@
+"""Template-free formats: completion (raw text), input_output (labelled segments), pretokenized ids."""
+from __future__ import annotations
+
+from ftkit.formats.base import PromptStrategy, RowError, Segment, text_field
+from ftkit.formats.tokenize import IGNORE
+
+
+class CompletionStrategy(PromptStrategy):
+    """{"text": "..."} -> [(text, True)]: every token is trained (bos masked, eos trained)."""
+
+    def __init__(self, name: str, train_on_inputs: bool = False, field: str | None = None):
+        super().__init__(name, train_on_inputs)
+        self.field = field or "text"
+
+    def segments(self, row: dict) -> list[Segment]:
+        return [Segment(text_field(row, self.field, self.name), True)]
+
+    def prompt_for(self, text: str) -> str:
+        return text  # a completion model continues the text it is given
+
+
+class InputOutputStrategy(PromptStrategy):
+    """{"segments": [{"label": bool, "text": str}, ...]} -> the segments as written.
+
+    No bos/eos is added: the text carries every special token it needs (written as text, e.g. "</s>").
+    """
+
+    add_bos = False
+    eos_count = 0
+
+    def segments(self, row: dict) -> list[Segment]:
+        segs = row.get("segments")
+        if not isinstance(segs, list) or not segs:
+            raise RowError("segments", f"field 'segments' must be a non-empty list, got {type(segs).__name__}",
+                           'write segments as [{"label": false, "text": "..."}, {"label": true, "text": "..."}]')
+        out = []
+        for i, s in enumerate(segs):
+            if not isinstance(s, dict) or not isinstance(s.get("text"), str) or not isinstance(s.get("label"), bool):
+                raise RowError(f"segments[{i}]", f"a segment needs text (string) and label (true/false), got {s!r:.60}",
+                               'write {"label": true, "text": "..."}')
+            out.append(Segment(s["text"], s["label"]))
+        return out
+
+    def prompt_for(self, text: str) -> str:
+        return text
+
+
+class PretokenizedStrategy(PromptStrategy):
+    """{"input_ids": [...], "labels": [...]?} used as given (labels default to input_ids)."""
+
+    def __init__(self, name: str, train_on_inputs: bool = False, vocab_size: int | None = None):
+        super().__init__(name, train_on_inputs)
+        self.vocab_size = vocab_size
+
+    def _ids(self, row: dict, key: str, allow_ignore: bool) -> list[int]:
+        ids = row.get(key)
+        ok = isinstance(ids, list) and ids and all(isinstance(t, int) and not isinstance(t, bool) for t in ids)
+        if not ok:
+            raise RowError(key, f"field {key!r} must be a non-empty list of integers", f"write {key} as [1, 2, 3]")
+        bad = [t for t in ids if not (0 <= t < (self.vocab_size or 1 << 62) or (allow_ignore and t == IGNORE))]
+        if bad:
+            raise RowError(key, f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})",
+                           "tokenize with the recipe's tokenizer")
+        return ids
+
+    def encode_batch(self, rows: list[dict], tokenizer) -> dict:
+        cols: dict[str, list] = {"input_ids": [], "labels": [], "attention_mask": []}
+        for i, row in enumerate(rows):
+            try:
+                ids = self._ids(row, "input_ids", False)
+                labels = self._ids(row, "labels", True) if row.get("labels") is not None else list(ids)
+                if len(labels) != len(ids):
+                    raise RowError("labels", f"labels has {len(labels)} entries but input_ids has {len(ids)}",
+                                   "give one label per token (-100 for tokens not trained)")
+            except RowError as e:
+                e.row = i
+                raise
+            cols["input_ids"].append(ids)
+            cols["labels"].append(labels)
+            cols["attention_mask"].append([1] * len(ids))
+        return cols
+
+    def prompt_text(self, row: dict) -> str:
+        return ""  # no text to compare: parity is not checked for pretokenized rows
+
+    def prompt_for(self, text: str) -> str:
+        return text

@@ -1,0 +1,87 @@
+"""Inference with the recipe's own prompt template (the same segments and encoder as training)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from ftkit.formats import strategy_for
+from ftkit.formats.tokenize import encode_prompt_text
+from ftkit.log import to_stderr
+from ftkit.models.trained import load_trained
+from ftkit.recipe import Recipe
+
+
+def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
+    """Token ids fed at inference for a user's text: the first dataset's prompt format (for chat datasets
+    the user turn rendered by the chat template with add_generation_prompt), tokenized as one string."""
+    if getattr(recipe, "rl", None):  # preference-tuned: the chat-template prompt TRL trained with
+        from ftkit.data.preference import prompt_ids as chat_prompt_ids
+
+        return chat_prompt_ids(recipe, tokenizer, text)
+    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
+    return encode_prompt_text(strategy.prompt_for(text), tokenizer, add_bos=strategy.add_bos)
+
+
+def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
+    """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn."""
+    if getattr(recipe, "rl", None):  # chat answers end with the template's end-of-turn token
+        from ftkit.data.preference import end_of_turn_ids
+
+        return end_of_turn_ids(tokenizer)
+    ids = [tokenizer.eos_token_id]
+    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
+    eot = getattr(strategy, "eot", None)
+    if eot and tokenizer.convert_tokens_to_ids(eot) not in (None, tokenizer.unk_token_id):
+        ids.append(tokenizer.convert_tokens_to_ids(eot))
+    return list(dict.fromkeys(ids))
+
+
+def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_tokens: int | None = None,
+             temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None) -> list[str]:
+    """Complete each prompt (greedy unless temperature > 0); returns only the new text."""
+    import torch
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for text in prompts:
+        ids = torch.tensor([prompt_ids(recipe, tokenizer, text)], device=device)
+        kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=stop_token_ids(recipe, tokenizer), do_sample=temperature > 0, streamer=streamer)
+        if temperature > 0:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        out.append(tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip())
+    model.train(was_training)
+    return out
+
+
+def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, temperature=0.0, top_p=1.0,
+        seed=None, stream=True, stdin=None, stdout=None) -> list[str]:
+    """`ftkit infer`: one --prompt (streamed), or one prompt per stdin line -> one JSON line each."""
+    from transformers import TextStreamer
+
+    stdout = stdout or sys.stdout
+    with to_stderr():  # stdout carries only the answers
+        model, tok = load_trained(recipe)
+    if prompt is not None:
+        streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True) if stream else None
+        text = generate(model, tok, recipe, [prompt], max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_p=top_p, seed=seed, streamer=streamer)
+        if not stream:
+            print(text[0], file=stdout)
+        return text
+    answers = []
+    for line in (stdin or sys.stdin):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        ans = generate(model, tok, recipe, [line], max_new_tokens=max_new_tokens, temperature=temperature,
+                       top_p=top_p, seed=seed)[0]
+        print(json.dumps({"prompt": line, "completion": ans}, ensure_ascii=False), file=stdout, flush=True)
+        answers.append(ans)
+    return answers

@@ -1,0 +1,180 @@
+"""LoRA-family adapters via peft: the LoraConfig a recipe asks for, fresh or continued, and reloading.
+
+peft does the work (LoRA, DoRA, rsLoRA, modules_to_save, LoftQ on CUDA). ftkit adds one thing peft
+lacks: LoftQ on a CPU (peft 0.21.2 `loftq_init` moves every weight to "cuda"), done with peft's own
+SVD helper and bitsandbytes' CPU quantizer so the result is the same initialisation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftkit.errors import FtkitError
+from ftkit.log import log
+from ftkit.recipe import Recipe
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def lora_targets(recipe: Recipe, model) -> list[str] | str:
+    """Explicit list, 'all-linear' (every linear layer except the head), or the architecture's default."""
+    if recipe.lora_target_modules:
+        return list(recipe.lora_target_modules)
+    if recipe.lora_target_linear:
+        return "all-linear"
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
+    )
+
+    from ftkit.models.families import FAMILIES, family_of_config
+
+    family = family_of_config(model.config)  # peft has no default for some families (phi3): use the family's own
+    targets = DEFAULTS.get(model.config.model_type) or (FAMILIES[family].lora_targets if family else None)
+    if not targets:
+        raise FtkitError(f"no default LoRA targets known for model_type {model.config.model_type!r}",
+                         where="lora_target_modules", fix="list them, or set lora_target_linear: true")
+    return list(targets)
+
+
+def _init_weights(recipe: Recipe):
+    """peft's init_lora_weights: True (A random, B zero) unless the recipe names another scheme."""
+    if recipe.loftq:
+        return "loftq"
+    return True if recipe.peft_init_lora_weights is None else recipe.peft_init_lora_weights
+
+
+def lora_config(recipe: Recipe, model):
+    """The recipe's LoRA options as a peft LoraConfig."""
+    from peft import LoftQConfig, LoraConfig
+
+    loftq = recipe.loftq
+    return LoraConfig(
+        r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+        target_modules=lora_targets(recipe, model), modules_to_save=recipe.lora_modules_to_save,
+        fan_in_fan_out=recipe.lora_fan_in_fan_out, use_dora=recipe.peft_use_dora, use_rslora=recipe.peft_use_rslora,
+        init_lora_weights=_init_weights(recipe),
+        loftq_config=LoftQConfig(loftq_bits=loftq.loftq_bits, loftq_iter=loftq.loftq_iter) if loftq else {},
+        bias="none", task_type="CAUSAL_LM")
+
+
+def apply_adapter(recipe: Recipe, model):
+    """Wrap the model with the recipe's adapter: continued from lora_model_dir, or fresh."""
+    if recipe.lora_model_dir:
+        peft_model = load_adapter(model, recipe.lora_model_dir, trainable=True, where="lora_model_dir")
+        saved = peft_model.peft_config["default"]
+        differ = [f"{k}: {getattr(recipe, k)} -> {v}" for k, v in (("lora_r", saved.r), ("lora_alpha", saved.lora_alpha),
+                                                                    ("peft_use_dora", saved.use_dora))
+                  if getattr(recipe, k) != v]
+        log.info(f"lora_model_dir: continuing training from the adapter in {recipe.lora_model_dir}"
+                 + (f" (its own settings win: {', '.join(differ)})" if differ else ""))
+        return peft_model
+    from peft import get_peft_model
+
+    config = lora_config(recipe, model)
+    cpu_loftq = config.init_lora_weights == "loftq" and not _cuda()
+    if cpu_loftq:
+        config.init_lora_weights = True  # peft's LoftQ would move weights to "cuda": ftkit does it below
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as e:
+        raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
+                         fix="use module names that exist in the model (print(model) lists them) or "
+                             "lora_target_linear: true") from None
+    if cpu_loftq:
+        log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
+        loftq_cpu(peft_model, config.loftq_config, init_adapter=True)
+        peft_model.peft_config["default"].init_lora_weights = "loftq"  # saved config says how the base was made
+    return peft_model
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where: str = "lora_model_dir"):
+    """A saved adapter onto `model`. A LoftQ adapter's base weights are rebuilt first (on CPU by ftkit)."""
+    from peft import PeftConfig, PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FtkitError(f"no adapter (adapter_config.json) in {adapter_dir}", where=where,
+                         fix="point it at the output_dir of a run with adapter: lora or qlora, or train first")
+    config = PeftConfig.from_pretrained(str(adapter_dir))
+    cpu_loftq = getattr(config, "init_lora_weights", None) == "loftq" and not _cuda()
+    if cpu_loftq:
+        config.init_lora_weights = True  # rebuild the LoftQ base below instead of peft's CUDA-only path
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
+    keep_saved_dtypes(peft_model, adapter_dir)
+    if cpu_loftq:
+        loftq_cpu(peft_model, config.loftq_config, init_adapter=False)
+        peft_model.peft_config["default"].init_lora_weights = "loftq"
+    return peft_model
+
+
+_SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+
+
+def keep_saved_dtypes(peft_model, adapter_dir: Path) -> None:
+    """Adapter weights back in the dtype they were saved (trained) in, so reloaded logits equal trained ones.
+
+    TRL trains a QLoRA/8-bit adapter in bf16 (the QLoRA paper's recipe) and saves it so; peft's loader
+    upcasts it to fp32, which shifts logits by ~1e-3 on the twin.
+    """
+    import torch
+    from safetensors import safe_open
+
+    path = adapter_dir / "adapter_model.safetensors"
+    if not path.is_file():
+        return
+    with safe_open(str(path), "pt") as f:
+        saved = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+    for name, param in peft_model.named_parameters():
+        dtype = _SAFETENSORS_DTYPES.get(saved.get(name.replace(".default.", "."), ""))
+        if dtype and param.dtype != getattr(torch, dtype):
+            param.data = param.data.to(getattr(torch, dtype))
+
+
+def loftq_cpu(peft_model, loftq_config: dict, init_adapter: bool) -> None:
+    """peft's LoftQ on the CPU: base W -> Q (its nf4/int8 round trip), and LoRA B·A ≈ W - Q by SVD.
+
+    Deterministic, so reloading a LoftQ adapter rebuilds the same Q (init_adapter=False keeps the
+    loaded A and B). Mirrors peft.utils.loftq_utils.loftq_init, whose only CUDA part is the device.
+    """
+    import torch
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.loftq_utils import _low_rank_decomposition
+
+    bits, iters = loftq_config["loftq_bits"], loftq_config.get("loftq_iter", 1)
+    with torch.no_grad():
+        for module in peft_model.modules():
+            if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
+                continue
+            weight = module.get_base_layer().weight
+            w = weight.data.float()
+            res = w
+            for i in range(iters):
+                q = _quant_roundtrip(res, bits)  # what the base would hold in `bits` bits
+                lr = _low_rank_decomposition(w - q, reduced_rank=module.r["default"])
+                if i + 1 < iters:
+                    res = w - lr["L"] @ lr["R"]
+            if init_adapter:
+                module.lora_A["default"].weight.data = lr["R"].to(module.lora_A["default"].weight.dtype)
+                module.lora_B["default"].weight.data = lr["L"].to(module.lora_B["default"].weight.dtype)
+            weight.data = q.to(weight.dtype)
+
+
+def _quant_roundtrip(w, bits: int):
+    """Dequantize(quantize(w)) with bitsandbytes on the CPU (nf4 without double quant, or int8 rows)."""
+    import bitsandbytes.functional as F
+
+    if bits == 4:
+        packed, state = F.quantize_4bit(w.contiguous(), quant_type="nf4", blocksize=64)
+        return F.dequantize_4bit(packed, state).float()
+    q, scale, _ = F.int8_vectorwise_quant(w.half())
+    return F.int8_vectorwise_dequant(q, scale).float()
+
+
+def has_adapter_files(directory: str | Path) -> list[str]:
+    """The adapter files present in a directory (a merged model must have none)."""
+    return sorted(p.name for p in Path(directory).iterdir() if p.name in ADAPTER_FILES)

@@ -1,0 +1,51 @@
+"""`ftkit merge-lora`: fold the trained LoRA adapter into the base weights and save a plain model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftkit.errors import FtkitError
+from ftkit.log import log, quiet
+from ftkit.recipe import Recipe
+
+
+def run(recipe: Recipe, output_dir: str | None = None) -> Path:
+    """Base (unquantized, recipe dtype) + adapter -> merge_and_unload -> safetensors + tokenizer + card."""
+    from ftkit.models.adapters import has_adapter_files
+    from ftkit.models.load import resolve_precision
+    from ftkit.models.trained import load_trained
+
+    if not recipe.adapter:
+        raise FtkitError("this recipe trains all weights (adapter is empty): there is no adapter to merge",
+                         where="adapter", fix="merge-lora applies to recipes with adapter: lora or qlora")
+
+    model, tok = load_trained(recipe, dequantize=True)  # a 4/8-bit base comes back dequantized
+    if not hasattr(model, "merge_and_unload"):
+        raise FtkitError(f"{recipe.output_dir} holds full weights, not an adapter (a ReLoRA run saves merged weights)",
+                         where="output_dir", fix="use that directory as a model directly; there is nothing to merge")
+    with quiet():
+        dtype = resolve_precision(recipe).dtype
+    saved = model.peft_config["default"]  # the adapter's own r/alpha (a continued adapter keeps its own)
+    # adapter upcast first (TRL trains QLoRA adapters in bf16): B·A is then exact in `dtype`
+    merged = model.to(dtype).merge_and_unload()  # W + (alpha/r)·B·A, DoRA magnitude folded in
+    out = Path(output_dir or Path(recipe.lora_model_dir or recipe.output_dir) / "merged")
+    if out.is_dir() and has_adapter_files(out):
+        raise FtkitError(f"{out} holds adapter files {has_adapter_files(out)}; a merged model must not sit beside them "
+                         "(loaders would pick up the adapter)", where="--output-dir", fix="choose an empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "README.md").write_text(model_card(recipe, dtype, saved.r, saved.lora_alpha))
+    log.info(f"merged model ({dtype}) saved to {out}")
+    return out
+
+
+def model_card(recipe: Recipe, dtype, r: int, alpha: int) -> str:
+    """README.md for the merged model: what it was made from and how to load it."""
+    method = {"qlora": "QLoRA (4-bit base, dequantized before merging)", "lora": "LoRA"}[recipe.adapter]
+    if recipe.load_in_8bit:
+        method = "LoRA on an 8-bit base (dequantized before merging)"
+    variant = ", DoRA" if recipe.peft_use_dora else ", rsLoRA" if recipe.peft_use_rslora else ""
+    return (f"# Merged model\n\nBase `{recipe.base_model}` with the {method} adapter from "
+            f"`{recipe.lora_model_dir or recipe.output_dir}` merged in (r={r}, alpha={alpha}"
+            f"{variant}), saved in {str(dtype).removeprefix('torch.')}.\n\nRecipe: `{recipe.source or 'in memory'}`"
+            " (made with `ftkit merge-lora`).\n\nLoad with `AutoModelForCausalLM.from_pretrained(this_dir)`.\n")

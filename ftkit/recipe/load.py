@@ -1,0 +1,231 @@
+"""Reading a recipe: YAML -> `--key=value` overrides -> validation, every problem with file, line, key and fix."""
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ftkit.errors import ConfigError, Problem
+from ftkit.recipe.schema import (
+    AXOLOTL_DATASET_OPTIONS,
+    AXOLOTL_OPTIONS,
+    DatasetSpec,
+    Recipe,
+)
+
+
+def _line_map(text: str) -> dict[str, int]:
+    """Map dotted key paths to their 1-based line in the YAML text (for error messages)."""
+    lines: dict[str, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}{k.value}"
+                lines[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                lines[f"{prefix}{i}"] = v.start_mark.line + 1
+                walk(v, f"{prefix}{i}.")
+
+    walk(root, "")
+    return lines
+
+
+def _suggest(key: str, choices) -> str | None:
+    match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _unknown_key_problems(data: dict, file: str | None, lines: dict[str, int]) -> list[Problem]:
+    """Unknown keys at the top level and in datasets[] entries, with did-you-mean."""
+    out = []
+
+    def check(mapping, fields, axolotl_names, prefix):
+        for key in mapping:
+            if key in fields:
+                continue
+            where = f"{prefix}{key}"
+            if key in axolotl_names:  # known to Axolotl, not declared here
+                out.append(Problem("an Axolotl option that ftkit does not support yet (it would be ignored)",
+                                   file, where, lines.get(where), "remove it from the recipe"))
+            else:
+                guess = _suggest(key, fields)
+                fix = f"did you mean {guess}?" if guess else "remove it; `ftkit options` lists every option"
+                out.append(Problem("unknown option", file, where, lines.get(where), fix))
+
+    check(data, Recipe.model_fields, AXOLOTL_OPTIONS, "")
+    for i, ds in enumerate(data.get("datasets") or []):
+        if isinstance(ds, dict):
+            check(ds, DatasetSpec.model_fields, AXOLOTL_DATASET_OPTIONS, f"datasets.{i}.")
+    return out
+
+
+def _field_hint(loc: tuple) -> str:
+    """The fix for a pydantic error: the field's description, i.e. what it expects."""
+    model: Any = Recipe
+    field = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        inner = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        for arg in typing.get_args(ann):
+            inner += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = inner[0] if inner else None
+    return field.description if field is not None and field.description else ""
+
+
+def _validation_problems(err: ValidationError, file: str | None, lines: dict[str, int]) -> list[Problem]:
+    out = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        where = ".".join(str(p) for p in loc)
+        if e["type"] == "value_error" and ";" in e["msg"]:
+            for item in e["msg"].removeprefix("Value error, ").split("|"):
+                key, problem, fix = item.split(";")
+                out.append(Problem(problem, file, key, lines.get(key), fix))
+            continue
+        if e["type"] == "missing":
+            out.append(Problem("required option is missing", file, where, None,
+                               f"add `{loc[-1]}:` ({_field_hint(loc)})"))
+            continue
+        got = e.get("input")
+        got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+        hint = _field_hint(loc)
+        out.append(Problem(f"{e['msg'].lower()}{got_s}", file, where, lines.get(where),
+                           f"expected: {hint}" if hint else "see `ftkit options`"))
+    return out
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`["--lora_r=16", "--datasets.0.path=x.jsonl"]` -> {"lora_r": "16", "datasets.0.path": "x.jsonl"} (raw)."""
+    out = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(Problem(f"cannot read override {arg!r}", where="command line",
+                                      fix="write overrides as --key=value, e.g. --lora_r=16 or --datasets.0.path=my.jsonl"))
+        key, value = arg[2:].split("=", 1)
+        out[key.replace("-", "_") if "." not in key else key] = value
+    return out
+
+
+def _is_str_field(path: list[str]) -> bool:
+    """True when the schema types this dotted path as a plain string (keep the raw text, don't YAML-parse)."""
+    model: Any = Recipe
+    for part in path:
+        if part.isdigit():
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        # unwrap Optional/Union only: list[str] is a list, not a string (--eval_prompts=[] must parse)
+        is_union = typing.get_origin(ann) in (Union, types.UnionType)
+        args = [a for a in typing.get_args(ann) if a is not type(None)] if is_union else [ann]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        for a in args:
+            models += [x for x in typing.get_args(a) if isinstance(x, type) and issubclass(x, BaseModel)]
+        if models:
+            model = models[0]
+            continue
+        return args == [str]
+    return False
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted paths in the raw recipe data; values are typed by the schema (YAML scalars otherwise)."""
+    for dotted, raw in overrides.items():
+        path = dotted.split(".")
+        value = raw
+        if isinstance(raw, str) and not _is_str_field(path):
+            try:
+                value = yaml.safe_load(raw) if raw != "" else None
+            except yaml.YAMLError:
+                value = raw
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            nxt_is_index = path[i + 1].isdigit()
+            if part.isdigit() and isinstance(node, list):
+                idx = int(part)
+                if idx == len(node):  # one past the end appends a new entry: --datasets.1.path=...
+                    node.append([] if nxt_is_index else {})
+                if idx >= len(node):
+                    raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
+                                              fix=f"use an index up to {len(node)} (that many appends a new entry)"))
+                node = node[idx]
+            else:
+                if not isinstance(node, dict):
+                    raise ConfigError(Problem("cannot set a key inside a non-mapping value", where=dotted,
+                                              fix="check the dotted path"))
+                node = node.setdefault(part, [] if nxt_is_index else {})
+        last = path[-1]
+        if last.isdigit() and isinstance(node, list):
+            idx = int(last)
+            if idx == len(node):
+                node.append(value)
+            elif idx < len(node):
+                node[idx] = value
+            else:
+                raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
+                                          fix=f"use an index up to {len(node)}"))
+        else:
+            node[last] = value
+    return data
+
+
+def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix."""
+    file = None
+    text = ""
+    if isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source)
+        file = str(source)
+        if not path.is_file():
+            raise ConfigError(Problem("recipe file not found", file, fix="check the path (recipes live under recipes/)"))
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise ConfigError(Problem(f"not valid YAML ({getattr(e, 'problem', e)})", file,
+                                      line=mark.line + 1 if mark else None,
+                                      fix="fix the indentation or quoting on that line")) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(Problem("a recipe must be a mapping of option: value", file,
+                                      fix="start from recipes/quickstart.yml"))
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    lines = _line_map(text)
+    problems = _unknown_key_problems(data, file, lines)
+    known = {k: v for k, v in data.items() if k in Recipe.model_fields}
+    if isinstance(known.get("datasets"), list):
+        known["datasets"] = [{k: v for k, v in d.items() if k in DatasetSpec.model_fields} if isinstance(d, dict) else d
+                             for d in known["datasets"]]
+    try:
+        recipe = Recipe.model_validate({**known, "source": file})
+    except ValidationError as err:
+        problems += _validation_problems(err, file, lines)
+        recipe = None
+    if problems:
+        raise ConfigError(problems)
+    return recipe

@@ -1,0 +1,88 @@
+"""Trainer callbacks: loss watchdog, early stopping, and a replica check for multi-process runs.
+
+NEFTune needs no callback: transformers' Trainer implements it (`neftune_noise_alpha`), ftkit passes it on.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+from transformers import EarlyStoppingCallback, TrainerCallback
+
+from ftkit.log import log
+from ftkit.recipe import Recipe
+
+
+class LossWatchdog(TrainerCallback):
+    """Stop when the logged training loss is NaN/inf, or above a threshold for `patience` logs in a row.
+
+    Needs TrainingArguments(logging_nan_inf_filter=False): by default the Trainer replaces a NaN loss
+    with the running mean, which would hide the divergence from this callback.
+    """
+
+    def __init__(self, threshold: float, patience: int, learning_rate: float):
+        self.threshold, self.patience, self.learning_rate = threshold, patience, learning_rate
+        self.bad = 0
+        self.reason: str | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.reason:
+            return
+        finite = math.isfinite(loss)
+        self.bad = self.bad + 1 if (not finite or loss > self.threshold) else 0
+        if finite and self.bad < self.patience:
+            return
+        what = (f"training loss is {loss}" if not finite else
+                f"training loss {loss:.4g} > loss_watchdog_threshold {self.threshold} for {self.bad} logged steps")
+        self.reason = (f"loss watchdog: {what} at step {state.global_step}; training stopped. Fix: lower learning_rate "
+                       f"(now {self.learning_rate}), add warmup_steps, or check the data for broken rows")
+        log.info(f"{self.reason}")
+        control.should_training_stop = True
+
+
+def param_checksum(model) -> str:
+    """sha256 over every parameter's bytes in name order: equal checksums = identical weights."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class ReplicaCheck(TrainerCallback):
+    """At the end of a data-parallel run, gather each rank's step count and weight checksum.
+
+    DDP (and ZeRO-1/2) keep a full replica per process; after training all replicas must be equal.
+    `self.replicas` holds [{"rank", "steps", "checksum"}] on every rank, and a mismatch is announced.
+    """
+
+    def __init__(self):
+        self.replicas: list[dict] = []
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2 or model is None:
+            return
+        mine = {"rank": dist.get_rank(), "steps": state.global_step, "checksum": param_checksum(model)}
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, mine)
+        self.replicas = gathered
+        same = len({r["checksum"] for r in gathered}) == 1
+        if state.is_world_process_zero:
+            log.info(f"{len(gathered)} processes, steps {[r['steps'] for r in gathered]}: replicas "
+                          + ("identical" if same else "DIFFER (data-parallel sync failed)"))
+
+
+def build(recipe: Recipe, full_replicas: bool = True) -> list[TrainerCallback]:
+    """The callbacks the recipe asks for, plus the replica check where each process holds whole weights
+    (not under FSDP / ZeRO-3, which shard them); it costs nothing on one process."""
+    out: list[TrainerCallback] = [ReplicaCheck()] if full_replicas else []
+    if recipe.loss_watchdog_threshold is not None:
+        out.append(LossWatchdog(recipe.loss_watchdog_threshold, recipe.loss_watchdog_patience, recipe.learning_rate))
+    if recipe.early_stopping_patience:
+        out.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+    return out

@@ -1,0 +1,159 @@
+"""More than one process: DeepSpeed / FSDP options onto TrainingArguments, and `--num_processes` via accelerate.
+
+ftkit never launches processes itself: `accelerate launch -m ftkit train RECIPE` (or `ftkit train RECIPE
+--num_processes 2`, which calls accelerate's own launcher) starts one process per device, and the HF
+Trainer inside each one does DDP, DeepSpeed or FSDP as TrainingArguments say.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ftkit.errors import ConfigError, Problem
+from ftkit.log import log
+from ftkit.recipe import Recipe
+from ftkit.resources import shipped
+
+SHIPPED = shipped("recipes/deepspeed")
+FSDP_OPTIONS = {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2", "offload", "auto_wrap"}
+# keys TrainingArguments reads from fsdp_config (an `fsdp_` prefix is accepted and stripped, as in Axolotl)
+FSDP_CONFIG_KEYS = {"version", "reshard_after_forward", "cpu_offload", "activation_checkpointing",
+                    "cpu_ram_efficient_loading", "state_dict_type", "auto_wrap_policy", "transformer_layer_cls_to_wrap",
+                    "min_num_params", "backward_prefetch", "forward_prefetch", "use_orig_params", "sync_module_states",
+                    "limit_all_gathers", "xla", "xla_fsdp_settings", "xla_fsdp_grad_ckpt"}
+FSDP_RENAMES = {"offload_params": "cpu_offload"}  # Axolotl's name -> TrainingArguments'
+
+
+def world_size() -> int:
+    """Processes in this run (set by accelerate/torchrun; 1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def deepspeed_path(recipe: Recipe) -> str:
+    """The recipe's DeepSpeed JSON, found as given, next to the recipe, or among the shipped ones; validated."""
+    given = Path(recipe.deepspeed)
+    candidates = [given]
+    if recipe.source and not given.is_absolute():
+        candidates.append(Path(recipe.source).parent / given)
+    candidates.append(SHIPPED / given.name)
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ConfigError(Problem(f"DeepSpeed config {recipe.deepspeed!r} not found", recipe.source, "deepspeed",
+                                  fix="point it at a JSON file; shipped: recipes/deepspeed/zero1.json, zero2.json, "
+                                      "zero3.json"))
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(Problem(f"{path} is not valid JSON ({e.msg}, line {e.lineno})", recipe.source, "deepspeed",
+                                  fix="fix the JSON or start from recipes/deepspeed/zero2.json")) from None
+    stage = (cfg.get("zero_optimization") or {}).get("stage")
+    if stage not in (0, 1, 2, 3):
+        raise ConfigError(Problem(f"{path} has no zero_optimization.stage 0-3 (got {stage!r})", recipe.source,
+                                  "deepspeed", fix='add "zero_optimization": {"stage": 2}'))
+    return str(path)
+
+
+def fsdp_kwargs(recipe: Recipe) -> dict:
+    """Axolotl's `fsdp: [full_shard, auto_wrap]` + `fsdp_config: {...}` as TrainingArguments(fsdp=True, fsdp_config).
+
+    transformers 5 deprecates the list form, so the options become fsdp_config entries here, as transformers
+    itself translates them: full_shard -> reshard_after_forward true (FSDP2), shard_grad_op -> false,
+    offload -> cpu_offload; auto_wrap is the default policy; the hybrid strategies need version 1.
+    """
+    options = recipe.fsdp.split() if isinstance(recipe.fsdp, str) else list(recipe.fsdp)
+    problems = [Problem(f"unknown FSDP option {o!r}", recipe.source, "fsdp", fix=f"use some of {sorted(FSDP_OPTIONS)}")
+                for o in options if o not in FSDP_OPTIONS]
+    config = {}
+    for key, value in (recipe.fsdp_config or {}).items():
+        name = key.removeprefix("fsdp_")
+        if name in FSDP_RENAMES:
+            log.info(f"fsdp_config.{key} -> {FSDP_RENAMES[name]} (TrainingArguments' name)")
+            name = FSDP_RENAMES[name]
+        if name not in FSDP_CONFIG_KEYS:
+            problems.append(Problem("unknown FSDP setting", recipe.source, f"fsdp_config.{key}",
+                                    fix=f"use one of {sorted(FSDP_CONFIG_KEYS)} (an fsdp_ prefix is optional)"))
+        config[name] = value
+    version = int(config.get("version", 2))
+    for o in options:
+        if version == 2 and o in ("full_shard", "shard_grad_op"):
+            config.setdefault("reshard_after_forward", o == "full_shard")
+        elif version == 1 and o not in ("offload", "auto_wrap"):
+            config.setdefault("reshard_after_forward", o)  # FSDP1 takes the strategy name
+        elif o == "offload":
+            config.setdefault("cpu_offload", True)
+        elif o != "auto_wrap":
+            problems.append(Problem(f"fsdp option {o!r} needs FSDP1", recipe.source, "fsdp",
+                                    fix="set fsdp_config.version: 1, or use full_shard / shard_grad_op"))
+    if problems:
+        raise ConfigError(problems)
+    return {"fsdp": True, "fsdp_config": config}
+
+
+def _skip_shm_compile_on_cpu() -> None:
+    """DeepSpeed on CPU compiles a shared-memory allreduce helper at first init (60-80 s on 2 cores).
+
+    gloo does the same collectives without it, so mark the op unavailable: DeepSpeed then uses plain
+    torch.distributed (its `__compatible_ops__` dict is cached per process and documented as editable).
+    """
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("FTKIT_DEEPSPEED_SHM") == "1":
+        return
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    log.info("DeepSpeed on CPU: gloo collectives, shm helper not compiled (FTKIT_DEEPSPEED_SHM=1 builds it)")
+
+
+def _single_process_env() -> None:
+    """DeepSpeed and FSDP need a process group even for one process; without a launcher, describe a world
+    of one (otherwise DeepSpeed falls back to MPI discovery and fails with an mpi4py ImportError)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        os.environ.setdefault(key, value)
+    log.info(f"deepspeed/fsdp without a launcher: running as a single process (port {port}); "
+             "use --num_processes N or `accelerate launch` for more")
+
+
+def engine_kwargs(recipe: Recipe) -> dict:
+    """TrainingArguments for the recipe's engine: DeepSpeed, FSDP, or plain DDP (nothing to add)."""
+    import torch
+
+    out = {}
+    if world_size() > 1 and not torch.cuda.is_available():
+        out["ddp_backend"] = "gloo"  # CPU processes: gloo is the only collective backend
+    if recipe.deepspeed:
+        out["deepspeed"] = deepspeed_path(recipe)
+        _skip_shm_compile_on_cpu()
+        _single_process_env()
+    if recipe.fsdp:
+        out.update(fsdp_kwargs(recipe))
+        _single_process_env()
+    return out
+
+
+def launch(recipe_file: str, overrides: list[str], num_processes: int) -> None:
+    """`ftkit train RECIPE --num_processes N` = `accelerate launch --num_processes N -m ftkit train RECIPE`."""
+    import torch
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    argv = ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no"]
+    if num_processes > 1:
+        argv.append("--multi_gpu")  # accelerate's torchrun path; on CPU each process gets gloo (--cpu needs MPI)
+    elif not torch.cuda.is_available():
+        argv.append("--cpu")
+    argv += ["-m", "ftkit", "train", recipe_file, *overrides]
+    launch_command(launch_command_parser().parse_args(argv))

@@ -1,0 +1,205 @@
+"""`ftkit memory RECIPE`: expected peak training memory per device, with the arithmetic shown.
+
+Reads only the base model's config (local file, the HF cache, or a built-in table of well-known
+configs when offline), counts parameters exactly on the meta device (no weights loaded), then adds:
+
+  weights     params x bytes (fp32 4, bf16 2, 8-bit 1, 4-bit nf4 ~0.56 with its absmax constants)
+  gradients   trainable params x bytes
+  optimizer   AdamW: 2 states per trainable param (8-bit Adam: 1 byte each; SGD: none); under DeepSpeed
+              with bf16/fp16 also an fp32 master copy (the ZeRO paper's 12 bytes/param)
+  activations what autograd keeps for backward, per token per decoder layer (sdpa attention):
+              6h + 2kv + 4i values (norm inputs/outputs, rotated q/k, v, attention output, 4 MLP
+              intermediates), plus 2V at the head (logits and log-softmax); LoRA dropout adds its output
+              and mask per adapted input; gradient checkpointing keeps one h per layer plus one layer's set.
+
+ZeRO-1/2/3 and FSDP divide optimizer / +gradients / +weights by the number of devices. The
+workshop rule of thumb (fp32 full fine-tune with Adam: 4 bytes x 4 = 16 bytes/param, e.g.
+7B -> 112 GB) is printed next to the estimate for comparison.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftkit.errors import FtkitError
+from ftkit.models.families import known_config, known_labels
+from ftkit.recipe import Recipe
+
+GB = 1e9  # decimal GB, as the workshop's figures and GPU spec sheets use
+
+def base_config(recipe: Recipe) -> tuple[dict, str]:
+    """(config dict, where it came from): local/tiny config.json, the HF cache, or the built-in table."""
+    from ftkit.models.load import resolve_model_path
+
+    local = Path(resolve_model_path(recipe.base_model)) / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text()), str(local)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(recipe.base_model, "config.json")
+    except Exception:  # not a valid repo id: fall through to the table  # noqa: BLE001
+        cached = None
+    if isinstance(cached, str):
+        return json.loads(Path(cached).read_text()), cached
+    real = known_config(recipe.base_model)
+    if real:
+        return dict(real.config), f"built-in table ({real.label})"
+    raise FtkitError(f"no config.json for {recipe.base_model!r} locally or in the HF cache, and it is not in the "
+                     "built-in table", where="base_model",
+                     fix=f"download its config.json once, or name one of {known_labels()}")
+
+
+def count_params(config: dict, recipe: Recipe) -> tuple[int, int, int, int]:
+    """(total, trainable, quantizable linear, LoRA input features summed over adapted modules) counts, exact,
+    from the model built on the meta device (no memory used)."""
+    import torch
+    import transformers
+
+    cfg = transformers.AutoConfig.for_model(**config)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    head = model.get_output_embeddings()
+    linear = sum(m.weight.numel() for m in model.modules()
+                 if isinstance(m, torch.nn.Linear) and m is not head)
+    total = sum(p.numel() for p in model.parameters())
+    if not recipe.adapter:
+        return total, total, linear, 0
+    from peft.tuners.lora import LoraLayer
+
+    from ftkit.models.load import apply_lora
+
+    peft_model = apply_lora(recipe, model)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    lora_in = sum(m.in_features for m in peft_model.modules() if isinstance(m, LoraLayer))
+    return total, trainable, linear, lora_in
+
+
+@dataclass
+class Estimate:
+    """Peak bytes per device, as (component, bytes, arithmetic) rows."""
+
+    title: str
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(b for _, b, _ in self.rows)
+
+    def add(self, name: str, nbytes: float, how: str) -> None:
+        self.rows.append((name, nbytes, how))
+
+    def table(self) -> str:
+        lines = [self.title]
+        lines += [f"  {name:<12}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows]
+        lines.append(f"  {'peak':<12}{self.total / GB:>9.3f} GB   per device")
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def _sharding(recipe: Recipe) -> int:
+    """0 = none; ZeRO stage (1 optimizer, 2 +gradients, 3 +weights); FSDP full_shard = 3, shard_grad_op = 2."""
+    if recipe.deepspeed:
+        from ftkit.train.runtime import _zero_stage
+
+        return _zero_stage(recipe) or 0
+    if recipe.fsdp:
+        options = recipe.fsdp if isinstance(recipe.fsdp, list) else recipe.fsdp.split()
+        return 2 if "shard_grad_op" in options else 3
+    return 0
+
+
+def _bytes_per_weight(recipe: Recipe, half: bool) -> tuple[float, str]:
+    if getattr(recipe, "load_in_4bit", False):
+        return 0.5 + 4 / 64, "nf4: 0.5 + 4-byte absmax per 64 = 0.5625"
+    if getattr(recipe, "load_in_8bit", False):
+        return 1.0 + 4 / 4096, "int8: 1 + absmax"
+    return (2.0, "bf16/fp16") if half else (4.0, "fp32")
+
+
+def _activations(config: dict, recipe: Recipe, act_bytes: int, lora_in: int) -> tuple[float, str]:
+    import transformers
+
+    cfg = transformers.AutoConfig.for_model(**config)  # maps e.g. GPT-2's n_embd onto hidden_size
+    h, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    heads = getattr(cfg, "num_attention_heads", None) or 1
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    kv_dim = h * kv // heads
+    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * h
+    tokens = recipe.micro_batch_size * recipe.sequence_len
+    per_layer = 6 * h + 2 * kv_dim + 4 * inter
+    if recipe.adapter and recipe.lora_dropout > 0:
+        # LoRA dropout keeps its output (act_bytes) and its mask (1 byte) per adapted module input
+        per_layer += round(lora_in / layers * (act_bytes + 1) / act_bytes)
+    if recipe.gradient_checkpointing:
+        values = tokens * (layers * h + per_layer + 2 * vocab)
+        how = f"{tokens:,} tok x ({layers} layers x {h} + one layer {per_layer:,} + 2x{vocab:,} vocab) x {act_bytes} B"
+    else:
+        values = tokens * (layers * per_layer + 2 * vocab)
+        how = f"{tokens:,} tok x ({layers} layers x {per_layer:,} + 2x{vocab:,} vocab) x {act_bytes} B"
+    return values * act_bytes, how
+
+
+def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_config: dict | None = None) -> Estimate:
+    """Expected peak memory per device for training this recipe on `devices` devices.
+
+    `model_config` (a config dict) stands in for the base model's config.json, e.g. a notebook showing the
+    real model's budget offline; `half=True` assumes bf16 on the target GPU whatever this machine has."""
+    config, source = (model_config, "the given config") if model_config else base_config(recipe)
+    total, trainable, linear, lora_in = count_params(config, recipe)
+    if half is None:
+        half = recipe.bf16 is True or recipe.fp16 is True or (recipe.bf16 == "auto" and _cuda_bf16())
+    stage = _sharding(recipe)
+    div = {k: (devices if stage >= s else 1) for k, s in (("opt", 1), ("grad", 2), ("weights", 3))}
+    shard = lambda k: f" / {devices} devices" if div[k] > 1 else ""  # noqa: E731
+    est = Estimate(f"{recipe.base_model}: {total / 1e9:.3f}B params ({total:,}; config from {source}); "
+                   f"{recipe.adapter.upper() if recipe.adapter else 'full fine-tune'}, "
+                   f"{'bf16' if half else 'fp32'}, {recipe.optimizer}, micro_batch_size {recipe.micro_batch_size} x "
+                   f"sequence_len {recipe.sequence_len}" + (f", ZeRO/FSDP stage {stage}" if stage else ""))
+    w_bytes, w_how = _bytes_per_weight(recipe, half)
+    frozen_q = linear if (bool(recipe.adapter) and w_bytes < 2) else 0
+    dense = 2.0 if half else 4.0
+    weights = frozen_q * w_bytes + (total - frozen_q) * dense
+    how = (f"{frozen_q:,} x {w_bytes:.4g} B ({w_how}) + {total - frozen_q:,} x {dense:g} B" if frozen_q
+           else f"{total:,} x {dense:g} B")
+    if recipe.adapter:  # adapter weights come on top, in fp32 (peft upcasts them on a half base)
+        weights += trainable * 4
+        how += f" + LoRA {trainable:,} x 4 B"
+    est.add("weights", weights / div["weights"], how + shard("weights"))
+    t_bytes = 4.0 if bool(recipe.adapter) else dense
+    est.add("gradients", trainable * t_bytes / div["grad"], f"{trainable:,} trainable x {t_bytes:g} B" + shard("grad"))
+    opt, opt_how = _optimizer_bytes(recipe, trainable, t_bytes, half)
+    est.add("optimizer", opt / div["opt"], opt_how + shard("opt"))
+    act, act_how = _activations(config, recipe, 2 if half else 4, lora_in)
+    est.add("activations", act, act_how)
+    if not recipe.adapter and not half:
+        est.notes.append(f"workshop rule of thumb (fp32 + Adam: 4 B x 4 = 16 B/param): 16 x {total / 1e9:.2f}B = "
+                         f"{16 * total / GB:.1f} GB before activations")
+    return est
+
+
+def _optimizer_bytes(recipe: Recipe, trainable: int, t_bytes: float, half: bool) -> tuple[float, str]:
+    name = recipe.optimizer.lower()
+    master = 4 if (recipe.deepspeed and half and not recipe.adapter) else 0  # DeepSpeed's fp32 master copy
+    if "sgd" in name:
+        per, how = 0.0, "SGD keeps no state"
+    elif "8bit" in name:
+        per, how = 2.0, "8-bit Adam: 2 states x 1 B"
+    elif "adafactor" in name:
+        per, how = 0.0, "Adafactor: factored state (row+column), ~0 per param"
+    elif master:  # DeepSpeed mixed precision keeps Adam's states in fp32 next to an fp32 master copy
+        per, how = 12.0, "fp32 master copy 4 B + Adam: 2 fp32 states x 4 B (ZeRO paper's K=12)"
+    else:
+        per, how = 2 * t_bytes, f"Adam: 2 states x {t_bytes:g} B"
+    return trainable * per, f"{trainable:,} x {per:g} B ({how})"
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def run(recipe: Recipe, devices: int = 1) -> str:
+    return estimate(recipe, devices).table()

@@ -1,0 +1,120 @@
+"""Experiment logging: tensorboard always; W&B, MLflow and Comet when the recipe names them.
+
+transformers' own integrations do the logging (they read their settings from environment variables),
+so ftkit only maps the recipe's Axolotl-named keys onto those variables and adds the resolved recipe
+to each run's config. Offline modes need no network: `wandb_mode: offline` writes a local run dir,
+`mlflow_tracking_uri: file:./mlruns` is a local file store.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import yaml
+from transformers import TrainerCallback
+
+from ftkit.errors import ConfigError, Problem
+from ftkit.log import log
+from ftkit.recipe import Recipe
+
+_SET_BY_FTKIT: dict[str, str] = {}  # env vars ftkit set for the previous run in this process (cleared per run)
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    """Set the integrations' variables for this run; drop the ones an earlier run in this process set."""
+    for key in list(_SET_BY_FTKIT):
+        if os.environ.get(key) == _SET_BY_FTKIT.pop(key):
+            del os.environ[key]
+    for key, value in values.items():
+        if value is not None:
+            os.environ[key] = _SET_BY_FTKIT[key] = str(value)
+
+
+def report_to(recipe: Recipe) -> list[str]:
+    """Which integrations log this run, with their environment set; tensorboard is always on."""
+    targets = ["tensorboard"]
+    env = {"TENSORBOARD_LOGGING_DIR": str(Path(recipe.output_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S"))}
+    if recipe.wandb_project and recipe.wandb_mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
+        targets.append("wandb")
+        env.update(WANDB_PROJECT=recipe.wandb_project, WANDB_ENTITY=recipe.wandb_entity, WANDB_NAME=recipe.wandb_name,
+                   WANDB_RUN_ID=recipe.wandb_run_id, WANDB_MODE=recipe.wandb_mode,
+                   WANDB_RESUME="allow" if recipe.wandb_run_id else None,
+                   WANDB_DIR=str(Path(recipe.output_dir)))  # run dir: OUTPUT_DIR/wandb/
+    if recipe.mlflow_tracking_uri or recipe.mlflow_experiment_name:
+        targets.append("mlflow")
+        env.update(MLFLOW_TRACKING_URI=recipe.mlflow_tracking_uri, MLFLOW_EXPERIMENT_NAME=recipe.mlflow_experiment_name)
+        uri = recipe.mlflow_tracking_uri or ""
+        if uri.startswith("file:") or (uri and "://" not in uri):  # MLflow 3 refuses file stores unless allowed
+            env["MLFLOW_ALLOW_FILE_STORE"] = "true"
+            log.info("mlflow_tracking_uri is a file store, which MLflow 3 keeps only in maintenance mode: "
+                     "allowing it (MLFLOW_ALLOW_FILE_STORE=true); sqlite:///mlflow.db is the maintained local store")
+    if recipe.use_comet:
+        targets.append("comet_ml")
+    _require_packages(recipe, targets)
+    _set_env(env)
+    if len(targets) > 1:
+        log.info(f"logging to {', '.join(targets)}")
+    return targets
+
+
+_PACKAGES = {  # integration -> (package, recipe key, how to get it)
+    "wandb": ("wandb", "wandb_project", "pip install 'ftkit[tracking]' (wandb), or remove wandb_project"),
+    "mlflow": ("mlflow", "mlflow_tracking_uri", "pip install 'ftkit[tracking]' (mlflow), or remove the mlflow_ keys"),
+    "comet_ml": ("comet_ml", "use_comet", "pip install comet_ml (and set COMET_API_KEY), or remove use_comet"),
+}
+
+
+def _require_packages(recipe: Recipe, targets: list[str]) -> None:
+    """A named logger whose package is missing is a config error, not a traceback from inside the Trainer."""
+    problems = []
+    for target in targets:
+        if target in _PACKAGES and importlib.util.find_spec(_PACKAGES[target][0]) is None:
+            package, key, fix = _PACKAGES[target]
+            problems.append(Problem(f"logging to {target} needs the {package} package, which is not installed",
+                                    recipe.source, key, fix=fix))
+    if problems:
+        raise ConfigError(problems)
+
+
+class RecipeLogger(TrainerCallback):
+    """Adds the resolved recipe to each logger's run config (runs after the integrations' own setup)."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        resolved = self.recipe.dump()
+        text = yaml.safe_dump(resolved, sort_keys=False)
+        if "tensorboard" in args.report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
+                tb.add_text("ftkit/recipe", f"```yaml\n{text}\n```")
+        if "wandb" in args.report_to:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.config.update({"ftkit_recipe": resolved}, allow_val_change=True)
+        if "mlflow" in args.report_to:
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                mlflow.log_text(text, "ftkit_recipe.yml")
+                flat = {f"ftkit.{k}": str(v)[:500] for k, v in resolved.items() if v not in (None, [], {})}
+                mlflow.log_params(flat)
+
+
+def finish() -> None:
+    """End this process's W&B run, so the offline run dir is complete and the next run starts its own.
+
+    (transformers' WandbCallback leaves the run open after training; MLflow's callback ends its own run.)
+    """
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
