@@ -26,6 +26,7 @@ from ftkit.infer.generate import generate
 from ftkit.log import log
 from ftkit.models import adapters
 from ftkit.recipe import Recipe
+from ftkit.train import callbacks as train_callbacks
 from ftkit.train import preference_report
 
 HISTORY_KEYS = {"loss": "loss", "rewards/margins": "margin", "rewards/accuracies": "accuracy",
@@ -153,6 +154,7 @@ def run_preference(recipe: Recipe) -> PreferenceResult:
     trainer = trainer_class(recipe.rl)(model=model, args=rl_config(recipe, precision),
                                        train_dataset=data.train, processing_class=tokenizer,
                                        peft_config=peft_config, **extra)
+    train_callbacks.plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs): a few plain lines, no dict per step
     trainable, total = models.count_parameters(trainer.model)
     trainer.train()
 

@@ -14,6 +14,7 @@ from ftkit.data import packing
 from ftkit.infer.generate import generate
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.train import callbacks as train_callbacks
 from ftkit.train import relora, runtime
 from ftkit.train.args import training_args
 from ftkit.train.save import save_run
@@ -86,6 +87,7 @@ def run_sft(recipe: Recipe, callbacks=()) -> TrainResult:
                          callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe))
     for cb in callbacks:  # e.g. ftkit.notebook.loss_plot_callback()
         trainer.add_callback(cb)
+    train_callbacks.plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs): a few plain lines, no dict per step
     # FSDP2 wraps model and optimizer together in train(); an evaluate() before it fails inside accelerate
     eval_before = None if recipe.fsdp else _eval_loss(trainer, prepared.eval)
     if recipe.fsdp and prepared.eval is not None:
