@@ -22,7 +22,9 @@ def test_gradio_chat_page_in_a_browser(tmp_path_factory, tmp_path):
         port = _free_port()
         app = ui.launch(recipe, port=port, block=False, max_new_tokens=8, temperature=1.0, seed=0)
         try:
-            browser.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+            browser.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            browser.get_by_role("textbox").first.wait_for(timeout=60_000)
+            browser.get_by_text("Each message is answered on its own").first.wait_for(timeout=30_000)
             body = browser.inner_text("body")
             assert "Each message is answered on its own" in body and "alpaca prompt" in body, body[:1000]
             box = browser.get_by_role("textbox").first

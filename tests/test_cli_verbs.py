@@ -129,16 +129,17 @@ def test_fetched_examples_work_in_the_folder_fetched_into(tmp_path, monkeypatch,
     assert "2400 rows in" in capsys.readouterr().out and (tmp_path / "last_run_prepared").is_dir()
 
 
-def test_memory_on_a_cpu_says_which_precision_it_assumed():
+def test_memory_on_a_cpu_says_which_precision_it_assumed(capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("on a CUDA machine bf16: auto resolves to the GPU's precision; nothing to announce")
-    proc = run_cli("memory", "recipes/llama/lora.yml")
-    assert proc.returncode == 0, proc.stderr
-    first = proc.stdout.splitlines()[0]
+    assert main(["memory", "recipes/llama/lora.yml"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("bf16: auto -> fp32 on this machine (no CUDA bf16 device)"), first
     assert "on a bf16 GPU: peak" in first and "--bf16=true" in first
-    gpu = run_cli("memory", "recipes/llama/lora.yml", "--bf16=true").stdout
+    assert main(["memory", "recipes/llama/lora.yml", "--bf16=true"]) == 0
+    gpu = capsys.readouterr().out
+    assert not gpu.startswith("bf16: auto")  # an explicit precision needs no announcement
     peak = next(line for line in gpu.splitlines() if line.strip().startswith("peak")).split()[1]
     assert f"peak {peak} GB per device" in first  # the announced GPU figure is the bf16 table's

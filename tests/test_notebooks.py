@@ -306,3 +306,23 @@ def test_runner_gives_each_kernel_its_share_of_the_cores():
     assert runner.plan(16, 1, cores=2) == (1, 2)
     assert runner.plan(1, None, cores=8) == (1, 8)
     assert runner.plan(16, None, cores=8) == (8, 1) and runner.plan(3, 2, cores=8) == (2, 4)
+
+
+def test_family_memory_lessons_size_the_recipes_real_model():
+    """Each family notebook's memory cell sizes its recipe's own base model (the llama lesson once printed an 8B
+    shape under the 1B recipe): the parameter count matches the size in the model's name."""
+    from ftkit.cookbook import notebook as nb
+    from ftkit.models.families import LESSONS
+    from ftkit.recipe import load_recipe
+
+    for name, lesson in LESSONS.items():
+        cells = "".join("".join(c["source"]) for c in _load(ROOT / "notebooks" / f"{name}.ipynb")["cells"])
+        assert "nb.real_size(real_recipe.base_model)" in cells and f'recipe_path = "{lesson.recipe}"' in cells, name
+        base = load_recipe(ROOT / lesson.recipe).base_model
+        size = nb.real_size(base)
+        assert size["base_model"] == base and size["params_b"], (name, size)
+        m = re.search(r"(\d+)x(\d+(?:\.\d+)?)b|(\d+(?:\.\d+)?)([bm])\b", base.lower().replace("-", " "))
+        if m is None:  # e.g. Phi-3-mini: no size in the name
+            continue
+        named = float(m.group(1)) * float(m.group(2)) if m.group(1) else float(m.group(3)) / (1000 if m.group(4) == "m" else 1)
+        assert 0.75 * named <= size["params_b"] <= 1.3 * named, (name, base, size["params_b"], named)
