@@ -224,6 +224,13 @@ def test_report_in_a_browser(executed, tmp_path):
         quick.screenshot(path=str(screenshot_path(tmp_path, "report_quickstart.png")))
 
 
+def _untracked() -> list[str]:
+    """Files git would offer to add (new and not ignored)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("??")]
+
+
 def test_quickstart_from_the_repository_root_with_plain_papermill_and_its_checks_can_fail():
     """`papermill notebooks/00_quickstart.ipynb out.ipynb` from the repo root runs every cell (paths come from the
     root, the plot is embedded without a batch runner); with 1 step the answers are wrong and the last cell says so."""
@@ -231,8 +238,7 @@ def test_quickstart_from_the_repository_root_with_plain_papermill_and_its_checks
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.ipynb"
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                                capture_output=True, text=True).stdout
+        status = _untracked()
         env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/00_quickstart.ipynb", str(out),
                                "-p", "max_steps", "1", "--no-progress-bar"], cwd=ROOT, env=env,
@@ -246,9 +252,7 @@ def test_quickstart_from_the_repository_root_with_plain_papermill_and_its_checks
         assert error["ename"] == "AssertionError" and "capital of Spain" in error["evalue"], error["evalue"][:500]
         pngs = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
         assert pngs, "the loss plot is embedded in a plain papermill run too"
-        after = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                               capture_output=True, text=True).stdout
-        assert after == status, after  # everything it wrote is git-ignored (outputs/, last_run_prepared/)
+        assert _untracked() == status, _untracked()  # all it wrote is git-ignored (outputs/, last_run_prepared/)
 
 
 # ---------------------------------------------------------------- runner errors

@@ -13,9 +13,10 @@ import ast
 import difflib
 import json
 import os
+import re
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,9 +132,10 @@ def _excerpt(e) -> str:
     return source + "\n" + "-" * 40 + "\n" + "\n".join(trace)
 
 
-def _ipc_kernel_manager():
-    """jupyter_client's kernel manager on IPC sockets: a kernel on local TCP without encryption warns at every
-    start (and anyone on the machine could connect to it); an IPC socket is a file only this user can open."""
+def _ipc_kernel_manager(sockets: str):
+    """jupyter_client's kernel manager on IPC sockets in the folder `sockets` (one per kernel: kernels running
+    side by side must not share socket files). A kernel on local TCP without encryption warns at every start,
+    and anyone on the machine could connect to it; an IPC socket is a file only this user can open."""
     from jupyter_client import AsyncKernelManager
     from traitlets import default
 
@@ -141,6 +143,10 @@ def _ipc_kernel_manager():
         @default("transport")
         def _transport_default(self):
             return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            return os.path.join(sockets, "kernel")
 
     return IpcKernelManager
 
@@ -165,9 +171,10 @@ def run_one(path: str, params: dict, out_dir: str, threads: int) -> NotebookResu
     t0 = time.time()
     status, error, excerpt = "passed", None, None
     try:
-        papermill.execute_notebook(str(path), str(executed), parameters=params, cwd=str(out.resolve()),
-                                   progress_bar=False, kernel_name="python3", kernel_manager_class=_ipc_kernel_manager(),
-                                   coalesce_streams=True)  # one stdout block per cell, not one output per line
+        with tempfile.TemporaryDirectory(prefix="ftkit-kernel-") as sockets:  # short: socket paths max ~100 chars
+            papermill.execute_notebook(str(path), str(executed), parameters=params, cwd=str(out.resolve()),
+                                       progress_bar=False, kernel_name="python3", coalesce_streams=True,
+                                       kernel_manager_class=_ipc_kernel_manager(sockets))
     except PapermillExecutionError as e:
         status, error = "failed", f"cell {e.cell_index}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
         excerpt = _excerpt(e)

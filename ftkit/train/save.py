@@ -37,7 +37,7 @@ def save_run(recipe: Recipe, trainer, tokenizer, result) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     losses = metrics.get("losses") or [(h["step"], h["loss"]) for h in metrics.get("history", []) if "loss" in h]
     plot = card.save_loss_plot(losses, out / card.PLOT, f"{Path(recipe.output_dir).name}: training loss")
-    kind = "adapter" if recipe.adapter and not recipe.relora_steps else "full"
+    kind = "merged" if recipe.relora_steps else "adapter" if recipe.adapter else "full"  # ReLoRA saves merged weights
     card.write_card(out, recipe, kind, metrics=metrics, prompt=card.served_prompt(tokenizer),
                     template_note=template_note, plot=plot.name if plot else None)
     card.make_readable(out)
