@@ -61,13 +61,13 @@ def test_infer_on_a_terminal_says_it_waits_for_prompts(trained_quickstart, said,
     assert not [line for line in said if line.startswith("waiting for prompts")]
 
 
-def test_evaluate_reproduces_the_trained_eval_loss_and_runs_the_assertion_evals(trained_quickstart, tmp_path):
+def test_evaluate_reproduces_the_trained_eval_loss_and_runs_the_assertion_evals(trained_quickstart, tmp_path, capsys):
     recipe, result = trained_quickstart
     out = tmp_path / "eval.json"
-    proc = run_cli("evaluate", str(recipe.source), f"--output_dir={recipe.output_dir}",
-                   f"--dataset_prepared_path={recipe.dataset_prepared_path}", "--max_new_tokens=12",
-                   "--json", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = main(["evaluate", str(recipe.source), f"--output_dir={recipe.output_dir}", "--max_new_tokens=12",
+                 f"--dataset_prepared_path={recipe.dataset_prepared_path}", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    stdout = capsys.readouterr().out
     report = json.loads(out.read_text())
     # the same number training reported after its last step, from the reloaded model
     assert report["eval_loss"] == pytest.approx(result.eval_loss_after, rel=1e-5), (report, result.eval_loss_after)
@@ -77,7 +77,7 @@ def test_evaluate_reproduces_the_trained_eval_loss_and_runs_the_assertion_evals(
     assert [a["prompt"] for a in ae["answers"]] == recipe.eval_prompts
     assert [a["answer"] for a in ae["answers"]] == [s["completion"] for s in result.samples_after]
     assert ae["checked"] > len(recipe.eval_prompts) and 0 <= ae["passed"] <= ae["checked"]
-    assert f"eval loss {report['eval_loss']:.4f}, perplexity {report['perplexity']:.3f}" in proc.stdout
+    assert f"eval loss {report['eval_loss']:.4f}, perplexity {report['perplexity']:.3f}" in stdout
 
 
 def test_evaluate_on_a_given_dataset_and_without_an_eval_split(trained_quickstart, tmp_path, capsys):
