@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.data import packing
-from ftkit.data.files import check_json_lines, load_raw, locate_files
+from ftkit.data.file_checks import check_json_lines
+from ftkit.data.files import load_raw, locate_files
 from ftkit.errors import DataError, Problem
 from ftkit.formats import RowError, strategy_for
 from ftkit.formats.tokenize import IGNORE

@@ -10,6 +10,7 @@ import json
 from ftkit.recipe import Recipe
 from ftkit.train import callbacks as cb
 from ftkit.train import checkpoints, distributed, tracking
+from ftkit.train.checkpoint_files import CheckpointManifest
 
 
 def eval_kwargs(recipe: Recipe, has_eval: bool, n_train: int, world: int = 1) -> dict:
@@ -52,7 +53,8 @@ def _zero_stage(recipe: Recipe) -> int | None:
 def callbacks(recipe: Recipe) -> list:
     """Watchdog, early stopping, recipe-as-run-config, replica check (where weights are not sharded)."""
     full_replicas = not recipe.fsdp and _zero_stage(recipe) != 3
-    return [*cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe)]
+    return [*cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe),
+            CheckpointManifest(recipe.dump(), recipe.save_total_limit)]  # checksums + ftkit's own rotation
 
 
 def resume(recipe: Recipe) -> str | None:
