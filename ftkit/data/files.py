@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from ftkit.errors import DataError, Problem
 from ftkit.recipe import DatasetSpec, Recipe
@@ -88,6 +89,18 @@ def check_json_lines(path: Path) -> list[int]:
             rows.append(no)
     _LINES[key] = rows
     return rows
+
+
+def locate_row(files: list[str], idx: int) -> tuple[str, int | None, int]:
+    """(file, line or None, row index in that file) of the idx-th row across a dataset's files."""
+    for f in files:
+        if not f.endswith(".jsonl"):
+            return f, None, idx
+        lines = check_json_lines(Path(f))
+        if idx < len(lines):
+            return f, lines[idx], idx
+        idx -= len(lines)
+    return files[0], None, idx
 
 
 def _check_utf8(path: Path) -> None:
@@ -171,8 +184,17 @@ def _csv_as_text(files: list[Path], builder: str) -> dict:
     return {"features": datasets.Features({name: datasets.Value("string") for name in header})}
 
 
-def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
-    """Load one `datasets:` entry as a datasets.Dataset -> (dataset, [files]); clear errors for bad input."""
+class RawData(NamedTuple):
+    """One `datasets:` entry as loaded: its rows, the files they came from, and (for a shard) the index of
+    the shard's first row in those files, so a row error names the right line."""
+
+    rows: object  # datasets.Dataset
+    files: list[str]
+    first_row: int = 0
+
+
+def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
+    """Load one `datasets:` entry (rows, files, first_row); clear errors for bad input."""
     import datasets
 
     kind, files = locate_files(spec, recipe, where)
@@ -203,8 +225,9 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
     if len(ds) == 0:
         raise DataError(Problem("the dataset has no rows", ", ".join(map(str, files)) or spec.path, f"{where}.path",
                                 fix="add rows, or remove this entry from datasets:"))
+    first_row = 0
     if spec.shards:
         n, k = len(ds), spec.shards_idx
         ds = ds.shard(num_shards=spec.shards, index=k, contiguous=True)
-        ds.ftkit_row_offset = (n // spec.shards) * k + min(k, n % spec.shards)  # first row of the shard, for errors
-    return ds, [str(f) for f in files] or [spec.path]
+        first_row = (n // spec.shards) * k + min(k, n % spec.shards)  # contiguous shards: the larger ones first
+    return RawData(ds, [str(f) for f in files] or [spec.path], first_row)
