@@ -17,6 +17,7 @@ from ftkit.data import preference as preference_data
 from ftkit.data.files import RawData
 from ftkit.errors import ConfigError, DataError, FtkitError
 from ftkit.formats.chat import configure_tokenizer, end_of_turn
+from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.recipe import load_recipe
 from ftkit.train import preference as rl
 from ftkit.train import preference_report
@@ -170,6 +171,19 @@ def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokeniz
             f"<|im_start|>system\n{raw['system']}<|im_end|>\n<|im_start|>user\n{raw['question']}<|im_end|>\n"
             "<|im_start|>assistant\n")
         assert "<|im_start|>" in tok.get_vocab()
+
+
+def test_one_template_for_a_preference_run(tmp_path, tiny_tokenizer):
+    """TRL renders every row with the tokenizer's template: names that disagree are an error, before any data."""
+    from ftkit import models
+
+    intel = [{"path": "data_samples/preference_intel.jsonl", "type": "chatml.intel"}]
+    with pytest.raises(FtkitError, match=r"chat_template: the dataset types and chat_template name different "
+                                         r"templates: \['chatml', 'llama3'\]"):
+        models.load_tokenizer(recipe_for("dpo", tmp_path, datasets=intel))  # dpo.yml says chat_template: llama3
+    tok = models.load_tokenizer(recipe_for("dpo", tmp_path, datasets=intel, chat_template="chatml"))
+    assert tok.chat_template == TEMPLATES["chatml"].jinja and "<|im_end|>" in tok.get_vocab()
+    assert end_of_turn(tok.chat_template, tok) == "<|im_end|>"
 
 
 def test_full_finetune_uses_a_frozen_reference_copy(tmp_path):
