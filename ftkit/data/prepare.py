@@ -108,8 +108,8 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
             raw, spec, recipe, tokenizer, f"datasets.{i}", _processes(recipe, len(raw.rows)), f"{fp}-{i}")
         parts.append(kept)
     train, ev = _split(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], recipe)
-    counted = ["rows_in", "kept", *(f"dropped_{r}" for r in rows.REASONS)]
-    counted += ["truncated"] if "truncated" in next(iter(per_dataset.values())) else []
+    counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
+               or k.startswith("dropped_")]
     stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS),
              **{k: sum(d[k] for d in per_dataset.values()) for k in counted},
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,

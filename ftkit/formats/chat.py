@@ -238,6 +238,9 @@ def _asked_templates(recipe) -> list[tuple[str, str]]:
 
 def _one_template(recipe, asked: list[tuple[str, str]]) -> str | None:
     """Preference rows are rendered by the tokenizer's template (TRL): every name must agree."""
+    for key, option in asked:  # (the recipe check validates SFT datasets' names; preference types name their own)
+        if fix := template_option_problem(option):
+            raise FtkitError(f"unknown chat template {option!r}", file=recipe.source, where=key, fix=fix)
     names = {o for o in [recipe.chat_template] + [o for _, o in asked] if o and o != "tokenizer_default"}
     if len(names) > 1:
         raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",
