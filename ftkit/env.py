@@ -14,3 +14,8 @@ def go_offline() -> None:
     """Set the offline variables unless the caller already chose a value."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def world_size() -> int:
+    """Processes in this run (set by accelerate/torchrun; 1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

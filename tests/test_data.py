@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from ftkit import data, models
-from ftkit.data.prepare import fingerprint
-from ftkit.recipe import load_recipe
-from ftkit.errors import DataError
 from ftkit.data.parity import check_parity, first_mismatch
+from ftkit.data.prepare import fingerprint
+from ftkit.errors import DataError
+from ftkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = [{"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."},

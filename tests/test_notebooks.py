@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli
 
 from ftkit.cookbook import runner
 from ftkit.errors import ConfigError, FtkitError
-
-from conftest import ROOT, run_cli
 
 NOTEBOOKS = runner.find_notebooks()
 

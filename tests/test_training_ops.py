@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import OFFLINE, ROOT
+
 from ftkit import train
 from ftkit.errors import ConfigError
-
 
 
 def weights(path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from ftkit.data.file_checks import check_json_lines, check_utf8, explain_failure
 from ftkit.errors import DataError, Problem
@@ -81,6 +82,18 @@ def _data_files(spec: DatasetSpec, root: Path, recipe: Recipe, where: str) -> li
     return out
 
 
+def locate_row(files: list[str], idx: int) -> tuple[str, int | None, int]:
+    """(file, line or None, row index in that file) of the idx-th row across a dataset's files."""
+    for f in files:
+        if not f.endswith(".jsonl"):
+            return f, None, idx
+        lines = check_json_lines(Path(f))
+        if idx < len(lines):
+            return f, lines[idx], idx
+        idx -= len(lines)
+    return files[0], None, idx
+
+
 def locate_files(spec: DatasetSpec, recipe: Recipe, where: str) -> tuple[str, list[Path]]:
     """('files' | 'saved' | 'hub', paths) for one `datasets:` entry; missing local paths are errors."""
     root = resolve_data_path(spec.path, recipe)
@@ -152,8 +165,17 @@ def _csv_as_text(files: list[Path], builder: str) -> dict:
     return {"features": datasets.Features({name: datasets.Value("string") for name in header})}
 
 
-def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
-    """Load one `datasets:` entry as a datasets.Dataset -> (dataset, [files]); clear errors for bad input."""
+class RawData(NamedTuple):
+    """One `datasets:` entry as loaded: its rows, the files they came from, and (for a shard) the index of
+    the shard's first row in those files, so a row error names the right line."""
+
+    rows: object  # datasets.Dataset
+    files: list[str]
+    first_row: int = 0
+
+
+def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
+    """Load one `datasets:` entry (rows, files, first_row); clear errors for bad input."""
     import datasets
 
     kind, files = locate_files(spec, recipe, where)
@@ -183,8 +205,9 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
     if len(ds) == 0:
         raise DataError(Problem("the dataset has no rows", ", ".join(map(str, files)) or spec.path, f"{where}.path",
                                 fix="add rows, or remove this entry from datasets:"))
+    first_row = 0
     if spec.shards:
         n, k = len(ds), spec.shards_idx
         ds = ds.shard(num_shards=spec.shards, index=k, contiguous=True)
-        ds.ftkit_row_offset = (n // spec.shards) * k + min(k, n % spec.shards)  # first row of the shard, for errors
-    return ds, [str(f) for f in files] or [spec.path]
+        first_row = (n // spec.shards) * k + min(k, n % spec.shards)  # contiguous shards: the larger ones first
+    return RawData(ds, [str(f) for f in files] or [spec.path], first_row)

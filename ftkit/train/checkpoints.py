@@ -7,9 +7,9 @@ recipe. Resuming restores the data order and RNG, so the loss curve continues wh
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -19,12 +19,6 @@ from ftkit.train.checkpoint_files import (
     recipe_of,
     training_options,
 )
-
-
-def steps_per_epoch(recipe: Recipe, n_train: int, world: int = 1) -> int:
-    """Optimizer steps in one epoch: 2,400 rows / (16 rows x 1 process) = 150 batches / 1 accum = 150 steps."""
-    batches = math.ceil(n_train / (recipe.micro_batch_size * world))
-    return max(1, math.ceil(batches / recipe.gradient_accumulation_steps))
 
 
 def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from ftkit.data.steps import steps_per_epoch
 from ftkit.recipe import Recipe
 from ftkit.train import callbacks as cb
 from ftkit.train import checkpoints, distributed, tracking
@@ -17,7 +18,7 @@ def eval_kwargs(recipe: Recipe, has_eval: bool, n_train: int, world: int = 1) ->
     """eval_steps / evals_per_epoch (on the val_set_size split) and the metric early stopping watches."""
     every = recipe.eval_steps
     if recipe.evals_per_epoch:
-        every = max(1, checkpoints.steps_per_epoch(recipe, n_train, world) // recipe.evals_per_epoch)
+        every = max(1, steps_per_epoch(recipe, n_train, world) // recipe.evals_per_epoch)
     if not (every and has_eval):
         return {"eval_strategy": "no"}
     out = {"eval_strategy": "steps", "eval_steps": every}
