@@ -115,21 +115,16 @@ def _preprocess(recipe, args) -> None:
     from ftkit import data, models
 
     tok = models.load_tokenizer(recipe)
-    if recipe.rl:  # preference rows: converted and counted here, tokenized by TRL at train time
-        from ftkit.data import preference as preference_data
-        from ftkit.train import preference_report
-
-        preference_data.apply_chat_template(recipe, tok)
-        prepared = preference_data.prepare(recipe, tok)
-        print(prepared.summary())
-        for i in range(min(args.debug_rows, len(prepared.train)) if args.debug else 0):
-            print(f"--- example {i} ---\n{preference_report.show_pair(tok, prepared.train[i])}")
-        return
-    prepared = data.prepare(recipe, tok)
+    prepared = data.prepare(recipe, tok)  # with rl: conversational rows, tokenized by TRL at train time
     print(prepared.summary())
     if args.debug:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
+            if recipe.rl:  # a preference row as the model sees it
+                from ftkit.train import preference_report
+
+                print(f"--- example {i} ---\n{preference_report.show_pair(tok, ex)}")
+                continue
             if "seq_lengths" in ex:  # sample_packing: a packed row, one line per example
                 from ftkit.data.packing import show_packed_row
 
@@ -137,7 +132,10 @@ def _preprocess(recipe, args) -> None:
                 continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
-    if args.check_parity:
+    if args.check_parity and recipe.rl:  # TRL renders the prompt with the template inference uses
+        print("parity: rl: prompts are the chat template's own rendering, the ids `ftkit infer` sends "
+              "(tests/test_preference.py checks TRL's prompt_ids against them)")
+    elif args.check_parity:
         from ftkit.data.parity import check_parity
         from ftkit.errors import Problem
 

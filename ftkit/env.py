@@ -34,6 +34,11 @@ def go_offline() -> None:
         os.environ.setdefault(key, value)
 
 
+def world_size() -> int:
+    """Processes in this run (set by accelerate/torchrun; 1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 class _DropKnown(logging.Filter):
     """Drops records whose message starts with one of `starts`; lets everything else through."""
 

@@ -31,6 +31,15 @@ def tiny_tokenizer(tiny_llama_dir):
     return AutoTokenizer.from_pretrained(tiny_llama_dir)
 
 
+@pytest.fixture(scope="session")
+def rows64(tmp_path_factory):
+    """The first 64 alpaca rows as a `datasets:` list: enough for short runs, and quick to tokenize."""
+    path = tmp_path_factory.mktemp("data") / "alpaca64.jsonl"
+    lines = (ROOT / "data_samples" / "alpaca.jsonl").read_text().splitlines()[:64]
+    path.write_text("\n".join(lines) + "\n")
+    return [{"path": str(path), "type": "alpaca"}]
+
+
 @pytest.fixture
 def make_recipe(tmp_path):
     """make_recipe(**overrides) -> Recipe: the quickstart recipe, small and fast, writing under tmp_path."""

@@ -82,8 +82,9 @@ def test_quantized_bases_really_are_quantized(trained):
 
 def test_loftq_base_holds_its_4bit_values_and_adapter_starts_at_the_residual(tmp_path):
     """LoftQ: base W -> Q = dequant(nf4(W)); scale·B·A ≈ W - Q, so Q + scale·B·A is closer to W than Q."""
-    from ftkit import models
     from twin import load_on_twin
+
+    from ftkit import models
 
     recipe = load_on_twin(LORA, tmp_path, loftq_config={"loftq_bits": 4}, lora_r=8, lora_alpha=8,
                           lora_target_modules=["q_proj"], lora_target_linear=False)
@@ -102,8 +103,9 @@ def test_loftq_base_holds_its_4bit_values_and_adapter_starts_at_the_residual(tmp
                     "(AVX512-BF16) path; this test drives a CPU model")
 def test_cpu_4bit_gradients_survive_an_eval_pass(tmp_path):
     """bitsandbytes repacks 4-bit CPU weights on an eval pass and then loses gradients; ftkit prevents it."""
-    from ftkit import models
     from twin import load_on_twin
+
+    from ftkit import models
 
     recipe = load_on_twin(QLORA, tmp_path, gradient_checkpointing=False, lora_dropout=0.0)
     tok = models.load_tokenizer(recipe)

@@ -3,8 +3,8 @@ import textwrap
 
 import pytest
 
-from ftkit.recipe import Recipe, load_recipe, options_reference, parse_overrides
 from ftkit.errors import ConfigError
+from ftkit.recipe import Recipe, load_recipe, options_reference, parse_overrides
 
 GOOD = """\
 base_model: tiny:llama

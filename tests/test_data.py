@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from ftkit import data, models
-from ftkit.data.prepare import fingerprint
-from ftkit.recipe import load_recipe
-from ftkit.errors import DataError
 from ftkit.data.parity import check_parity, first_mismatch
+from ftkit.data.prepare import fingerprint
+from ftkit.errors import DataError
+from ftkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = [{"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."},
@@ -98,7 +98,8 @@ def test_missing_file_and_missing_data_files(tmp_path, tok):
     with pytest.raises(DataError, match=r"datasets\.0\.path: dataset path 'nope\.jsonl' does not exist\. Fix: give a local"):
         prep(tmp_path, tok, [{"path": "nope.jsonl"}])
     (tmp_path / "d").mkdir()
-    with pytest.raises(DataError, match=r"datasets\.0\.data_files: no data files found .*b\.jsonl"):
+    with pytest.raises(DataError, match=r"datasets\.0\.data_files: data_files 'b\.jsonl' matches no file in .*d \(it "
+                                        r"holds nothing\)\. Fix: name files relative to path"):
         prep(tmp_path, tok, [{"path": str(tmp_path / "d"), "data_files": ["b.jsonl"]}])
 
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_cli
+
+from ftkit.errors import ConfigError
 from ftkit.train import distributed
 from ftkit.train.callbacks import param_checksum
-from ftkit.errors import ConfigError
 
 
 def write_recipe(recipe, path: Path) -> str:

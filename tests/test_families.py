@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from ftkit import infer, models
-from ftkit.models import adapters
-from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.errors import FtkitError
 from ftkit.formats import get_strategy
+from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.formats.tokenize import IGNORE, encode_segments
+from ftkit.models import adapters
 from ftkit.models.families import ALIASES, FAMILIES
 from ftkit.models.tiny import tiny_path
 

@@ -5,8 +5,8 @@ The estimate-vs-measured check (within 25% of a real CPU run's peak) is `ftkit b
 """
 import pytest
 
-from ftkit.train import memory
 from ftkit.errors import FtkitError
+from ftkit.train import memory
 
 GB = 1e9
 

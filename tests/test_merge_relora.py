@@ -7,9 +7,9 @@ from test_adapters import IDS, LORA, QLORA, logits, run_variant
 from twin import load_on_twin
 
 from ftkit import models
+from ftkit.errors import ConfigError, FtkitError
 from ftkit.models import merge
 from ftkit.models.adapters import ADAPTER_FILES
-from ftkit.errors import ConfigError, FtkitError
 
 
 @pytest.mark.parametrize("name", ["lora", "qlora"])

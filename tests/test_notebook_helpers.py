@@ -6,9 +6,9 @@ import pytest
 
 from ftkit.cookbook import evals
 from ftkit.cookbook import notebook as nb
+from ftkit.cookbook.twins import twin_for_model, twin_for_recipe
 from ftkit.formats import get_strategy
 from ftkit.formats.tokenize import encode_segments
-from ftkit.cookbook.twins import twin_for_model, twin_for_recipe
 
 ROW = {"instruction": "Add 2 and 3.", "input": "", "output": "2 plus 3 is 5."}
 

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import OFFLINE, ROOT, run_cli
 
 from ftkit.cookbook import runner
 from ftkit.errors import ConfigError, FtkitError
-
-from conftest import OFFLINE, ROOT, run_cli
 
 NOTEBOOKS = runner.find_notebooks()
 

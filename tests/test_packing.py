@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ftkit.data import packing
-from ftkit.recipe import load_recipe
 from ftkit.errors import ConfigError
+from ftkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUICKSTART, run_cli
 
 from ftkit import train
 from ftkit.recipe import load_recipe
-
-from conftest import QUICKSTART, run_cli
 
 
 @pytest.fixture(scope="module")

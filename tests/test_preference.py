@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from ftkit import data, train
+from ftkit.cookbook.preference import method_recipe
 from ftkit.data import preference as preference_data
+from ftkit.data.files import RawData
+from ftkit.errors import ConfigError, DataError, FtkitError
+from ftkit.formats.chat import configure_tokenizer, end_of_turn
+from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.recipe import load_recipe
 from ftkit.train import preference as rl
 from ftkit.train import preference_report
-from ftkit.recipe import load_recipe
-from ftkit.cookbook.preference import method_recipe
-from ftkit.errors import ConfigError, DataError, FtkitError
 from tests.conftest import ROOT
-
 
 
 def recipe_for(method: str, out, **overrides):
@@ -37,7 +40,7 @@ def trained(tmp_path_factory):
     def get(method):
         if method not in cache:
             recipe = recipe_for(method, tmp_path_factory.mktemp(method))
-            cache[method] = (recipe, rl.run_preference(recipe))
+            cache[method] = (recipe, train.run(recipe))
         return cache[method]
 
     return get
@@ -76,16 +79,15 @@ def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
 
 def test_inference_prompt_is_the_prompt_trl_trains_on(tiny_tokenizer, tmp_path):
     """TRL's tokenized prompt for a row equals the ids `ftkit infer` sends for the same question."""
-    from trl import DPOConfig, DPOTrainer
     from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
 
     from ftkit.models.tiny import tiny_path
 
     recipe = recipe_for("dpo", tmp_path)
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_path("tiny:llama"))
-    preference_data.apply_chat_template(recipe, tok)
-    data = preference_data.prepare(recipe, tok)
-    rows = data.train.select(range(3))
+    configure_tokenizer(tok, recipe)  # the run's template, as models.load_tokenizer sets it
+    rows = data.prepare(recipe, tok).train.select(range(3))
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_path("tiny:llama")), train_dataset=rows,
                          processing_class=tok, args=DPOConfig(str(tmp_path), use_cpu=True, bf16=False,
                                                               report_to=[], gradient_checkpointing=False))
@@ -109,21 +111,23 @@ def test_bad_rows_are_dropped_and_counted(tmp_path, tiny_tokenizer):
     recipe = recipe_for("dpo", tmp_path, sequence_len=64,
                         datasets=[{"path": path, "type": "chat_template.prompt_pairs"}])
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
-    preference_data.apply_chat_template(recipe, tok)
-    data = preference_data.prepare(recipe, tok)
-    assert data.stats["dropped"] == {"empty": 1, "identical": 1, "too_long": 1}
-    assert data.stats["kept"] == len(data.train) == 1
-    assert "dropped 1 with an empty field, 1 with chosen == rejected, 1 longer than sequence_len=64" in data.summary()
-    assert data.train[0]["chosen"] == [{"role": "assistant", "content": "Snow is white."}]
+    configure_tokenizer(tok, recipe)
+    prepared = data.prepare(recipe, tok)
+    s = prepared.stats
+    assert (s["dropped_empty"], s["dropped_identical"], s["dropped_too_long"]) == (1, 1, 1)
+    assert s["kept"] == len(prepared.train) == 1
+    assert ("1 dropped with an empty field, 1 dropped with chosen == rejected, 1 dropped longer than "
+            "sequence_len=64") in prepared.summary()
+    assert prepared.train[0]["chosen"] == [{"role": "assistant", "content": "Snow is white."}]
 
 
 def test_no_usable_rows_is_a_clear_error(tmp_path, tiny_tokenizer):
     same = {"prompt": "Is snow white?", "chosen": "Yes.", "rejected": "Yes."}
     path = _write(tmp_path / "same.jsonl", [same, same])
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.prompt_pairs"}])
-    with pytest.raises(DataError, match=r"datasets: no usable preference rows: 0 with an empty field, 2 with "
-                                        r"chosen == rejected.*Fix: check the dataset type matches"):
-        preference_data.prepare(recipe, tiny_tokenizer)
+    with pytest.raises(DataError, match=r"same\.jsonl: datasets\.0\.path: no usable preference rows: 0 with an empty "
+                                        r"field, 2 with chosen == rejected.*Fix: check the dataset type matches"):
+        data.prepare(recipe, tiny_tokenizer)
 
 
 def test_bad_row_names_file_line_and_field(tmp_path, tiny_tokenizer):
@@ -132,11 +136,11 @@ def test_bad_row_names_file_line_and_field(tmp_path, tiny_tokenizer):
     path = _write(tmp_path / "intel.jsonl", rows)
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.intel"}])
     with pytest.raises(DataError, match=r"intel\.jsonl:3: field 'rejected': missing\. Fix: add 'rejected'"):
-        preference_data.prepare(recipe, tiny_tokenizer)
+        data.prepare(recipe, tiny_tokenizer)
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.pairs"}])
     with pytest.raises(FtkitError, match=r"datasets\.0\.type: unsupported preference dataset type 'chat_template\.pairs'"
                                         r".*prompt_pairs"):
-        preference_data.prepare(recipe, tiny_tokenizer)
+        data.prepare(recipe, tiny_tokenizer)
 
 
 SHAPES = {  # sample file, type -> the normalized prompt of its first row
@@ -153,14 +157,14 @@ def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokeniz
     raw = json.loads((ROOT / "data_samples" / name).read_text().splitlines()[0])
     recipe = recipe_for("dpo", tmp_path, chat_template=None, datasets=[{"path": f"data_samples/{name}", "type": type_}])
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
-    preference_data.apply_chat_template(recipe, tok)
-    row = preference_data.convert(__import__("datasets").Dataset.from_list([raw]), recipe.datasets[0], recipe, tok,
-                                  [name], "datasets.0")[0]
+    configure_tokenizer(tok, recipe)
+    rows = RawData(__import__("datasets").Dataset.from_list([raw]), [name])
+    row = preference_data.convert_rows(rows, recipe.datasets[0], recipe, tok, "datasets.0")[0]
     assert [m["role"] for m in row["prompt"]] == roles and row["_drop"] == ""
     assert row["chosen"][0]["content"].endswith(".") and row["rejected"][0]["content"].endswith("!")
     shown = preference_report.show_pair(tok, row)  # what `ftkit preprocess --debug` prints
     assert shown.splitlines()[-1].startswith("rejected: ")  # chatml follows <|im_end|> with a newline
-    assert f"{row['rejected'][0]['content']}{preference_data.end_of_turn_token(tok)}" in shown.splitlines()[-1]
+    assert f"{row['rejected'][0]['content']}{end_of_turn(tok.chat_template, tok)}" in shown.splitlines()[-1]
     if type_.startswith("chatml"):  # the type's template becomes the run's, special tokens added
         assert tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) == (
             f"<|im_start|>system\n{raw['system']}<|im_end|>\n<|im_start|>user\n{raw['question']}<|im_end|>\n"
@@ -168,20 +172,34 @@ def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokeniz
         assert "<|im_start|>" in tok.get_vocab()
 
 
+def test_one_template_for_a_preference_run(tmp_path, tiny_tokenizer):
+    """TRL renders every row with the tokenizer's template: names that disagree are an error, before any data."""
+    from ftkit import models
+
+    intel = [{"path": "data_samples/preference_intel.jsonl", "type": "chatml.intel"}]
+    with pytest.raises(FtkitError, match=r"chat_template: the dataset types and chat_template name different "
+                                         r"templates: \['chatml', 'llama3'\]"):
+        models.load_tokenizer(recipe_for("dpo", tmp_path, datasets=intel))  # dpo.yml says chat_template: llama3
+    tok = models.load_tokenizer(recipe_for("dpo", tmp_path, datasets=intel, chat_template="chatml"))
+    assert tok.chat_template == TEMPLATES["chatml"].jinja and "<|im_end|>" in tok.get_vocab()
+    assert end_of_turn(tok.chat_template, tok) == "<|im_end|>"
+
+
 def test_full_finetune_uses_a_frozen_reference_copy(tmp_path):
     import torch
 
-    recipe = recipe_for("dpo", tmp_path, adapter=None, max_steps=3, learning_rate=1e-3)
-    from ftkit import models
+    from ftkit.train.run import build
 
-    tok = models.load_tokenizer(recipe)
-    model, peft_config, ref = rl.load_policy(recipe, tok, models.resolve_precision(recipe))
-    assert peft_config is None and ref is not model
-    assert not any(p.requires_grad for p in ref.parameters())
+    recipe = recipe_for("dpo", tmp_path, adapter=None, max_steps=3, learning_rate=1e-3)
+    trainer = build(recipe).trainer
+    ref, policy = trainer.ref_model, trainer.model
+    assert ref is not None and ref is not policy and not any(p.requires_grad for p in ref.parameters())
+    assert all(p.requires_grad for p in policy.parameters())  # a full fine-tune trains every weight
     w0 = ref.model.layers[0].self_attn.q_proj.weight.clone()
-    result = rl.run_preference(recipe)
-    assert result.steps == 3 and result.trainable_params == result.total_params
-    assert torch.equal(ref.model.layers[0].self_attn.q_proj.weight, w0)
+    trainer.train()
+    assert trainer.state.global_step == 3
+    assert torch.equal(ref.model.layers[0].self_attn.q_proj.weight, w0)  # the reference stayed where it started
+    assert not torch.equal(policy.model.layers[0].self_attn.q_proj.weight, w0)  # the policy moved
 
 
 def test_options_only_one_method_reads_are_errors():
@@ -213,6 +231,6 @@ def test_cli_train_dispatches_on_rl_and_infer_uses_the_chat_template(tmp_path, c
     args = ["recipes/llama/dpo.yml", "--base_model=tiny:llama", f"--output_dir={out}"]
     # (in-process: the same main() `ftkit` runs; --eval_prompts=[] would arrive as the string '[]')
     assert main(["train", *args, "--max_steps=2", "--max_new_tokens=2"]) == 0
-    assert "dpo: 2 steps" in capsys.readouterr().out and (out / "adapter_model.safetensors").is_file()
+    assert "dpo: train loss 0.693 -> " in capsys.readouterr().out and (out / "adapter_model.safetensors").is_file()
     assert main(["infer", *args, "--prompt=What is the capital of Peru?", "--no-stream", "--max-new-tokens=4"]) == 0
     assert capsys.readouterr().out.strip()

@@ -5,9 +5,9 @@ and converted with the vocabulary, so each list reads as the text it encodes.
 """
 import pytest
 
-from ftkit.recipe import load_recipe
 from ftkit.errors import ConfigError, FtkitError
 from ftkit.formats import RowError, strategy_for
+from ftkit.recipe import load_recipe
 
 M = -100  # masked label
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from ftkit import train
+from ftkit.cookbook.twins import twin_overrides
+from ftkit.errors import ConfigError
+from ftkit.models.families import FAMILIES
 from ftkit.recipe import Recipe, load_recipe
 from ftkit.recipe.schema import AXOLOTL_OPTIONS
-from ftkit.errors import ConfigError
-from ftkit.cookbook.twins import twin_overrides
-from ftkit.models.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = ROOT / "recipes"

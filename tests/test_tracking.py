@@ -11,6 +11,7 @@ from ftkit.errors import ConfigError
 def logged_run(tmp_path_factory):
     """One 2-step run logging to tensorboard, wandb (offline) and mlflow (file store)."""
     from conftest import QUICKSTART
+
     from ftkit.recipe import load_recipe
 
     tmp = tmp_path_factory.mktemp("logged")

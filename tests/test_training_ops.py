@@ -9,20 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import OFFLINE, ROOT
+
 from ftkit import train
 from ftkit.errors import ConfigError
-
-
-
-@pytest.fixture(scope="module")
-def rows64(tmp_path_factory):
-    """The first 64 alpaca rows: enough for these runs, and quick to tokenize."""
-    path = tmp_path_factory.mktemp("data") / "alpaca64.jsonl"
-    lines = (ROOT / "data_samples" / "alpaca.jsonl").read_text().splitlines()[:64]
-    path.write_text("\n".join(lines) + "\n")
-    return [{"path": str(path), "type": "alpaca"}]
 
 
 def weights(path):
@@ -64,14 +54,14 @@ def test_sigkill_then_auto_resume_continues_the_same_loss_curve(make_recipe, tmp
 
     killed = make_recipe(output_dir=str(tmp_path / "killed"), auto_resume_from_checkpoints=True, **common)
     proc = start_cli_run(killed, tmp_path)
-    first = Path(killed.output_dir) / "checkpoint-2" / "trainer_state.json"
+    first = Path(killed.output_dir) / "checkpoint-2" / "ftkit_checkpoint.json"  # ftkit's manifest, written last
     deadline = time.time() + 240
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
     assert not (Path(killed.output_dir) / "metrics.json").exists()
-    half = Path(killed.output_dir) / "checkpoint-9999"  # a save cut off before trainer_state.json
+    half = Path(killed.output_dir) / "checkpoint-9999"  # a save cut off before ftkit's manifest
     half.mkdir()
     (half / "config.json").write_text("{}")
 
@@ -90,7 +80,7 @@ def test_resume_from_missing_checkpoint_is_a_config_error(make_recipe, tmp_path)
     from ftkit.train.checkpoints import resume_from
 
     recipe = make_recipe(resume_from_checkpoint=str(tmp_path / "nope"))
-    with pytest.raises(ConfigError, match="resume_from_checkpoint: .*not a complete checkpoint.*Fix: point it at"):
+    with pytest.raises(ConfigError, match="resume_from_checkpoint: .*cannot be resumed: it is not a directory.*Fix: point it at"):
         resume_from(recipe)
 
 

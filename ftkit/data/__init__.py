@@ -1,4 +1,5 @@
-"""Data: reading files, turning rows into tokens and labels, counting drops, caching, packing, preference rows."""
+"""Data: reading files, one prepare for every method (SFT tokens + labels or preference rows; counted drops,
+mixing, split, cache), packing."""
 from ftkit.data.files import load_raw
 from ftkit.data.prepare import Prepared, prepare, show_mask
 

@@ -6,29 +6,48 @@ lines, a field whose JSON type changes between lines, empty files, offline hub n
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
+from ftkit.data.file_checks import check_json_lines, check_utf8, explain_failure
 from ftkit.errors import DataError, Problem
+from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 SAVED_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")  # a datasets.save_to_disk directory
-_LINES: dict[tuple, list[int]] = {}  # (path, size, mtime) -> line number of each row of a JSON-lines file
+PROJECT_MARKERS = (".git", "pyproject.toml", "setup.cfg")  # a folder holding one of these is a project root
+_ANNOUNCED: set[tuple[str, str]] = set()
 
 
 # ---------------------------------------------------------------- locating and checking files
 
+def _search_folders(recipe_file: Path) -> list[Path]:
+    """The recipe's folder and its parents up to the project root (the first holding .git or pyproject.toml);
+    only the recipe's folder when it lies in no project. Never the whole way up to / (etc/passwd)."""
+    folders = []
+    for folder in recipe_file.resolve().parents:
+        folders.append(folder)
+        if any((folder / m).exists() for m in PROJECT_MARKERS):
+            return folders
+    return folders[:1]
+
+
 def resolve_data_path(path: str, recipe: Recipe) -> Path:
-    """A dataset path relative to the working directory, else to the recipe's folder or its parents."""
-    p = Path(path)
+    """A dataset path relative to the working directory, else to the recipe's folder or a parent of it inside
+    the recipe's project (see _search_folders). A file found beside the recipe is announced once."""
+    p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
     if recipe.source:
-        for parent in Path(recipe.source).resolve().parents:
-            if (parent / p).exists():
-                return parent / p
+        for folder in _search_folders(Path(recipe.source)):
+            if (folder / p).exists():
+                found = folder / p
+                if (path, str(found)) not in _ANNOUNCED:
+                    _ANNOUNCED.add((path, str(found)))
+                    log.info(f"dataset {path}: using {found} (relative to {folder}, found from the recipe's folder)")
+                return found
     return p
 
 
@@ -38,65 +57,41 @@ def _looks_like_hub(path: str) -> bool:
     return p.suffix not in BUILDERS and not path.startswith((".", "/", "~")) and path.count("/") <= 1
 
 
-def _data_files(spec: DatasetSpec, root: Path) -> list[Path]:
-    if root.is_dir():
-        if spec.data_files:
-            names = [spec.data_files] if isinstance(spec.data_files, str) else spec.data_files
-            return [root / n for n in names]
+def _listing(root: Path, n: int = 5) -> str:
+    names = sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
+    more = f", ... ({len(names)} files)" if len(names) > n else ""
+    return (", ".join(names[:n]) + more) if names else "nothing"
+
+
+def _data_files(spec: DatasetSpec, root: Path, recipe: Recipe, where: str) -> list[Path]:
+    """The files of one entry: data_files names or glob patterns inside `path`, else every data file under it."""
+    if not root.is_dir():
+        return [root]
+    if not spec.data_files:
         return sorted(f for f in root.rglob("*") if f.suffix in BUILDERS and f.is_file()
                       and not any(part.startswith(".") for part in f.relative_to(root).parts))
-    return [root]
+    out = []
+    for name in [spec.data_files] if isinstance(spec.data_files, str) else spec.data_files:
+        matched = sorted(f for f in root.glob(name) if f.is_file()) if any(c in name for c in "*?[") else \
+            [root / name] if (root / name).is_file() else []
+        if not matched:
+            raise DataError(Problem(f"data_files {name!r} matches no file in {root} (it holds {_listing(root)})",
+                                    recipe.source, f"{where}.data_files",
+                                    fix="name files relative to path, or a glob such as train-*.jsonl"))
+        out += matched
+    return out
 
 
-def _json_kind(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true/false"
-    return {str: "text", int: "a number", float: "a number", list: "a list", dict: "a mapping"}[type(value)]
-
-
-def check_json_lines(path: Path) -> list[int]:
-    """Every line parses to an object and each field keeps one JSON type; returns the line of each row."""
-    key = (str(path), path.stat().st_size, path.stat().st_mtime_ns)
-    if key in _LINES:
-        return _LINES[key]
-    rows, kinds = [], {}
-    with open(path, "rb") as f:
-        for no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(Problem(f"not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})", str(path),
-                                        line=no, fix="re-save the file as UTF-8")) from None
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(Problem(f"malformed JSON ({e.msg} at column {e.colno})", str(path), line=no,
-                                        fix="each line must be one JSON object; fix or delete that line")) from None
-            if not isinstance(value, dict):
-                raise DataError(Problem(f"a JSON line must be an object, got {type(value).__name__}", str(path),
-                                        line=no, fix='write rows as {"field": "value", ...}'))
-            for k, v in value.items():
-                kind = _json_kind(v)
-                first = kinds.setdefault(k, (kind, no)) if kind else None
-                if first and first[0] != kind:
-                    raise DataError(Problem(f"field {k!r} is {kind} here but {first[0]} on line {first[1]}", str(path),
-                                            where=k, line=no, fix=f"give {k} the same type on every line"))
-            rows.append(no)
-    _LINES[key] = rows
-    return rows
-
-
-def _check_utf8(path: Path) -> None:
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(Problem("not UTF-8 text", str(path), line=data[:e.start].count(b"\n") + 1,
-                                fix="re-save the file as UTF-8")) from None
+def locate_row(files: list[str], idx: int) -> tuple[str, int | None, int]:
+    """(file, line or None, row index in that file) of the idx-th row across a dataset's files."""
+    for f in files:
+        if not f.endswith(".jsonl"):
+            return f, None, idx
+        lines = check_json_lines(Path(f))
+        if idx < len(lines):
+            return f, lines[idx], idx
+        idx -= len(lines)
+    return files[0], None, idx
 
 
 def locate_files(spec: DatasetSpec, recipe: Recipe, where: str) -> tuple[str, list[Path]]:
@@ -110,11 +105,10 @@ def locate_files(spec: DatasetSpec, recipe: Recipe, where: str) -> tuple[str, li
         raise DataError(Problem(f"dataset path {spec.path!r} does not exist", recipe.source, f"{where}.path",
                                 fix="give a local file or directory (relative to the working directory or the "
                                     "recipe), or a hub dataset name like owner/name"))
-    files = _data_files(spec, root)
-    missing = [f for f in files if not f.is_file()]
-    if missing or not files:
-        raise DataError(Problem(f"no data files found ({', '.join(map(str, missing)) or root})", recipe.source,
-                                f"{where}.data_files", fix="list existing .jsonl/.json/.parquet/.csv/.arrow files"))
+    files = _data_files(spec, root, recipe, where)
+    if not files:
+        raise DataError(Problem(f"no .jsonl/.json/.parquet/.csv/.arrow files in {root} (it holds {_listing(root)})",
+                                recipe.source, f"{where}.path", fix="point path at a data file or a folder of them"))
     return "files", files
 
 
@@ -171,8 +165,17 @@ def _csv_as_text(files: list[Path], builder: str) -> dict:
     return {"features": datasets.Features({name: datasets.Value("string") for name in header})}
 
 
-def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
-    """Load one `datasets:` entry as a datasets.Dataset -> (dataset, [files]); clear errors for bad input."""
+class RawData(NamedTuple):
+    """One `datasets:` entry as loaded: its rows, the files they came from, and (for a shard) the index of
+    the shard's first row in those files, so a row error names the right line."""
+
+    rows: object  # datasets.Dataset
+    files: list[str]
+    first_row: int = 0
+
+
+def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
+    """Load one `datasets:` entry (rows, files, first_row); clear errors for bad input."""
     import datasets
 
     kind, files = locate_files(spec, recipe, where)
@@ -190,21 +193,21 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str):
                 raise DataError(Problem("the file has no rows", str(f), f"{where}.path",
                                         fix="add JSON lines, or remove this entry from datasets:"))
             if f.suffix != ".jsonl" and builder in ("json", "csv", "text"):
-                _check_utf8(f)
+                check_utf8(f)
         if spec.split.split("[")[0] != "train":  # slices such as train[:264] or train[10%:] are fine
             raise DataError(Problem(f"local files have only the split 'train', not {spec.split!r}", recipe.source,
                                     f"{where}.split", fix="remove split, or list the files you want in data_files"))
         try:
             ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split=spec.split,
                                        **_csv_as_text(files, builder))
-        except Exception as e:  # datasets raises many types; report which file and why, without its traceback
-            raise DataError(Problem(f"could not read: {str(e).splitlines()[0][:300]}", ", ".join(map(str, files)),
-                                    fix="check the file is valid " + builder)) from None
+        except Exception as e:  # datasets raises many types; say which rows and why, without its traceback
+            raise explain_failure(files, builder, e) from None
     if len(ds) == 0:
         raise DataError(Problem("the dataset has no rows", ", ".join(map(str, files)) or spec.path, f"{where}.path",
                                 fix="add rows, or remove this entry from datasets:"))
+    first_row = 0
     if spec.shards:
         n, k = len(ds), spec.shards_idx
         ds = ds.shard(num_shards=spec.shards, index=k, contiguous=True)
-        ds.ftkit_row_offset = (n // spec.shards) * k + min(k, n % spec.shards)  # first row of the shard, for errors
-    return ds, [str(f) for f in files] or [spec.path]
+        first_row = (n // spec.shards) * k + min(k, n % spec.shards)  # contiguous shards: the larger ones first
+    return RawData(ds, [str(f) for f in files] or [spec.path], first_row)

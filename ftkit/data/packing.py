@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ftkit.data.steps import steps_per_epoch
+from ftkit.env import world_size
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 
@@ -224,12 +226,6 @@ def flatten_for(model) -> bool:
 
 # ---------------------------------------------------------------- the recipe's hooks
 
-def steps_per_epoch(rows: int, recipe) -> int:
-    """Optimizer steps per epoch as transformers' Trainer counts them: ceil(ceil(rows / batch) / accumulation)."""
-    micro_batches = math.ceil(rows / recipe.micro_batch_size)
-    return max(math.ceil(micro_batches / recipe.gradient_accumulation_steps), 1)
-
-
 def _eval_packed(recipe) -> bool:
     return recipe.sample_packing if recipe.eval_sample_packing is None else recipe.eval_sample_packing
 
@@ -247,13 +243,14 @@ def apply(prepared, recipe):
             continue
         packed, st = pack(ds, recipe.sequence_len, recipe.sample_packing_group_size)
         setattr(prepared, split, packed)
-        steps = steps_per_epoch(st.bins, recipe)
+        steps = steps_per_epoch(recipe, st.bins)
         prepared.stats[f"packing_{split}"] = {**st.as_dict(), "steps_per_epoch": steps}
         log.info(f"packing {split}: {st.summary()}")
         if split == "train":
+            world = world_size()
             log.info(f"packing train: {steps} optimizer steps per epoch = ceil(ceil({st.bins} rows / "
-                     f"{recipe.micro_batch_size}) / {recipe.gradient_accumulation_steps}) (was "
-                     f"{steps_per_epoch(st.rows, recipe)} unpacked)")
+                     f"({recipe.micro_batch_size} x {world} processes)) / {recipe.gradient_accumulation_steps}) "
+                     f"(was {steps_per_epoch(recipe, st.rows)} unpacked)")
     return prepared
 
 

@@ -113,7 +113,7 @@ def check_parity(recipe: Recipe, tokenizer, rows: int = 8, seed: int = 0) -> Par
     report = ParityReport()
     rng = random.Random(seed)
     for i, spec in enumerate(recipe.datasets):
-        raw, files = load_raw(spec, recipe, f"datasets.{i}")
+        raw, files, _ = load_raw(spec, recipe, f"datasets.{i}")
         strategy = strategy_for(spec, recipe, tokenizer, f"datasets.{i}")
         picked = sorted(rng.sample(range(len(raw)), min(rows, len(raw))))
         check_rows(strategy, [(j, raw[j]) for j in picked], tokenizer, f"datasets.{i} ({files[0]})", report,

@@ -2,7 +2,8 @@
 
 `datasets[].type` is `<template>.<shape>` with Axolotl's names. The template part is `chat_template`
 (the recipe's `chat_template:`, else the tokenizer's own) or a template name (chatml, llama3, ...,
-which becomes the run's template). The shape part names the row layout:
+which becomes the run's template; formats/chat.py `configure_tokenizer` resolves it for every method).
+The shape part names the row layout:
 
     prompt_pairs  {"system"?, "prompt", "chosen", "rejected"}                 (plain pairs)
     intel         {"system"?, "question", "chosen", "rejected"}               (Intel/orca_dpo_pairs)
@@ -16,7 +17,8 @@ With `rl: kto` a row has "completion" (text or [msgs]) and a boolean "label" ins
 
 Every shape becomes {"prompt": [msgs], "chosen": [assistant msg], "rejected": [assistant msg]} (KTO:
 {"prompt", "completion", "label"}); TRL renders these with the tokenizer's chat template, the same call
-inference makes, so the trained prompt is the inference prompt. Example (prompt_pairs):
+inference makes, so the trained prompt is the inference prompt. data/prepare.py runs `convert` per
+dataset, like the SFT rows (data/sft.py), then mixes, splits and caches. Example (prompt_pairs):
     {"prompt": "Is it hot?", "chosen": "Yes.", "rejected": "NO!!!"} ->
     {"prompt": [{"role": "user", "content": "Is it hot?"}], "chosen": [{"role": "assistant", "content": "Yes."}],
      "rejected": [{"role": "assistant", "content": "NO!!!"}]}
@@ -24,42 +26,48 @@ inference makes, so the trained prompt is the inference prompt. Example (prompt_
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, FtkitError, Problem
-from ftkit.formats.chat_templates import TEMPLATES, get_template
-from ftkit.log import log
+from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.recipe import DatasetSpec, Recipe
 
 PROMPT_FIELD = {"prompt_pairs": "prompt", "intel": "question", "argilla": "instruction", "icr": "input"}
 ANSWER_FIELDS = {"argilla": ("chosen_response", "rejected_response")}  # others: ("chosen", "rejected")
 LIST_SHAPES = ("ultra", "argilla_chat", "default")
 SHAPES = tuple(PROMPT_FIELD) + LIST_SHAPES
-DROP_REASONS = ("empty", "identical", "too_long")
+REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as stats["dropped_<reason>"]
+
+# What the SFT rows honour and preference rows cannot: (key, refused value, why, fix). Plain data, so the
+# recipe's per-method applicability check can take it over.
+NOT_WITH_RL = (
+    ("excess_length_strategy", "truncate", "a pair cut at sequence_len loses the ends of the answers it compares",
+     "use excess_length_strategy: drop (too-long pairs are dropped and counted), or raise sequence_len"),
+    ("sample_packing", True, "preference trainers batch whole pairs; ftkit packs SFT rows only",
+     "remove sample_packing"),
+    ("eval_sample_packing", True, "preference trainers batch whole pairs; ftkit packs SFT rows only",
+     "remove eval_sample_packing"),
+    ("pad_to_sequence_len", True, "TRL's preference collators pad each batch to its longest pair",
+     "remove pad_to_sequence_len"),
+    ("group_by_length", True, "TRL's preference rows have no single length to group by", "remove group_by_length"),
+    ("train_on_inputs", True, "preference losses compare the answers; the prompt is never trained",
+     "remove train_on_inputs"),
+)
 
 
-@dataclass
-class PreferenceData:
-    """Rows in TRL's conversational format, and what was kept and dropped (per reason, per dataset)."""
+def unsupported_options(recipe: Recipe) -> list[Problem]:
+    """Problems for options set to a value preference training cannot honour (none without `rl:`)."""
+    if not recipe.rl:
+        return []
+    out = [Problem(f"{value} is not supported with rl: {recipe.rl} ({why})", recipe.source, key, fix=fix)
+           for key, value, why, fix in NOT_WITH_RL if getattr(recipe, key) == value]
+    if recipe.relora_steps and recipe.rl in ("dpo", "ipo", "kto"):
+        out.append(Problem(f"is not supported with rl: {recipe.rl} (each restart merges the adapter into the base, "
+                           "and the reference model is that base: it would move)", recipe.source, "relora_steps",
+                           fix="remove relora_steps, or use rl: orpo / simpo (no reference model)"))
+    return out
 
-    train: object
-    eval: object | None
-    stats: dict = field(default_factory=dict)
-
-    def summary(self) -> str:
-        s = self.stats
-        d = s["dropped"]
-        lines = [f"[ftkit] preference data: {s['rows_in']} rows in, {s['kept']} kept; dropped {d['empty']} with an "
-                 f"empty field, {d['identical']} with chosen == rejected, {d['too_long']} longer than "
-                 f"sequence_len={s['sequence_len']}; {s['train_rows']} train / {s['eval_rows']} eval"]
-        for name, ds in s["per_dataset"].items():
-            lines.append(f"[ftkit]   {name}: {ds['rows_in']} in, {ds['kept']} kept, dropped "
-                         + ", ".join(f"{ds['dropped'][r]} {r}" for r in DROP_REASONS))
-        return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- type names and the chat template
 
 def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | None, str]:
     """`chatml.intel` -> ("chatml", "intel"); `chat_template.argilla` -> (None, "ultra")."""
@@ -74,47 +82,7 @@ def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | N
     return (None if template == "chat_template" else template), shape
 
 
-def apply_chat_template(recipe: Recipe, tokenizer) -> str:
-    """Set the run's chat template on the tokenizer (it is saved with the model, so inference uses it).
-
-    A template named by a dataset type (`chatml.intel`) or by `chat_template:` wins over the tokenizer's;
-    two different names are an error. Returns the template's name ('tokenizer' for the tokenizer's own).
-    """
-    names = {parse_type(s, recipe.source, f"datasets.{i}")[0] for i, s in enumerate(recipe.datasets)} - {None}
-    if getattr(recipe, "chat_template", None):
-        names.add(recipe.chat_template)
-    if len(names) > 1:
-        raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",
-                         file=recipe.source, where="chat_template",
-                         fix="use one template: chat_template.SHAPE types follow the recipe's chat_template")
-    if not names:
-        if not tokenizer.chat_template:
-            raise FtkitError("the tokenizer has no chat template", file=recipe.source, where="chat_template",
-                             fix=f"set chat_template: to one of {', '.join(TEMPLATES)}")
-        return "tokenizer"
-    template = get_template(names.pop())
-    missing = [t for t in template.special_tokens if t not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing})
-        log.info(f"chat_template {template.name}: added special tokens {missing} (embeddings are resized)")
-    if tokenizer.chat_template != template.jinja:
-        log.info(f"chat_template: using {template.name} instead of the tokenizer's own")
-    tokenizer.chat_template = template.jinja
-    return template.name
-
-
-def end_of_turn_token(tokenizer) -> str:
-    """The token closing an assistant turn in the tokenizer's chat template (<|eot_id|>, <|im_end|>, ...), else eos."""
-    for t in TEMPLATES.values():
-        if t.end_of_turn and t.end_of_turn in (tokenizer.chat_template or "") and t.end_of_turn in tokenizer.get_vocab():
-            return t.end_of_turn
-    return tokenizer.eos_token
-
-
-def end_of_turn_ids(tokenizer) -> list[int]:
-    """eos plus the template's end-of-turn token, so generation stops where a trained answer ends."""
-    return sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(end_of_turn_token(tokenizer))})
-
+# ---------------------------------------------------------------- messages as TRL renders them
 
 def prompt_messages(text: str) -> list[dict]:
     """The messages inference sends for a user's text."""
@@ -156,13 +124,14 @@ def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
 # ---------------------------------------------------------------- rows
 
 class _Row:
-    """Reads one raw row's fields, raising errors that name the file, line and field."""
+    """Reads one raw row's fields, raising errors that name the file, line (or row) and field."""
 
-    def __init__(self, row: dict, file: str, line: int):
-        self.row, self.file, self.line = row, file, line
+    def __init__(self, row: dict, files: list[str], index: int):
+        self.row, self.files, self.index = row, files, index  # index: the row's position across the files
 
     def fail(self, name: str, problem: str, fix: str):
-        raise DataError(Problem(f"field {name!r}: {problem}", self.file, line=self.line, fix=fix))
+        file, line, row = locate_row(self.files, self.index)
+        raise DataError(Problem(f"field {name!r}: {problem}", file, None if line else f"row {row + 1}", line, fix))
 
     def text(self, name: str, optional: bool = False) -> str | None:
         value = self.row.get(name)
@@ -232,14 +201,14 @@ def _drop_reason(prompt: list[dict], answers: list[str], tokenizer, limit: int) 
     return ""
 
 
-def convert(ds, spec: DatasetSpec, recipe: Recipe, tokenizer, files: list[str], where: str, kto: bool | None = None):
+def convert_rows(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, kto: bool | None = None,
+                 num_proc: int | None = None, fingerprint: str | None = None):
     """Map raw rows to TRL's conversational columns plus a `_drop` reason column (kto: unpaired rows)."""
     _, shape = parse_type(spec, recipe.source, where)
     kto = recipe.rl == "kto" if kto is None else kto
-    label_file = files[0] if len(files) == 1 else spec.path
 
     def one(row, idx):
-        r = _Row(row, label_file, idx + 1)
+        r = _Row(row, raw.files, raw.first_row + idx)
         prompt, answers = read_row(r, shape, kto)
         reason = _drop_reason(prompt, answers, tokenizer, recipe.sequence_len)
         turn = [[{"role": "assistant", "content": a}] for a in answers]
@@ -247,39 +216,27 @@ def convert(ds, spec: DatasetSpec, recipe: Recipe, tokenizer, files: list[str], 
         out.update({"completion": turn[0], "label": r.label()} if kto else {"chosen": turn[0], "rejected": turn[1]})
         return out
 
-    return ds.map(one, with_indices=True, remove_columns=ds.column_names, desc=f"reading {Path(spec.path).name}")
+    ds = raw.rows
+    return ds.map(one, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc, load_from_cache_file=False,
+                  new_fingerprint=fingerprint and f"{fingerprint}-pref", desc=f"reading {Path(spec.path).name}")
 
 
-def prepare(recipe: Recipe, tokenizer) -> PreferenceData:
-    """Every `datasets:` entry read, converted, filtered (counted), shuffled and split."""
-    import datasets
-
-    from ftkit.data.files import load_raw
-
-    parts, per_dataset = [], {}
-    for i, spec in enumerate(recipe.datasets):
-        raw, files = load_raw(spec, recipe, f"datasets.{i}")
-        converted = convert(raw, spec, recipe, tokenizer, files, f"datasets.{i}")
-        counts = Counter(converted["_drop"])
-        kept = converted.filter(lambda r: r["_drop"] == "").remove_columns("_drop")
-        per_dataset[f"{i}:{Path(spec.path).name}"] = {"rows_in": len(raw), "kept": len(kept),
-                                                      "dropped": {r: counts.get(r, 0) for r in DROP_REASONS}}
-        parts.append(kept)
-    dropped = {r: sum(d["dropped"][r] for d in per_dataset.values()) for r in DROP_REASONS}
-    rows_in = sum(d["rows_in"] for d in per_dataset.values())
-    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    if len(ds) == 0:
-        raise DataError(Problem(f"no usable preference rows: {dropped['empty']} with an empty field, "
-                                f"{dropped['identical']} with chosen == rejected, {dropped['too_long']} longer than "
-                                f"sequence_len={recipe.sequence_len}", recipe.source, "datasets",
+def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,
+            fingerprint: str) -> tuple[object, dict]:
+    """One dataset as conversational rows with drops counted per reason; no usable row at all is an error."""
+    converted = convert_rows(raw, spec, recipe, tokenizer, where, num_proc=num_proc, fingerprint=fingerprint)
+    counts = Counter(converted["_drop"])
+    kept = converted.filter(lambda b: [r == "" for r in b["_drop"]], batched=True, load_from_cache_file=False,
+                            new_fingerprint=f"{fingerprint}-keep").remove_columns("_drop")
+    stats = {"rows_in": len(raw.rows), "kept": len(kept), **{f"dropped_{r}": counts.get(r, 0) for r in REASONS}}
+    if not len(kept):
+        raise DataError(Problem(f"no usable preference rows: {counts['empty']} with an empty field, "
+                                f"{counts['identical']} with chosen == rejected, {counts['too_long']} longer than "
+                                f"sequence_len={recipe.sequence_len}", raw.files[0], f"{where}.path",
                                 fix="check the dataset type matches the rows' fields, or raise sequence_len"))
-    ds = ds.shuffle(seed=recipe.seed)
-    ev = None
-    if recipe.val_set_size:
-        size = recipe.val_set_size if recipe.val_set_size < 1 else int(recipe.val_set_size)
-        split = ds.train_test_split(test_size=size, seed=recipe.seed)
-        ds, ev = split["train"], split["test"]
-    stats = {"rows_in": rows_in, "kept": rows_in - sum(dropped.values()), "dropped": dropped,
-             "train_rows": len(ds), "eval_rows": len(ev) if ev is not None else 0,
-             "sequence_len": recipe.sequence_len, "per_dataset": per_dataset}
-    return PreferenceData(ds, ev, stats)
+    return kept, stats
+
+
+def mixed_stats(ds) -> dict:
+    """Nothing beyond the counts: TRL tokenizes preference rows when the trainer starts."""
+    return {}

@@ -67,12 +67,32 @@ def resolve_template(option: str | None, tokenizer) -> tuple[str, str | None]:
         jinja = TEMPLATES[option].jinja
     else:
         jinja = option
+    return jinja, end_of_turn(jinja, tokenizer)
+
+
+def end_of_turn(jinja: str | None, tokenizer) -> str:
+    """The token closing an assistant turn in this template (<|eot_id|>, <|im_end|>, ...); eos if it has none.
+
+    A named template says it; for other Jinja text, the first known end-of-turn token the text writes.
+    """
     named = next((t for t in TEMPLATES.values() if t.jinja == jinja), None)
     if named is not None:
-        return jinja, named.end_of_turn or tokenizer.eos_token
-    # Jinja text: the first known end-of-turn token it writes, else eos
-    eot = next((t.end_of_turn for t in TEMPLATES.values() if t.end_of_turn and t.end_of_turn in jinja), None)
-    return jinja, eot or tokenizer.eos_token
+        return named.end_of_turn or tokenizer.eos_token
+    eot = next((t.end_of_turn for t in TEMPLATES.values() if t.end_of_turn and t.end_of_turn in (jinja or "")), None)
+    return eot or tokenizer.eos_token
+
+
+def end_of_turn_ids(tokenizer, jinja: str | None = None) -> list[int]:
+    """Where generation stops: eos, plus the template's end-of-turn token when it is one vocabulary entry.
+
+    `jinja` defaults to the tokenizer's own template (what preference training and inference render with).
+    """
+    eot = end_of_turn(tokenizer.chat_template if jinja is None else jinja, tokenizer)
+    ids = [tokenizer.eos_token_id]
+    eot_id = tokenizer.convert_tokens_to_ids(eot)
+    if eot_id not in (None, tokenizer.unk_token_id):
+        ids.append(eot_id)
+    return list(dict.fromkeys(ids))
 
 
 def needed_tokens(option: str | None) -> tuple[str, ...]:
@@ -195,30 +215,71 @@ class ChatTemplateStrategy(PromptStrategy):
         return self.render([{"role": "user", "content": text}], gen=True)
 
 
-def configure_tokenizer(tokenizer, recipe) -> None:
-    """Add the special tokens named templates need and write the recipe's chat_template into the tokenizer.
+def preference_type_template(type_name) -> str | None:
+    """The template a preference type names: `chatml.intel` -> chatml; `chat_template.intel` -> None (the
+    recipe's). The shape part (intel) is data/preference.py's."""
+    template = type_name.partition(".")[0] if isinstance(type_name, str) else ""
+    return template if template in TEMPLATES else None
 
-    The tokenizer saved with the model then carries the template the data was rendered with, so any
-    server that calls apply_chat_template builds the training prompt.
+
+def _asked_templates(recipe) -> list[tuple[str, str]]:
+    """(key, chat_template option) for each dataset that names a template, in dataset order."""
+    out = []
+    for i, d in enumerate(recipe.datasets):
+        t = d.type if isinstance(d.type, str) else ""
+        if getattr(recipe, "rl", None) and (named := preference_type_template(t)):
+            out.append((f"datasets.{i}.type", named))
+        elif d.chat_template and (getattr(recipe, "rl", None) or t == "chat_template"):
+            out.append((f"datasets.{i}.chat_template", d.chat_template))
+        elif t == "sharegpt" and CONVERSATIONS.get(d.conversation):
+            out.append((f"datasets.{i}.conversation", CONVERSATIONS[d.conversation]))
+    return out
+
+
+def _one_template(recipe, asked: list[tuple[str, str]]) -> str | None:
+    """Preference rows are rendered by the tokenizer's template (TRL): every name must agree."""
+    for key, option in asked:  # (the recipe check validates SFT datasets' names; preference types name their own)
+        if fix := template_option_problem(option):
+            raise FtkitError(f"unknown chat template {option!r}", file=recipe.source, where=key, fix=fix)
+    names = {o for o in [recipe.chat_template] + [o for _, o in asked] if o and o != "tokenizer_default"}
+    if len(names) > 1:
+        raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",
+                         file=recipe.source, where="chat_template",
+                         fix="use one template: chat_template.SHAPE types follow the recipe's chat_template")
+    return names.pop() if names else None
+
+
+def configure_tokenizer(tokenizer, recipe) -> None:
+    """The one chat-template resolver (SFT and rl:): add the special tokens named templates need and write the
+    run's template into the tokenizer.
+
+    The template is the one `chat_template:` names, else one a dataset names (its chat_template, sharegpt
+    conversation, or a preference type such as `chatml.intel`), else the tokenizer's own. The tokenizer saved
+    with the model then carries the template the data was rendered with, so any server that calls
+    apply_chat_template builds the training prompt. With `rl:` every row is rendered by that one template
+    (TRL), so two different names are an error and a tokenizer without a template needs `chat_template:`.
     """
-    options = [recipe.chat_template] + [d.chat_template for d in recipe.datasets if d.type == "chat_template"]
-    options += [CONVERSATIONS.get(d.conversation) for d in recipe.datasets if d.type == "sharegpt"]
+    asked = _asked_templates(recipe)
+    options = [recipe.chat_template] + [o for _, o in asked]
     vocab = tokenizer.get_vocab()
-    missing = [t for o in options for t in needed_tokens(o) if t not in vocab]
-    missing = list(dict.fromkeys(missing))
+    missing = list(dict.fromkeys(t for o in options for t in needed_tokens(o) if t not in vocab))
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
         log.info(f"chat template: added special tokens {missing} (embeddings will be resized)")
-    chosen = recipe.chat_template or next((o for o in options[1:] if o and o != "tokenizer_default"), None)
+    rl = getattr(recipe, "rl", None)
+    chosen = _one_template(recipe, asked) if rl else (
+        recipe.chat_template or next((o for _, o in asked if o != "tokenizer_default"), None))
     if chosen and not (chosen == "tokenizer_default" or (chosen.startswith(FALLBACK) and tokenizer.chat_template)):
         jinja, _ = resolve_template(chosen, tokenizer)
         if jinja != tokenizer.chat_template:
             tokenizer.chat_template = jinja
             label = chosen if not is_jinja(chosen) else "Jinja text from the recipe"
-            via = "chat_template" if recipe.chat_template else "a dataset's chat_template"
+            via = "chat_template" if recipe.chat_template else "a dataset's template"
             log.info(f"{via}: the tokenizer's chat template is now {label} (saved with the model)")
-    for i, d in enumerate(recipe.datasets):
-        if d.type == "chat_template" and d.chat_template and recipe.chat_template and d.chat_template != recipe.chat_template:
-            log.warning(f"datasets.{i}.chat_template ({d.chat_template[:30]}) differs from the "
-                     "recipe's chat_template that the saved tokenizer serves with; inference elsewhere will not "
-                     "match this dataset's prompts")
+    if rl and not tokenizer.chat_template:
+        raise FtkitError("the tokenizer has no chat template", file=recipe.source, where="chat_template",
+                         fix=f"set chat_template: to one of {', '.join(TEMPLATES)}")
+    for key, option in asked:
+        if not rl and key.endswith(".chat_template") and recipe.chat_template and option != recipe.chat_template:
+            log.warning(f"{key} ({option[:30]}) differs from the recipe's chat_template that the saved tokenizer "
+                        "serves with; inference elsewhere will not match this dataset's prompts")

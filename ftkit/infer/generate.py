@@ -5,6 +5,7 @@ import json
 import sys
 
 from ftkit.formats import strategy_for
+from ftkit.formats.chat import end_of_turn_ids
 from ftkit.formats.tokenize import encode_prompt_text
 from ftkit.log import log, to_stderr
 from ftkit.models.trained import load_trained
@@ -45,17 +46,15 @@ def conversation_ids(recipe: Recipe, tokenizer, messages: list[dict]) -> list[in
 
 
 def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
-    """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn."""
-    if getattr(recipe, "rl", None):  # chat answers end with the template's end-of-turn token
-        from ftkit.data.preference import end_of_turn_ids
+    """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn.
 
+    The template: the tokenizer's own for preference-tuned models (TRL renders with it), else the first
+    dataset's (chat formats); formats without a template stop at eos.
+    """
+    if getattr(recipe, "rl", None):
         return end_of_turn_ids(tokenizer)
-    ids = [tokenizer.eos_token_id]
-    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
-    eot = getattr(strategy, "eot", None)
-    if eot and tokenizer.convert_tokens_to_ids(eot) not in (None, tokenizer.unk_token_id):
-        ids.append(tokenizer.convert_tokens_to_ids(eot))
-    return list(dict.fromkeys(ids))
+    jinja = getattr(strategy_for(recipe.datasets[0], recipe, tokenizer), "jinja", None)
+    return end_of_turn_ids(tokenizer, jinja) if jinja else [tokenizer.eos_token_id]
 
 
 def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_tokens: int | None = None,

@@ -118,6 +118,11 @@ def embedding_module_names(model) -> list[str]:
 
 def load_base(recipe: Recipe, tokenizer, precision: Precision | None = None):
     """The base model as the recipe loads it: dtype or 4/8-bit, embeddings resized for added tokens."""
+    return _load_base(recipe, tokenizer, precision)[0]
+
+
+def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[object, list[str]]:
+    """(base model, the embedding modules an adapter must train and save because their rows grew)."""
     import transformers
 
     if precision is None:
@@ -133,25 +138,22 @@ def load_base(recipe: Recipe, tokenizer, precision: Precision | None = None):
         from ftkit.models.quant import cpu_safe_4bit
 
         cpu_safe_4bit(model)  # bitsandbytes' CPU repacking drops gradients and rounds scales to bf16
+    grown: list[str] = []
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         log.info(f"resizing embeddings {model.get_input_embeddings().weight.shape[0]} -> {len(tokenizer)} "
                  "for added tokens")
         model.resize_token_embeddings(len(tokenizer))
-        if recipe.adapter and recipe.lora_modules_to_save is None:
-            names = embedding_module_names(model)
-            model.ftkit_modules_to_save = names  # load_model hands these to the adapter
-            log.info(f"lora_modules_to_save: {names} (new token embeddings must be trained and saved "
-                     "with the adapter)")
+        grown = embedding_module_names(model)
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.config.model_type == "rwkv" and model.config.use_cache:
         model.config.use_cache = False  # its CPU path writes the recurrent state in place: backward fails
         log.info("rwkv: use_cache off for training (generation still uses the state cache)")
-    return model
+    return model, grown
 
 
 def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None):
     """The base ready to train: k-bit prep for quantized bases, checkpointing, the recipe's adapter."""
-    model = load_base(recipe, tokenizer, precision)
+    model, grown = _load_base(recipe, tokenizer, precision)
     if recipe.load_in_4bit or recipe.load_in_8bit:
         from ftkit.models import quant
 
@@ -161,8 +163,10 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None):
     if recipe.gradient_checkpointing:
         model.config.use_cache = False
     if recipe.adapter:
-        if getattr(model, "ftkit_modules_to_save", None):
-            recipe = recipe.model_copy(update={"lora_modules_to_save": model.ftkit_modules_to_save})
+        if grown and recipe.lora_modules_to_save is None:  # new token rows must be trained and saved with the adapter
+            log.info(f"lora_modules_to_save: {grown} (new token embeddings must be trained and saved "
+                     "with the adapter)")
+            recipe = recipe.model_copy(update={"lora_modules_to_save": grown})
         model = apply_lora(recipe, model)
     return model
 

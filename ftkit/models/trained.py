@@ -16,8 +16,8 @@ def load_trained(recipe: Recipe, dequantize: bool = False):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftkit.models import load as models
     from ftkit.models import adapters
+    from ftkit.models import load as models
 
     out = Path(recipe.output_dir)
     adapter_dir = Path(recipe.lora_model_dir or out)

@@ -1,27 +1,24 @@
 """Checkpoints: when to save, how many to keep, and which checkpoint a run resumes from.
 
-The HF Trainer writes `checkpoint-N/` (weights, optimizer, scheduler, RNG states, data position) and
-writes `trainer_state.json` last, so a checkpoint without it was cut off mid-write: auto-resume skips
-it (with a warning) and takes the newest complete one. Resuming restores the data order and RNG, so
-the loss curve continues where it stopped.
+The HF Trainer writes `checkpoint-N/` (weights, optimizer, scheduler, RNG states, data position); ftkit
+then records a manifest of its files (checkpoint_files.py). Auto-resume takes the newest checkpoint whose
+files match their manifest, skipping damaged ones with the reason, and refuses one written by a different
+recipe. Resuming restores the data order and RNG, so the loss curve continues where it stopped.
 """
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 
+from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
-
-COMPLETE_MARKER = "trainer_state.json"  # written last by Trainer._save_checkpoint
-
-
-def steps_per_epoch(recipe: Recipe, n_train: int, world: int = 1) -> int:
-    """Optimizer steps in one epoch: 2,400 rows / (16 rows x 1 process) = 150 batches / 1 accum = 150 steps."""
-    batches = math.ceil(n_train / (recipe.micro_batch_size * world))
-    return max(1, math.ceil(batches / recipe.gradient_accumulation_steps))
+from ftkit.train.checkpoint_files import (
+    numbered,
+    problem_with,
+    recipe_of,
+    training_options,
+)
 
 
 def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
@@ -31,24 +28,33 @@ def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
         every = max(1, steps_per_epoch(recipe, n_train, world) // recipe.saves_per_epoch)
     if not every:
         return {"save_strategy": "no"}
-    return {"save_strategy": "steps", "save_steps": every, "save_total_limit": recipe.save_total_limit}
+    # save_total_limit is applied by ftkit (checkpoint_files.rotate), which deletes only its own checkpoints
+    return {"save_strategy": "steps", "save_steps": every, "save_total_limit": None}
 
 
-def is_complete(checkpoint: Path) -> bool:
-    return (checkpoint / COMPLETE_MARKER).is_file()
+def _recipe_changes(recipe: Recipe, checkpoint: Path) -> list[str]:
+    """Training options that differ between this recipe and the one that wrote `checkpoint` ("key: old -> new")."""
+    then, now = recipe_of(checkpoint), training_options(recipe.dump())
+    if not then:
+        return []
+    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
 
 
-def latest_complete(output_dir: str | Path) -> str | None:
-    """The newest `checkpoint-N` in output_dir that was fully written; incomplete newer ones are skipped."""
-    found = []
-    for d in Path(output_dir).glob("checkpoint-*"):
-        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-        if m and d.is_dir():
-            found.append((int(m.group(1)), d))
-    for _, d in sorted(found, reverse=True):
-        if is_complete(d):
-            return str(d)
-        log.warning(f"skipping {d}: no {COMPLETE_MARKER} (written last), so it was cut off mid-save")
+def latest_complete(recipe: Recipe) -> str | None:
+    """The newest checkpoint-N in output_dir whose files match its manifest; damaged newer ones are skipped
+    (each with the reason). One written by a different recipe is an error, not a silent resume."""
+    for _, d in numbered(recipe.output_dir):
+        wrong = problem_with(d)
+        if wrong:
+            log.warning(f"skipping {d}: {wrong}; trying an older checkpoint")
+            continue
+        changes = _recipe_changes(recipe, d)
+        if changes:
+            raise ConfigError(Problem(f"{d} was written by a different recipe ({'; '.join(changes[:4])}"
+                                      f"{'; ...' if len(changes) > 4 else ''}), so resuming it would train the old "
+                                      "run under this recipe's name", recipe.source, "auto_resume_from_checkpoints",
+                                      fix="use a new output_dir for this recipe, or set the changed options back"))
+        return str(d)
     return None
 
 
@@ -56,15 +62,20 @@ def resume_from(recipe: Recipe) -> str | None:
     """The checkpoint this run continues from: the explicit one, the newest complete one, or none."""
     if recipe.resume_from_checkpoint:
         path = Path(recipe.resume_from_checkpoint)
-        if not path.is_dir() or not is_complete(path):
-            raise ConfigError(Problem(f"{path} is not a complete checkpoint (no {COMPLETE_MARKER})", recipe.source,
-                                      "resume_from_checkpoint",
-                                      fix="point it at an output_dir/checkpoint-N directory, or use "
+        wrong = "it is not a directory" if not path.is_dir() else problem_with(path)
+        if wrong:
+            older = [str(d) for _, d in numbered(path.parent) if d != path and not problem_with(d)]
+            raise ConfigError(Problem(f"{path} cannot be resumed: {wrong}", recipe.source, "resume_from_checkpoint",
+                                      fix=f"resume from {older[0]} (the newest intact one)" if older else
+                                          "point it at an intact output_dir/checkpoint-N, or use "
                                           "auto_resume_from_checkpoints: true"))
+        changes = _recipe_changes(recipe, path)
+        if changes:
+            log.warning(f"resuming {path}, written with other training options: {'; '.join(changes)}")
         return str(path)
     if recipe.auto_resume_from_checkpoints:
-        found = latest_complete(recipe.output_dir)
+        found = latest_complete(recipe)
         log.info(f"resuming from {found}" if found else
-                 f"[ftkit] auto_resume_from_checkpoints: no complete checkpoint in {recipe.output_dir}; starting fresh")
+                 f"auto_resume_from_checkpoints: no intact checkpoint in {recipe.output_dir}; starting fresh")
         return found
     return None

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from ftkit.env import world_size  # noqa: F401  (re-exported: callers ask distributed.world_size())
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -23,11 +24,6 @@ FSDP_CONFIG_KEYS = {"version", "reshard_after_forward", "cpu_offload", "activati
                     "min_num_params", "backward_prefetch", "forward_prefetch", "use_orig_params", "sync_module_states",
                     "limit_all_gathers", "xla", "xla_fsdp_settings", "xla_fsdp_grad_ckpt"}
 FSDP_RENAMES = {"offload_params": "cpu_offload"}  # Axolotl's name -> TrainingArguments'
-
-
-def world_size() -> int:
-    """Processes in this run (set by accelerate/torchrun; 1 when started plainly)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:

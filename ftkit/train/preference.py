@@ -1,4 +1,5 @@
-"""`rl: dpo | ipo | kto | orpo | simpo`: recipe -> TRL preference trainer -> saved run with reward margins.
+"""`rl: dpo | ipo | kto | orpo | simpo`, the part that differs from SFT: TRL's config and trainer, the
+reference model, and held-out pair scores as the before/after measurement. train/run.py does the rest.
 
 TRL does the training; ftkit maps the recipe onto TRL's configs (Axolotl's option names -> TRL 1.16's):
 
@@ -9,25 +10,23 @@ TRL does the training; ftkit maps the recipe onto TRL's configs (Axolotl's optio
     rl: orpo   trl.experimental ORPOTrainer      orpo_alpha -> beta (ORPO's lambda); no reference model
     rl: simpo  trl.experimental CPOTrainer       loss_type simpo; rl_beta -> beta, simpo_gamma, cpo_alpha
 
-Reference model: with LoRA the base model is given to TRL with a peft_config, and TRL computes the
-reference log-probs with the adapter disabled (no second copy). With a full fine-tune ftkit passes
-an explicit frozen copy taken before training (TRL would otherwise reload base_model from disk, which
-misses resized embeddings). ORPO and SimPO need no reference.
+Reference model (DPO, IPO, KTO): with an adapter (LoRA or QLoRA) the policy is a peft model and TRL
+computes the reference log-probs from the same model with the adapter as it was at step 0 (TRL 1.16
+keeps a frozen copy of the adapter named "ref"; a fresh adapter is zero, so that is the base model):
+no second copy of the base. With a full fine-tune ftkit passes a frozen copy taken before training
+(TRL would otherwise reload base_model from disk, which misses resized embeddings). ORPO and SimPO
+need no reference.
 """
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import dataclass, field
 
 from ftkit import models
-from ftkit.data import preference as preference_data
-from ftkit.infer.generate import generate
 from ftkit.log import log
-from ftkit.models import adapters
 from ftkit.recipe import Recipe
-from ftkit.train import callbacks as train_callbacks
 from ftkit.train import preference_report
+from ftkit.train.args import training_args
+from ftkit.train.method import Method
 
 HISTORY_KEYS = {"loss": "loss", "rewards/margins": "margin", "rewards/accuracies": "accuracy",
                 "logps/chosen": "logps_chosen", "logps/rejected": "logps_rejected",
@@ -36,48 +35,10 @@ HISTORY_KEYS = {"loss": "loss", "rewards/margins": "margin", "rewards/accuracies
 NEEDS_REFERENCE = ("dpo", "ipo", "kto")
 
 
-@dataclass
-class PreferenceResult:
-    """What a preference run showed; also written to output_dir/metrics.json."""
-
-    output_dir: str
-    method: str
-    steps: int = 0
-    seconds: float = 0.0
-    history: list = field(default_factory=list)  # one dict per logged step: step, loss, margin, logps_chosen, ...
-    heldout_before: dict = field(default_factory=dict)  # preference_report.pair_scores on held-out pairs
-    heldout_after: dict = field(default_factory=dict)
-    samples_before: list = field(default_factory=list)
-    samples_after: list = field(default_factory=list)
-    trainable_params: int = 0
-    total_params: int = 0
-    data: dict = field(default_factory=dict)
-
-    def series(self, key: str) -> list[float]:
-        """One logged metric over steps, e.g. series('margin')."""
-        return [h[key] for h in self.history if h.get(key) is not None]
-
-    def summary(self) -> str:
-        m = self.series("margin")
-        lines = [f"{self.method}: {self.steps} steps in {self.seconds:.1f}s "
-                 f"({self.trainable_params:,} of {self.total_params:,} params trained)"]
-        if m:
-            lines.append(f"reward margin {m[0]:+.3f} -> {m[-1]:+.3f} (first -> last logged step)")
-        if self.heldout_before:
-            b, a = self.heldout_before, self.heldout_after
-            lines.append(f"held-out logp(chosen) - logp(rejected): {b['margin']:+.2f} -> {a['margin']:+.2f}; "
-                         f"pairs preferred {b['accuracy']:.0%} -> {a['accuracy']:.0%} (n={b['n']})")
-        for before, after in zip(self.samples_before, self.samples_after):
-            lines += [f"prompt: {before['prompt']}", f"  before: {before['completion']!r}",
-                      f"  after:  {after['completion']!r}"]
-        return "\n".join(lines)
-
-
-def rl_config(recipe: Recipe, precision: models.Precision):
-    """The recipe as the method's TRL config (TrainingArguments options shared with SFT)."""
-    from ftkit.train.args import training_args
-
-    common = dict(training_args(recipe, precision), max_length=recipe.sequence_len)
+def rl_config(recipe: Recipe, precision: models.Precision, has_eval: bool = False, n_train: int = 0):
+    """The recipe as the method's TRL config (the TrainingArguments options are SFT's, see args.py)."""
+    common = dict(training_args(recipe, precision, has_eval, n_train), max_length=recipe.sequence_len,
+                  dataset_num_proc=recipe.dataset_processes)  # TRL tokenizes the rows: same processes
     method = recipe.rl
     if method in ("dpo", "ipo"):
         from trl import DPOConfig
@@ -104,7 +65,7 @@ def rl_config(recipe: Recipe, precision: models.Precision):
                      cpo_alpha=recipe.cpo_alpha, remove_unused_columns=False)
 
 
-def trainer_class(method: str):
+def _trainer_class(method: str):
     if method in ("dpo", "ipo"):
         from trl import DPOTrainer as T
     elif method == "kto":
@@ -116,57 +77,23 @@ def trainer_class(method: str):
     return T
 
 
-def load_policy(recipe: Recipe, tokenizer, precision):
-    """(model, peft_config, ref_model): the base model; LoRA as a peft_config TRL applies; a reference if needed."""
-    base_recipe = recipe.model_copy(update={"adapter": None})  # TRL wraps LoRA itself (its no-copy reference)
-    model = models.load_model(base_recipe, tokenizer, precision)
-    if recipe.adapter == "lora":
-        return model, adapters.lora_config(recipe, model), None
-    ref = None
-    if recipe.rl in NEEDS_REFERENCE:
-        ref = copy.deepcopy(model).eval().requires_grad_(False)
-        log.info("full fine-tune: the reference model is a frozen copy of the base model")
-    return model, None, ref
+def reference(recipe: Recipe, model, tokenizer=None) -> dict:
+    """The trainer's reference-model argument: none with an adapter (TRL uses the adapter at step 0),
+    a frozen copy for a full fine-tune, none for ORPO/SimPO."""
+    from peft import PeftModel
+
+    if recipe.rl not in NEEDS_REFERENCE or isinstance(model, PeftModel):
+        return {}
+    log.info("full fine-tune: the reference model is a frozen copy of the base model")
+    return {"ref_model": copy.deepcopy(model).eval().requires_grad_(False)}
 
 
-def _history(log_history: list[dict]) -> list[dict]:
-    return [{"step": h["step"], **{short: h.get(key) for key, short in HISTORY_KEYS.items()}}
-            for h in log_history if "loss" in h and "step" in h]
+def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
+    """logp(chosen) - logp(rejected) on held-out pairs: test_datasets, else the eval split (paired methods)."""
+    rows = preference_report.heldout_rows(recipe, tokenizer, prepared)
+    return {"heldout": preference_report.pair_scores(trainer.model, tokenizer, rows)}
 
 
-def run_preference(recipe: Recipe) -> PreferenceResult:
-    """Preference-tune as the recipe says and report how the margin and held-out preferences moved."""
-    from ftkit.train.save import save_run
-
-    t0 = time.time()
-    precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
-    tokenizer = models.load_tokenizer(recipe)  # special tokens, pad check
-    preference_data.apply_chat_template(recipe, tokenizer)  # the template TRL and inference share
-    data = preference_data.prepare(recipe, tokenizer)  # conversational rows, drops counted
-    log.info(data.summary())
-    model, peft_config, ref = load_policy(recipe, tokenizer, precision)
-    heldout = preference_report.heldout_rows(recipe, tokenizer, data)  # test_datasets, else the eval split
-    before = preference_report.pair_scores(model, tokenizer, heldout)
-    prompts = recipe.eval_prompts
-    samples_before = generate(model, tokenizer, recipe, prompts) if prompts else []
-
-    extra = {"ref_model": ref} if recipe.rl in NEEDS_REFERENCE else {}
-    trainer = trainer_class(recipe.rl)(model=model, args=rl_config(recipe, precision),
-                                       train_dataset=data.train, processing_class=tokenizer,
-                                       peft_config=peft_config, **extra)
-    train_callbacks.plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs): a few plain lines, no dict per step
-    trainable, total = models.count_parameters(trainer.model)
-    trainer.train()
-
-    after = preference_report.pair_scores(trainer.model, tokenizer, heldout)
-    samples_after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
-    result = PreferenceResult(
-        output_dir=recipe.output_dir, method=recipe.rl, steps=trainer.state.global_step, seconds=time.time() - t0,
-        history=_history(trainer.state.log_history), heldout_before=before, heldout_after=after,
-        samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_before)],
-        samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_after)],
-        trainable_params=trainable, total_params=total, data=data.stats)
-    save_run(recipe, trainer, tokenizer, result)
-    log.info(result.summary())
-    log.info(f"saved to {recipe.output_dir}")
-    return result
+def method(name: str) -> Method:
+    """The Method for one `rl:` value."""
+    return Method(name, rl_config, lambda: _trainer_class(name), reference, measure, HISTORY_KEYS)

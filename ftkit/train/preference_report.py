@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import statistics
 
+from ftkit.data import Prepared
+from ftkit.data.files import load_raw
 from ftkit.data.preference import (
-    PreferenceData,
-    convert,
+    common_prefix,
+    convert_rows,
     encode_messages,
     trained_prompt_ids,
 )
 from ftkit.recipe import Recipe
 
 
-def heldout_rows(recipe: Recipe, tokenizer, data: PreferenceData | None = None) -> list[dict]:
+def heldout_rows(recipe: Recipe, tokenizer, data: Prepared | None = None) -> list[dict]:
     """Held-out pairs {prompt, chosen, rejected}: test_datasets if given, else the eval split (paired methods)."""
-    from ftkit.data.files import load_raw
-
     rows = []
     for i, spec in enumerate(recipe.test_datasets):
-        raw, files = load_raw(spec, recipe, f"test_datasets.{i}")
-        conv = convert(raw, spec, recipe, tokenizer, files, f"test_datasets.{i}", kto=False)
+        where = f"test_datasets.{i}"
+        conv = convert_rows(load_raw(spec, recipe, where), spec, recipe, tokenizer, where, kto=False)
         rows += [r for r in conv if r["_drop"] == ""]
     if not rows and data is not None and data.eval is not None and recipe.rl != "kto":
         rows = list(data.eval)
@@ -69,8 +69,6 @@ def compare_table(rows: list[dict], before: dict, after: dict) -> str:
 
 def show_pair(tokenizer, row: dict) -> str:
     """One preference row as the model sees it: the rendered prompt, then each answer (special tokens shown)."""
-    from ftkit.data.preference import common_prefix
-
     first = (row.get("chosen") or row.get("completion"))[-1]["content"]
     ids = trained_prompt_ids(tokenizer, row["prompt"], first)  # the prompt tokens TRL trains (and infer sends)
     lines = [f"prompt ({len(ids)} tokens):", tokenizer.decode(ids)]

@@ -1,19 +1,103 @@
-"""`ftkit train`: supervised fine-tuning (TRL SFTTrainer) or, with `rl:`, a TRL preference trainer."""
+"""`ftkit train`: one path for SFT and every `rl:` method, top to bottom.
+
+build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
+trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
+(resume) -> measure after -> save. The method (train/sft.py, train/preference.py) supplies only what
+differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model) and its
+before/after measurement. TRL and peft do the training.
+"""
 from __future__ import annotations
 
+import math
+import time
+from typing import NamedTuple
+
+from ftkit import data, models
+from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.train.method import Method
+from ftkit.train.result import TrainResult
+
+# The training modules import transformers, peft and TRL (seconds); they load when a run starts, so
+# `import ftkit.train` stays instant for `ftkit memory` and the launcher.
 
 
-def run(recipe: Recipe, callbacks=()):
-    """Train as the recipe says; returns the run's result (TrainResult, or PreferenceResult with `rl:`)."""
-    if recipe.deepspeed:  # a missing or malformed engine config fails now, not after data preparation
-        from ftkit.train.distributed import deepspeed_path
+def method_for(recipe: Recipe) -> Method:
+    """SFT, or the recipe's `rl:` method."""
+    from ftkit.train import preference, sft
 
-        deepspeed_path(recipe)
-    if recipe.rl:  # preference tuning (DPO, IPO, KTO, ORPO, SimPO) runs TRL's preference trainers
-        from ftkit.train.preference import run_preference
+    return preference.method(recipe.rl) if recipe.rl else sft.SFT
 
-        return run_preference(recipe)
-    from ftkit.train.sft import run_sft
 
-    return run_sft(recipe, callbacks)
+class Built(NamedTuple):
+    """A run up to its first step: everything `run` trains and measures (tests inspect it without training)."""
+
+    method: Method
+    tokenizer: object
+    prepared: data.Prepared
+    trainer: object  # the TRL trainer; trainer.model is the model being trained, trainer.args its config
+
+
+def build(recipe: Recipe, callbacks=()) -> Built:
+    """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
+    from transformers import set_seed
+
+    from ftkit.train import relora, runtime
+    from ftkit.train.callbacks import plain_progress
+    from ftkit.train.distributed import deepspeed_path
+
+    if recipe.deepspeed:
+        deepspeed_path(recipe)  # a missing or malformed engine config fails now, not after data preparation
+    method = method_for(recipe)
+    precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
+    tokenizer = models.load_tokenizer(recipe)  # special tokens, the run's chat template, pad check
+    prepared = data.prepare(recipe, tokenizer)  # the method's rows, drops counted, cached, packed (SFT)
+    log.info(prepared.summary())
+    set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
+    model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
+    args = method.config(recipe, precision, prepared.eval is not None, len(prepared.train))  # saves, evals, ...
+    trainer = method.trainer_class()(
+        model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
+        callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
+        **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
+    plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
+    return Built(method, tokenizer, prepared, trainer)
+
+
+def run(recipe: Recipe, callbacks=()) -> TrainResult:
+    """Train as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots)."""
+    from ftkit.infer.generate import generate
+    from ftkit.train import runtime
+    from ftkit.train.save import save_run
+
+    t0 = time.time()
+    method, tokenizer, prepared, trainer = build(recipe, callbacks)
+    trainable, total = models.count_parameters(trainer.model)
+    prompts = recipe.eval_prompts
+    samples_before = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
+    before = method.measure(recipe, trainer, tokenizer, prepared, before=True)  # eval loss / held-out pairs
+    resumed_from = runtime.resume(recipe)  # explicit or newest complete checkpoint
+    trainer.train(resume_from_checkpoint=resumed_from)
+    after = method.measure(recipe, trainer, tokenizer, prepared, before=False)
+    samples_after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
+
+    logged = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
+    losses = [(h["step"], h["loss"]) for h in logged]
+    if not losses or not all(math.isfinite(v) for _, v in losses):
+        log.warning("no finite training loss was logged")
+    result = TrainResult(
+        output_dir=recipe.output_dir, method=method.name, first_loss=losses[0][1] if losses else float("nan"),
+        final_loss=losses[-1][1] if losses else float("nan"), steps=trainer.state.global_step,
+        seconds=time.time() - t0, losses=losses,
+        history=[{"step": h["step"], **{short: h.get(key) for key, short in method.history_keys.items()}}
+                 for h in logged],
+        **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
+        samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_before)],
+        samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_after)],
+        trainable_params=trainable, total_params=total, data=prepared.stats,
+        runtime=runtime.finish(trainer, resumed_from))
+    result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
+    save_run(recipe, trainer, tokenizer, result)
+    log.info(result.summary())
+    log.info(f"saved to {recipe.output_dir}")
+    return result

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 
+from ftkit.data.steps import steps_per_epoch
 from ftkit.recipe import Recipe
 from ftkit.train import callbacks as cb
 from ftkit.train import checkpoints, distributed, tracking
+from ftkit.train.checkpoint_files import CheckpointManifest
 
 
 def eval_kwargs(recipe: Recipe, has_eval: bool, n_train: int, world: int = 1) -> dict:
     """eval_steps / evals_per_epoch (on the val_set_size split) and the metric early stopping watches."""
     every = recipe.eval_steps
     if recipe.evals_per_epoch:
-        every = max(1, checkpoints.steps_per_epoch(recipe, n_train, world) // recipe.evals_per_epoch)
+        every = max(1, steps_per_epoch(recipe, n_train, world) // recipe.evals_per_epoch)
     if not (every and has_eval):
         return {"eval_strategy": "no"}
     out = {"eval_strategy": "steps", "eval_steps": every}
@@ -52,7 +54,8 @@ def _zero_stage(recipe: Recipe) -> int | None:
 def callbacks(recipe: Recipe) -> list:
     """Watchdog, early stopping, recipe-as-run-config, replica check (where weights are not sharded)."""
     full_replicas = not recipe.fsdp and _zero_stage(recipe) != 3
-    return [*cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe)]
+    return [*cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe),
+            CheckpointManifest(recipe.dump(), recipe.save_total_limit)]  # checksums + ftkit's own rotation
 
 
 def resume(recipe: Recipe) -> str | None:

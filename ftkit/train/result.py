@@ -1,0 +1,56 @@
+"""What a run showed, for every method: one dataclass, written to output_dir/metrics.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainResult:
+    """Loss curve, before/after measurements and samples of one run (SFT or an `rl:` method).
+
+    SFT measures eval loss on the val_set_size split; preference methods measure held-out pairs
+    (preference_report.pair_scores: logp(chosen) - logp(rejected)). `history` holds one dict per logged
+    step with the method's metrics (loss; preference: margin, accuracy, logps_chosen, ...).
+    """
+
+    output_dir: str
+    method: str  # sft, dpo, ipo, kto, orpo, simpo
+    first_loss: float = float("nan")
+    final_loss: float = float("nan")
+    steps: int = 0
+    seconds: float = 0.0
+    losses: list = field(default_factory=list)  # (step, loss) pairs as logged
+    history: list = field(default_factory=list)
+    eval_loss_before: float | None = None  # SFT
+    eval_loss_after: float | None = None
+    heldout_before: dict = field(default_factory=dict)  # preference methods
+    heldout_after: dict = field(default_factory=dict)
+    samples_before: list = field(default_factory=list)  # {"prompt", "completion"} for each eval_prompts entry
+    samples_after: list = field(default_factory=list)
+    trainable_params: int = 0
+    total_params: int = 0
+    data: dict = field(default_factory=dict)  # data.prepare's counts
+    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (runtime.finish)
+
+    def series(self, key: str) -> list[float]:
+        """One logged metric over steps, e.g. series('margin')."""
+        return [h[key] for h in self.history if h.get(key) is not None]
+
+    def summary(self) -> str:
+        head = "" if self.method == "sft" else f"{self.method}: "
+        lines = [f"{head}train loss {self.first_loss:.3f} -> {self.final_loss:.3f} over {self.steps} steps "
+                 f"({self.seconds:.1f}s; {self.trainable_params:,} of {self.total_params:,} params trained)"]
+        if self.eval_loss_before is not None and self.eval_loss_after is not None:
+            lines.append(f"eval loss  {self.eval_loss_before:.3f} -> {self.eval_loss_after:.3f}")
+        if m := self.series("margin"):
+            lines.append(f"reward margin {m[0]:+.3f} -> {m[-1]:+.3f} (first -> last logged step)")
+        if self.heldout_before and self.heldout_after:
+            b, a = self.heldout_before, self.heldout_after
+            lines.append(f"held-out logp(chosen) - logp(rejected): {b['margin']:+.2f} -> {a['margin']:+.2f}; "
+                         f"pairs preferred {b['accuracy']:.0%} -> {a['accuracy']:.0%} (n={b['n']})")
+        if self.runtime.get("stop_reason"):
+            lines.append(f"stopped early: {self.runtime['stop_reason']}")
+        for before, after in zip(self.samples_before, self.samples_after):
+            lines += [f"prompt: {before['prompt']}", f"  before: {before['completion']!r}",
+                      f"  after:  {after['completion']!r}"]
+        return "\n".join(lines)
