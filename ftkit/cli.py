@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ftkit.env import go_offline
@@ -11,16 +12,21 @@ VERBS = {
     "preprocess": "tokenize and cache the recipe's datasets; --debug shows decoded examples with their masks",
     "train": "fine-tune as the recipe says; prints loss and generations before/after",
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
+    "evaluate": "eval loss and perplexity of the trained model on the eval split (or --dataset), plus the "
+                "assertion evals over the recipe's eval_prompts; --json writes them",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
-    "options": "print every recipe option (generated from the schema)",
+    "options": "print every recipe option (generated from the schema), model and data first",
     "bench": "benchmarks printed side by side: `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ftkit import __version__
+
     p = argparse.ArgumentParser(prog="ftkit", description="Fine-tuning cookbook: YAML recipes over transformers/peft/TRL.",
                                 epilog="Any recipe option can be overridden: --key=value, --datasets.0.path=x.jsonl")
+    p.add_argument("--version", action="version", version=f"ftkit {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, help_ in VERBS.items():
         sp = sub.add_parser(verb, help=help_, description=help_,
@@ -37,8 +43,13 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--check-parity", action="store_true",
                             help="check that inference prompt tokens equal the training tokens before the answer")
             sp.add_argument("--parity-rows", type=int, default=8, help="rows sampled per dataset by --check-parity")
+        if verb == "evaluate":
+            sp.add_argument("--dataset", help="a data file to evaluate on (read with the recipe's first dataset "
+                                              "type), instead of the recipe's eval split")
+            sp.add_argument("--json", dest="json_out", metavar="OUT", help="write the results as one JSON object to OUT")
         if verb == "infer":
-            sp.add_argument("--prompt", help="one prompt; without it, one prompt per stdin line -> JSON lines")
+            sp.add_argument("--prompt", help="one prompt; without it, one prompt per stdin line -> JSON lines "
+                                             "(on a terminal: type a prompt, Enter; Ctrl-D ends)")
             sp.add_argument("--max-new-tokens", type=int, default=None)
             sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
             sp.add_argument("--top-p", type=float, default=1.0)
@@ -62,7 +73,20 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
     _notebooks_parser(sub)
+    _fetch_parser(sub)
     return p
+
+
+def _fetch_parser(sub) -> None:
+    """`ftkit fetch examples|deepspeed_configs|notebooks|data_samples [--dest DIR] [--force]`."""
+    from ftkit.cookbook.fetch import WHAT
+
+    help_ = "copy shipped recipes, DeepSpeed configs, notebooks or data samples out of the installed package"
+    sp = sub.add_parser("fetch", help=help_, description=help_ + ". Default destinations mirror the repository ("
+                        + ", ".join(f"{w} -> ./{d[2]}/" for w, d in WHAT.items()) + "), so the README's commands work there.")
+    sp.add_argument("what", choices=list(WHAT), help="what to copy")
+    sp.add_argument("--dest", default=None, help="destination folder (default: see above)")
+    sp.add_argument("--force", action="store_true", help="overwrite files that exist with other content")
 
 
 def _notebooks_parser(sub) -> None:
@@ -75,7 +99,8 @@ def _notebooks_parser(sub) -> None:
                      help="set a parameter of the notebooks' parameters cell (checked before running)")
     run.add_argument("--tiny", action="store_true", help="force tiny=True: train the offline tiny twins")
     run.add_argument("--output-dir", default="outputs/notebooks", help="executed notebooks + report.md/.html")
-    run.add_argument("--jobs", type=int, default=None, help="notebooks at a time (default: cores / 2)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="notebooks at a time (default: one per core); each kernel gets cores / jobs torch threads")
 
 
 def _notebooks(args) -> int:
@@ -127,65 +152,82 @@ def main(argv: list[str] | None = None) -> int:
     go_offline()
     args, extra = _parser().parse_known_args(argv)
     try:
-        if args.verb == "options":
-            from ftkit.recipe import options_reference
-
-            print(options_reference())
-            return 0
-        if args.verb == "notebooks":
-            return _notebooks(args)
-        if args.verb == "bench" and args.what != "packing":  # these two need no recipe
-            if args.what == "preprocess":
-                from ftkit.bench.preprocess import run as bench_preprocess
-
-                bench_preprocess(args.base_model)
-            else:
-                from ftkit.bench import memory as memory_bench
-
-                print(memory_bench.run())
-            return 0
-        if args.verb == "bench" and not args.recipe:
-            raise FtkitError("bench packing needs a recipe", where="command line",
-                             fix="ftkit bench packing recipes/quickstart.yml")
-        from ftkit.recipe import load_recipe
-
-        recipe = load_recipe(args.recipe, extra)
-        if args.verb == "train" and args.num_processes:
-            from ftkit.train import distributed
-
-            distributed.launch(args.recipe, extra, args.num_processes)
-        elif args.verb == "preprocess":
-            _preprocess(recipe, args)
-        elif args.verb == "train":
-            from ftkit import train
-
-            train.run(recipe)
-        elif args.verb == "infer":
-            from ftkit import infer
-
-            if args.gradio:
-                from ftkit.infer import ui
-
-                ui.launch(recipe, args.host, args.port, max_new_tokens=args.max_new_tokens,
-                          temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-                return 0
-            infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
-        elif args.verb == "memory":
-            from ftkit.train import memory
-
-            print(memory.run(recipe, args.num_processes))
-        elif args.verb == "merge-lora":
-            from ftkit.models import merge
-
-            merge.run(recipe, args.merge_output_dir)
-        elif args.verb == "bench" and args.what == "packing":
-            from ftkit.bench import packing as packing_bench
-
-            packing_bench.run(recipe, steps=args.steps, hidden=args.hidden, layers=args.layers, attn=args.attn)
+        return _run(args, extra)
     except FtkitError as e:
         print(f"ftkit: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ftkit options | head`: the reader left; not an error of ours
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - python flushes stdout again at exit
+        return 0
+
+
+def _run(args, extra) -> int:
+    """The verb, once arguments are parsed (errors are main's)."""
+    if args.verb == "options":
+        from ftkit.recipe import options_reference
+
+        print(options_reference())
+        return 0
+    if args.verb == "notebooks":
+        return _notebooks(args)
+    if args.verb == "fetch":
+        from ftkit.cookbook.fetch import fetch
+
+        fetch(args.what, args.dest, force=args.force)
+        return 0
+    if args.verb == "bench" and args.what != "packing":  # these two need no recipe
+        if args.what == "preprocess":
+            from ftkit.bench.preprocess import run as bench_preprocess
+
+            bench_preprocess(args.base_model)
+        else:
+            from ftkit.bench import memory as memory_bench
+
+            print(memory_bench.run())
+        return 0
+    if args.verb == "bench" and not args.recipe:
+        raise FtkitError("bench packing needs a recipe", where="command line",
+                         fix="ftkit bench packing recipes/quickstart.yml")
+    from ftkit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, extra)
+    if args.verb == "train" and args.num_processes:
+        from ftkit.train import distributed
+
+        distributed.launch(args.recipe, extra, args.num_processes)
+    elif args.verb == "preprocess":
+        _preprocess(recipe, args)
+    elif args.verb == "train":
+        from ftkit import train
+
+        train.run(recipe)
+    elif args.verb == "infer":
+        from ftkit import infer
+
+        if args.gradio:
+            from ftkit.infer import ui
+
+            ui.launch(recipe, args.host, args.port, max_new_tokens=args.max_new_tokens,
+                      temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+            return 0
+        infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                  top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
+    elif args.verb == "evaluate":
+        from ftkit.cookbook import evaluate
+
+        evaluate.run(recipe, args.dataset, args.json_out)
+    elif args.verb == "memory":
+        from ftkit.train import memory
+
+        print(memory.run(recipe, args.num_processes))
+    elif args.verb == "merge-lora":
+        from ftkit.models import merge
+
+        merge.run(recipe, args.merge_output_dir)
+    elif args.verb == "bench" and args.what == "packing":
+        from ftkit.bench import packing as packing_bench
+
+        packing_bench.run(recipe, steps=args.steps, hidden=args.hidden, layers=args.layers, attn=args.attn)
     return 0
 
 

@@ -74,3 +74,16 @@ def said():
     logger.addHandler(handler)
     yield lines
     logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def trained_quickstart(tmp_path_factory):
+    """(recipe, TrainResult): the quickstart recipe (full fine-tune of tiny:llama, eval split, eval_prompts) for
+    40 steps, shared by the saved-model, evaluate and infer tests."""
+    from ftkit import train
+    from ftkit.recipe import load_recipe
+
+    tmp = tmp_path_factory.mktemp("quickstart")
+    recipe = load_recipe(QUICKSTART, {"output_dir": str(tmp / "out"), "dataset_prepared_path": str(tmp / "prepared"),
+                                      "max_steps": 40, "logging_steps": 5, "warmup_steps": 5, "max_new_tokens": 12})
+    return recipe, train.run(recipe)

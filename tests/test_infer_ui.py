@@ -57,3 +57,27 @@ def test_gradio_chat_answers_one_request(tmp_path_factory):
         assert isinstance(answer, str) and answer.strip(), answer
     finally:
         app.close()
+
+
+def test_chat_page_says_how_it_treats_earlier_turns(tiny_tokenizer, tmp_path):
+    """An alpaca-style recipe answers each message alone (and says so); a chat-template recipe sends the
+    conversation, rendered as training rendered conversations."""
+    from ftkit.infer.generate import conversation_ids, keeps_turns, prompt_ids
+    from ftkit.infer.ui import turns_note
+    from ftkit.recipe import load_recipe
+
+    from conftest import QUICKSTART
+
+    alpaca = load_recipe(QUICKSTART, {"output_dir": str(tmp_path)})
+    assert not keeps_turns(alpaca, tiny_tokenizer)
+    assert "Each message is answered on its own" in turns_note(alpaca, tiny_tokenizer)
+    talk = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "What is the capital of Spain?"}]
+    assert conversation_ids(alpaca, tiny_tokenizer, talk) == prompt_ids(alpaca, tiny_tokenizer, talk[-1]["content"])
+    chat = load_recipe(QUICKSTART, {"datasets": [{"path": "data_samples/chat.jsonl", "type": "chat_template"}],
+                                    "output_dir": str(tmp_path)})
+    assert keeps_turns(chat, tiny_tokenizer) and "Earlier turns are sent" in turns_note(chat, tiny_tokenizer)
+    ids = conversation_ids(chat, tiny_tokenizer, talk)
+    text = tiny_tokenizer.decode(ids)
+    assert text == tiny_tokenizer.apply_chat_template(talk, tokenize=False, add_generation_prompt=True)
+    assert "Hello." in text and len(ids) > len(prompt_ids(chat, tiny_tokenizer, talk[-1]["content"]))

@@ -1,12 +1,18 @@
 """Notebooks: stored clean with a literal `parameters` cell, identical to what notebooks/_make.py generates,
-and every one executed headless by the batch runner on the tiny twins (found by glob)."""
+and every one executed headless by the batch runner on the tiny twins (found by glob): quietly, with their plots
+embedded, from a folder outside the repository, writing nothing into it; then the report is checked, in a browser too."""
 import ast
+import base64
 import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import OFFLINE, ROOT, run_cli
 
 from ftkit.cookbook import runner
 from ftkit.errors import ConfigError, FtkitError
@@ -46,6 +52,10 @@ def test_notebook_stored_clean_with_parameters_cell(path):
     for stmt in ast.parse("".join(code[0]["source"])).body:  # literals only: values derive in the next cell
         assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant), ast.dump(stmt)
     assert "assert " in "".join(code[-1]["source"]), "the last cell asserts what the notebook showed"
+    import papermill  # every parameter must be one papermill can see (a second "=" on a line hides it)
+
+    assigned = [t.id for stmt in ast.parse("".join(code[0]["source"])).body for t in stmt.targets]
+    assert list(papermill.inspect_notebook(str(path))) == assigned
     assert "import papermill" not in json.dumps(nb["cells"]), "notebooks must run in Jupyter without papermill"
 
 
@@ -68,12 +78,26 @@ def test_generated_notebooks_are_current():
 
 # ---------------------------------------------------------------- execution (all notebooks, in parallel)
 
+def test_no_notebook_assert_passes_on_startswith():
+    """A lesson's checks test its claim (the right answer), not the shape of a sentence."""
+    for path in NOTEBOOKS:
+        asserts = [line for c in _load(path)["cells"] if c["cell_type"] == "code"
+                   for line in "".join(c["source"]).splitlines() if line.lstrip().startswith("assert ")]
+        assert asserts and not [a for a in asserts if "startswith(" in a], (path.name, asserts)
+
+
+def _tree(folder: Path) -> set:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts}
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
+    """Every notebook through the runner (kernels start in a temp folder outside the repository)."""
     out = tmp_path_factory.mktemp("notebooks")
+    before = _tree(ROOT / "notebooks")
     runnable = [p.stem for p in NOTEBOOKS if not _recipe_missing(p)]
     results = runner.run(runnable, tiny=True, output_dir=str(out), jobs=2)
-    return out, {r.name: r for r in results}
+    return out, {r.name: r for r in results}, before
 
 
 def _param(path: Path):
@@ -84,7 +108,7 @@ def _param(path: Path):
 
 @pytest.mark.parametrize("name", [_param(p) for p in NOTEBOOKS])
 def test_notebook_executes_headless(name, executed):
-    out, results = executed
+    out, results, _ = executed
     r = results[name]
     assert r.status == "passed", r.error
     if f"{name}.ipynb" not in _make_module().render_all():
@@ -92,15 +116,142 @@ def test_notebook_executes_headless(name, executed):
     metrics = json.loads((out / f"{name}.metrics.json").read_text())
     assert metrics["final_loss"] < metrics["first_loss"], metrics  # the notebook's own assert is stricter
     assert metrics["parity_ok"] is True and 0 <= metrics["eval_score"] <= 1, metrics
+    assert metrics["serving_ok"] is True, metrics  # the saved tokenizer prompts like training
     assert Path(r.output).is_file()
 
 
+def _outputs(path: Path):
+    """(cell source, output) pairs of an executed notebook."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [("".join(c["source"]), o) for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+
+
+def _text(output: dict) -> str:
+    text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+    return "".join(text) if isinstance(text, list) else text
+
+
+NOISE = ("Failed to load CPU gemm_4bit_forward", "Setting accelerator to CPU", "is deprecated and will be removed")
+
+
+def test_batch_outputs_are_a_few_plain_lines_with_the_plot_embedded(executed):
+    out, results, _ = executed
+    for name, r in results.items():
+        pairs = _outputs(Path(r.output))
+        text = "\n".join(_text(o) for _, o in pairs)
+        assert "\r" not in text and "it/s]" not in text and "{'loss'" not in text, (name, text[-2000:])
+        assert not [n for n in NOISE if n in text], (name, [n for n in NOISE if n in text])
+        per_cell: dict = {}
+        for source, _ in pairs:
+            per_cell[source] = per_cell.get(source, 0) + 1
+        assert max(per_cell.values()) <= 4, (name, per_cell)  # streams coalesced; no output per step
+        train_cells = [(s, o) for s, o in pairs if "train.run(" in s]
+        assert train_cells, name
+        lines = "".join(_text(o) for _, o in train_cells).count("[ftkit] step ")
+        assert 2 <= lines <= 14, (name, lines)  # ProgressLines: about ten per run
+        pngs = [o for _, o in pairs if "image/png" in o.get("data", {})]
+        if name != "sample_packing" or pngs:
+            assert pngs and base64.b64decode(pngs[0]["data"]["image/png"])[:4] == b"\x89PNG", name
+
+
+def test_quickstart_gets_the_answers_right_by_default(executed):
+    """With its default parameters the first lesson reaches the claim it checks: Madrid, slow, blue."""
+    _, results, _ = executed
+    samples = results["00_quickstart"].metrics["samples"]
+    assert [s["after"] for s in samples] == ["The capital of Spain is Madrid.", "The opposite of fast is slow.",
+                                             "The sky is blue."], samples
+    assert all(s["after_ok"] for s in samples) and not any(s.get("after_ok") is False for s in samples)
+    assert results["00_quickstart"].params["max_steps"] == 0  # the default: the recipe's three epochs
+
+
+def test_notebooks_write_nothing_into_the_repository(executed):
+    _, _, before = executed
+    assert _tree(ROOT / "notebooks") == before, _tree(ROOT / "notebooks") ^ before
+    for stray in ("metrics.json", "outputs", "last_run_prepared", "preference_tuning.png"):
+        assert not (ROOT / "notebooks" / stray).exists(), stray
+
+
 def test_report_has_one_row_per_notebook(executed):
-    out, results = executed
+    out, results, _ = executed
     md = (out / "report.md").read_text()
     for name in results:
         assert f"| {name} | passed |" in md, md
-    assert "<table" in (out / "report.html").read_text()
+
+
+def test_report_html_shows_what_each_notebook_did(executed):
+    out, results, _ = executed
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for name in ("torch", "transformers", "peft", "trl"):
+        assert re.search(rf"{name} \d+\.\d+", page), name  # versions
+    for name, r in results.items():
+        section = page[page.index(f'id="{name}"'):]
+        section = section[:section.index('<div class="nb"', 1) if '<div class="nb"' in section[1:] else None]
+        assert '<span class="badge passed">passed</span>' in section and f"{r.seconds:.1f} s" in section
+        assert "<th>max_steps</th>" in section or "<th>method</th>" in section  # the parameters it ran with
+        thumb = re.search(r'<img class="thumb" [^>]*src="([^"]+)"', section)
+        assert thumb and (out / thumb.group(1)).read_bytes()[:4] == b"\x89PNG", name  # the loss curve
+        if r.metrics.get("eval_explained"):
+            assert "Answers before / after training" in section and "(prompt, check) pairs pass" in section
+            ok, n = sum(s["after_ok"] for s in r.metrics["samples"]), len(r.metrics["samples"])
+            assert f"{ok}/{n} answers pass their checks" in section  # "passed" never hides wrong answers
+            assert section.count(" ✗</td>") == n - ok and section.count(" ✓</td>") == ok
+        rendered = out / f"{name}.html"
+        try:
+            import nbconvert  # noqa: F401
+            assert f'href="{name}.html"' in section and "<html" in rendered.read_text(encoding="utf-8")[:2000]
+        except ImportError:
+            assert "install nbconvert for the rendered page" in section
+    wrong = [n for n, r in results.items() if any(s.get("after_ok") is False for s in r.metrics.get("samples", []))]
+    assert wrong and f"{len(wrong)} with answers that fail their checks" in page
+
+
+def test_report_in_a_browser(executed, tmp_path):
+    from browser import page, screenshot_path
+
+    out, results, _ = executed
+    with page() as browser:
+        browser.goto((out / "report.html").as_uri())
+        assert browser.title() == "ftkit notebooks"
+        assert browser.locator(".nb").count() == len(results)
+        thumbs = browser.locator("img.thumb")
+        assert thumbs.count() == len(results)
+        assert all(thumbs.nth(i).evaluate("img => img.complete && img.naturalWidth > 100") for i in range(thumbs.count()))
+        quick = browser.locator('[id="00_quickstart"]')
+        assert "3/3 answers pass their checks" in quick.inner_text()
+        assert "The capital of Spain is Madrid." in quick.inner_text()
+        browser.screenshot(path=str(screenshot_path(tmp_path, "report.html.png")), full_page=False)
+        quick.screenshot(path=str(screenshot_path(tmp_path, "report_quickstart.png")))
+
+
+def _untracked() -> list[str]:
+    """Files git would offer to add (new and not ignored)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("??")]
+
+
+def test_quickstart_from_the_repository_root_with_plain_papermill_and_its_checks_can_fail():
+    """`papermill notebooks/00_quickstart.ipynb out.ipynb` from the repo root runs every cell (paths come from the
+    root, the plot is embedded without a batch runner); with 1 step the answers are wrong and the last cell says so."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.ipynb"
+        status = _untracked()
+        env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/00_quickstart.ipynb", str(out),
+                               "-p", "max_steps", "1", "--no-progress-bar"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode != 0, "one step cannot teach Madrid: the quickstart's checks must fail"
+        nb = json.loads(out.read_text(encoding="utf-8"))
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        failed = [c for c in code if any(o["output_type"] == "error" for o in c["outputs"])]
+        assert failed == [code[-1]], [c["source"][:1] for c in failed]  # only the checks cell, every lesson cell ran
+        error = next(o for o in code[-1]["outputs"] if o["output_type"] == "error")
+        assert error["ename"] == "AssertionError" and "capital of Spain" in error["evalue"], error["evalue"][:500]
+        pngs = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
+        assert pngs, "the loss plot is embedded in a plain papermill run too"
+        assert _untracked() == status, _untracked()  # all it wrote is git-ignored (outputs/, last_run_prepared/)
 
 
 # ---------------------------------------------------------------- runner errors
@@ -131,9 +282,50 @@ def test_failing_cell_is_reported_with_its_index(tmp_path):
                      "source": ["raise ValueError(f'boom {x}')"]}],
           "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
           "nbformat": 4, "nbformat_minor": 5}
+    nb["cells"].insert(1, {"cell_type": "code", "id": "t", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": ["import os, torch\n", "from ftkit.cookbook import notebook as nb\n",
+                                      "nb.record('torch_threads', torch.get_num_threads())\n",
+                                      "nb.record('cwd', os.getcwd())"]})
     path = tmp_path / "broken.ipynb"
     path.write_text(json.dumps(nb))
     r = runner.run_one(str(path), {"x": 7}, str(tmp_path / "out"), threads=1)
-    assert r.status == "failed" and r.error == "cell 2: ValueError: boom 7", r.error
+    assert r.status == "failed" and r.error == "cell 3: ValueError: boom 7", r.error
+    assert "raise ValueError(f'boom {x}')" in r.excerpt and "ValueError: boom 7" in r.excerpt  # the failing cell
+    assert "\x1b[" not in r.excerpt and r.params == {"x": 7}
+    assert r.metrics["torch_threads"] == 1  # the kernel's torch holds to its share of the cores
+    assert r.metrics["cwd"] == str((tmp_path / "out").resolve())  # kernels start outside the notebooks' folder
+    from ftkit.cookbook import report
+
+    report.write([r], tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<span class="badge failed">failed</span>' in page and "cell 3: ValueError: boom 7" in page
+    assert "<pre>" in page and "raise ValueError(f&#x27;boom {x}&#x27;)" in page
     with pytest.raises(FtkitError, match="no notebook 'nope'"):
         runner.find_notebooks(["nope"], folder=tmp_path)
+
+
+def test_runner_gives_each_kernel_its_share_of_the_cores():
+    assert runner.plan(16, None, cores=2) == (2, 1)  # one notebook per core, one torch thread each
+    assert runner.plan(16, 1, cores=2) == (1, 2)
+    assert runner.plan(1, None, cores=8) == (1, 8)
+    assert runner.plan(16, None, cores=8) == (8, 1) and runner.plan(3, 2, cores=8) == (2, 4)
+
+
+def test_family_memory_lessons_size_the_recipes_real_model():
+    """Each family notebook's memory cell sizes its recipe's own base model (the llama lesson once printed an 8B
+    shape under the 1B recipe): the parameter count matches the size in the model's name."""
+    from ftkit.cookbook import notebook as nb
+    from ftkit.models.families import LESSONS
+    from ftkit.recipe import load_recipe
+
+    for name, lesson in LESSONS.items():
+        cells = "".join("".join(c["source"]) for c in _load(ROOT / "notebooks" / f"{name}.ipynb")["cells"])
+        assert "nb.real_size(real_recipe.base_model)" in cells and f'recipe_path = "{lesson.recipe}"' in cells, name
+        base = load_recipe(ROOT / lesson.recipe).base_model
+        size = nb.real_size(base)
+        assert size["base_model"] == base and size["params_b"], (name, size)
+        m = re.search(r"(\d+)x(\d+(?:\.\d+)?)b|(\d+(?:\.\d+)?)([bm])\b", base.lower().replace("-", " "))
+        if m is None:  # e.g. Phi-3-mini: no size in the name
+            continue
+        named = float(m.group(1)) * float(m.group(2)) if m.group(1) else float(m.group(3)) / (1000 if m.group(4) == "m" else 1)
+        assert 0.75 * named <= size["params_b"] <= 1.3 * named, (name, base, size["params_b"], named)

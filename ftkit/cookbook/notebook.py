@@ -1,12 +1,13 @@
 """Notebook helpers: what the cookbook notebooks share, so no notebook carries pasted glue.
 
-Every helper works in three places: Jupyter (rich output, live updates), papermill batch runs
-(`FTKIT_BATCH=1`, set by `ftkit notebooks run`: static output, PNG files, plain progress bars) and
-plain Python (text only). Nothing here imports papermill.
+Every helper works in three places: Jupyter (rich output, live updates), batch runs (`FTKIT_BATCH=1`,
+set by `ftkit notebooks run`: a few plain progress lines, figures embedded as PNG) and plain Python (text
+only). Nothing here imports papermill.
 """
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from ftkit.formats.tokenize import IGNORE
 
 BATCH_ENV = "FTKIT_BATCH"  # "1" = headless batch run
 METRICS_ENV = "FTKIT_METRICS"  # where record() writes; the runner sets it next to the executed notebook
+DEFAULT_METRICS = "outputs/notebook_metrics.json"  # interactive runs: under the git-ignored outputs/
 
 
 def in_kernel() -> bool:
@@ -32,36 +34,45 @@ def interactive() -> bool:
     return in_kernel() and os.environ.get(BATCH_ENV) != "1"
 
 
-def setup(repo_marker: str = "recipes") -> Path:
-    """Call first in a notebook: plain progress bars in batch runs, offline env, cwd-independent paths.
+def workspace(start: Path | None = None, marker: str = "recipes") -> Path:
+    """Where a notebook's relative paths point: the first folder from `start` (default: the working directory)
+    upward that holds `recipes/` (this checkout, or a folder `ftkit fetch` filled), else `start` itself."""
+    here = (start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / marker).is_dir()), here)
 
-    Returns the repository root (the first folder upward holding `recipes/`), so notebooks run from
-    notebooks/ in Jupyter and from anywhere under papermill.
+
+def setup() -> Path:
+    """Call first in a notebook: offline env, quiet batch progress, and paths that do not depend on the folder
+    the notebook runs from. Moves the working directory to `workspace()` (the repository root in a checkout:
+    Jupyter starts in notebooks/, papermill wherever it is called), so `outputs/...`, a recipe's
+    `dataset_prepared_path` and every relative path mean what they mean for `ftkit train` from the root.
+    Returns the folder recipes are read from: the workspace if it holds recipes/, else the installed package's.
     """
     from ftkit.env import go_offline
+    from ftkit.resources import root as shipped_root
 
     go_offline()
     if not interactive():
-        use_plain_progress_bars()
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / repo_marker).is_dir():
-            return d
-    return here
+        quiet_progress()
+    ws = workspace()
+    if ws != Path.cwd().resolve():
+        from ftkit.log import log
+
+        log.info(f"working directory: {ws} (relative paths, e.g. outputs/, start there)")
+        os.chdir(ws)
+    return ws if (ws / "recipes").is_dir() else shipped_root()
 
 
-def use_plain_progress_bars() -> None:
-    """tqdm's widget bars misbehave under papermill (stuck or duplicated widgets): swap in the text bars
-    before datasets/transformers create any, and use the Trainer's text progress callback."""
-    import tqdm.auto
-    import tqdm.autonotebook
-    import tqdm.std
+def quiet_progress() -> None:
+    """Batch runs: no progress bars (datasets' switch, tqdm's TQDM_DISABLE); the Trainer then prints about ten
+    `[ftkit] step ...` lines per run (ftkit.train.callbacks.plain_progress) instead of a dict per step."""
+    import datasets
 
-    tqdm.auto.tqdm = tqdm.autonotebook.tqdm = tqdm.std.tqdm
-    import transformers.trainer as hf_trainer
-    from transformers.trainer_callback import ProgressCallback
+    os.environ["TQDM_DISABLE"] = "1"  # the runner also sets it before the kernel starts (tqdm reads it at import)
+    datasets.disable_progress_bars()
+    from transformers.utils import logging as hf_logging
 
-    hf_trainer.DEFAULT_PROGRESS_CALLBACK = ProgressCallback
+    hf_logging.disable_progress_bar()
 
 
 def _show(html_text: str, plain: str) -> None:
@@ -103,26 +114,38 @@ def show_mask(example: dict, tokenizer) -> None:
     _show(mask_html(example, tokenizer), text_view(example, tokenizer))
 
 
-# ---------------------------------------------------------------- loss plot
+# ---------------------------------------------------------------- figures and the loss plot
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (works with any backend, Agg included)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+def show_figure(fig, path: str | Path | None = None) -> None:
+    """Embed a figure in the notebook as a PNG, also in batch runs (under MPLBACKEND=Agg, `plt.show()` draws
+    nothing); saved to `path` too when given. Outside a kernel: saved (or not) and said where."""
+    png = figure_png(fig)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(png)
+    if in_kernel():
+        from IPython.display import Image, display
+
+        display(Image(data=png, format="png"))
+    elif path:
+        print(f"[ftkit] figure saved to {path}")
+
 
 def plot_losses(losses: list, path: str | Path | None = None, title: str = "training loss"):
-    """A matplotlib figure of (step, loss) pairs; saved as PNG when `path` is given."""
-    import matplotlib
+    """A matplotlib figure of (step, loss) pairs (the one ftkit saves as loss.png beside a model); PNG at `path`."""
+    from ftkit.models.card import loss_figure
 
-    if not interactive():
-        matplotlib.use("Agg")  # headless: no display backend needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    if losses:
-        steps, values = zip(*losses)
-        ax.plot(steps, values, marker=".")
-    ax.set(xlabel="step", ylabel="loss", title=title)
-    fig.tight_layout()
+    fig = loss_figure(losses, title)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=80)
-    plt.close(fig)
     return fig
 
 
@@ -141,13 +164,13 @@ def loss_plot_callback(png_path: str | Path | None = None):
                     self._redraw()
 
         def _redraw(self):
-            from IPython.display import display
+            from IPython.display import Image, display
 
-            fig = plot_losses(self.losses)
+            image = Image(data=figure_png(plot_losses(self.losses)), format="png")
             if self.handle is None:
-                self.handle = display(fig, display_id=True)
+                self.handle = display(image, display_id=True)
             else:
-                self.handle.update(fig)
+                self.handle.update(image)
 
         def on_train_end(self, args, state, control, **kwargs):
             if png_path:
@@ -195,9 +218,9 @@ def parameters_form(namespace: dict, names: list[str]):
 # ---------------------------------------------------------------- metrics
 
 def metrics_path() -> Path:
-    """$FTKIT_METRICS (the runner: next to the executed notebook), else ./metrics.json (Jupyter's cwd is the
-    notebook's folder)."""
-    return Path(os.environ.get(METRICS_ENV) or "metrics.json")
+    """$FTKIT_METRICS (the runner: next to the executed notebook), else outputs/notebook_metrics.json under the
+    workspace (setup() moved there), never into the repository's tracked folders."""
+    return Path(os.environ.get(METRICS_ENV) or DEFAULT_METRICS)
 
 
 def record(name: str, value) -> None:
@@ -207,6 +230,29 @@ def record(name: str, value) -> None:
     data[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def record_run(result, ev=None) -> None:
+    """Record what the batch report shows for a notebook that trained: its losses, the answers before and after,
+    and, given an evals.BeforeAfter, the assertion eval's score and every failing (prompt, check)."""
+    for key in ("first_loss", "final_loss", "steps", "seconds"):
+        if getattr(result, key, None) is not None:
+            record(key, getattr(result, key))
+    samples = [{"prompt": b["prompt"], "before": b["completion"], "after": a["completion"]}
+               for b, a in zip(result.samples_before, result.samples_after)]
+    if ev is not None:  # per answer: does it pass every check that applies to its prompt?
+        verdict = {p: all(r.values()) for p, _, r in ev.after.rows}
+        for sample in samples:
+            sample["after_ok"] = verdict.get(sample["prompt"])
+    record("samples", samples)
+    if ev is not None:
+        pairs = sum(len(r) for _, _, r in ev.after.rows)
+        record("eval_score_before", ev.score_before)
+        record("eval_score", ev.score_after)
+        record("eval_explained", f"{round(ev.score_after * pairs)} of {pairs} (prompt, check) pairs pass after "
+                                 f"training ({round(ev.score_before * pairs)} before); checks: "
+                                 + ", ".join(dict.fromkeys(n for _, _, r in ev.after.rows for n in r)))
+        record("eval_failures", ev.after.failures())
 
 
 def reset_metrics() -> None:
@@ -264,6 +310,20 @@ def show_markdown(text: str) -> None:
         display(Markdown(text))
     else:
         print(text)
+
+
+def serving_check(recipe, text: str = "What is the capital of Spain?") -> tuple[bool, str]:
+    """Does the tokenizer saved in output_dir prompt like training? (apply_chat_template ids == ftkit infer's);
+    returns (same, the served prompt text)."""
+    from transformers import AutoTokenizer
+
+    from ftkit.infer.generate import prompt_ids
+
+    saved = AutoTokenizer.from_pretrained(recipe.output_dir)
+    message = [{"role": "user", "content": text}]
+    served = saved.apply_chat_template(message, add_generation_prompt=True)["input_ids"]
+    return served == prompt_ids(recipe, saved, text), saved.apply_chat_template(message, tokenize=False,
+                                                                                 add_generation_prompt=True)
 
 
 def reload_check(recipe, merged_dir) -> float:

@@ -6,15 +6,13 @@ from ftkit.resources import shipped
 
 
 def plot_history(result, path: str | None = None):
-    """Reward margin, and the policy's chosen/rejected log-probs, over training steps (PNG saved if path)."""
-    import matplotlib
-
-    if path and matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")  # headless runs: no display needed to save the figure
-    import matplotlib.pyplot as plt
+    """Reward margin, and the policy's chosen/rejected log-probs, over training steps (PNG saved if path).
+    A matplotlib Figure built without pyplot: no backend state, embedded by notebook.show_figure anywhere."""
+    from matplotlib.figure import Figure
 
     steps = [h["step"] for h in result.history if h.get("margin") is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    left, right = fig.subplots(1, 2)
     left.plot(steps, result.series("margin"), marker=".")
     left.axhline(0, color="grey", lw=0.5)
     left.set(title=f"{result.method}: reward margin (chosen - rejected)", xlabel="step")

@@ -2,19 +2,22 @@
 
 Parameters are checked against each notebook's `parameters` cell before anything runs (papermill
 itself only warns about an unknown name and runs with the default). Notebooks run in parallel
-worker processes, each kernel pinned to its share of the cores; each writes its executed copy and
-metrics.json (ftkit.notebook.record) into the output folder, and the report has one row per notebook.
+worker processes, one kernel per core by default, each kernel's torch held to its share of the cores
+(cores / jobs threads: more threads than cores on a busy box cost 4x). Kernels start in the output
+folder, so a notebook that depends on the folder it runs from fails here; each writes its executed
+copy and metrics (ftkit.cookbook.notebook.record) there, and report.py writes report.md/.html.
 """
 from __future__ import annotations
 
 import ast
 import difflib
-import html
 import json
 import os
+import re
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -38,6 +41,9 @@ class NotebookResult:
     final_loss: float | None = None
     eval_score: float | None = None
     error: str | None = None  # "cell 12: AssertionError: ..." for a failing cell
+    excerpt: str | None = None  # the failing cell's source and the end of its traceback
+    params: dict = field(default_factory=dict)  # every parameter as the run used it (defaults + given)
+    metrics: dict = field(default_factory=dict)  # what the notebook recorded (notebook.record / record_run)
 
 
 def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -103,8 +109,51 @@ def _metrics(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # torch reads OMP at start-up
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def plan(n_notebooks: int, jobs: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """(notebooks at a time, torch threads per kernel): one kernel per core unless `jobs` says otherwise, and
+    cores / jobs threads each, so the kernels together never ask for more threads than there are cores."""
+    cores = cores or usable_cores()
+    jobs = max(1, min(n_notebooks, jobs or cores))
+    return jobs, max(1, cores // jobs)
+
+
+def _excerpt(e) -> str:
+    """A failing cell, for the report: its last source lines and the end of its traceback, without colours."""
+    source = "\n".join(str(e.source).splitlines()[-12:])
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback or [])).strip().splitlines()[-8:]
+    return source + "\n" + "-" * 40 + "\n" + "\n".join(trace)
+
+
+def _ipc_kernel_manager(sockets: str):
+    """jupyter_client's kernel manager on IPC sockets in the folder `sockets` (one per kernel: kernels running
+    side by side must not share socket files). A kernel on local TCP without encryption warns at every start,
+    and anyone on the machine could connect to it; an IPC socket is a file only this user can open."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            return os.path.join(sockets, "kernel")
+
+    return IpcKernelManager
+
+
 def run_one(path: str, params: dict, out_dir: str, threads: int) -> NotebookResult:
-    """Execute one notebook in its own folder (as Jupyter would); a failing cell is named by its index."""
+    """Execute one notebook with its kernel started in `out_dir` (never the notebook's own folder: notebooks
+    must not depend on where they run); a failing cell is named by its index and excerpted."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -113,53 +162,35 @@ def run_one(path: str, params: dict, out_dir: str, threads: int) -> NotebookResu
     metrics = out / f"{path.stem}.metrics.json"
     out.mkdir(parents=True, exist_ok=True)
     metrics.unlink(missing_ok=True)
-    os.environ.update({BATCH_ENV: "1", METRICS_ENV: str(metrics.resolve()), "OMP_NUM_THREADS": str(threads),
-                       "MPLBACKEND": "Agg"})
-    if "output_dir" in papermill.inspect_notebook(str(path)) and "output_dir" not in params:
+    os.environ.update({BATCH_ENV: "1", METRICS_ENV: str(metrics.resolve()), "MPLBACKEND": "Agg",
+                       "TQDM_DISABLE": "1", **{v: str(threads) for v in THREAD_VARS}})
+    declared = papermill.inspect_notebook(str(path))
+    if "output_dir" in declared and "output_dir" not in params:
         params = {**params, "output_dir": str((out / f"{path.stem}-run").resolve())}  # artifacts beside the report
+    used = {k: ast.literal_eval(v["default"]) for k, v in declared.items()} | params
     t0 = time.time()
-    status, error = "passed", None
+    status, error, excerpt = "passed", None, None
     try:
-        papermill.execute_notebook(str(path), str(executed), parameters=params, cwd=str(path.parent),
-                                   progress_bar=False, kernel_name="python3")
+        with tempfile.TemporaryDirectory(prefix="ftkit-kernel-") as sockets:  # short: socket paths max ~100 chars
+            papermill.execute_notebook(str(path), str(executed), parameters=params, cwd=str(out.resolve()),
+                                       progress_bar=False, kernel_name="python3", coalesce_streams=True,
+                                       kernel_manager_class=_ipc_kernel_manager(sockets))
     except PapermillExecutionError as e:
         status, error = "failed", f"cell {e.cell_index}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
+        excerpt = _excerpt(e)
     except Exception as e:  # kernel died, missing kernel: report it in the row, keep the other notebooks going
         status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     m = _metrics(metrics)
     return NotebookResult(path.stem, status, round(time.time() - t0, 1), str(executed),
-                          m.get("final_loss"), m.get("eval_score"), error)
-
-
-def report_markdown(results: list[NotebookResult], out_dir: Path) -> str:
-    def num(v):
-        return "" if v is None else f"{v:.3f}"
-    rows = ["| notebook | status | time (s) | final loss | eval score | executed | error |", "|---|---|---|---|---|---|---|"]
-    for r in results:
-        link = os.path.relpath(r.output, out_dir)
-        rows.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {num(r.final_loss)} | {num(r.eval_score)} | "
-                    f"[{link}]({link}) | {(r.error or '').replace('|', '/')} |")
-    passed = sum(r.status == "passed" for r in results)
-    return "\n".join(rows) + f"\n\n{passed}/{len(results)} passed, {sum(r.seconds for r in results):.0f} s in notebooks\n"
-
-
-def report_html(results: list[NotebookResult], out_dir: Path) -> str:
-    head = "<tr><th>notebook</th><th>status</th><th>time (s)</th><th>final loss</th><th>eval score</th><th>error</th></tr>"
-    rows = []
-    for r in results:
-        link = html.escape(os.path.relpath(r.output, out_dir))
-        color = "#c8f7c5" if r.status == "passed" else "#f7c5c5"
-        cells = [f'<a href="{link}">{html.escape(r.name)}</a>', r.status, f"{r.seconds:.1f}",
-                 "" if r.final_loss is None else f"{r.final_loss:.3f}",
-                 "" if r.eval_score is None else f"{r.eval_score:.3f}", html.escape(r.error or "")]
-        rows.append(f'<tr style="background:{color}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<html><body><h1>ftkit notebooks</h1><table border=1>{head}{''.join(rows)}</table></body></html>\n"
+                          m.get("final_loss"), m.get("eval_score"), error, excerpt, used, m)
 
 
 def run(names: list[str] | None = None, params: dict | None = None, *, tiny: bool = False,
         output_dir: str = "outputs/notebooks", jobs: int | None = None) -> list[NotebookResult]:
     """Validate every notebook's parameters first, then run them (in parallel) and write report.md/.html."""
     import papermill
+
+    from ftkit.cookbook import report
 
     paths = find_notebooks(names)
     per_book = {p: dict(params or {}) for p in paths}
@@ -179,10 +210,8 @@ def run(names: list[str] | None = None, params: dict | None = None, *, tiny: boo
         raise ConfigError(problems)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cores = os.cpu_count() or 1
-    jobs = max(1, min(len(paths), jobs or cores // 2 or 1))
-    threads = max(1, cores // jobs)  # kernels share the cores instead of each spinning up cores threads
-    log.info(f"running {len(paths)} notebooks, {jobs} at a time, {threads} thread(s) each -> {out}")
+    jobs, threads = plan(len(paths), jobs)
+    log.info(f"running {len(paths)} notebooks, {jobs} at a time, {threads} torch thread(s) each -> {out}")
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(run_one, str(p), per_book[p], str(out), threads) for p in paths]
         results = []
@@ -190,8 +219,7 @@ def run(names: list[str] | None = None, params: dict | None = None, *, tiny: boo
             r = f.result()
             log.info(f"{r.name}: {r.status} in {r.seconds:.1f}s" + (f" ({r.error})" if r.error else ""))
             results.append(r)
-    (out / "report.md").write_text(report_markdown(results, out))
-    (out / "report.html").write_text(report_html(results, out))
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
-    log.info(report_markdown(results, out))
+    report.write(results, out)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
+    log.info(report.markdown(results, out))
     return results

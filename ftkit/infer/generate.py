@@ -7,7 +7,7 @@ import sys
 from ftkit.formats import strategy_for
 from ftkit.formats.chat import end_of_turn_ids
 from ftkit.formats.tokenize import encode_prompt_text
-from ftkit.log import to_stderr
+from ftkit.log import log, to_stderr
 from ftkit.models.trained import load_trained
 from ftkit.recipe import Recipe
 
@@ -21,6 +21,28 @@ def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
         return chat_prompt_ids(recipe, tokenizer, text)
     strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
     return encode_prompt_text(strategy.prompt_for(text), tokenizer, add_bos=strategy.add_bos)
+
+
+def keeps_turns(recipe: Recipe, tokenizer) -> bool:
+    """Does the recipe's prompt format hold a conversation? Chat templates (and preference data) do, so a chat
+    sends earlier turns along; the alpaca family holds one instruction, so each message is answered alone."""
+    from ftkit.formats.chat import ChatTemplateStrategy
+
+    return bool(getattr(recipe, "rl", None)) or isinstance(strategy_for(recipe.datasets[0], recipe, tokenizer),
+                                                           ChatTemplateStrategy)
+
+
+def conversation_ids(recipe: Recipe, tokenizer, messages: list[dict]) -> list[int]:
+    """Prompt ids for a conversation ([{role, content}], the user's turn last) rendered as training rendered
+    conversations; for single-turn formats, the last user message alone (see keeps_turns)."""
+    if getattr(recipe, "rl", None):
+        from ftkit.data.preference import trained_prompt_ids
+
+        return trained_prompt_ids(tokenizer, messages)
+    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
+    if not keeps_turns(recipe, tokenizer):
+        return prompt_ids(recipe, tokenizer, messages[-1]["content"])
+    return encode_prompt_text(strategy.render(messages, gen=True), tokenizer, add_bos=strategy.add_bos)
 
 
 def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
@@ -37,7 +59,8 @@ def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
 
 def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_tokens: int | None = None,
              temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None) -> list[str]:
-    """Complete each prompt (greedy unless temperature > 0); returns only the new text."""
+    """Complete each prompt, a text or a conversation (a list of {role, content}: conversation_ids), greedy unless
+    temperature > 0; returns only the new text."""
     import torch
 
     if seed is not None:
@@ -47,7 +70,8 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     model.eval()
     out = []
     for text in prompts:
-        ids = torch.tensor([prompt_ids(recipe, tokenizer, text)], device=device)
+        ids = conversation_ids(recipe, tokenizer, text) if isinstance(text, list) else prompt_ids(recipe, tokenizer, text)
+        ids = torch.tensor([ids], device=device)
         kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                       eos_token_id=stop_token_ids(recipe, tokenizer), do_sample=temperature > 0, streamer=streamer)
         if temperature > 0:
@@ -61,7 +85,8 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
 
 def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, temperature=0.0, top_p=1.0,
         seed=None, stream=True, stdin=None, stdout=None) -> list[str]:
-    """`ftkit infer`: one --prompt (streamed), or one prompt per stdin line -> one JSON line each."""
+    """`ftkit infer`: one --prompt (streamed), or one prompt per stdin line -> one JSON line each (on a terminal
+    it first says it is waiting for prompts)."""
     from transformers import TextStreamer
 
     stdout = stdout or sys.stdout
@@ -74,8 +99,13 @@ def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, tempe
         if not stream:
             print(text[0], file=stdout)
         return text
+    stdin = stdin or sys.stdin
+    if stdin.isatty():  # a person at a terminal, not a pipe: say what the silence means
+        with to_stderr():
+            log.info("waiting for prompts: type one per line and press Enter; each answer prints as one JSON line. "
+                     "Ctrl-D ends (or pass --prompt \"...\" for a single answer)")
     answers = []
-    for line in (stdin or sys.stdin):
+    for line in stdin:
         line = line.rstrip("\n")
         if not line.strip():
             continue

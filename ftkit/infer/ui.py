@@ -1,8 +1,10 @@
 """`ftkit infer RECIPE --gradio`: a chat page over the trained model (gradio, an optional extra).
 
-Each message is prompted exactly as `ftkit infer` does (infer.prompt_ids, the training template) and
-streamed back token by token. Bound to 127.0.0.1 unless --host says otherwise: a model server on all
-interfaces is a choice the user makes, never a default.
+Each message is prompted exactly as `ftkit infer` does (the training template) and streamed back token by
+token. A chat-template recipe keeps the conversation (earlier turns are sent along, rendered by the
+template); an alpaca-style format holds one instruction, so each message is answered on its own, and the
+page says so. Bound to 127.0.0.1 unless --host says otherwise: a model server on all interfaces is a
+choice the user makes, never a default.
 """
 from __future__ import annotations
 
@@ -28,12 +30,15 @@ def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0
 
     from transformers import TextIteratorStreamer
 
-    from ftkit.infer.generate import generate
+    from ftkit.infer.generate import generate, keeps_turns
+
+    turns = keeps_turns(recipe, tokenizer)
 
     def respond(message, history):
-        # the recipe's template is single-turn (alpaca-style): each message is answered on its own
+        # a chat template holds the conversation; an alpaca-style prompt holds one instruction (see turns_note)
+        prompt = [*(_message(m) for m in history), {"role": "user", "content": message}] if turns else message
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        worker = Thread(target=generate, args=(model, tokenizer, recipe, [message]),
+        worker = Thread(target=generate, args=(model, tokenizer, recipe, [prompt]),
                         kwargs=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                     seed=seed, streamer=streamer), daemon=True)
         worker.start()
@@ -46,13 +51,34 @@ def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0
     return respond
 
 
+def _message(m: dict) -> dict:
+    """A gradio history entry as {role, content} text (gradio may hold content as a list of parts)."""
+    content = m["content"]
+    if not isinstance(content, str):
+        parts = content if isinstance(content, list) else [content]
+        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in parts)
+    return {"role": m["role"], "content": content}
+
+
+def turns_note(recipe: Recipe, tokenizer) -> str:
+    """What the page tells the user about earlier turns."""
+    from ftkit.infer.generate import keeps_turns
+
+    if keeps_turns(recipe, tokenizer):
+        return "Earlier turns are sent with each message: the chat template this model was trained with holds the conversation."
+    kind = recipe.datasets[0].type if isinstance(recipe.datasets[0].type, str) else "custom"
+    return (f"Each message is answered on its own: this model was trained on the {kind} prompt, which holds one "
+            "instruction, so earlier turns are not sent to it.")
+
+
 def build_app(model, tokenizer, recipe: Recipe, **sampling):
     """The gradio Blocks app (not launched), titled with the recipe it serves."""
     gr = _gradio()
+    served = (f"base {recipe.base_model}; adapter {recipe.lora_model_dir or recipe.output_dir}" if recipe.adapter
+              else f"model {recipe.output_dir}")
     return gr.ChatInterface(chat_fn(model, tokenizer, recipe, **sampling), api_name="chat",
                             title=f"ftkit: {recipe.source or recipe.base_model}",
-                            description=f"base {recipe.base_model}; adapter {recipe.lora_model_dir or recipe.output_dir}"
-                            if recipe.adapter else f"model {recipe.output_dir}")
+                            description=f"{served}. {turns_note(recipe, tokenizer)}")
 
 
 def launch(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None, block: bool = True, **sampling):

@@ -159,7 +159,7 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None):
 
         model = quant.prepare(model, recipe)  # fp32 norms, input grads
     elif recipe.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if recipe.gradient_checkpointing:
         model.config.use_cache = False
     if recipe.adapter:

@@ -4,12 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftkit.errors import FtkitError
+from ftkit.formats import serving
 from ftkit.log import log, quiet
+from ftkit.models import card
 from ftkit.recipe import Recipe
 
 
 def run(recipe: Recipe, output_dir: str | None = None) -> Path:
-    """Base (unquantized, recipe dtype) + adapter -> merge_and_unload -> safetensors + tokenizer + card."""
+    """Base (unquantized, recipe dtype) + adapter -> merge_and_unload -> safetensors, tokenizer, recipe.yml, card."""
     from ftkit.models.adapters import has_adapter_files
     from ftkit.models.load import resolve_precision
     from ftkit.models.trained import load_trained
@@ -33,19 +35,32 @@ def run(recipe: Recipe, output_dir: str | None = None) -> Path:
                          "(loaders would pick up the adapter)", where="--output-dir", fix="choose an empty directory")
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
+    template_note = serving.apply(recipe, tok)  # (the adapter run saved it already; older runs get it here)
     tok.save_pretrained(out)
-    (out / "README.md").write_text(model_card(recipe, dtype, saved.r, saved.lora_alpha))
+    _write_card(recipe, out, tok, template_note, dtype, saved.r, saved.lora_alpha)
+    card.make_readable(out)
     log.info(f"merged model ({dtype}) saved to {out}")
     return out
 
 
-def model_card(recipe: Recipe, dtype, r: int, alpha: int) -> str:
-    """README.md for the merged model: what it was made from and how to load it."""
+def _write_card(recipe: Recipe, out: Path, tokenizer, template_note: str, dtype, r: int, alpha: int) -> None:
+    """README.md (models/card.py) with the adapter run's metrics and loss plot, and its recipe.yml."""
+    import json
+    import shutil
+
+    import yaml
+
+    run = Path(recipe.lora_model_dir or recipe.output_dir)
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else None
+    if (run / card.PLOT).is_file():
+        shutil.copyfile(run / card.PLOT, out / card.PLOT)
+    (out / "recipe.yml").write_text(yaml.safe_dump(card.recipe_resolved(recipe), sort_keys=False))
     method = {"qlora": "QLoRA (4-bit base, dequantized before merging)", "lora": "LoRA"}[recipe.adapter]
     if recipe.load_in_8bit:
         method = "LoRA on an 8-bit base (dequantized before merging)"
     variant = ", DoRA" if recipe.peft_use_dora else ", rsLoRA" if recipe.peft_use_rslora else ""
-    return (f"# Merged model\n\nBase `{recipe.base_model}` with the {method} adapter from "
-            f"`{recipe.lora_model_dir or recipe.output_dir}` merged in (r={r}, alpha={alpha}"
-            f"{variant}), saved in {str(dtype).removeprefix('torch.')}.\n\nRecipe: `{recipe.source or 'in memory'}`"
-            " (made with `ftkit merge-lora`).\n\nLoad with `AutoModelForCausalLM.from_pretrained(this_dir)`.\n")
+    note = (f"The {method} adapter from `{run}` (r={r}, alpha={alpha}{variant}) was merged in with "
+            f"`ftkit merge-lora` and saved in {str(dtype).removeprefix('torch.')}.")
+    card.write_card(out, recipe, "merged", metrics=metrics, prompt=card.served_prompt(tokenizer),
+                    template_note=template_note,
+                    plot=card.PLOT if (out / card.PLOT).is_file() else None, note=note)

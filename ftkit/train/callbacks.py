@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import time
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
@@ -75,6 +77,56 @@ class ReplicaCheck(TrainerCallback):
         if state.is_world_process_zero:
             log.info(f"{len(gathered)} processes, steps {[r['steps'] for r in gathered]}: replicas "
                           + ("identical" if same else "DIFFER (data-parallel sync failed)"))
+
+
+class ProgressLines(TrainerCallback):
+    """About `lines` plain `[ftkit] step N/M: loss ...` lines per run, instead of a progress bar and a log dict
+    per logged step (which flood a batch-run notebook cell or a CI log). Eval losses are printed as they come."""
+
+    def __init__(self, lines: int = 10):
+        self.lines = lines
+        self.t0, self.next_at, self.every = 0.0, 0, 1
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.time()
+        self.every = max(1, state.max_steps // self.lines)
+        self.next_at = state.global_step + 1  # the first logged step is always shown (resume: from there)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if not state.is_world_process_zero:
+            return
+        if "eval_loss" in logs:
+            when = f"step {state.global_step}/{state.max_steps}" if state.global_step else "before training"
+            log.info(f"{when}: eval loss {logs['eval_loss']:.4f}")
+        if "loss" not in logs:
+            return
+        last = state.global_step >= state.max_steps
+        if state.global_step < self.next_at and not last:
+            return
+        while self.next_at <= state.global_step:
+            self.next_at += self.every
+        lr = logs.get("learning_rate")
+        log.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}"
+                 + (f", lr {lr:.2e}" if isinstance(lr, (int, float)) else "") + f" ({time.time() - self.t0:.0f}s)")
+
+
+def tqdm_disabled() -> bool:
+    """TQDM_DISABLE is set (tqdm's own switch; `ftkit notebooks run` sets it for batch runs)."""
+    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+
+
+def plain_progress(trainer) -> None:
+    """Where progress bars are off (TQDM_DISABLE=1), show ProgressLines instead of the Trainer's printer,
+    which would print a log dict for every logged step; elsewhere keep the Trainer's bar."""
+    if not tqdm_disabled():
+        return
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    for default in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+        trainer.remove_callback(default)
+    trainer.add_callback(ProgressLines())
 
 
 def build(recipe: Recipe, full_replicas: bool = True) -> list[TrainerCallback]:

@@ -202,4 +202,11 @@ def _cuda_bf16() -> bool:
 
 
 def run(recipe: Recipe, devices: int = 1) -> str:
-    return estimate(recipe, devices).table()
+    """`ftkit memory`: the table, saying first which precision it assumed when `auto` resolved on this machine."""
+    table = estimate(recipe, devices).table()
+    if recipe.bf16 == "auto" and recipe.fp16 is not True and not _cuda_bf16():
+        gpu = estimate(recipe, devices, half=True)
+        return (f"bf16: auto -> fp32 on this machine (no CUDA bf16 device), so the estimate below is for fp32; "
+                f"the recipe on a bf16 GPU: peak {gpu.total / GB:.3f} GB per device (ftkit memory RECIPE --bf16=true "
+                f"shows its arithmetic)\n" + table)
+    return table

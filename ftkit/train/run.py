@@ -43,6 +43,7 @@ def build(recipe: Recipe, callbacks=()) -> Built:
     from transformers import set_seed
 
     from ftkit.train import relora, runtime
+    from ftkit.train.callbacks import plain_progress
     from ftkit.train.distributed import deepspeed_path
 
     if recipe.deepspeed:
@@ -59,6 +60,7 @@ def build(recipe: Recipe, callbacks=()) -> Built:
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
         callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
+    plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     return Built(method, tokenizer, prepared, trainer)
 
 

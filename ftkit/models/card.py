@@ -1,0 +1,190 @@
+"""Model cards: what a saved model folder says about how it was made, written through huggingface_hub.
+
+Every folder ftkit saves a model into (a LoRA adapter run, a full fine-tune, a merged model) gets a
+README.md built with `huggingface_hub.ModelCard`: hub metadata (base_model, library_name, tags,
+datasets), the prompt format the model was trained on and how to prompt it, the run's final metrics,
+its loss plot and the recipe. `make_readable` gives every file the mode a user's own files get
+(the Trainer writes safetensors as 0600).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from ftkit.recipe import Recipe
+from ftkit.recipe.reference import option_order
+
+# kind -> (library that loads it, hub base_model_relation, the card's first words)
+KINDS = {
+    "adapter": ("peft", "adapter", "A LoRA adapter for `{base}` (it loads on top of the base model)"),
+    "full": ("transformers", "finetune", "`{base}`, fully fine-tuned"),
+    "merged": ("transformers", "finetune", "`{base}` with a LoRA adapter merged into its weights"),
+}
+PLOT = "loss.png"
+
+
+def _method(recipe: Recipe) -> str:
+    if recipe.rl:
+        return recipe.rl
+    return "sft"
+
+
+def card_data(recipe: Recipe, kind: str) -> dict:
+    """Hub metadata: base_model, library_name, base_model_relation, tags, datasets, pipeline_tag."""
+    library, relation, _ = KINDS[kind]
+    tags = ["ftkit", _method(recipe), recipe.adapter or "full-fine-tune"] + (["merged"] if kind == "merged" else [])
+    tags += [d.type for d in recipe.datasets if isinstance(d.type, str)]
+    return {"base_model": recipe.base_model, "library_name": library, "base_model_relation": relation,
+            "tags": list(dict.fromkeys(tags)), "datasets": list(dict.fromkeys(d.path for d in recipe.datasets)),
+            "pipeline_tag": "text-generation"}
+
+
+def _metrics_rows(m: dict) -> list[tuple[str, str]]:
+    """The run's headline numbers (SFT or preference metrics.json), as (name, value) rows."""
+    rows = []
+    if m.get("first_loss") is not None:
+        rows.append(("train loss (first -> last logged step)", f"{m['first_loss']:.4f} -> {m['final_loss']:.4f}"))
+    if m.get("eval_loss_after") is not None:
+        before = m.get("eval_loss_before")
+        rows.append(("eval loss (before -> after)", (f"{before:.4f} -> " if before is not None else "") +
+                     f"{m['eval_loss_after']:.4f}"))
+    margins = [h["margin"] for h in m.get("history", []) if h.get("margin") is not None]
+    if margins:
+        rows.append(("reward margin (first -> last logged step)", f"{margins[0]:+.3f} -> {margins[-1]:+.3f}"))
+    if m.get("heldout_after"):
+        b, a = m["heldout_before"], m["heldout_after"]
+        rows.append(("held-out pairs preferred (before -> after)", f"{b['accuracy']:.0%} -> {a['accuracy']:.0%}"))
+    for key, label in (("steps", "optimizer steps"), ("seconds", "seconds")):
+        if m.get(key):
+            rows.append((label, f"{m[key]:.1f}" if isinstance(m[key], float) else str(m[key])))
+    if m.get("total_params"):
+        rows.append(("parameters trained", f"{m['trainable_params']:,} of {m['total_params']:,}"))
+    return rows
+
+
+def _usage(kind: str, recipe: Recipe) -> str:
+    if kind == "adapter":
+        load = (f"from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                f"base = AutoModelForCausalLM.from_pretrained({recipe.base_model!r})\n"
+                "model = PeftModel.from_pretrained(base, THIS_FOLDER)\ntok = AutoTokenizer.from_pretrained(THIS_FOLDER)\n")
+    else:
+        load = ("from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                "model = AutoModelForCausalLM.from_pretrained(THIS_FOLDER)\ntok = AutoTokenizer.from_pretrained(THIS_FOLDER)\n")
+    return ("```python\n" + load +
+            'inputs = tok.apply_chat_template([{"role": "user", "content": "What is the capital of Spain?"}],\n'
+            '                                 add_generation_prompt=True, return_tensors="pt")\n'
+            "out = model.generate(**inputs, max_new_tokens=64, do_sample=False)\n"
+            'print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))\n```\n\n'
+            "or, with the recipe saved here: `ftkit infer recipe.yml --prompt \"...\"`")
+
+
+def model_card(recipe: Recipe, kind: str, *, metrics: dict | None = None, prompt: str | None = None,
+               template_note: str = "", plot: str | None = None, note: str = ""):
+    """The README.md of a saved model folder as a huggingface_hub.ModelCard (metadata + markdown)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(**card_data(recipe, kind))
+    data_line = ", ".join(f"`{d.path}` ({d.type if isinstance(d.type, str) else 'custom format'})"
+                          for d in recipe.datasets)
+    parts = [f"# {Path(recipe.output_dir).name}\n",
+             KINDS[kind][2].format(base=recipe.base_model) + f", trained with ftkit ({_method(recipe)}"
+             f"{', ' + recipe.adapter if recipe.adapter else ''}) on {data_line or 'the recipe data'}." +
+             (f" {note}" if note else "") + "\n",
+             "## Prompt format\n"]
+    note_text = (template_note[0].upper() + template_note[1:] + ".") if template_note else ""
+    if prompt is not None:
+        parts.append(f"{note_text} A user message reaches the model as:\n\n```text\n{prompt}\n```\n")
+    else:
+        parts.append((note_text or "No chat template is saved with this model.") + "\n")
+    parts += ["## How to use\n", _usage(kind, recipe) + "\n"]
+    rows = _metrics_rows(metrics or {})
+    if rows or plot:
+        parts.append("## Training results\n")
+        if rows:
+            parts.append("| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows))
+        samples = list(zip((metrics or {}).get("samples_before", []), (metrics or {}).get("samples_after", [])))
+        if samples:
+            parts.append("\n| prompt | before training | after training |\n|---|---|---|\n" + "".join(
+                f"| {_cell(b['prompt'])} | {_cell(b['completion'])} | {_cell(a['completion'])} |\n" for b, a in samples))
+        if plot:
+            parts.append(f"\n![training loss]({plot})\n")
+    source = f"From `{recipe.source}`. " if recipe.source else ""
+    parts += ["\n## Recipe\n", f"{source}The options this run set, overrides included (`recipe.yml` beside the "
+              "weights holds every resolved value):\n",
+              "```yaml\n" + yaml.safe_dump(recipe_as_set(recipe), sort_keys=False) + "```\n"]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts))
+
+
+def recipe_resolved(recipe: Recipe) -> dict:
+    """Every option's value, in the schema's order (base_model first): what recipe.yml holds."""
+    dumped = recipe.dump()
+    return {k: dumped[k] for k in option_order() if k in dumped}
+
+
+def recipe_as_set(recipe: Recipe) -> dict:
+    """Only the options that differ from ftkit's defaults, in the schema's order: the recipe as written."""
+    dumped = recipe.model_dump(mode="json", exclude_defaults=True, exclude={"source"})
+    full = recipe.dump()
+    for key in ("datasets", "test_datasets"):  # a dataset's path and type are always worth saying
+        dumped[key] = [{"path": f["path"], "type": f["type"], **d} for d, f in zip(dumped.get(key, []), full[key])]
+        if not dumped[key]:
+            del dumped[key]
+    return {k: dumped[k] for k in option_order() if k in dumped}
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")[:120]
+
+
+def write_card(folder: str | Path, recipe: Recipe, kind: str, **kwargs) -> Path:
+    """README.md in `folder` (replacing peft's empty template); returns its path."""
+    path = Path(folder) / "README.md"
+    model_card(recipe, kind, **kwargs).save(path)
+    return path
+
+
+def served_prompt(tokenizer, text: str = "What is the capital of Spain?") -> str | None:
+    """What the saved tokenizer's chat template renders for one user message (None without a template)."""
+    if not tokenizer.chat_template:
+        return None
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def loss_figure(losses: list, title: str = "training loss"):
+    """A matplotlib Figure of (step, loss) pairs, built without pyplot (no global backend state)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
+    if losses:
+        steps, values = zip(*losses)
+        ax.plot(steps, values, marker=".")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def save_loss_plot(losses: list, path: str | Path, title: str = "training loss") -> Path | None:
+    """The loss curve as a PNG; None when matplotlib is not installed (it is an optional extra)."""
+    try:
+        fig = loss_figure(losses, title)
+    except ImportError:
+        return None
+    fig.savefig(path, dpi=80)
+    return Path(path)
+
+
+def make_readable(folder: str | Path) -> int:
+    """Give every file under `folder` the mode the user's umask gives new files (0644 under umask 022);
+    returns how many files changed."""
+    mask = os.umask(0)
+    os.umask(mask)
+    mode, changed = 0o666 & ~mask, 0
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) != mode:
+            path.chmod(mode)
+            changed += 1
+    return changed
