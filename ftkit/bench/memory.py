@@ -63,34 +63,50 @@ def _status_kb(field: str) -> int:
 
 
 def measure(recipe_json: str) -> dict:
-    """Run in the child process: train the recipe and return the peak resident bytes it added."""
-    from trl import SFTTrainer
+    """Run in the child process: `ftkit train`'s own path on the recipe; the peak resident bytes it added.
 
-    from ftkit import data, models, train
+    Phases (resident bytes above the pre-load RSS): after the model is loaded, at the start of training,
+    after each step, and the high-water mark at the end of training (saving the model is not counted)."""
+    from transformers import TrainerCallback
+
+    from ftkit import data, models
     from ftkit.recipe import load_recipe
+    from ftkit.train import run as train_run
 
     recipe = load_recipe(json.loads(Path(recipe_json).read_text()))
-    quiet = lambda *_: None  # noqa: E731
-    precision = models.resolve_precision(recipe, quiet)
-    tok = models.load_tokenizer(recipe, quiet)
-    prepared = data.prepare(recipe, tok, quiet)
+    data.prepare(recipe, models.load_tokenizer(recipe))  # tokenized once: train.run re-uses the cache
+    phases: dict = {}
+
+    class Phases(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            phases["train_begin"] = _status_kb("VmRSS") - before
+
+        def on_step_end(self, args, state, control, **kw):
+            phases.setdefault("steps", []).append(_status_kb("VmRSS") - before)
+
+        def on_train_end(self, args, state, control, **kw):
+            phases["peak"] = _status_kb("VmHWM") - before
+
+    import torch  # noqa: F401 - imported before the baseline, as a training process has it
+
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    model = models.load_model(recipe, tok, precision, quiet)
-    args = train.sft_config(recipe, precision, False, len(prepared.train), quiet)
-    SFTTrainer(model=model, args=args, train_dataset=prepared.train, processing_class=tok).train()
-    return {"peak_bytes": (_status_kb("VmHWM") - before) * 1024}
+    train_run(recipe, callbacks=[Phases()])
+    return {"peak_bytes": phases["peak"] * 1024, "train_begin_bytes": phases["train_begin"] * 1024,
+            "step_bytes": [kb * 1024 for kb in phases.get("steps", [])]}
 
 
-def _measure_in_child(recipe) -> float:
+def _measure_in_child(recipe, env: dict | None = None) -> dict:
+    """A fresh `python -m ftkit.bench.memory RECIPE.json` under the user's default environment (no malloc
+    tuning): what `ftkit train` would show."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(recipe.dump(), f)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(shipped(""))}
-    out = subprocess.run([sys.executable, "-m", "ftkit.memory_bench", f.name], capture_output=True, text=True, env=env)
+    env = {**os.environ, "PYTHONPATH": str(shipped("")), **(env or {})}
+    out = subprocess.run([sys.executable, "-m", "ftkit.bench.memory", f.name], capture_output=True, text=True, env=env)
     os.unlink(f.name)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def compare(recipes: dict) -> list[dict]:
@@ -100,9 +116,10 @@ def compare(recipes: dict) -> list[dict]:
     rows = []
     for name, recipe in recipes.items():
         est = estimate(recipe)
-        measured = _measure_in_child(recipe)
+        got = _measure_in_child(recipe)
+        measured = got["peak_bytes"]
         rows.append({"name": name, "estimate": est.total, "measured": measured, "ratio": est.total / measured,
-                     "table": est.table()})
+                     "table": est.table(), "phases": got})
     return rows
 
 
@@ -117,7 +134,7 @@ def bench_recipes(work: Path, sizes: dict = MID_SIZE, seq_len: int = 256, micro_
     base = {"base_model": str(model_dir), "datasets": [{"path": str(rows), "type": "alpaca"}],
             "sequence_len": seq_len, "micro_batch_size": micro_batch_size, "max_steps": 3, "bf16": False,
             "learning_rate": 1e-4, "val_set_size": 0, "logging_steps": 1, "output_dir": str(work / "out"),
-            "dataset_prepared_path": str(work / "prepared")}
+            "dataset_prepared_path": str(work / "prepared"), "eval_prompts": []}
     return {"full": load_recipe({**base}), "lora": load_recipe({**base, "adapter": "lora", "lora_target_linear": True})}
 
 
