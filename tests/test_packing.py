@@ -109,8 +109,20 @@ def test_bfd_alone_matches_trl_and_minimum_slack_beats_it_on_few_lengths():
     bfd = sum(k for _, k in packing._bfd(hist, 512))
     assert bfd == len(pack_dataset(token_dataset(lengths), 512, "bfd", {"batch_size": None}))
     bound = packing.lower_bound(hist, 512)
-    assert bfd > bound and sum(k for _, k in packing._min_slack(hist, 512, budget=10**6)) == bound
-    assert packing._min_slack(hist, 512, budget=1) is None  # out of budget: plan_bins keeps BFD
+    assert bfd > bound and sum(k for _, k in packing._min_slack(hist, 512, [10**6])) == bound
+    assert packing._min_slack(hist, 512, [1]) is None  # out of budget: plan_bins keeps BFD
+
+
+def test_halved_repetition_reaches_the_bound_on_a_long_tail():
+    """Long tail at 512: repeating each fill fully drains the plentiful lengths and ends above BFD; repeating
+    over half the stock at a time keeps every length in stock and reaches the bound (plan_bins tries both)."""
+    from ftkit.bench.compare import long_tailed
+
+    hist = np.bincount(long_tailed(5000, 512, seed=4), minlength=513)
+    bound, bfd = packing.lower_bound(hist, 512), sum(k for _, k in packing._bfd(hist, 512))
+    full = sum(k for _, k in packing._min_slack(hist, 512, [10**7], share=1))
+    halved = sum(k for _, k in packing._min_slack(hist, 512, [10**7], share=2))
+    assert halved == bound < bfd < full, (bound, bfd, full, halved)
 
 
 def test_lower_bound_counts_rows_that_cannot_share():

@@ -1,11 +1,13 @@
 """`ftkit bench memory`: the memory estimate next to the measured peak of real CPU training runs.
 
-How it measures: each run is a fresh process (`python -m ftkit.memory_bench RECIPE.json`). After the
+How it measures: each run is a fresh process (`python -m ftkit.bench.memory RECIPE.json`) in the
+caller's environment, nothing tuned (no MALLOC_* variables): what `ftkit train` shows a user. After the
 imports and the tokenized data are in memory, it records the resident set (VmRSS) and resets the
-kernel's high-water mark (`echo 5 > /proc/self/clear_refs`); it then loads the model, trains a few
-steps through ftkit's own SFT path, and reads the high-water mark (VmHWM). Measured peak = VmHWM - VmRSS
-before the model existed. glibc is told to return every block over 64 KiB to the OS
-(MALLOC_MMAP_THRESHOLD_=65536) so that freed tensors don't linger as resident heap.
+kernel's high-water mark (`echo 5 > /proc/self/clear_refs`); it then runs `ftkit train`'s own path
+(train.run: model load, SFTTrainer, 3 steps) and reads the high-water mark (VmHWM) when training ends
+(saving is not counted). Measured peak = VmHWM - VmRSS before the model existed; the RSS after each step
+shows what the allocator kept. Runs: full fine-tune and LoRA (all linear layers) of a ~58M random-init
+Llama on rows of 85-100% of sequence_len.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ftkit.resources import shipped
@@ -80,12 +83,16 @@ def measure(recipe_json: str) -> dict:
     class Phases(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             phases["train_begin"] = _status_kb("VmRSS") - before
+            phases["t0"], phases["cpu0"] = time.perf_counter(), os.times()
 
         def on_step_end(self, args, state, control, **kw):
             phases.setdefault("steps", []).append(_status_kb("VmRSS") - before)
 
         def on_train_end(self, args, state, control, **kw):
             phases["peak"] = _status_kb("VmHWM") - before
+            phases["seconds"] = time.perf_counter() - phases["t0"]
+            cpu = os.times()
+            phases["user"], phases["sys"] = cpu.user - phases["cpu0"].user, cpu.system - phases["cpu0"].system
 
     import torch  # noqa: F401 - imported before the baseline, as a training process has it
 
@@ -93,7 +100,8 @@ def measure(recipe_json: str) -> dict:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     train_run(recipe, callbacks=[Phases()])
     return {"peak_bytes": phases["peak"] * 1024, "train_begin_bytes": phases["train_begin"] * 1024,
-            "step_bytes": [kb * 1024 for kb in phases.get("steps", [])]}
+            "step_bytes": [kb * 1024 for kb in phases.get("steps", [])], "train_seconds": phases["seconds"],
+            "train_cpu": {"user": phases["user"], "sys": phases["sys"]}}
 
 
 def _measure_in_child(recipe, env: dict | None = None) -> dict:
@@ -142,10 +150,16 @@ def run() -> str:
     """`ftkit bench memory`: print estimate vs measured for full and LoRA training of the ~58M twin."""
     work = Path(os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit") / "bench-memory"
     work.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for row in compare(bench_recipes(work)):
-        lines += [row["table"], f"  measured peak (RSS high-water mark delta): {row['measured'] / 1e9:.3f} GB; "
-                                f"estimate / measured = {row['ratio']:.2f}", ""]
+    rows = compare(bench_recipes(work))
+    lines = ["== ftkit bench memory: `ftkit memory`'s estimate vs the measured peak RSS of `ftkit train` "
+             "(fresh process, default environment) ==", ""]
+    for row in rows:
+        steps = ", ".join(f"{b / 1e9:.2f}" for b in row["phases"]["step_bytes"])
+        lines += [row["table"], f"  measured: peak {row['measured'] / 1e9:.3f} GB above the RSS before the model "
+                                f"loaded; resident after each step: {steps} GB", ""]
+    lines.append(f"{'run':6} {'estimate':>9} {'measured':>9} {'estimate / measured':>20}")
+    lines += [f"{row['name']:6} {row['estimate'] / 1e9:8.3f}G {row['measured'] / 1e9:8.3f}G {row['ratio']:19.2f}x"
+              for row in rows]
     return "\n".join(lines)
 
 
