@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                             "preprocess and training take one fewer)")
             sp.add_argument("--sections", default="packing,preprocess,training",
                             help="bench compare: which of packing, preprocess, training to run")
+            sp.add_argument("--sets", default="samples,longtail",
+                            help="bench compare: packing length sets (data_samples lengths, a long-tailed set)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
                 compare.run(rows=ints(args.rows), seq_lens=ints(args.seq_lens), prep_rows=ints(args.prep_rows),
-                            steps=args.steps or 30, rounds=args.rounds, sections=args.sections.split(","))
+                            steps=args.steps or 30, rounds=args.rounds, sections=args.sections.split(","),
+                            sets=args.sets.split(","))
             elif args.what == "preprocess":
                 from ftkit.bench.preprocess import run as bench_preprocess
 

@@ -385,7 +385,7 @@ def test_bench_packing_prints_efficiencies_and_speed_ratio(tmp_path):
                    "--layers=1", f"--dataset_prepared_path={tmp_path}", "--datasets.0.split=train[:400]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for name in ("ftkit packing (minimum bin slack)", "TRL pack_dataset bfd", "in-order concatenation",
+    for name in ("ftkit packing (histogram BFD/min slack)", "TRL pack_dataset bfd", "in-order concatenation",
                  "padding to longest, batches of 16", "ratio packed/padded:"):
         assert name in out, out
     assert "Llama twin hidden 64, 1 layers" in out, out

@@ -16,6 +16,7 @@ Ratios are measurements of this machine at this moment, not claims: they are pri
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import statistics
@@ -205,13 +206,13 @@ def _mb(b) -> str:
 
 
 def packing_section(rows: list[int], seq_lens: list[int], rounds: int, work: Path, print_=print,
-                    packer=None) -> list[dict]:
-    samples = sample_lengths(work)
+                    packer=None, sets: tuple = ("samples", "longtail")) -> list[dict]:
+    samples = sample_lengths(work) if "samples" in sets else None
     results = []
     print_(f"\n== packing: ftkit vs TRL pack_dataset bfd (whole dataset), {rounds} interleaved rounds ==")
     print_(f"{'set':10} {'seq':>5} {'rows':>7} | {'ftkit s':>8} {'TRL s':>8} {'time ratio':>10} | "
            f"{'ftkit bins':>10} {'TRL bins':>9} {'fewest':>7} | {'ftkit peak':>10} {'TRL peak':>9}")
-    for kind in ("samples", "longtail"):
+    for kind in sets:
         for capacity in seq_lens:
             for n in rows:
                 r = packing_case(length_set(kind, n, capacity, samples), capacity, rounds, packer)
@@ -331,7 +332,7 @@ def _timer():
 def _train_recipe(steps: int, out: Path) -> dict:
     return {"base_model": TINY, "datasets": [{"path": str(shipped("data_samples/alpaca.jsonl")), "type": "alpaca"}],
             "sequence_len": 256, "micro_batch_size": 16, "max_steps": steps, "learning_rate": 3e-3,
-            "logging_steps": 10, "val_set_size": 0, "eval_prompts": [], "bf16": False, "seed": 42,
+            "logging_steps": min(10, steps), "val_set_size": 0, "eval_prompts": [], "bf16": False, "seed": 42,
             "output_dir": str(out / "ftkit"), "dataset_prepared_path": str(out / "prepared")}
 
 
@@ -360,7 +361,7 @@ def bare_train(steps: int, out: Path) -> float:
     tok = AutoTokenizer.from_pretrained(tiny_path(TINY))
     model = AutoModelForCausalLM.from_pretrained(tiny_path(TINY))
     args = SFTConfig(output_dir=str(out / "trl"), max_steps=steps, per_device_train_batch_size=16, learning_rate=3e-3,
-                     logging_steps=10, max_length=256, bf16=False, use_cpu=True, report_to=[], save_strategy="no",
+                     logging_steps=min(10, steps), max_length=256, bf16=False, use_cpu=True, report_to=[], save_strategy="no",
                      gradient_checkpointing=False, dataloader_pin_memory=False, seed=42, disable_tqdm=True)
     timer = _timer()
     SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer]).train()
@@ -376,7 +377,8 @@ def training_section(steps: int, rounds: int, work: Path, print_=print) -> dict:
     for r in range(rounds):
         rate = {}
         for name in (("ftkit", "trl") if r % 2 == 0 else ("trl", "ftkit")):
-            with tempfile.TemporaryDirectory(dir=work) as out, quiet():
+            # quiet: the trainers print their metrics dicts; the figures that matter come from the timer
+            with tempfile.TemporaryDirectory(dir=work) as out, quiet(), contextlib.redirect_stdout(io.StringIO()):
                 rate[name] = (ftkit_train if name == "ftkit" else bare_train)(steps, Path(out))
         times.append((1 / rate["ftkit"], 1 / rate["trl"]))  # seconds per step
     res = {"steps_per_s": {k: 1 / statistics.median(t[i] for t in times) for i, k in enumerate(("ftkit", "trl"))},
@@ -400,7 +402,7 @@ def axolotl_line() -> str:
 
 def run(rows: list[int] = (2000, 20000), seq_lens: list[int] = (512, 2048, 4096), prep_rows: list[int] = (20000,),
         steps: int = 30, rounds: int = 3, sections: list[str] = ("packing", "preprocess", "training"),
-        work: Path | None = None) -> dict:
+        sets: list[str] = ("samples", "longtail"), work: Path | None = None) -> dict:
     """Print every section's table; return the figures."""
     work = Path(work or Path(os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit") / "bench-compare")
     work.mkdir(parents=True, exist_ok=True)
@@ -408,7 +410,7 @@ def run(rows: list[int] = (2000, 20000), seq_lens: list[int] = (512, 2048, 4096)
           f"{os.cpu_count()} CPUs")
     out = {}
     if "packing" in sections:
-        out["packing"] = packing_section(list(rows), list(seq_lens), rounds, work)
+        out["packing"] = packing_section(list(rows), list(seq_lens), rounds, work, sets=tuple(sets))
     if "preprocess" in sections:
         out["preprocess"] = preprocess_section(list(prep_rows), max(rounds - 1, 1), work)
     if "training" in sections:
