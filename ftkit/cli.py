@@ -16,7 +16,7 @@ VERBS = {
                 "assertion evals over the recipe's eval_prompts; --json writes them",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
     "options": "print every recipe option (generated from the schema), model and data first",
-    "bench": "benchmarks printed side by side: `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
+    "bench": "benchmarks printed side by side: `bench compare` (ftkit vs TRL's packer, a bare tokenize loop, a bare TRL script: ratios), `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb, help=help_, description=help_,
                             epilog="Override any recipe option with --key=value (dotted paths into lists/dicts).")
         if verb == "bench":
-            sp.add_argument("what", choices=["preprocess", "memory", "packing"], help="which benchmark")
+            sp.add_argument("what", choices=["compare", "preprocess", "memory", "packing"], help="which benchmark")
             sp.add_argument("recipe", nargs="?", help="bench packing: the recipe whose rows are packed")
             sp.add_argument("--base-model", default="tiny:llama", help="bench preprocess: tokenizer to measure with")
         elif verb != "options":
@@ -65,10 +65,20 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--num_processes", "--num-processes", type=int, default=1,
                             help="devices the run is spread over (ZeRO / FSDP shard states across them)")
         if verb == "bench":
-            sp.add_argument("--steps", type=int, default=6, help="timed training steps per run")
+            sp.add_argument("--steps", type=int, default=None,
+                            help="timed training steps per run (bench packing: 6; bench compare: 30)")
             sp.add_argument("--hidden", type=int, default=256, help="hidden size of the Llama twin timed")
             sp.add_argument("--layers", type=int, default=4, help="layers of the Llama twin timed")
             sp.add_argument("--attn", default="sdpa", help="attention: sdpa, eager, flash_attention_2 (GPU)")
+            sp.add_argument("--rows", default="2000,20000", help="bench compare: rows per packing case (comma list)")
+            sp.add_argument("--seq-lens", default="512,2048,4096", help="bench compare: sequence_len per packing case")
+            sp.add_argument("--prep-rows", default="20000", help="bench compare: rows per preprocessing case")
+            sp.add_argument("--rounds", type=int, default=3, help="bench compare: interleaved rounds (packing; "
+                            "preprocess and training take one fewer)")
+            sp.add_argument("--sections", default="packing,preprocess,training",
+                            help="bench compare: which of packing, preprocess, training to run")
+            sp.add_argument("--sets", default="samples,longtail",
+                            help="bench compare: packing length sets (data_samples lengths, a long-tailed set)")
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
@@ -175,8 +185,15 @@ def _run(args, extra) -> int:
 
         fetch(args.what, args.dest, force=args.force)
         return 0
-    if args.verb == "bench" and args.what != "packing":  # these two need no recipe
-        if args.what == "preprocess":
+    if args.verb == "bench" and args.what != "packing":  # these need no recipe
+        if args.what == "compare":
+            from ftkit.bench import compare
+
+            ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+            compare.run(rows=ints(args.rows), seq_lens=ints(args.seq_lens), prep_rows=ints(args.prep_rows),
+                        steps=args.steps or 30, rounds=args.rounds, sections=args.sections.split(","),
+                        sets=args.sets.split(","))
+        elif args.what == "preprocess":
             from ftkit.bench.preprocess import run as bench_preprocess
 
             bench_preprocess(args.base_model)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +57,78 @@ def test_too_long_example_is_refused():
 def test_group_by_length_with_packing_is_a_config_error():
     with pytest.raises(ConfigError, match=r"group_by_length: has no effect with sample_packing.*Fix: remove group_by_length"):
         load_recipe(ROOT / "recipes" / "quickstart.yml", {"sample_packing": True, "group_by_length": True})
+
+
+# ---------------------------------------------------------------- never more bins than TRL's bfd
+
+def _fixed_lengths(kind: str, n: int, capacity: int):
+    """Fixed length sets: a few distinct lengths like the data_samples sets, or a long tail (log-normal)."""
+    from ftkit.bench.compare import long_tailed
+
+    if kind == "few":
+        return np.random.default_rng(0).choice([15, 22, 24, 30, 42, 48, 55, 62, 66, 83, 99, 154, 215], n)
+    return long_tailed(n, capacity)
+
+
+def _examples(ds) -> Counter:
+    return Counter(tuple(x) for x in ds.with_format("arrow")["input_ids"].to_pylist())
+
+
+@pytest.mark.parametrize("capacity", [512, 2048, 4096])
+@pytest.mark.parametrize("kind", ["few", "longtail"])
+def test_bins_at_or_below_trl_bfd_and_a_valid_packing(kind, capacity):
+    from trl import pack_dataset
+
+    from ftkit.bench.compare import token_dataset
+
+    lengths = _fixed_lengths(kind, 3000, capacity)
+    ds = token_dataset(lengths, seed=1)
+    packed, st = packing.pack(ds, capacity)
+    trl = pack_dataset(ds, capacity, "bfd", {"batch_size": None})
+    assert st.bins <= len(trl) and st.bound <= st.bins, (st.summary(), len(trl))
+    # a valid packing: every example exactly once (same token sequences), no row over the bin, labels follow ids
+    rows = packed.with_format("arrow")[:]
+    seq = rows["seq_lengths"].to_pylist()
+    assert max(sum(s) for s in seq) <= capacity and st.rows == len(lengths) == sum(len(s) for s in seq)
+    assert [len(x) for x in rows["input_ids"].to_pylist()] == [sum(s) for s in seq]
+    assert rows["labels"].to_pylist() == rows["input_ids"].to_pylist()  # token_dataset's labels equal its ids
+    unpacked = [tuple(ids[a:a + n]) for ids, lens in zip(rows["input_ids"].to_pylist(), seq)
+                for a, n in zip(np.cumsum([0] + lens[:-1]), lens)]
+    assert Counter(unpacked) == _examples(ds)
+
+
+def test_bfd_alone_matches_trl_and_minimum_slack_beats_it_on_few_lengths():
+    """The two halves of plan_bins: histogram best-fit decreasing gives TRL's exact bin count; where it is
+    above the bound (a few lengths, repeated), minimum bin slack reaches the bound."""
+    from trl import pack_dataset
+
+    from ftkit.bench.compare import token_dataset
+
+    lengths = _fixed_lengths("few", 3000, 512)
+    hist = np.bincount(lengths, minlength=513)
+    bfd = sum(k for _, k in packing._bfd(hist, 512))
+    assert bfd == len(pack_dataset(token_dataset(lengths), 512, "bfd", {"batch_size": None}))
+    bound = packing.lower_bound(hist, 512)
+    assert bfd > bound and sum(k for _, k in packing._min_slack(hist, 512, [10**6])) == bound
+    assert packing._min_slack(hist, 512, [1]) is None  # out of budget: plan_bins keeps BFD
+
+
+def test_halved_repetition_reaches_the_bound_on_a_long_tail():
+    """Long tail at 512: repeating each fill fully drains the plentiful lengths and ends above BFD; repeating
+    over half the stock at a time keeps every length in stock and reaches the bound (plan_bins tries both)."""
+    from ftkit.bench.compare import long_tailed
+
+    hist = np.bincount(long_tailed(5000, 512, seed=4), minlength=513)
+    bound, bfd = packing.lower_bound(hist, 512), sum(k for _, k in packing._bfd(hist, 512))
+    full = sum(k for _, k in packing._min_slack(hist, 512, [10**7], share=1))
+    halved = sum(k for _, k in packing._min_slack(hist, 512, [10**7], share=2))
+    assert halved == bound < bfd < full, (bound, bfd, full, halved)
+
+
+def test_lower_bound_counts_rows_that_cannot_share():
+    # three examples of 5 in bins of 8: 15 tokens -> ceil 2, but no two fit together -> 3
+    assert packing.lower_bound([0, 0, 0, 0, 0, 3], 8) == 3 and math.ceil(15 / 8) == 2
+    assert packing.plan_bins(np.array([5, 5, 5]), 8)[1] == 3
 
 
 # ---------------------------------------------------------------- efficiency on every data_samples set
@@ -245,6 +319,65 @@ def test_packed_run_records_efficiency_and_its_step_count(packed_and_unpacked_ru
     assert "packing_train" not in packed_and_unpacked_runs[False].data
 
 
+def test_real_tokens_of_a_packed_batch_equal_the_collators_mask():
+    """Packed rows padded on the right, pad id also used inside examples (as when pad == eos): the count
+    from (position 0, pad id) runs at the row ends equals the attention_mask TRL's collator built."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    rows = [{"input_ids": [5, 0, 7, 0, 9, 0], "labels": [-100, 0, -100, 0, 9, 0], "seq_lengths": [2, 4]},
+            {"input_ids": [3, 4], "labels": [-100, 4], "seq_lengths": [2]},
+            {"input_ids": [8, 0, 0], "labels": [-100, 0, 0], "seq_lengths": [3]}]
+    trl = DataCollatorForLanguageModeling(pad_token_id=0, return_position_ids=True)(rows)
+    batch = packing.PackedCollator(pad_token_id=0)(rows)
+    assert "attention_mask" not in batch and batch["input_ids"].shape == (3, 6)
+    assert packing.real_tokens(batch, 0) == int(trl["attention_mask"].sum()) == 11
+    assert batch["position_ids"].size(1) == 6  # what TRL's num_tokens adds for such a batch
+    flat = packing.PackedCollator(pad_token_id=0, flatten=True, pad_to_multiple_of=16)(rows)
+    assert flat["input_ids"].shape == (1, 16) and packing.real_tokens(flat, 0) == 11
+
+
+def _logged_tokens(tmp_path, packed: bool, fix: bool):
+    """(last logged num_tokens, real tokens in the train rows) after one epoch through SFTTrainer, set up as
+    ftkit.train.sft does it (sft_config + packing.collator)."""
+    from trl import SFTTrainer
+
+    from ftkit import data, models
+    from ftkit.train.sft import sft_config
+
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yml", {
+        "datasets": [{"path": "data_samples/alpaca.jsonl", "type": "alpaca", "split": "train[:60]"}],
+        "output_dir": str(tmp_path / f"out{packed}{fix}"), "dataset_prepared_path": str(tmp_path / "prepared"),
+        "val_set_size": 0, "num_epochs": 1, "logging_steps": 1, "micro_batch_size": 4, "sample_packing": packed,
+        "sequence_len": 128, "eval_prompts": []})
+    precision = models.resolve_precision(recipe)
+    tok = models.load_tokenizer(recipe)
+    prepared = data.prepare(recipe, tok)
+    model = models.load_model(recipe, tok, precision)
+    trainer = SFTTrainer(model=model, args=sft_config(recipe, precision, False, len(prepared.train)),
+                         train_dataset=prepared.train, processing_class=tok,
+                         data_collator=packing.collator(recipe, tok, model))
+    if fix:
+        packing.count_real_tokens(trainer)
+    trainer.train()
+    logged = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h][-1]
+    real = sum(len(x) for x in prepared.train.with_format("arrow")["input_ids"].to_pylist())
+    if packed:
+        assert prepared.stats["packing_train"]["tokens"] == real
+    return logged, real, len(prepared.train)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed"])
+def test_num_tokens_equals_the_real_tokens_trained(tmp_path, packed):
+    logged, real, _ = _logged_tokens(tmp_path, packed, fix=True)
+    assert logged == real
+
+
+def test_num_tokens_without_the_fix_is_short_with_packing(tmp_path):
+    """The control: TRL alone counts one row's width per packed micro-batch."""
+    logged, real, rows = _logged_tokens(tmp_path, packed=True, fix=False)
+    assert logged < real / 2, (logged, real)
+
+
 def test_bench_packing_prints_efficiencies_and_speed_ratio(tmp_path):
     from conftest import run_cli
 
@@ -252,7 +385,7 @@ def test_bench_packing_prints_efficiencies_and_speed_ratio(tmp_path):
                    "--layers=1", f"--dataset_prepared_path={tmp_path}", "--datasets.0.split=train[:400]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for name in ("ftkit packing (minimum bin slack)", "TRL pack_dataset bfd", "in-order concatenation",
+    for name in ("ftkit packing (histogram BFD/min slack)", "TRL pack_dataset bfd", "in-order concatenation",
                  "padding to longest, batches of 16", "ratio packed/padded:"):
         assert name in out, out
     assert "Llama twin hidden 64, 1 layers" in out, out

@@ -1,11 +1,13 @@
 """`ftkit bench memory`: the memory estimate next to the measured peak of real CPU training runs.
 
-How it measures: each run is a fresh process (`python -m ftkit.memory_bench RECIPE.json`). After the
+How it measures: each run is a fresh process (`python -m ftkit.bench.memory RECIPE.json`) in the
+caller's environment, nothing tuned (no MALLOC_* variables): what `ftkit train` shows a user. After the
 imports and the tokenized data are in memory, it records the resident set (VmRSS) and resets the
-kernel's high-water mark (`echo 5 > /proc/self/clear_refs`); it then loads the model, trains a few
-steps through ftkit's own SFT path, and reads the high-water mark (VmHWM). Measured peak = VmHWM - VmRSS
-before the model existed. glibc is told to return every block over 64 KiB to the OS
-(MALLOC_MMAP_THRESHOLD_=65536) so that freed tensors don't linger as resident heap.
+kernel's high-water mark (`echo 5 > /proc/self/clear_refs`); it then runs `ftkit train`'s own path
+(train.run: model load, SFTTrainer, 3 steps) and reads the high-water mark (VmHWM) when training ends
+(saving is not counted). Measured peak = VmHWM - VmRSS before the model existed; the RSS after each step
+shows what the allocator kept. Runs: full fine-tune and LoRA (all linear layers) of a ~58M random-init
+Llama on rows of 85-100% of sequence_len.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ftkit.resources import shipped
@@ -63,34 +66,55 @@ def _status_kb(field: str) -> int:
 
 
 def measure(recipe_json: str) -> dict:
-    """Run in the child process: train the recipe and return the peak resident bytes it added."""
-    from trl import SFTTrainer
+    """Run in the child process: `ftkit train`'s own path on the recipe; the peak resident bytes it added.
 
-    from ftkit import data, models, train
+    Phases (resident bytes above the pre-load RSS): after the model is loaded, at the start of training,
+    after each step, and the high-water mark at the end of training (saving the model is not counted)."""
+    from transformers import TrainerCallback
+
+    from ftkit import data, models
     from ftkit.recipe import load_recipe
+    from ftkit.train import run as train_run
 
     recipe = load_recipe(json.loads(Path(recipe_json).read_text()))
-    quiet = lambda *_: None  # noqa: E731
-    precision = models.resolve_precision(recipe, quiet)
-    tok = models.load_tokenizer(recipe, quiet)
-    prepared = data.prepare(recipe, tok, quiet)
+    data.prepare(recipe, models.load_tokenizer(recipe))  # tokenized once: train.run re-uses the cache
+    phases: dict = {}
+
+    class Phases(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            phases["train_begin"] = _status_kb("VmRSS") - before
+            phases["t0"], phases["cpu0"] = time.perf_counter(), os.times()
+
+        def on_step_end(self, args, state, control, **kw):
+            phases.setdefault("steps", []).append(_status_kb("VmRSS") - before)
+
+        def on_train_end(self, args, state, control, **kw):
+            phases["peak"] = _status_kb("VmHWM") - before
+            phases["seconds"] = time.perf_counter() - phases["t0"]
+            cpu = os.times()
+            phases["user"], phases["sys"] = cpu.user - phases["cpu0"].user, cpu.system - phases["cpu0"].system
+
+    import torch  # noqa: F401 - imported before the baseline, as a training process has it
+
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    model = models.load_model(recipe, tok, precision, quiet)
-    args = train.sft_config(recipe, precision, False, len(prepared.train), quiet)
-    SFTTrainer(model=model, args=args, train_dataset=prepared.train, processing_class=tok).train()
-    return {"peak_bytes": (_status_kb("VmHWM") - before) * 1024}
+    train_run(recipe, callbacks=[Phases()])
+    return {"peak_bytes": phases["peak"] * 1024, "train_begin_bytes": phases["train_begin"] * 1024,
+            "step_bytes": [kb * 1024 for kb in phases.get("steps", [])], "train_seconds": phases["seconds"],
+            "train_cpu": {"user": phases["user"], "sys": phases["sys"]}}
 
 
-def _measure_in_child(recipe) -> float:
+def _measure_in_child(recipe, env: dict | None = None) -> dict:
+    """A fresh `python -m ftkit.bench.memory RECIPE.json` under the user's default environment (no malloc
+    tuning): what `ftkit train` would show."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(recipe.dump(), f)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(shipped(""))}
-    out = subprocess.run([sys.executable, "-m", "ftkit.memory_bench", f.name], capture_output=True, text=True, env=env)
+    env = {**os.environ, "PYTHONPATH": str(shipped("")), **(env or {})}
+    out = subprocess.run([sys.executable, "-m", "ftkit.bench.memory", f.name], capture_output=True, text=True, env=env)
     os.unlink(f.name)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def compare(recipes: dict) -> list[dict]:
@@ -100,9 +124,10 @@ def compare(recipes: dict) -> list[dict]:
     rows = []
     for name, recipe in recipes.items():
         est = estimate(recipe)
-        measured = _measure_in_child(recipe)
+        got = _measure_in_child(recipe)
+        measured = got["peak_bytes"]
         rows.append({"name": name, "estimate": est.total, "measured": measured, "ratio": est.total / measured,
-                     "table": est.table()})
+                     "table": est.table(), "phases": got})
     return rows
 
 
@@ -117,7 +142,7 @@ def bench_recipes(work: Path, sizes: dict = MID_SIZE, seq_len: int = 256, micro_
     base = {"base_model": str(model_dir), "datasets": [{"path": str(rows), "type": "alpaca"}],
             "sequence_len": seq_len, "micro_batch_size": micro_batch_size, "max_steps": 3, "bf16": False,
             "learning_rate": 1e-4, "val_set_size": 0, "logging_steps": 1, "output_dir": str(work / "out"),
-            "dataset_prepared_path": str(work / "prepared")}
+            "dataset_prepared_path": str(work / "prepared"), "eval_prompts": []}
     return {"full": load_recipe({**base}), "lora": load_recipe({**base, "adapter": "lora", "lora_target_linear": True})}
 
 
@@ -125,10 +150,16 @@ def run() -> str:
     """`ftkit bench memory`: print estimate vs measured for full and LoRA training of the ~58M twin."""
     work = Path(os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit") / "bench-memory"
     work.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for row in compare(bench_recipes(work)):
-        lines += [row["table"], f"  measured peak (RSS high-water mark delta): {row['measured'] / 1e9:.3f} GB; "
-                                f"estimate / measured = {row['ratio']:.2f}", ""]
+    rows = compare(bench_recipes(work))
+    lines = ["== ftkit bench memory: `ftkit memory`'s estimate vs the measured peak RSS of `ftkit train` "
+             "(fresh process, default environment) ==", ""]
+    for row in rows:
+        steps = ", ".join(f"{b / 1e9:.2f}" for b in row["phases"]["step_bytes"])
+        lines += [row["table"], f"  measured: peak {row['measured'] / 1e9:.3f} GB above the RSS before the model "
+                                f"loaded; resident after each step: {steps} GB", ""]
+    lines.append(f"{'run':6} {'estimate':>9} {'measured':>9} {'estimate / measured':>20}")
+    lines += [f"{row['name']:6} {row['estimate'] / 1e9:8.3f}G {row['measured'] / 1e9:8.3f}G {row['ratio']:19.2f}x"
+              for row in rows]
     return "\n".join(lines)
 
 

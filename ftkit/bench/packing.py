@@ -19,15 +19,16 @@ from ftkit.log import log
 
 def efficiency_table(rows, recipe) -> list[tuple[str, int, float]]:
     """(method, rows or batches, efficiency) for the same examples, in the prepared (shuffled) order."""
+    import pyarrow.compute as pc
     from trl import pack_dataset
 
-    lengths = [len(x) for x in rows["input_ids"]]
+    lengths = pc.list_value_length(rows.with_format("arrow")["input_ids"]).to_numpy().tolist()
     tokens, L, mbs = sum(lengths), recipe.sequence_len, recipe.micro_batch_size
     _, ours = packing.pack(rows, L, recipe.sample_packing_group_size)
     trl = packing.stats_of(pack_dataset(rows.select_columns(["input_ids", "labels"]), L, "bfd", {"batch_size": None}), L)
     naive = packing.naive_bins(lengths, L)
     padded = packing.padded_slots(lengths, mbs)
-    return [("ftkit packing (minimum bin slack)", ours.bins, ours.efficiency),
+    return [("ftkit packing (histogram BFD/min slack)", ours.bins, ours.efficiency),
             ("TRL pack_dataset bfd", trl.bins, trl.efficiency),
             ("in-order concatenation", naive, tokens / (naive * L)),
             (f"padding to longest, batches of {mbs}", math.ceil(len(lengths) / mbs), tokens / padded),
@@ -62,8 +63,15 @@ def _step(model, opt, batch, device) -> float:
     return time.perf_counter() - t
 
 
+STEP_TOKENS = 8192  # packed tokens per timed step at most: sdpa keeps rows x heads x sequence_len^2 on CPU
+
+
 def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: str) -> dict:
-    """Real tokens/s of packed vs padded training on the same examples, same steps."""
+    """Real tokens/s of packed vs padded training on the same examples, same steps.
+
+    A step holds at most STEP_TOKENS packed tokens (the recipe's micro_batch_size, fewer rows at long
+    sequence_len): sdpa on CPU materializes each packed row's sequence_len^2 block mask and attention
+    weights, so 16 rows of 2048 tokens held over 6 GB for a 4.7M-parameter twin."""
     import copy
 
     import torch
@@ -71,7 +79,7 @@ def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: s
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     packed, _ = packing.pack(rows, recipe.sequence_len, recipe.sample_packing_group_size)
-    mbs = recipe.micro_batch_size
+    mbs = max(1, min(recipe.micro_batch_size, STEP_TOKENS // recipe.sequence_len))
     steps = min(steps, len(packed) // mbs - 1)
     base = twin(tokenizer, recipe.sequence_len, hidden, layers, attn, device)
     runs = {"packed": base, "padded": copy.deepcopy(base)}
@@ -99,7 +107,7 @@ def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: s
             slots += pad_batch["input_ids"].numel()
     real_padded = sum(len(e["input_ids"]) for e in examples[per[1]:])
     n_params = sum(p.numel() for p in base.parameters())
-    return {"device": str(device), "attn": attn, "hidden": hidden, "layers": layers, "params": n_params,
+    return {"device": str(device), "attn": attn, "hidden": hidden, "layers": layers, "params": n_params, "rows": mbs,
             "steps": steps, "real_tokens": real,
             "tok_s_packed": real / secs["packed"], "tok_s_padded": real_padded / secs["padded"],
             "padded_efficiency": real_padded / max(slots, 1)}
@@ -118,10 +126,10 @@ def run(recipe, steps: int = 6, hidden: int = 256, layers: int = 4, attn: str = 
     log.info(f"\n== packing efficiency: {len(rows)} examples, sequence_len {recipe.sequence_len} "
              f"(real tokens / token slots, last partial row included) ==")
     for name, count, eff in table:
-        log.info(f"  {name:<38} {count:>6} rows/batches  efficiency {eff:.4f}  ({eff / table[0][2]:.3f}x ftkit)")
+        log.info(f"  {name:<40} {count:>6} rows/batches  efficiency {eff:.4f}  ({eff / table[0][2]:.3f}x ftkit)")
     s = speed(rows, recipe, tokenizer, steps, hidden, layers, attn)
     log.info(f"\n== training speed: Llama twin hidden {s['hidden']}, {s['layers']} layers, {s['params'] / 1e6:.1f}M "
-             f"params, attn {s['attn']}, {s['device']}; {s['steps']} steps x {recipe.micro_batch_size} packed rows, "
+             f"params, attn {s['attn']}, {s['device']}; {s['steps']} steps x {s['rows']} packed rows, "
              f"vs the same examples shuffled into {s['steps']} padded batches ==")
     log.info(f"  padded   {s['tok_s_padded']:>10,.0f} real tokens/s  (padding efficiency {s['padded_efficiency']:.3f})")
     log.info(f"  packed   {s['tok_s_packed']:>10,.0f} real tokens/s")

@@ -14,7 +14,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
 
-from ftkit.tiny import tiny_path
+from ftkit.models.tiny import tiny_path
 
 LOADS = {
     "fp32": dict(dtype=torch.float32),

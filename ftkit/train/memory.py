@@ -7,20 +7,30 @@ configs when offline), counts parameters exactly on the meta device (no weights 
   gradients   trainable params x bytes
   optimizer   AdamW: 2 states per trainable param (8-bit Adam: 1 byte each; SGD: none); under DeepSpeed
               with bf16/fp16 also an fp32 master copy (the ZeRO paper's 12 bytes/param)
-  activations what autograd keeps for backward, per token per decoder layer (sdpa attention):
-              6h + 2kv + 4i values (norm inputs/outputs, rotated q/k, v, attention output, 4 MLP
-              intermediates), plus 2V at the head (logits and log-softmax); LoRA dropout adds its output
-              and mask per adapted input; gradient checkpointing keeps one h per layer plus one layer's set.
+  activations what autograd keeps for backward, per token per decoder layer (sdpa attention), as counted
+              with torch's saved-tensor hooks on Llama: both norm inputs (2h), rotated q and the attention
+              output (2h), k and v (2kv), the MLP's gate, up and activation outputs (3i); a trained base
+              adds the norms' normalized inputs (2h) and the inputs its linears read (2h + i); LoRA adds
+              r per adapted module and, with lora_dropout, per adapted input feature the dropout output
+              and its mask (a float on CPU, one byte with CUDA's fused dropout), without dropout the
+              inputs the adapters read; plus 2V at the head (logits and log-softmax). Gradient
+              checkpointing keeps one h per layer plus one layer's set.
+  backward    one layer's set again: the gradients of a layer's intermediates exist while its saved
+              tensors are still alive.
 
-ZeRO-1/2/3 and FSDP divide optimizer / +gradients / +weights by the number of devices. The
-workshop rule of thumb (fp32 full fine-tune with Adam: 4 bytes x 4 = 16 bytes/param, e.g.
-7B -> 112 GB) is printed next to the estimate for comparison.
+Peak = weights + optimizer + the larger of (activations + backward) and gradients: backward frees each
+layer's activations as it writes gradients, and the optimizer step runs after both (gradients do sit
+next to activations when gradient_accumulation_steps > 1). ZeRO-1/2/3 and FSDP divide optimizer /
++gradients / +weights by the number of devices. The workshop rule of thumb (fp32 full fine-tune with
+Adam: 4 bytes x 4 = 16 bytes/param, e.g. 7B -> 112 GB) is printed next to the estimate for comparison.
+`ftkit bench memory` checks the estimate against measured CPU runs.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ftkit.errors import FtkitError
 from ftkit.models.families import known_config, known_labels
@@ -51,9 +61,19 @@ def base_config(recipe: Recipe) -> tuple[dict, str]:
                      fix=f"download its config.json once, or name one of {known_labels()}")
 
 
-def count_params(config: dict, recipe: Recipe) -> tuple[int, int, int, int]:
-    """(total, trainable, quantizable linear, LoRA input features summed over adapted modules) counts, exact,
-    from the model built on the meta device (no memory used)."""
+class Counts(NamedTuple):
+    """Exact parameter counts, and what the adapters read (summed over every adapted module)."""
+
+    total: int
+    trainable: int
+    linear: int  # quantizable linear weights (the head excluded)
+    lora_in: int = 0  # input features of every adapted module
+    lora_rank: int = 0  # r summed over adapted modules (their lora_A outputs)
+    lora_inputs: int = 0  # distinct inputs they read: modules of one block reading the same width share one
+
+
+def count_params(config: dict, recipe: Recipe) -> Counts:
+    """Parameter counts, exact, from the model built on the meta device (no memory used)."""
     import torch
     import transformers
 
@@ -65,28 +85,38 @@ def count_params(config: dict, recipe: Recipe) -> tuple[int, int, int, int]:
                  if isinstance(m, torch.nn.Linear) and m is not head)
     total = sum(p.numel() for p in model.parameters())
     if not recipe.adapter:
-        return total, total, linear, 0
+        return Counts(total, total, linear)
     from peft.tuners.lora import LoraLayer
 
     from ftkit.models.load import apply_lora
 
     peft_model = apply_lora(recipe, model)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    lora_in = sum(m.in_features for m in peft_model.modules() if isinstance(m, LoraLayer))
-    return total, trainable, linear, lora_in
+    adapted = [(name, m) for name, m in peft_model.named_modules() if isinstance(m, LoraLayer)]
+    # q/k/v read the attention norm's output, gate/up the MLP norm's: one input per (block, width)
+    inputs = {(name.rsplit(".", 1)[0], m.in_features): m.in_features for name, m in adapted}
+    return Counts(total, trainable, linear, sum(m.in_features for _, m in adapted),
+                  sum(max(m.r.values(), default=0) for _, m in adapted), sum(inputs.values()))
 
 
 @dataclass
 class Estimate:
-    """Peak bytes per device, as (component, bytes, arithmetic) rows."""
+    """Peak bytes per device, as (component, bytes, arithmetic) rows; `total` is the peak (not their sum)."""
 
     title: str
     rows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    accumulating: bool = False  # gradient_accumulation_steps > 1: gradients live through the next backward
+
+    def bytes(self, name: str) -> float:
+        return sum(b for n, b, _ in self.rows if n == name)
 
     @property
     def total(self) -> float:
-        return sum(b for _, b, _ in self.rows)
+        """weights + optimizer + max(activations + backward, gradients), or all of them when accumulating."""
+        grads, working = self.bytes("gradients"), self.bytes("activations") + self.bytes("backward")
+        rest = sum(b for n, b, _ in self.rows if n not in ("gradients", "activations", "backward"))
+        return rest + (grads + working if self.accumulating else max(grads, working))
 
     def add(self, name: str, nbytes: float, how: str) -> None:
         self.rows.append((name, nbytes, how))
@@ -94,7 +124,10 @@ class Estimate:
     def table(self) -> str:
         lines = [self.title]
         lines += [f"  {name:<12}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows]
-        lines.append(f"  {'peak':<12}{self.total / GB:>9.3f} GB   per device")
+        how = ("all of the above (gradients accumulate over micro-batches)" if self.accumulating else
+               "weights + optimizer + max(activations + backward, gradients): backward frees activations as "
+               "it writes gradients")
+        lines.append(f"  {'peak':<12}{self.total / GB:>9.3f} GB   per device = {how}")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -118,7 +151,8 @@ def _bytes_per_weight(recipe: Recipe, half: bool) -> tuple[float, str]:
     return (2.0, "bf16/fp16") if half else (4.0, "fp32")
 
 
-def _activations(config: dict, recipe: Recipe, act_bytes: int, lora_in: int) -> tuple[float, str]:
+def _activations(config: dict, recipe: Recipe, act_bytes: int, counts: Counts, cpu: bool) -> tuple[float, float, str]:
+    """(saved activations, one layer's backward working set, arithmetic) in bytes; see the module docstring."""
     import transformers
 
     cfg = transformers.AutoConfig.for_model(**config)  # maps e.g. GPT-2's n_embd onto hidden_size
@@ -128,35 +162,46 @@ def _activations(config: dict, recipe: Recipe, act_bytes: int, lora_in: int) -> 
     kv_dim = h * kv // heads
     inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * h
     tokens = recipe.micro_batch_size * recipe.sequence_len
-    per_layer = 6 * h + 2 * kv_dim + 4 * inter
-    if recipe.adapter and recipe.lora_dropout > 0:
-        # LoRA dropout keeps its output (act_bytes) and its mask (1 byte) per adapted module input
-        per_layer += round(lora_in / layers * (act_bytes + 1) / act_bytes)
+    per_layer = 4 * h + 2 * kv_dim + 3 * inter  # norm inputs, q + attention output, k + v, gate/up/act outputs
+    if not recipe.adapter:  # trained norms keep their normalized inputs; trained linears keep what they read
+        per_layer += 2 * h + 2 * h + inter
+    else:
+        per_layer += round(counts.lora_rank / layers)  # lora_A outputs
+        if recipe.lora_dropout > 0:  # dropout output + mask: float noise on CPU, a 1-byte mask in CUDA's fused kernel
+            per_layer += round(counts.lora_in / layers * (2 if cpu else 1 + 1 / act_bytes))
+        else:  # the adapters read the base's inputs themselves
+            per_layer += round(counts.lora_inputs / layers)
     if recipe.gradient_checkpointing:
         values = tokens * (layers * h + per_layer + 2 * vocab)
         how = f"{tokens:,} tok x ({layers} layers x {h} + one layer {per_layer:,} + 2x{vocab:,} vocab) x {act_bytes} B"
     else:
         values = tokens * (layers * per_layer + 2 * vocab)
         how = f"{tokens:,} tok x ({layers} layers x {per_layer:,} + 2x{vocab:,} vocab) x {act_bytes} B"
-    return values * act_bytes, how
+    return values * act_bytes, tokens * per_layer * act_bytes, how
 
 
-def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_config: dict | None = None) -> Estimate:
+def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_config: dict | None = None,
+             cpu: bool | None = None) -> Estimate:
     """Expected peak memory per device for training this recipe on `devices` devices.
 
     `model_config` (a config dict) stands in for the base model's config.json, e.g. a notebook showing the
-    real model's budget offline; `half=True` assumes bf16 on the target GPU whatever this machine has."""
+    real model's budget offline; `half=True` assumes bf16 on the target GPU whatever this machine has.
+    `cpu`: training on CPU (default: no CUDA here and not half), where dropout keeps a float mask."""
     config, source = (model_config, "the given config") if model_config else base_config(recipe)
-    total, trainable, linear, lora_in = count_params(config, recipe)
+    counts = count_params(config, recipe)
+    total, trainable, linear = counts.total, counts.trainable, counts.linear
     if half is None:
         half = recipe.bf16 is True or recipe.fp16 is True or (recipe.bf16 == "auto" and _cuda_bf16())
+    if cpu is None:
+        cpu = not half and not _cuda()
     stage = _sharding(recipe)
     div = {k: (devices if stage >= s else 1) for k, s in (("opt", 1), ("grad", 2), ("weights", 3))}
     shard = lambda k: f" / {devices} devices" if div[k] > 1 else ""  # noqa: E731
     est = Estimate(f"{recipe.base_model}: {total / 1e9:.3f}B params ({total:,}; config from {source}); "
                    f"{recipe.adapter.upper() if recipe.adapter else 'full fine-tune'}, "
                    f"{'bf16' if half else 'fp32'}, {recipe.optimizer}, micro_batch_size {recipe.micro_batch_size} x "
-                   f"sequence_len {recipe.sequence_len}" + (f", ZeRO/FSDP stage {stage}" if stage else ""))
+                   f"sequence_len {recipe.sequence_len}" + (f", ZeRO/FSDP stage {stage}" if stage else "")
+                   + (", on CPU" if cpu else ""), accumulating=recipe.gradient_accumulation_steps > 1)
     w_bytes, w_how = _bytes_per_weight(recipe, half)
     frozen_q = linear if (bool(recipe.adapter) and w_bytes < 2) else 0
     dense = 2.0 if half else 4.0
@@ -171,11 +216,19 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
     est.add("gradients", trainable * t_bytes / div["grad"], f"{trainable:,} trainable x {t_bytes:g} B" + shard("grad"))
     opt, opt_how = _optimizer_bytes(recipe, trainable, t_bytes, half)
     est.add("optimizer", opt / div["opt"], opt_how + shard("opt"))
-    act, act_how = _activations(config, recipe, 2 if half else 4, lora_in)
+    act, one_layer, act_how = _activations(config, recipe, 2 if half else 4, counts, cpu)
     est.add("activations", act, act_how)
+    est.add("backward", one_layer, "one layer's activations again: the gradients of its intermediates")
     if not recipe.adapter and not half:
         est.notes.append(f"workshop rule of thumb (fp32 + Adam: 4 B x 4 = 16 B/param): 16 x {total / 1e9:.2f}B = "
                          f"{16 * total / GB:.1f} GB before activations")
+    est.notes.append("left out: " + ("the process itself (Python, torch, the data; ~0.1-0.2 GB above the RSS "
+                                     "before the model loads), glibc keeping freed tensor memory resident "
+                                     "(see `ftkit bench memory`), " if cpu else
+                                     "the CUDA context and kernels (~0.3-0.5 GB per GPU), the caching "
+                                     "allocator's reserve and fragmentation, ")
+                     + "a padded or packed batch's attention mask (micro_batch x sequence_len^2 per layer where "
+                       "the kernel keeps one), the optimizer step's temporaries, 4/8-bit dequantization buffers")
     return est
 
 
@@ -195,10 +248,40 @@ def _optimizer_bytes(recipe: Recipe, trainable: int, t_bytes: float, half: bool)
     return trainable * per, f"{trainable:,} x {per:g} B ({how})"
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _cuda_bf16() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+def return_freed_memory(threshold: int = 1 << 20) -> bool:
+    """CPU training under glibc: give allocations of >= 1 MiB their own mappings, unmapped when freed.
+
+    glibc starts with a 128 KiB mmap threshold and raises it to the size of each large block freed (up to
+    32 MiB), so after the first step activation-sized tensors come from the heap, and what backward frees
+    stays resident, fragmented: a LoRA run of the 58M twin in `ftkit bench memory` peaked at 1.8 GB of
+    RSS for 1.16 GB of live tensors (full fine-tune: 1.6 for 1.36). A fixed threshold switches that
+    adjustment off (as MALLOC_MMAP_THRESHOLD_ does); the cost is page faults on re-use (~5% more CPU time
+    there). Returns whether it was applied (not on other C libraries or systems)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
 
 
 def run(recipe: Recipe, devices: int = 1) -> str:

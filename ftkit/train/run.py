@@ -43,6 +43,7 @@ def build(recipe: Recipe, callbacks=()) -> Built:
     from transformers import set_seed
 
     from ftkit.train import relora, runtime
+    from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.distributed import deepspeed_path
 
@@ -61,16 +62,23 @@ def build(recipe: Recipe, callbacks=()) -> Built:
         callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
+    if method.name == "sft":
+        packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
 
 
 def run(recipe: Recipe, callbacks=()) -> TrainResult:
     """Train as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots)."""
+    import torch
+
     from ftkit.infer.generate import generate
     from ftkit.train import runtime
+    from ftkit.train.memory import return_freed_memory
     from ftkit.train.save import save_run
 
     t0 = time.time()
+    if not torch.cuda.is_available():
+        return_freed_memory()  # CPU: what backward frees goes back to the OS (see train/memory.py)
     method, tokenizer, prepared, trainer = build(recipe, callbacks)
     trainable, total = models.count_parameters(trainer.model)
     prompts = recipe.eval_prompts
