@@ -12,7 +12,9 @@ VERBS = {
     "train": "fine-tune as the recipe says; prints loss and generations before/after",
     "infer": "generate with the trained model using the training prompt template (--prompt or stdin lines)",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
-    "options": "print every recipe option (generated from the schema)",
+    "options": "print every recipe option (generated from the schema) and the status of every Axolotl option",
+    "check": "validate a recipe (an Axolotl config too) without loading a model; print what each option does here "
+             "(used / alias -> canonical / ignored here, why / refused, why and fix); exit 0 when it will train",
     "bench": "benchmarks printed side by side: `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
@@ -31,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--base-model", default="tiny:llama", help="bench preprocess: tokenizer to measure with")
         elif verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
+        if verb == "check":
+            sp.add_argument("--strict", action="store_true", help="options ignored here (speed-only, internal) are errors")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
             sp.add_argument("--debug-rows", type=int, default=3, help="how many examples --debug prints")
@@ -149,9 +153,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "bench" and not args.recipe:
             raise FtkitError("bench packing needs a recipe", where="command line",
                              fix="ftkit bench packing recipes/quickstart.yml")
+        if args.verb == "check":
+            from ftkit.recipe.check import check
+
+            text, problems = check(args.recipe, extra, strict=args.strict)
+            print(text)
+            if problems:
+                raise FtkitError(problems)
+            print("ok: the recipe will train")
+            return 0
         from ftkit.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, extra)
+        if args.verb in ("train", "preprocess"):
+            from ftkit.log import log
+
+            log.info(recipe.report.summary())
         if args.verb == "train" and args.num_processes:
             from ftkit.train import distributed
 
@@ -160,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             _preprocess(recipe, args)
         elif args.verb == "train":
             from ftkit import train
+            from ftkit.train import hub
 
+            hub.check(recipe)  # a push that cannot work fails before any data is prepared
             train.run(recipe)
         elif args.verb == "infer":
             from ftkit import infer

@@ -158,8 +158,14 @@ def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
 class _Row:
     """Reads one raw row's fields, raising errors that name the file, line and field."""
 
-    def __init__(self, row: dict, file: str, line: int):
+    def __init__(self, row: dict, file: str, line: int, spec: DatasetSpec | None = None):
         self.row, self.file, self.line = row, file, line
+        mapping = (spec.message_property_mappings or {}) if spec else {}  # the dataset's field names (Axolotl's)
+        self.role = mapping.get("role") or (spec.message_field_role if spec else None) or "role"
+        self.content = mapping.get("content") or (spec.message_field_content if spec else None) or "content"
+        self.role_of = {a: r for r, aliases in ((spec.roles if spec else None) or {}).items() for a in aliases}
+        self.field_messages = (spec.field_messages if spec else None) or "messages"
+        self.answers = ((spec.field_chosen if spec else None) or "chosen", (spec.field_rejected if spec else None) or "rejected")
 
     def fail(self, name: str, problem: str, fix: str):
         raise DataError(Problem(f"field {name!r}: {problem}", self.file, line=self.line, fix=fix))
@@ -175,12 +181,13 @@ class _Row:
     def messages(self, name: str) -> list[dict]:
         value = self.row.get(name)
         value = [value] if isinstance(value, dict) else value
+        role, content = self.role, self.content
         ok = isinstance(value, list) and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+            isinstance(m, dict) and isinstance(m.get(role), str) and isinstance(m.get(content), str) for m in value)
         if not ok:
-            self.fail(name, "must be a list of {\"role\": ..., \"content\": ...} messages",
-                      f"write {name} as [{{\"role\": \"user\", \"content\": \"...\"}}, ...]")
-        return [{"role": m["role"], "content": m["content"]} for m in value]
+            self.fail(name, f"must be a list of {{\"{role}\": ..., \"{content}\": ...}} messages",
+                      f"write {name} as [{{\"{role}\": \"user\", \"{content}\": \"...\"}}, ...]")
+        return [{"role": self.role_of.get(m[role], m[role]), "content": m[content]} for m in value]
 
     def label(self) -> bool:
         value = self.row.get("label")
@@ -203,12 +210,13 @@ def _last_answer(r: _Row, name: str, msgs: list[dict]) -> str:
 
 def read_row(r: _Row, shape: str, kto: bool) -> tuple[list[dict], list[str]]:
     """One raw row -> (prompt messages, answers): [chosen, rejected], or [completion] for KTO."""
-    names = ("completion",) if kto else ANSWER_FIELDS.get(shape, ("chosen", "rejected"))
+    names = ("completion",) if kto else ANSWER_FIELDS.get(shape, r.answers)
     if shape in PROMPT_FIELD:
         return _system(r) + [{"role": "user", "content": r.text(PROMPT_FIELD[shape])}], [r.text(n) for n in names]
     if shape == "default":
-        prompt = r.messages("messages")
-        return prompt, [_last_answer(r, n, r.messages(n)) for n in names]
+        prompt = r.messages(r.field_messages) if not isinstance(r.row.get(r.field_messages), str) else \
+            [{"role": "user", "content": r.row[r.field_messages]}]  # a plain prompt text is one user turn
+        return prompt, [r.row[n] if isinstance(r.row.get(n), str) else _last_answer(r, n, r.messages(n)) for n in names]
     lists = [r.messages(n) for n in names]  # ultra / argilla_chat: the answer is each list's last message
     answers = [_last_answer(r, n, m) for n, m in zip(names, lists)]
     question = r.text("prompt", optional=True)
@@ -239,7 +247,7 @@ def convert(ds, spec: DatasetSpec, recipe: Recipe, tokenizer, files: list[str], 
     label_file = files[0] if len(files) == 1 else spec.path
 
     def one(row, idx):
-        r = _Row(row, label_file, idx + 1)
+        r = _Row(row, label_file, idx + 1, spec)
         prompt, answers = read_row(r, shape, kto)
         reason = _drop_reason(prompt, answers, tokenizer, recipe.sequence_len)
         turn = [[{"role": "assistant", "content": a}] for a in answers]
@@ -273,13 +281,20 @@ def prepare(recipe: Recipe, tokenizer) -> PreferenceData:
                                 f"{dropped['identical']} with chosen == rejected, {dropped['too_long']} longer than "
                                 f"sequence_len={recipe.sequence_len}", recipe.source, "datasets",
                                 fix="check the dataset type matches the rows' fields, or raise sequence_len"))
-    ds = ds.shuffle(seed=recipe.seed)
+    if recipe.shuffle_merged_datasets:
+        ds = ds.shuffle(seed=recipe.seed)
+    duplicates = 0
+    if recipe.dataset_exact_deduplication:
+        from ftkit.data.dedup import drop_exact_duplicates
+
+        ds, duplicates = drop_exact_duplicates(ds)
     ev = None
     if recipe.val_set_size:
         size = recipe.val_set_size if recipe.val_set_size < 1 else int(recipe.val_set_size)
         split = ds.train_test_split(test_size=size, seed=recipe.seed)
         ds, ev = split["train"], split["test"]
-    stats = {"rows_in": rows_in, "kept": rows_in - sum(dropped.values()), "dropped": dropped,
+    stats = {"rows_in": rows_in, "kept": rows_in - sum(dropped.values()) - duplicates, "dropped": dropped,
+             "dropped_duplicate": duplicates,
              "train_rows": len(ds), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset}
     return PreferenceData(ds, ev, stats)

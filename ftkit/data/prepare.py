@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.data import packing
+from ftkit.data import dedup, order, packing
 from ftkit.data.files import check_json_lines, load_raw, locate_files
 from ftkit.errors import DataError, Problem
 from ftkit.formats import RowError, strategy_for
@@ -23,7 +23,7 @@ from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
 
-PREPARE_VERSION = "3"  # bump when tokenization changes, so older caches are never trusted
+PREPARE_VERSION = "4"  # bump when tokenization changes, so older caches are never trusted
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 
 
@@ -144,7 +144,9 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 RECIPE_KEYS = ("sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
-               "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template")
+               "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
+               "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
+               "shuffle_before_merging_datasets")
 
 
 def fingerprint(recipe: Recipe, tokenizer, sources: list[str]) -> str:
@@ -214,9 +216,10 @@ def _prepare_one(i: int, spec: DatasetSpec, raw, files, recipe, tokenizer, fp):
     where = f"datasets.{i}"
     tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, files, where, _processes(recipe, len(raw)),
                                  f"{fp}-{i}")
+    tokenized = tokenized.add_column(order.ROW, list(range(len(tokenized))))  # for Axolotl's shuffle-then-filter order
     kept, too_long, empty, truncated = _filter(tokenized, recipe, f"{fp}-{i}")
-    stats = {"rows_in": len(raw), "kept": len(kept), "dropped_too_long": too_long, "truncated": truncated,
-             "dropped_no_trainable": empty, **token_stats(kept)}
+    stats = {"rows_in": len(raw), "tokenized_rows": len(tokenized), "kept": len(kept), "dropped_too_long": too_long,
+             "truncated": truncated, "dropped_no_trainable": empty, **token_stats(kept)}
     if not len(kept):
         longest = max(len(x) for x in tokenized["input_ids"])
         raise DataError(Problem(f"no usable rows: {too_long} of {len(raw)} are longer than sequence_len="
@@ -229,7 +232,6 @@ def _prepare_one(i: int, spec: DatasetSpec, raw, files, recipe, tokenizer, fp):
 
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
     """Tokenized, filtered, mixed and split data for the recipe (from the cache when nothing changed)."""
-    import datasets
 
     located = [locate_files(spec, recipe, f"datasets.{i}") for i, spec in enumerate(recipe.datasets)]
     hub = {i: load_raw(spec, recipe, f"datasets.{i}") for i, (spec, (kind, _)) in
@@ -246,19 +248,20 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
         raw, files = hub[i] if i in hub else load_raw(spec, recipe, f"datasets.{i}")
         kept, per_dataset[f"{i}:{Path(spec.path).name}"] = _prepare_one(i, spec, raw, files, recipe, tokenizer, fp)
         parts.append(kept)
-    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    if recipe.shuffle_merged_datasets:
-        ds = ds.shuffle(seed=recipe.seed)
+    ds = order.merge(parts, [d["tokenized_rows"] for d in per_dataset.values()], recipe)  # shuffled as Axolotl does
+    duplicates = 0
+    if recipe.dataset_exact_deduplication:
+        ds, duplicates = dedup.drop_exact_duplicates(ds)
     if recipe.dataset_shard_num:
         ds = ds.shard(num_shards=recipe.dataset_shard_num, index=recipe.dataset_shard_idx)
     ev = None
     if recipe.val_set_size:
         size = recipe.val_set_size if recipe.val_set_size < 1 else int(recipe.val_set_size)
-        split = ds.train_test_split(test_size=size, seed=recipe.seed)
+        split = ds.train_test_split(test_size=size, seed=recipe.seed, shuffle=False)  # eval = the last rows (Axolotl)
         ds, ev = split["train"], split["test"]
     totals = {k: sum(d[k] for d in per_dataset.values())
               for k in ("rows_in", "kept", "dropped_too_long", "truncated", "dropped_no_trainable")}
-    stats = {**totals, "train_rows": len(ds), "eval_rows": len(ev) if ev is not None else 0,
+    stats = {**totals, "dropped_duplicate": duplicates, "train_rows": len(ds), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **token_stats(ds)}
     prepared = Prepared(ds, ev, stats)
     if cache is not None:
