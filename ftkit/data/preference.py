@@ -81,7 +81,7 @@ def apply_chat_template(recipe: Recipe, tokenizer) -> str:
     two different names are an error. Returns the template's name ('tokenizer' for the tokenizer's own).
     """
     names = {parse_type(s, recipe.source, f"datasets.{i}")[0] for i, s in enumerate(recipe.datasets)} - {None}
-    if getattr(recipe, "chat_template", None):
+    if getattr(recipe, "chat_template", None) not in (None, "tokenizer_default"):  # tokenizer_default: its own
         names.add(recipe.chat_template)
     if len(names) > 1:
         raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",

@@ -15,27 +15,30 @@ from ftkit.recipe import Recipe
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
-def _all_linear(model) -> set[str]:
-    """The module names peft's 'all-linear' adapts (every linear layer except the output head)."""
+def linear_names(model) -> set[str]:
+    """Names of the linear layers (Linear, 4/8-bit Linear, Conv1D) except the output head, as leaf names
+    (q_proj, ...): Axolotl's lora_target_linear. peft's 'all-linear' would also adapt fused MoE expert
+    weights, which Axolotl does not (and which peft cannot do with lora_dropout > 0)."""
     from peft import LoraConfig
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
-    return set(_maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules)
+    found = _maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules
+    return {name.rsplit(".", 1)[-1] for name in found}
 
 
 def lora_targets(recipe: Recipe, model) -> list[str] | str:
-    """Explicit list (or one regex), 'all-linear' (every linear layer except the head), both (their union, as
-    Axolotl does), or the architecture's default."""
+    """Explicit list (or one regex), every linear layer except the head (lora_target_linear), both (their
+    union, as Axolotl does), or the architecture's default."""
     modules = recipe.lora_target_modules
     if modules and recipe.lora_target_linear:
         if isinstance(modules, str):
             raise FtkitError("lora_target_modules as one regex cannot be combined with lora_target_linear",
                              where="lora_target_modules", fix="list the module names, or drop lora_target_linear")
-        return sorted(_all_linear(model) | set(modules))
+        return sorted(linear_names(model) | set(modules))
     if modules:
         return modules if isinstance(modules, str) else list(modules)
     if recipe.lora_target_linear:
-        return "all-linear"
+        return sorted(linear_names(model))
     if getattr(recipe, "lora_target_parameters", None):
         return []  # only parameters are adapted
     from peft.utils.constants import (

@@ -95,8 +95,9 @@ def load_tokenizer(recipe: Recipe):
                            revision=getattr(recipe, "revision_of_model", None), **extra)
     for key, value in (recipe.special_tokens or {}).items():
         if key == "additional_special_tokens":
-            added = tok.add_special_tokens({key: [AddedToken(t, normalized=False, lstrip=False, rstrip=False)
-                                                  for t in value]}, replace_additional_special_tokens=False)
+            added = tok.add_special_tokens({"extra_special_tokens": [AddedToken(t, normalized=False, lstrip=False,
+                                                                                 rstrip=False) for t in value]},
+                                           replace_extra_special_tokens=False)  # transformers 5's name for them
             log.info(f"special_tokens: {added} additional special tokens added")
         elif key not in ("bos_token", "eos_token", "pad_token", "unk_token"):
             raise FtkitError(f"unknown special token {key!r}", where=f"special_tokens.{key}",

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import model_validator
-
-from ftkit.recipe.base import SFT, Strict, option, problem, raise_problems
+from ftkit.recipe.base import SFT, Strict, option, problem
 
 
 class AdapterOptions(Strict):
@@ -67,11 +65,6 @@ class PeftOptions(Strict):
     def loftq(self) -> Optional[LoftQOptions]:
         """The LoftQ settings, from either spelling."""
         return self.loftq_config or (self.peft.loftq_config if self.peft else None)
-
-    @model_validator(mode="after")
-    def _adapter_consistent(self):
-        raise_problems(adapter_problems(self))
-        return self
 
 
 def adapter_problems(r) -> list:

@@ -26,7 +26,7 @@ class DatasetLoadOptions(Strict):
     split: str = option("train", description="Split to read from the loaded dataset.")
     ds_type: Optional[Literal["json", "parquet", "csv", "arrow", "text"]] = option(
         None, description="File format when the suffix does not tell (json covers .jsonl).")
-    name: Optional[str] = option(None, description="Configuration (subset) of a hub dataset.")
+    name: Optional[Union[str, list[str]]] = option(None, description="Configuration (subset) of a hub dataset; a list loads several and concatenates them.")
     revision: Optional[str] = option(None, description="Hub revision (branch, tag or commit) of a hub dataset.")
     shards: Optional[int] = option(None, ge=1, description="Shuffle (seeded) and split this dataset into N shards, keep one (see shards_idx).")
     shards_idx: int = option(0, ge=0, description="Which shard to keep when `shards` is set.")

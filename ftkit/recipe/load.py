@@ -190,6 +190,15 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
     return data, file, text
 
 
+def _notes(recipe: Recipe, migration: Migration) -> None:
+    """Options that validate but do nothing with the rest of the recipe, as in Axolotl: said in the report."""
+    split = recipe.val_set_size or (recipe.rl and recipe.test_datasets)
+    for key in ("eval_steps", "evals_per_epoch"):
+        if getattr(recipe, key) and not split:
+            migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
+                                                 "(Axolotl skips them too)")
+
+
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
@@ -201,8 +210,10 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     try:
         recipe = Recipe.model_validate({**migration.data, "source": file})
     except ValidationError as err:
-        problems += _validation_problems(err, file, lines, migration.origin)
+        refused = {p.where for p in migration.problems}  # a refused value is reported once, not again by the schema
+        problems += [p for p in _validation_problems(err, file, lines, migration.origin) if p.where not in refused]
     if recipe is not None:
+        _notes(recipe, migration)
         recipe._report = migration.report
     return (None if problems else recipe), migration, problems
 

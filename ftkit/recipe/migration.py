@@ -29,6 +29,14 @@ EMPTY_IN_AXOLOTL = {
     "lora_r": "Axolotl passes it to peft as None, which fails", "lora_alpha": "Axolotl passes it to peft as None, which fails",
 }
 NESTED_BLOCKS = ("special_tokens", "peft", "loftq_config", "fsdp_config")  # option blocks: null entries are unset
+# Axolotl reads these as "off" when 0 (it tests them for truth): ftkit treats 0 as not set, reported as empty
+ZERO_IS_UNSET = ("max_steps", "save_steps", "saves_per_epoch", "eval_steps", "evals_per_epoch", "cosine_constant_lr_ratio",
+                 "early_stopping_patience", "eval_table_size", "relora_steps")
+# values Axolotl accepts that mean an implemented value here: (key, value) -> (value, note)
+VALUE_ALIASES = {("gradient_checkpointing", "offload"): (True, "offload: Axolotl also moves the activations to CPU "
+                                                         "(memory only); ftkit recomputes them"),
+                 ("gradient_checkpointing", "offload_disk"): (True, "offload_disk: Axolotl also moves the activations "
+                                                              "to disk (memory only); ftkit recomputes them")}
 FORMAT_KEYS = set(UserDefinedFormat.model_fields)  # custom-format keys, which belong under type:
 
 
@@ -55,10 +63,13 @@ class Report:
 
     def summary(self) -> str:
         """e.g. '42 options used, 3 aliases, 2 speed-only ignored: flash_attention, strict; 5 empty (defaults)'."""
-        ignored = self.of(IGNORED)
+        internal = [line for line in self.of(IGNORED) if line.detail.startswith("internal")]
+        ignored = [line for line in self.of(IGNORED) if line not in internal]
         text = f"{len(self.of(USED))} options used, {len(self.of(cat.ALIAS))} aliases, {len(ignored)} speed-only ignored"
         if ignored:
             text += ": " + ", ".join(line.key for line in ignored)
+        if internal:
+            text += f"; {len(internal)} internal ignored: " + ", ".join(line.key for line in internal)
         if self.of(EMPTY):
             text += f"; {len(self.of(EMPTY))} empty (defaults)"
         if self.of(cat.REFUSED):
@@ -118,9 +129,19 @@ class _Walker:
     def level(self, raw: dict, fields: dict, level: str, prefix: str, out: dict) -> None:
         for key, value in raw.items():
             where = f"{prefix}{key}"
-            if value is None:
-                note = EMPTY_IN_AXOLOTL.get(key, "") if level == "top" else ""
+            if value is None or (level == "top" and key in ZERO_IS_UNSET and value == 0 and value is not False):
+                note = EMPTY_IN_AXOLOTL.get(key, "") if level == "top" and value is None else \
+                    "" if value is None else "0 = off, as in Axolotl"
                 self.m.report.add(where, EMPTY, note)
+                continue
+            if level == "top" and isinstance(value, str) and (key, value) in VALUE_ALIASES:
+                value, note = VALUE_ALIASES[(key, value)]
+                self.m.report.add(where, cat.ALIAS, note)
+                out[key] = value
+                continue
+            if level == "top" and key == "tokens" and isinstance(value, dict):
+                self.problem(where, "is a mapping of special tokens (Axolotl refuses it too: tokens is a list)",
+                             "move bos_token/eos_token/... under special_tokens:")
                 continue
             if key in fields:
                 self.put(out, key, self.field(key, value, level, where), where)
@@ -180,7 +201,8 @@ class _Walker:
                 continue
             entry = cat.lookup(level, key)
             if entry is None:
-                out[key] = value  # the field's own validation checks it
+                # the field's own validation checks it; nested option blocks (peft.loftq_config) get the same rules
+                out[key] = self.block(f"{level}.{key}", value, path) if isinstance(value, dict) and level != "type" else value
                 continue
             if entry.status == cat.ALIAS:
                 canonical = entry.canonical.split(".", 1)[-1] if entry.canonical.startswith(level + ".") else entry.canonical

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from pydantic import model_validator
-
-from ftkit.recipe.base import Strict, option, problem, raise_problems
+from ftkit.recipe.base import Strict, option, problem
 
 # attn_implementation values: the exact kernels transformers provides (same attention maths, different speed);
 # `xformers` has no transformers backend and runs as sdpa (also exact). Approximate kernels are refused
@@ -35,17 +33,18 @@ class ModelOptions(Strict):
     device_map: Optional[Union[str, dict[str, Any]]] = option(None, description="from_pretrained device_map (auto, sequential, or {module: device}); default: one device per process.")
     max_memory: Optional[dict[Union[int, str], str]] = option(None, description="Memory cap per device for device_map, e.g. {0: 20GiB, cpu: 60GiB}.")
 
-    @model_validator(mode="after")
-    def _model_consistent(self):
-        raise_problems([
-            self.attn_implementation is not None and self.attn_implementation not in ATTENTION and problem(
-                "attn_implementation", f"unknown attention kernel {self.attn_implementation!r}",
-                f"use one of {', '.join(ATTENTION)}"),
-            any(k not in ("bos_token", "eos_token", "pad_token", "unk_token", "additional_special_tokens")
-                for k in self.special_tokens) and problem(
-                "special_tokens", f"unknown special token key(s) {sorted(set(self.special_tokens) - {'bos_token', 'eos_token', 'pad_token', 'unk_token', 'additional_special_tokens'})}",
-                "use bos_token, eos_token, pad_token, unk_token or additional_special_tokens"),
-            self.max_memory and not self.device_map and problem("max_memory", "caps memory per device for device_map, which is not set",
-                                                                "add device_map: auto, or remove max_memory"),
-        ])
-        return self
+
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token", "additional_special_tokens")
+
+
+def model_problems(r) -> list:
+    """Problems of the model options (None entries for the checks that pass)."""
+    unknown = sorted(set(r.special_tokens) - set(SPECIAL_TOKEN_KEYS))
+    attn = r.attn_implementation
+    return [
+        attn is not None and attn not in ATTENTION and "/" not in attn and problem(  # org/name: a hub kernel
+            "attn_implementation", f"unknown attention kernel {attn!r}", f"use one of {', '.join(ATTENTION)}"),
+        unknown and problem("special_tokens", f"unknown special token key(s) {unknown}", f"use {', '.join(SPECIAL_TOKEN_KEYS)}"),
+        r.max_memory and not r.device_map and problem("max_memory", "caps memory per device for device_map, which is not set",
+                                                      "add device_map: auto, or remove max_memory"),
+    ]

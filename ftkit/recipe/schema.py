@@ -13,7 +13,7 @@ from typing import Optional
 from pydantic import PrivateAttr, model_validator
 
 from ftkit.errors import Problem
-from ftkit.recipe.adapter_options import AdapterOptions, LoftQOptions, PeftBlock, PeftOptions
+from ftkit.recipe.adapter_options import AdapterOptions, LoftQOptions, PeftBlock, PeftOptions, adapter_problems
 from ftkit.recipe.base import (
     METHODS,
     field_methods,
@@ -25,7 +25,7 @@ from ftkit.recipe.base import (
 )
 from ftkit.recipe.data_options import DataOptions, DatasetSpec, PromptOptions, UserDefinedFormat
 from ftkit.recipe.method_options import RLOptions
-from ftkit.recipe.model_options import ModelOptions
+from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
 from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions
 
@@ -48,7 +48,8 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
     def _consistent(self):
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
-        raise_problems(_core_problems(self) + recipe_problems(self) + _run_problems(self) + method_problems(self))
+        raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
+                       + _run_problems(self) + method_problems(self))
         return self
 
     def dump(self) -> dict:
@@ -105,9 +106,8 @@ def _run_problems(r: Recipe) -> list:
             "eval_strategy", f"is {r.eval_strategy} but an eval interval is set", "remove eval_steps/evals_per_epoch, or set eval_strategy: steps"),
         r.eval_strategy == "steps" and not (r.eval_steps or r.evals_per_epoch) and p(
             "eval_strategy", "steps needs an interval", "add eval_steps or evals_per_epoch"),
-        (evals or r.early_stopping_patience) and not (r.val_set_size or r.test_datasets) and p(
-            "early_stopping_patience" if r.early_stopping_patience else "eval_steps" if r.eval_steps else
-            "evals_per_epoch" if r.evals_per_epoch else "eval_strategy", "needs an evaluation split", "set val_set_size (e.g. 0.05)"),
+        r.early_stopping_patience and not (r.val_set_size or r.test_datasets) and p(
+            "early_stopping_patience", "needs an evaluation split", "set val_set_size (e.g. 0.05)"),
         r.early_stopping_patience and not evals and p("early_stopping_patience", "needs evaluations during training",
                                                       "set eval_steps or evals_per_epoch"),
         r.load_best_model_at_end and not evals and p("load_best_model_at_end", "needs evaluations during training",
@@ -141,9 +141,9 @@ def method_problems(r) -> list[Problem]:
             methods = field_methods(field)
             if method in methods or methods == METHODS:
                 continue
-            default = field.get_default(call_default_factory=True)
-            if getattr(obj, name) == default:  # a value, not "was it written": a dumped recipe.yml writes every key
-                continue
+            default, value = field.get_default(call_default_factory=True), getattr(obj, name)
+            if value == default or (value is False and default is None):  # a value, not "was it written" (a dumped
+                continue  # recipe.yml writes every key); `false` for an option that is off by default is off too
             to = "remove it" + (f", or set rl: {methods[0]}" if methods[0] != "sft" else ", or remove rl:")
             out.append(problem(prefix + name, f"is not read by {method_label(method)} (only by {_readers(methods)})", to))
 

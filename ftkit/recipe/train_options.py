@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from ftkit.recipe.base import SFT, Strict, option
 
@@ -37,7 +37,7 @@ class TrainOptions(Strict):
     cosine_min_lr_ratio: Optional[float] = option(None, ge=0, le=1, description="cosine: decay to this fraction of learning_rate instead of 0.")
     cosine_constant_lr_ratio: Optional[float] = option(None, gt=0, le=1, description="cosine with cosine_min_lr_ratio: reach the minimum after this fraction of the steps, then hold it.")
     lr_quadratic_warmup: bool = option(False, description="cosine: warm up along (step / warmup)^2 instead of linearly.")
-    warmup_steps: Optional[int] = option(None, ge=0, description="Linear warm-up steps. Default (no warmup_ratio either): 3% of the steps, at most 100, as Axolotl does.")
+    warmup_steps: Optional[Union[int, float]] = option(None, ge=0, description="Linear warm-up steps (a value below 1: that fraction of the steps). Default (no warmup_ratio either): 3% of the steps, at most 100, as Axolotl does.")
     warmup_ratio: Optional[float] = option(None, ge=0, lt=1, description="Warm-up as a fraction of the total steps (rounded down), when warmup_steps is not set.")
     seed: int = option(42, description="Seed for data order, splits, the adapter's and new embeddings' initial weights.")
     logging_steps: Optional[int] = option(None, ge=1, description="Log the loss every N steps. Default: 0.5% of the steps, between 1 and 10, as Axolotl does.")
@@ -55,6 +55,13 @@ class TrainOptions(Strict):
     eval_prompts: list[str] = option(default_factory=list, ftkit_only=True, description="ftkit: prompts generated before and after training to show what the model learned.")
     max_new_tokens: int = option(48, ge=1, ftkit_only=True, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
 
+    @field_validator("warmup_steps")
+    @classmethod
+    def _steps_or_fraction(cls, v):
+        if v is not None and v >= 1 and v != int(v):
+            raise ValueError("use a whole number of steps, or a fraction below 1")
+        return int(v) if v is not None and v >= 1 else v
+
     @model_validator(mode="before")
     @classmethod
     def _accumulation_from_batch_size(cls, data: Any):
@@ -69,6 +76,6 @@ class TrainOptions(Strict):
 class PackingOptions(Strict):
     sample_packing: bool = option(False, methods=SFT, description="Pack whole examples into rows of up to sequence_len tokens; position_ids restart per example so attention never crosses examples.")
     eval_sample_packing: Optional[bool] = option(None, methods=SFT, description="Pack the eval set too (default: same as sample_packing).")
-    pad_to_sequence_len: bool = option(False, methods=SFT, description="Pad every batch row to sequence_len (constant shapes; less memory fragmentation).")
+    pad_to_sequence_len: bool = option(False, description="Pad every batch row to sequence_len (constant shapes; less memory fragmentation). Padding never changes what is trained; under rl: TRL pads its own batches.")
     sample_packing_group_size: int = option(100_000, ge=1, methods=SFT, description="Examples binned together in one packing pass; each group ends in at most one partial row.")
     group_by_length: bool = option(False, methods=SFT, description="Unpacked path: batch examples of similar length to cut padding (loss may oscillate).")
