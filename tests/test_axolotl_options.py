@@ -13,7 +13,7 @@ from ftkit.recipe import Recipe, inspect_recipe, load_recipe
 from ftkit.recipe import axolotl as cat
 from ftkit.recipe.base import METHODS, field_methods, method_label
 from ftkit.recipe.data_options import DatasetSpec, UserDefinedFormat
-from ftkit.recipe.migration import EMPTY, IGNORED, USED
+from ftkit.recipe.migration import EMPTY, IGNORED
 from ftkit.recipe.reference import option_counts, options_reference
 
 ROOT = Path(__file__).resolve().parents[1]
