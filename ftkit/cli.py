@@ -156,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "check":
             from ftkit.recipe.check import check
 
-            text, problems = check(args.recipe, extra, strict=args.strict)
+            text, problems, checked = check(args.recipe, extra, strict=args.strict)
             print(text)
             if problems:
                 raise FtkitError(problems)
+            if checked.deepspeed:  # the engine file must exist too (train checks it the same way)
+                from ftkit.train.distributed import deepspeed_path
+
+                deepspeed_path(checked)
             print("ok: the recipe will train")
             return 0
         from ftkit.recipe import load_recipe

@@ -6,8 +6,8 @@ from ftkit.recipe.load import inspect_recipe
 from ftkit.recipe.migration import IGNORED
 
 
-def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Problem]]:
-    """(the migration report, option by option; the problems that stop the recipe from training).
+def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Problem], object]:
+    """(the migration report, option by option; the problems that stop the recipe from training; the recipe).
 
     --strict: options ignored here (speed-only or internal) are problems too.
     """
@@ -20,4 +20,4 @@ def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Probl
     if recipe is not None and recipe.hub_model_id and recipe.push_to_hub is not False:
         text += (f"\nnote: hub_model_id pushes to {recipe.hub_model_id}: ftkit train checks HF_HUB_OFFLINE=0 and a hub "
                  "token before training starts")
-    return text, problems
+    return text, problems, (None if problems else recipe)

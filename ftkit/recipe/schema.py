@@ -112,6 +112,8 @@ def _run_problems(r: Recipe) -> list:
                                                       "set eval_steps or evals_per_epoch"),
         r.load_best_model_at_end and not evals and p("load_best_model_at_end", "needs evaluations during training",
                                                      "set eval_steps or evals_per_epoch"),
+        r.load_best_model_at_end and (r.eval_steps or r.evals_per_epoch) and not (r.save_steps or r.saves_per_epoch) and p(
+            "load_best_model_at_end", "needs a checkpoint at each evaluation", "set save_steps to a multiple of eval_steps"),
         r.eval_table_size and not (r.val_set_size or r.test_datasets) and p("eval_table_size", "needs an evaluation split",
                                                                            "set val_set_size (e.g. 0.05)"),
         r.eval_table_size and r.sample_packing and r.eval_sample_packing is not False and p(
