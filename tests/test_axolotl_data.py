@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ftkit import data
-from ftkit.errors import ConfigError
+from ftkit.errors import ConfigError, FtkitError
 from ftkit.formats import strategy_for
 from ftkit.formats.tokenize import IGNORE
 from ftkit.recipe import load_recipe
@@ -118,6 +118,8 @@ def test_eot_tokens_and_train_on_eot(tok):
     assert trained_text(tok, none, TWO) == "YoLima"
     last = strategy(tok, type="chat_template", train_on_eot="last", train_on_eos="all")
     assert trained_text(tok, last, TWO) == "YoLima<|eot_id|>"  # train_on_eot decides for the template's eot
+    with pytest.raises(FtkitError, match=r"eot_tokens \['<end_of_turn>'\] are not single tokens.*additional_special"):
+        strategy(tok, {"eot_tokens": ["<end_of_turn>"]}, type="chat_template")
 
 
 def test_message_field_names_properties_and_system_handling(tok):

@@ -122,6 +122,12 @@ class ChatTemplateStrategy(PromptStrategy):
 
             self.jinja = self.jinja.replace(DEFAULT_SYSTEM, default_system_message)
         self.eots = list(eot_tokens) if eot_tokens else [own_eot]
+        vocab = tokenizer.get_vocab()
+        not_one = [t for t in (eot_tokens or []) if t not in vocab]
+        if not_one:
+            raise FtkitError(f"eot_tokens {not_one} are not single tokens of the vocabulary", where="eot_tokens",
+                             fix="add them with special_tokens.additional_special_tokens (or tokens:), or list the "
+                                 "template's own end-of-turn token")
         self.eot = self.eots[0]
         eos = tokenizer.eos_token
         self.eos = eos if eos and eos not in self.eots and eos in self.jinja else None  # an eos written besides the eot
