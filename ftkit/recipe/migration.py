@@ -114,14 +114,15 @@ class _Walker:
     def __init__(self, fields: dict, file: str | None, lines: dict[str, int], base_dir: Path | None):
         self.fields, self.file, self.lines, self.base_dir = fields, file, lines, base_dir
         self.m = Migration({}, Report(file))
-        report_add = self.m.report.add
-        self.m.report.add = lambda key, status, detail="": report_add(key, status, detail, self.lines.get(key))
+
+    def note(self, key: str, status: str, detail: str = "") -> None:
+        self.m.report.add(key, status, detail, self.lines.get(key))
 
     def problem(self, where: str, what: str, fix: str | None) -> None:
         self.m.problems.append(Problem(what, self.file, where, self.lines.get(where), fix))
 
     def refuse(self, where: str, why: str, nearest: str | None) -> None:
-        self.m.report.add(where, cat.REFUSED, f"{why}; nearest: {nearest or 'none'}")
+        self.note(where, cat.REFUSED, f"{why}; nearest: {nearest or 'none'}")
         self.problem(where, f"{why} (an Axolotl feature ftkit refuses rather than ignores)",
                      f"remove it{'; nearest supported: ' + nearest if nearest else ''}")
 
@@ -129,14 +130,15 @@ class _Walker:
     def level(self, raw: dict, fields: dict, level: str, prefix: str, out: dict) -> None:
         for key, value in raw.items():
             where = f"{prefix}{key}"
-            if value is None or (level == "top" and key in ZERO_IS_UNSET and value == 0 and value is not False):
+            zero = isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+            if value is None or (level == "top" and key in ZERO_IS_UNSET and zero):
                 note = EMPTY_IN_AXOLOTL.get(key, "") if level == "top" and value is None else \
                     "" if value is None else "0 = off, as in Axolotl"
-                self.m.report.add(where, EMPTY, note)
+                self.note(where, EMPTY, note)
                 continue
             if level == "top" and isinstance(value, str) and (key, value) in VALUE_ALIASES:
                 value, note = VALUE_ALIASES[(key, value)]
-                self.m.report.add(where, cat.ALIAS, note)
+                self.note(where, cat.ALIAS, note)
                 out[key] = value
                 continue
             if level == "top" and key == "tokens" and isinstance(value, dict):
@@ -175,15 +177,13 @@ class _Walker:
         if refused:
             self.refuse(where, f"{key}: {value!r} -- {refused[0]}", refused[1])
             return value
-        self.m.report.add(where, USED)
+        self.note(where, USED)
         if key in ("datasets", "test_datasets") and isinstance(value, list):
             return [self.dataset(d, f"{where}.{i}.") if isinstance(d, dict) else d for i, d in enumerate(value)]
         if key in NESTED_BLOCKS and isinstance(value, dict):
             return self.block(key, value, where)
         if key == "type" and isinstance(value, dict):
             return self.block("type", value, where)
-        if key == "plugins" and isinstance(value, list):
-            return value
         return value
 
     def dataset(self, raw: dict, prefix: str) -> dict:
@@ -197,7 +197,7 @@ class _Walker:
         for key, value in raw.items():
             path = f"{where}.{key}"
             if value is None:
-                self.m.report.add(path, EMPTY)
+                self.note(path, EMPTY)
                 continue
             entry = cat.lookup(level, key)
             if entry is None:
@@ -209,7 +209,7 @@ class _Walker:
                 if canonical in out and out[canonical] != value:
                     self.problem(path, f"conflicts with {where}.{canonical}", "keep one")
                 out[canonical] = value
-                self.m.report.add(path, cat.ALIAS, f"-> {where}.{canonical}")
+                self.note(path, cat.ALIAS, f"-> {where}.{canonical}")
             else:
                 self.catalogued(entry, value, path, {})
         return out
@@ -225,13 +225,13 @@ class _Walker:
                     if status == cat.REFUSED:
                         self.refuse(f"{where}.{i}", f"plugin {plugin}: {why}", None)
             kind = "speed only" if entry.status == cat.SPEED_ONLY else "internal"
-            self.m.report.add(where, IGNORED, f"{kind}: {entry.why}")
+            self.note(where, IGNORED, f"{kind}: {entry.why}")
         elif entry.name in cat.CHECKED_BLOCKS and entry.level == "top" and isinstance(value, dict):
             self.checked_block(entry.name, value, where, out)
         elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
-            self.m.report.add(where, IGNORED, f"Axolotl's default ({value!r}): the feature is off")
+            self.note(where, IGNORED, f"Axolotl's default ({value!r}): the feature is off")
         elif value in (False, [], {}) and entry.default in (cat.NO_DEFAULT, None):
-            self.m.report.add(where, IGNORED, "off")
+            self.note(where, IGNORED, "off")
         else:
             self.refuse(where, f"{entry.why}", entry.nearest)
 
@@ -241,13 +241,13 @@ class _Walker:
             path = f"{where}.{key}"
             entry = cat.lookup(level, key)
             if value is None:
-                self.m.report.add(path, EMPTY)
+                self.note(path, EMPTY)
             elif entry is None:
                 self.problem(path, f"unknown option in {level}:", "remove it")
             elif entry.status == cat.ALIAS:
                 self.alias(entry, value, path, out)
             elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
-                self.m.report.add(path, IGNORED, "Axolotl's default: off")
+                self.note(path, IGNORED, "Axolotl's default: off")
             else:
                 self.refuse(path, entry.why, entry.nearest)
 
@@ -255,7 +255,7 @@ class _Walker:
         value = entry.convert(value) if entry.convert else value
         if entry.canonical == "chat_template" and value is not None:
             value = self.jinja_text(value, where)
-        self.m.report.add(where, cat.ALIAS, f"-> {entry.canonical}")
+        self.note(where, cat.ALIAS, f"-> {entry.canonical}")
         if value is None:
             return
         head, _, rest = entry.canonical.partition(".")
@@ -293,5 +293,5 @@ def migrate(raw: dict, fields: dict, file: str | None = None, lines: dict[str, i
             walker.problem(f"datasets.{i}.chat_template", "jinja needs the template text", "add chat_template_jinja:")
     if data.get("fsdp_config") and not data.get("fsdp") and not data.get("deepspeed"):
         data["fsdp"] = ["full_shard", "auto_wrap"]  # Axolotl: fsdp_config alone turns FSDP on
-        walker.m.report.add("fsdp", USED, "set from fsdp_config: [full_shard, auto_wrap]")
+        walker.note("fsdp", USED, "set from fsdp_config: [full_shard, auto_wrap]")
     return walker.m
