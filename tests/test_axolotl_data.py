@@ -150,6 +150,15 @@ def test_axolotl_template_names_render_as_axolotl_does(chatml_tok):
     assert render("qwen_25", msgs[1:2]).startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud.")
 
 
+def test_default_system_message_replaces_the_templates_default(tok):
+    strat = strategy(tok, {"chat_template": "qwen", "default_system_message": "Answer in French."}, type="chat_template")
+    text = "".join(s.text for s in strat.segments({"messages": TWO["messages"][1:3]}))
+    assert text.startswith("<|im_start|>system\nAnswer in French.<|im_end|>") and "helpful" not in text
+    with pytest.raises(ConfigError, match="default_system_message: the chat template has no built-in default system"):
+        load_recipe({"base_model": "tiny:llama", "chat_template": "chatml", "default_system_message": "x",
+                     "datasets": [{"path": "x", "type": "chat_template"}]})
+
+
 def test_alpaca_prompt_styles(tok):
     row = {"instruction": "Add 2 and 3.", "input": "", "output": "5"}
     chat = strategy(tok, type="alpaca:chat")

@@ -122,15 +122,38 @@ def test_implemented_options_change_the_training_arguments():
     assert (set_["lr_scheduler_type"], set_["lr_scheduler_kwargs"]) == ("cosine_with_min_lr", {"min_lr_rate": 0.1})
     assert (silent["save_strategy"], silent["save_total_limit"], set_["save_strategy"]) == ("epoch", 4, "no")
     assert (silent["logging_steps"], set_["logging_steps"], set_["torch_compile"]) == (5, 3, True)
+    kw = training_args(load_recipe({**BASE, "gradient_checkpointing_kwargs": {"use_reentrant": True}}), fp32)
+    assert kw["gradient_checkpointing_kwargs"] == {"use_reentrant": True}
+
+
+def test_implemented_logging_and_precision_options():
+    import os
+
+    import torch
+
+    from ftkit.models import resolve_precision
+    from ftkit.train import tracking
+
+    tracking.report_to(load_recipe({**BASE, "wandb_project": "p", "wandb_mode": "offline", "wandb_watch": "gradients",
+                                    "wandb_log_model": "end"}))
+    assert (os.environ["WANDB_WATCH"], os.environ["WANDB_LOG_MODEL"]) == ("gradients", "end")
+    tracking.report_to(load_recipe(BASE))  # ftkit clears what it set for the previous run
+    assert "WANDB_WATCH" not in os.environ
+    weights = resolve_precision(load_recipe({**BASE, "bfloat16": True}))
+    assert weights.dtype == torch.bfloat16 and not weights.bf16  # bf16 weights, no autocast on a CPU
 
 
 def test_implemented_model_options_change_the_model(tiny_llama_dir):
     from ftkit import models
 
     r = load_recipe({**BASE, "model_config": {"max_position_embeddings": 777}, "resize_token_embeddings_to_32x": True,
-                     "tokens": ["<x1>", "<x2>"], "special_tokens": {"additional_special_tokens": ["<tool>"]}})
+                     "tokens": ["<x1>", "<x2>"], "special_tokens": {"additional_special_tokens": ["<tool>"]},
+                     "tokenizer_type": "PreTrainedTokenizerFast", "device_map": {"": "cpu"}, "attn_implementation": "eager"})
     tok = models.load_tokenizer(r)
     model = models.load_base(r, tok)
+    from transformers import PreTrainedTokenizerFast
+
+    assert isinstance(tok, PreTrainedTokenizerFast) and model.config._attn_implementation == "eager"
     assert model.config.max_position_embeddings == 777
     rows = model.get_input_embeddings().weight.shape[0]
     assert rows % 32 == 0 and rows >= len(tok) and "<tool>" in tok.all_special_tokens
@@ -150,6 +173,12 @@ def test_aliases_equal_their_canonical_option_and_save_canonically():
         a, c = load_recipe({**BASE, **alias}), load_recipe({**BASE, **canonical})
         assert a.dump() == c.dump(), alias
         assert not set(alias) - set(canonical) & set(a.dump())  # recipe.yml is written with canonical names
+    template = Path(__file__).parent / "data" / "template.jinja"
+    template.write_text("{{ 'x' }}")
+    try:
+        assert load_recipe({**BASE, "chat_template": "jinja", "chat_template_jinja": str(template)}).chat_template == "{{ 'x' }}"
+    finally:
+        template.unlink()
     r = load_recipe({**DPO, "dpo_beta": 0.3, "trl": {"beta": 0.3, "use_vllm": False}})
     assert r.rl_beta == 0.3
     with pytest.raises(ConfigError, match="dataset_num_proc: conflicts with dataset_processes: 2"):
