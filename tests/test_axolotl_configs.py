@@ -142,7 +142,8 @@ def example_configs(root: Path) -> list[tuple[Path, str]]:
     for folder, family in FAMILIES.items():
         for p in sorted((root / folder).rglob("*.y*ml")):
             if "vision" not in p.name:
-                out.append((p, "tiny:mixtral" if "mixtral" in str(p) else f"tiny:{family}"))
+                moe = "mixtral" in str(p) or "bigstral" in str(p)
+                out.append((p, "tiny:mixtral" if moe else f"tiny:{family}"))
     return out
 
 
