@@ -137,13 +137,22 @@ INVALID_IN_AXOLOTL = {"archived/mpt-7b/config.yml", "archived/jeopardy-bot/confi
 
 
 def example_configs(root: Path) -> list[tuple[Path, str]]:
-    """(config, twin) for every example config of the families ftkit covers (vision configs excluded)."""
+    """(config, twin) for every example config of the families ftkit covers (vision configs excluded): the twin of
+    the config's base_model family (a Mixtral config in mistral/ gets the Mixtral twin), else of its folder."""
+    from ftkit.cookbook.twins import twin_for_model
+    from ftkit.errors import FtkitError
+
     out = []
     for folder, family in FAMILIES.items():
         for p in sorted((root / folder).rglob("*.y*ml")):
-            if "vision" not in p.name:
-                moe = "mixtral" in str(p) or "bigstral" in str(p)
-                out.append((p, "tiny:mixtral" if moe else f"tiny:{family}"))
+            if "vision" in p.name:
+                continue
+            base = str((yaml.safe_load(p.read_text()) or {}).get("base_model", ""))
+            try:
+                twin = twin_for_model(base)
+            except FtkitError:
+                twin = f"tiny:{family}"
+            out.append((p, "tiny:mixtral" if "mixtral" in base.lower() else twin))
     return out
 
 

@@ -148,6 +148,9 @@ def test_axolotl_template_names_render_as_axolotl_does(chatml_tok):
                                      "<|im_start|>assistant\n<think>\n\n</think>\n\nA<|im_end|>\n")
     assert render("qwen3", msgs[:2], gen=True).endswith("<|im_start|>assistant\n<think>\n\n")
     assert render("qwen_25", msgs[1:2]).startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud.")
+    # gemma3 writes the system text into the first user turn: an untrained message found only later is fine
+    segs = strategy(chatml_tok, {"chat_template": "gemma3"}, type="chat_template").segments({"messages": msgs})
+    assert [s.text for s in segs if s.trainable] == ["A", "<end_of_turn>"]
 
 
 def test_default_system_message_replaces_the_templates_default(tok):

@@ -246,6 +246,9 @@ class ChatTemplateStrategy(PromptStrategy):
                 if cur.startswith(gen) and len(gen) > start:
                     start = len(gen)
             found = self._content_span(cur, m["content"], start)
+            if found is None and not m["train"]:  # e.g. gemma3 writes the system text into the first user turn
+                prev = cur
+                continue
             if found is None:
                 raise RowError(f"{self.field}[{i}]", "the chat template changes this message's text",
                                "use a template that writes message content verbatim")

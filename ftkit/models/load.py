@@ -183,7 +183,8 @@ def _config_kwargs(recipe: Recipe) -> dict:
 
 
 def attention_kernel(requested: str | None) -> str | None:
-    """The attention implementation to load with: the requested one where it runs here, else sdpa (announced).
+    """The attention implementation to load with: the requested one where it runs here, else transformers'
+    default for the model (sdpa where the model has it, else eager), announced.
 
     All of these compute exact attention, so the fallback changes speed, never what is trained.
     """
@@ -202,8 +203,9 @@ def attention_kernel(requested: str | None) -> str | None:
     if available:
         return requested
     why = "no CUDA device" if not cuda else "its package is not installed"
-    log.info(f"attn_implementation: {requested} is not available here ({why}); using sdpa (same attention, speed only)")
-    return "sdpa"
+    log.info(f"attn_implementation: {requested} is not available here ({why}); using sdpa (or eager where the model "
+             "has no sdpa): the same attention, speed only")
+    return None
 
 
 def _load_kwargs(recipe: Recipe, precision: Precision) -> dict:
