@@ -230,6 +230,15 @@ def test_axolotl_defaults_of_refused_options_are_accepted_as_off():
     assert {line.key for line in r.report.of(IGNORED)} >= {"dion_rank_fraction", "eaft_k", "trl.use_vllm", "vllm.port"}
 
 
+def test_options_that_do_nothing_with_the_rest_are_said_not_errors():
+    r = load_recipe({**BASE, "evals_per_epoch": 4, "save_strategy": "no", "save_steps": 10})
+    notes = {line.key: line.detail for line in r.report.of(IGNORED)}
+    assert "no evaluation split" in notes["evals_per_epoch"] and "the save interval wins" in notes["save_strategy"]
+    from ftkit.train.checkpoints import save_kwargs
+
+    assert save_kwargs(r, 100)["save_strategy"] == "steps"
+
+
 def test_internal_and_unknown_keys():
     r = load_recipe({**BASE, "local_rank": 3, "is_llama_derived_model": True, "world_size": 8})
     assert all(line.status == IGNORED and "internal" in line.detail for line in r.report.lines if line.key in

@@ -197,6 +197,12 @@ def _notes(recipe: Recipe, migration: Migration) -> None:
         if getattr(recipe, key) and not split:
             migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
                                                  "(Axolotl skips them too)")
+    for kind, interval in (("save", recipe.save_steps or recipe.saves_per_epoch),
+                           ("eval", recipe.eval_steps or recipe.evals_per_epoch)):
+        strategy = getattr(recipe, f"{kind}_strategy")
+        if interval and strategy not in (None, "steps"):
+            migration.report.add(f"{kind}_strategy", "ignored", f"{strategy}: the {kind} interval wins (steps), as in "
+                                                               "Axolotl")
 
 
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None

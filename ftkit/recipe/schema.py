@@ -97,13 +97,9 @@ def _run_problems(r: Recipe) -> list:
     evals = r.eval_steps or r.evals_per_epoch or r.eval_strategy not in (None, "no")
     return [
         r.save_steps and r.saves_per_epoch and p("saves_per_epoch", "conflicts with save_steps", "keep one of save_steps / saves_per_epoch"),
-        r.save_strategy in ("no", "epoch", "best") and (r.save_steps or r.saves_per_epoch) and p(
-            "save_strategy", f"is {r.save_strategy} but a step interval is set", "remove save_steps/saves_per_epoch, or set save_strategy: steps"),
         r.save_strategy == "steps" and not (r.save_steps or r.saves_per_epoch) and p(
             "save_strategy", "steps needs an interval", "add save_steps or saves_per_epoch"),
         r.eval_steps and r.evals_per_epoch and p("evals_per_epoch", "conflicts with eval_steps", "keep one of eval_steps / evals_per_epoch"),
-        r.eval_strategy in ("no", "epoch") and (r.eval_steps or r.evals_per_epoch) and p(
-            "eval_strategy", f"is {r.eval_strategy} but an eval interval is set", "remove eval_steps/evals_per_epoch, or set eval_strategy: steps"),
         r.eval_strategy == "steps" and not (r.eval_steps or r.evals_per_epoch) and p(
             "eval_strategy", "steps needs an interval", "add eval_steps or evals_per_epoch"),
         r.early_stopping_patience and not (r.val_set_size or r.test_datasets) and p(

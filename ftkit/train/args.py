@@ -72,7 +72,7 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
     hub.check(recipe)  # a push that cannot work fails now, before training
     total = total_steps(recipe, n_train, world_size())
     plumbing = runtime.trainer_kwargs(recipe, has_eval, n_train)  # engine, logging, saves, evals
-    if recipe.eval_strategy and has_eval and recipe.eval_strategy != "steps":
+    if recipe.eval_strategy and has_eval and recipe.eval_strategy != "steps" and not (recipe.eval_steps or recipe.evals_per_epoch):
         plumbing["eval_strategy"] = recipe.eval_strategy
     if recipe.load_best_model_at_end:
         plumbing["load_best_model_at_end"] = True

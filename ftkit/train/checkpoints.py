@@ -33,7 +33,7 @@ def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
     every = recipe.save_steps
     if recipe.saves_per_epoch:
         every = max(1, steps_per_epoch(recipe, n_train, world) // recipe.saves_per_epoch)
-    strategy = recipe.save_strategy or ("steps" if every else "epoch")
+    strategy = "steps" if every else recipe.save_strategy or "epoch"  # an interval wins, as in Axolotl
     if strategy == "no":
         return {"save_strategy": "no"}
     out = {"save_strategy": strategy, "save_total_limit": recipe.save_total_limit}
