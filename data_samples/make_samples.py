@@ -244,9 +244,9 @@ measures every file below. Exact token ids and masks for each format are asserte
 
 | format family | types | file |
 |---|---|---|
-| instruction (alpaca family) | alpaca, alpaca_chat(.load_qa/.load_concise/.load_camel_ai), alpaca_w_system(.load_instruct/.load_open_orca), jeopardy, oasst, gpteacher, reflection, explainchoice, concisechoice, summarizetldr, context_qa(.load_v2/.load_404), metharme, creative_acr.load_answer/.load_critique/.load_revise | `alpaca.jsonl`, `instruct/<type>.jsonl` |
-| conversation | chat_template (options: field_messages, message_field_role, message_field_content, roles, roles_to_train, train_on_eos, chat_template), sharegpt (conversation, field_human, field_model) | `chat.jsonl`, `sharegpt.jsonl` |
-| template-free | completion (field), input_output, pretokenized | `completion.jsonl`, `input_output.jsonl`, `pretokenized.jsonl` |
+| instruction (alpaca family) | alpaca, alpaca:chat/:chatml/:phi/:instruct (Axolotl's prompt styles), alpaca_chat(.load_qa/.load_concise/.load_camel_ai), alpaca_w_system(.load_instruct/.load_open_orca), jeopardy, oasst, gpteacher, reflection, explainchoice, concisechoice, summarizetldr, context_qa(.load_v2/.load_404), metharme, creative_acr.load_answer/.load_critique/.load_revise | `alpaca.jsonl`, `instruct/<type>.jsonl` |
+| conversation | chat_template (options: field_messages, message_property_mappings, message_field_role, message_field_content, message_field_training, roles, roles_to_train, train_on_eos, train_on_eot, drop_system_message, field_tools, chat_template), sharegpt (conversation, field_human, field_model) | `chat.jsonl`, `sharegpt.jsonl` |
+| template-free | completion (field, chunk_long_rows), input_output, pretokenized (also: no `type:` and rows with input_ids) | `completion.jsonl`, `input_output.jsonl`, `pretokenized.jsonl` |
 | custom | `type:` as a mapping (system_prompt, system_format, field_system, field_instruction, field_input, field_output, format, no_input_format) | `custom.jsonl` |
 | preference (`rl:`) | chat_template.prompt_pairs / .intel / .ultra / .argilla_chat / .default, KTO prompt/completion/label | see [PREFERENCE.md](PREFERENCE.md) (`make_preference_samples.py`) |
 
@@ -255,18 +255,27 @@ measures every file below. Exact token ids and masks for each format are asserte
 - Text formats: bos first when the tokenizer habitually adds one (masked), the prompt masked, the answer
   trained, then eos (trained; metharme writes 3). `train_on_inputs: true` trains the prompt too.
 - input_output: exactly the segments; nothing is added (write bos/eos into the text if you want them).
-- pretokenized: `input_ids` and `labels` as given (labels default to input_ids).
+- pretokenized: `input_ids` and `labels` as given (labels default to input_ids). A dataset with no `type:`
+  whose rows carry `input_ids` is read this way (Axolotl passes such rows through); other rows are alpaca.
+- completion: rows longer than `sequence_len` are split into chunks of `sequence_len` tokens (bos only in
+  the first, eos only in the last), as Axolotl does; `chunk_long_rows: false` drops them instead (counted).
 - Neighbouring segments with the same label are joined and tokenized as one string, and each piece is
   tokenized on its own, so the prompt tokens are exactly what an inference server gets for the prompt
   string. `ftkit preprocess RECIPE --check-parity` proves it for sampled rows.
 - chat_template / sharegpt: the conversation is rendered by `tokenizer.apply_chat_template`; turn
   boundaries come from rendering prefixes of the conversation. Trained: the content of turns whose role is
   in `roles_to_train` (default `[assistant]`; all roles with `train_on_inputs`; a message may carry
-  `"training": true/false`), never the role headers. The end-of-turn token (`<|eot_id|>`, `<|im_end|>`,
-  `<end_of_turn>`, `<|end|>`, or eos for mistral and unknown templates) follows `train_on_eos`:
-  `turn` (default: after trained turns), `last` (only the conversation's final one), `all`, `none`.
+  `"training": true/false`, key `message_field_training`), never the role headers or bos. Content is
+  trained as the template writes it: a template that keeps it verbatim (chatml) trains an answer's trailing
+  whitespace too ("ok\\n"), and an answer starting with a space is tokenized as the model generates it after
+  the header. The end-of-turn token (`eot_tokens`, default the template's own: `<|eot_id|>`, `<|im_end|>`,
+  `<end_of_turn>`, `<|end|>`, or eos for mistral and unknown templates) follows `train_on_eot` (default
+  `train_on_eos`): `turn` (default: after trained turns, so with `train_on_inputs` after every turn), `last`
+  (after the last trained turn), `all`, `none`. Messages' keys follow `message_property_mappings` (other
+  properties, e.g. name, reach the template); a `system` column opens the conversation, as in Axolotl.
 - `chat_template:` (recipe level, or per dataset): `tokenizer_default`, `tokenizer_default_fallback_NAME`,
-  a name (chatml, llama3, mistral, gemma, qwen, phi3; their special tokens are added) or Jinja text. The
+  a name (chatml, llama3, mistral, gemma, qwen, phi3, and Axolotl's qwen_25, qwen3, gemma3, phi_3; their
+  special tokens are added) or Jinja text (`chat_template_jinja`: the text or a file). The
   recipe-level one is written into the saved tokenizer. sharegpt's `conversation:` takes the same names
   (also llama-3, phi-3, qwen-7b-chat); FastChat names such as vicuna_v1.1 are an error naming these.
 """

@@ -15,7 +15,9 @@ VERBS = {
     "evaluate": "eval loss and perplexity of the trained model on the eval split (or --dataset), plus the "
                 "assertion evals over the recipe's eval_prompts; --json writes them",
     "merge-lora": "merge the trained LoRA adapter into the base model and save it",
-    "options": "print every recipe option (generated from the schema), model and data first",
+    "options": "print every recipe option (generated from the schema), model and data first, and the status of every Axolotl option",
+    "check": "validate a recipe (an Axolotl config too) without loading a model; print what each option does here "
+             "(used / alias -> canonical / ignored here, why / refused, why and fix); exit 0 when it will train",
     "bench": "benchmarks printed side by side: `bench compare` (ftkit vs TRL's packer, a bare tokenize loop, a bare TRL script: ratios), `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
@@ -37,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--base-model", default="tiny:llama", help="bench preprocess: tokenizer to measure with")
         elif verb != "options":
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
+        if verb == "check":
+            sp.add_argument("--strict", action="store_true", help="options ignored here (speed-only, internal) are errors")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
             sp.add_argument("--debug-rows", type=int, default=3, help="how many examples --debug prints")
@@ -171,6 +175,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _check(args, extra) -> int:
+    """`ftkit check`: the option-by-option migration report; exit 0 when the recipe will train."""
+    from ftkit.recipe.check import check
+
+    text, problems, checked = check(args.recipe, extra, strict=args.strict)
+    print(text)
+    if problems:
+        raise FtkitError(problems)
+    if checked.deepspeed:  # the engine file must exist too (train checks it the same way)
+        from ftkit.train.distributed import deepspeed_path
+
+        deepspeed_path(checked)
+    print("ok: the recipe will train")
+    return 0
+
+
 def _run(args, extra) -> int:
     """The verb, once arguments are parsed (errors are main's)."""
     if args.verb == "options":
@@ -205,9 +225,15 @@ def _run(args, extra) -> int:
     if args.verb == "bench" and not args.recipe:
         raise FtkitError("bench packing needs a recipe", where="command line",
                          fix="ftkit bench packing recipes/quickstart.yml")
+    if args.verb == "check":
+        return _check(args, extra)
     from ftkit.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, extra)
+    if args.verb in ("train", "preprocess"):
+        from ftkit.log import log
+
+        log.info(recipe.report.summary())  # "42 options used, 3 aliases, 2 speed-only ignored: ..."
     if args.verb == "train" and args.num_processes:
         from ftkit.train import distributed
 

@@ -32,14 +32,15 @@ def error_of(tmp_path, text, overrides=None) -> str:
 def test_good_recipe_loads_with_defaults(tmp_path):
     r = load_recipe(write(tmp_path, GOOD))
     assert r.base_model == "tiny:llama" and r.sequence_len == 256 and r.learning_rate == 0.001
-    assert r.datasets[0].type == "alpaca" and r.micro_batch_size == 2 and r.adapter is None
+    assert r.datasets[0].type == "alpaca" and r.micro_batch_size == 1 and r.adapter is None  # Axolotl's default batch
 
 
 BAD_RECIPES = [
     # (description, recipe text, [substrings the message must contain])
     ("misspelled key", GOOD + "lerning_rate: 0.1\n", ["r.yml:7", "lerning_rate", "unknown option", "did you mean learning_rate"]),
-    ("unsupported axolotl key", GOOD + "relora_anneal_steps: 10\n",
-     ["relora_anneal_steps", "Axolotl option that ftkit does not support", "Fix: remove it"]),
+    ("refused axolotl key", GOOD + "relora_anneal_steps: 10\n",
+     ["r.yml:7: relora_anneal_steps", "ReLoRA also prunes optimizer state", "ftkit refuses rather than ignores",
+      "Fix: remove it; nearest supported: relora_steps"]),
     ("wrong type", GOOD.replace("sequence_len: 256", "sequence_len: long"),
      ["sequence_len", "r.yml:5", "valid integer", "'long'", "Fix: expected: Longest example"]),
     ("out of range", GOOD + "micro_batch_size: 0\n", ["micro_batch_size", "greater than or equal to 1", "Fix:"]),
@@ -52,8 +53,10 @@ BAD_RECIPES = [
      ["datasets.0.path", "required option is missing", "Fix: add `path:`"]),
     ("unknown dataset key", GOOD.replace("    type: alpaca\n", "    type: alpaca\n    feild: x\n"),
      ["datasets.0.feild", "r.yml:5", "unknown option"]),
-    ("conflicting lora targets", GOOD + "adapter: lora\nlora_target_modules: [q_proj]\nlora_target_linear: true\n",
-     ["lora_target_linear", "conflicts with lora_target_modules", "Fix: keep one"]),
+    ("format key at the dataset level", GOOD.replace("    type: alpaca\n", "    type: alpaca\n    field_instruction: q\n"),
+     ["datasets.0.field_instruction", "custom-format key written at the dataset level", "put it under type:"]),
+    ("type with a semicolon", GOOD.replace("type: alpaca", "type: \"alp;aca\""),
+     ["r.yml:4: datasets.0.type: unsupported dataset type 'alp;aca'", "Fix: did you mean alpaca?"]),
     ("bf16 and fp16", GOOD + "bf16: true\nfp16: true\n", ["fp16", "both true", "Fix: choose one"]),
     ("bad adapter name", GOOD + "adapter: lorra\n", ["adapter", "'lorra'", "Fix:"]),
     ("bad precision value", GOOD + "bf16: maybe\n", ["bf16", "Fix:"]),

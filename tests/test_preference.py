@@ -203,7 +203,7 @@ def test_full_finetune_uses_a_frozen_reference_copy(tmp_path):
 
 
 def test_options_only_one_method_reads_are_errors():
-    with pytest.raises(ConfigError, match=r"orpo_alpha: is only read with rl: orpo \(rl is dpo\)\. Fix: remove orpo_alpha"):
+    with pytest.raises(ConfigError, match=r"orpo_alpha: is not read by rl: dpo \(only by rl: orpo\)\. Fix: remove it, or set rl: orpo"):
         load_recipe(ROOT / "recipes" / "llama" / "dpo.yml", {"orpo_alpha": "0.2"})
     with pytest.raises(ConfigError, match=r"rl_beta: ORPO has no reference model.*Fix: use orpo_alpha"):
         load_recipe(ROOT / "recipes" / "llama" / "orpo.yml", {"rl_beta": "0.2"})

@@ -8,14 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ftkit import train
 from ftkit.cookbook.twins import twin_overrides
-from ftkit.errors import ConfigError
 from ftkit.models.families import FAMILIES
-from ftkit.recipe import Recipe, load_recipe
-from ftkit.recipe.schema import AXOLOTL_OPTIONS
+from ftkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = ROOT / "recipes"
@@ -24,19 +21,8 @@ RECIPES = sorted(p for p in RECIPES_DIR.rglob("*.yml") if not LAUNCH_DIRS & set(
 SAMPLE_ROWS = 64  # a 2-step run on the twin needs 2 x 8 rows; tokenizing all 2,400 per twin would dominate the test
 
 
-def _pending(path: Path) -> list[str]:
-    """Axolotl options the recipe uses that this branch's schema does not declare yet (e.g. load_in_4bit
-    before the adapters branch lands). Such a recipe is expected to fail validation, strictly: once the
-    option is declared the mark disappears and the recipe must pass."""
-    data = yaml.safe_load(path.read_text()) or {}
-    return [k for k in data if k in AXOLOTL_OPTIONS and k not in Recipe.model_fields]
-
-
 def _param(path: Path):
-    pending = _pending(path)
-    marks = [pytest.mark.xfail(strict=True, raises=ConfigError,
-                               reason=f"uses {pending}, not in this branch's schema yet")] if pending else []
-    return pytest.param(path, id=str(path.relative_to(RECIPES_DIR)), marks=marks)
+    return pytest.param(path, id=str(path.relative_to(RECIPES_DIR)))
 
 
 def test_recipe_tree_is_complete():

@@ -119,7 +119,7 @@ def test_evaluation_schedule_and_neftune_reach_the_trainer(make_recipe, rows64):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(eval_steps=5), "eval_steps: needs an evaluation split. Fix: set val_set_size"),
+    (dict(eval_steps=5, early_stopping_patience=2), "early_stopping_patience: needs an evaluation split. Fix: set val_set_size"),
     (dict(val_set_size=8, early_stopping_patience=2), "early_stopping_patience: needs evaluations during training"),
     (dict(save_steps=5, saves_per_epoch=2), "saves_per_epoch: conflicts with save_steps"),
 ])

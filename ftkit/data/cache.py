@@ -15,10 +15,12 @@ from pathlib import Path
 from ftkit.log import log
 from ftkit.recipe import Recipe
 
-PREPARE_VERSION = "4"  # bump when row preparation changes, so older caches are never trusted
+PREPARE_VERSION = "5"  # bump when row preparation changes, so older caches are never trusted
 MARKER = "ftkit_prepared.json"
 RECIPE_KEYS = ("rl", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
-               "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template")
+               "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
+               "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
+               "shuffle_before_merging_datasets")
 
 
 def _hash_file(path: str, h) -> None:

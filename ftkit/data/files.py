@@ -129,7 +129,10 @@ def _load_hub(spec: DatasetSpec, recipe: Recipe, where: str):
     import datasets
 
     try:
-        return datasets.load_dataset(spec.path, name=spec.name, data_files=spec.data_files, split=spec.split)
+        names = spec.name if isinstance(spec.name, list) else [spec.name]  # several configurations: concatenated
+        parts = [datasets.load_dataset(spec.path, name=n, data_files=spec.data_files, split=spec.split,
+                                       revision=spec.revision) for n in names]
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     except Exception as e:  # offline / not found / wrong split: one clear message, not datasets' traceback
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
         why = "is not in the local datasets cache and downloads are off (offline)" if offline else \

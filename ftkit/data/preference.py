@@ -41,18 +41,11 @@ REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as
 
 # What the SFT rows honour and preference rows cannot: (key, refused value, why, fix). Plain data, so the
 # recipe's per-method applicability check can take it over.
+# Values preference training cannot honour. Options no `rl:` method reads at all (sample_packing,
+# train_on_inputs, relora_steps, ...) say so in their schema metadata and are refused when the recipe loads.
 NOT_WITH_RL = (
     ("excess_length_strategy", "truncate", "a pair cut at sequence_len loses the ends of the answers it compares",
      "use excess_length_strategy: drop (too-long pairs are dropped and counted), or raise sequence_len"),
-    ("sample_packing", True, "preference trainers batch whole pairs; ftkit packs SFT rows only",
-     "remove sample_packing"),
-    ("eval_sample_packing", True, "preference trainers batch whole pairs; ftkit packs SFT rows only",
-     "remove eval_sample_packing"),
-    ("pad_to_sequence_len", True, "TRL's preference collators pad each batch to its longest pair",
-     "remove pad_to_sequence_len"),
-    ("group_by_length", True, "TRL's preference rows have no single length to group by", "remove group_by_length"),
-    ("train_on_inputs", True, "preference losses compare the answers; the prompt is never trained",
-     "remove train_on_inputs"),
 )
 
 
@@ -60,13 +53,8 @@ def unsupported_options(recipe: Recipe) -> list[Problem]:
     """Problems for options set to a value preference training cannot honour (none without `rl:`)."""
     if not recipe.rl:
         return []
-    out = [Problem(f"{value} is not supported with rl: {recipe.rl} ({why})", recipe.source, key, fix=fix)
-           for key, value, why, fix in NOT_WITH_RL if getattr(recipe, key) == value]
-    if recipe.relora_steps and recipe.rl in ("dpo", "ipo", "kto"):
-        out.append(Problem(f"is not supported with rl: {recipe.rl} (each restart merges the adapter into the base, "
-                           "and the reference model is that base: it would move)", recipe.source, "relora_steps",
-                           fix="remove relora_steps, or use rl: orpo / simpo (no reference model)"))
-    return out
+    return [Problem(f"{value} is not supported with rl: {recipe.rl} ({why})", recipe.source, key, fix=fix)
+            for key, value, why, fix in NOT_WITH_RL if getattr(recipe, key) == value]
 
 
 def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | None, str]:
@@ -126,8 +114,14 @@ def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
 class _Row:
     """Reads one raw row's fields, raising errors that name the file, line (or row) and field."""
 
-    def __init__(self, row: dict, files: list[str], index: int):
+    def __init__(self, row: dict, files: list[str], index: int, spec: DatasetSpec | None = None):
         self.row, self.files, self.index = row, files, index  # index: the row's position across the files
+        mapping = (spec.message_property_mappings or {}) if spec else {}  # the dataset's field names (Axolotl's)
+        self.role = mapping.get("role") or (spec.message_field_role if spec else None) or "role"
+        self.content = mapping.get("content") or (spec.message_field_content if spec else None) or "content"
+        self.role_of = {a: r for r, aliases in ((spec.roles if spec else None) or {}).items() for a in aliases}
+        self.field_messages = (spec.field_messages if spec else None) or "messages"
+        self.answers = ((spec.field_chosen if spec else None) or "chosen", (spec.field_rejected if spec else None) or "rejected")
 
     def fail(self, name: str, problem: str, fix: str):
         file, line, row = locate_row(self.files, self.index)
@@ -144,12 +138,13 @@ class _Row:
     def messages(self, name: str) -> list[dict]:
         value = self.row.get(name)
         value = [value] if isinstance(value, dict) else value
+        role, content = self.role, self.content
         ok = isinstance(value, list) and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+            isinstance(m, dict) and isinstance(m.get(role), str) and isinstance(m.get(content), str) for m in value)
         if not ok:
-            self.fail(name, "must be a list of {\"role\": ..., \"content\": ...} messages",
-                      f"write {name} as [{{\"role\": \"user\", \"content\": \"...\"}}, ...]")
-        return [{"role": m["role"], "content": m["content"]} for m in value]
+            self.fail(name, f"must be a list of {{\"{role}\": ..., \"{content}\": ...}} messages",
+                      f"write {name} as [{{\"{role}\": \"user\", \"{content}\": \"...\"}}, ...]")
+        return [{"role": self.role_of.get(m[role], m[role]), "content": m[content]} for m in value]
 
     def label(self) -> bool:
         value = self.row.get("label")
@@ -172,12 +167,13 @@ def _last_answer(r: _Row, name: str, msgs: list[dict]) -> str:
 
 def read_row(r: _Row, shape: str, kto: bool) -> tuple[list[dict], list[str]]:
     """One raw row -> (prompt messages, answers): [chosen, rejected], or [completion] for KTO."""
-    names = ("completion",) if kto else ANSWER_FIELDS.get(shape, ("chosen", "rejected"))
+    names = ("completion",) if kto else ANSWER_FIELDS.get(shape, r.answers)
     if shape in PROMPT_FIELD:
         return _system(r) + [{"role": "user", "content": r.text(PROMPT_FIELD[shape])}], [r.text(n) for n in names]
     if shape == "default":
-        prompt = r.messages("messages")
-        return prompt, [_last_answer(r, n, r.messages(n)) for n in names]
+        prompt = r.messages(r.field_messages) if not isinstance(r.row.get(r.field_messages), str) else \
+            [{"role": "user", "content": r.row[r.field_messages]}]  # a plain prompt text is one user turn
+        return prompt, [r.row[n] if isinstance(r.row.get(n), str) else _last_answer(r, n, r.messages(n)) for n in names]
     lists = [r.messages(n) for n in names]  # ultra / argilla_chat: the answer is each list's last message
     answers = [_last_answer(r, n, m) for n, m in zip(names, lists)]
     question = r.text("prompt", optional=True)
@@ -208,7 +204,7 @@ def convert_rows(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, whe
     kto = recipe.rl == "kto" if kto is None else kto
 
     def one(row, idx):
-        r = _Row(row, raw.files, raw.first_row + idx)
+        r = _Row(row, raw.files, raw.first_row + idx, spec)
         prompt, answers = read_row(r, shape, kto)
         reason = _drop_reason(prompt, answers, tokenizer, recipe.sequence_len)
         turn = [[{"role": "assistant", "content": a}] for a in answers]

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.data import cache, packing
+from ftkit.data import cache, dedup, order, packing
 from ftkit.data import preference as preference_rows
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
@@ -26,7 +26,8 @@ AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more tha
 # how each drop reason reads in the summary: (total line, per-dataset line)
 DROP_LABELS = {"too_long": ("longer than sequence_len={n}", "too long"),
                "no_trainable": ("with nothing to train on", "untrainable"),
-               "empty": ("with an empty field", "empty"), "identical": ("with chosen == rejected", "identical")}
+               "empty": ("with an empty field", "empty"), "identical": ("with chosen == rejected", "identical"),
+               "duplicate": ("as exact duplicates (dataset_exact_deduplication)", "duplicate")}
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Prepared:
             lines.append(f"tokens per row: mean {s['len_mean']:.1f}, p95 {s['len_p95']}, max {s['len_max']}; "
                          f"trained-token fraction {s['trained_fraction']:.2f}")
         for name, d in s.get("per_dataset", {}).items():
-            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"]]
+            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"] if f"dropped_{r}" in d]
             if "truncated" in d:
                 counts.insert(1, f"{d['truncated']} truncated")
             mean = f"; mean {d['len_mean']:.1f} tokens" if "len_mean" in d else ""
@@ -71,22 +72,34 @@ def _processes(recipe: Recipe, rows: int) -> int | None:
     return None
 
 
-def _split(ds, recipe: Recipe):
-    """(train, eval or None): shuffle (seeded), keep one dataset_shard_num shard, hold out val_set_size."""
-    if recipe.shuffle_merged_datasets:
-        ds = ds.shuffle(seed=recipe.seed)
+def _mix(parts: list, per_dataset: dict, recipe: Recipe):
+    """The datasets' kept rows as one set, in Axolotl's order: shuffled (seeded) as if before the length filter
+    (data/order.py; SFT rows carry their tokenized index), else shuffled after mixing."""
+    import datasets
+
+    if all(order.ROW in p.column_names for p in parts):
+        return order.merge(parts, [d["tokenized_rows"] for d in per_dataset.values()], recipe)
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return ds.shuffle(seed=recipe.seed) if recipe.shuffle_merged_datasets else ds
+
+
+def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
+    """(train, eval or None, duplicates dropped): dataset_exact_deduplication, keep one dataset_shard_num
+    shard, hold out val_set_size: the last rows of the (shuffled) set, as Axolotl does."""
+    duplicates = 0
+    if recipe.dataset_exact_deduplication:
+        ds, duplicates = dedup.drop_exact_duplicates(ds)
     if recipe.dataset_shard_num:
         ds = ds.shard(num_shards=recipe.dataset_shard_num, index=recipe.dataset_shard_idx)
     if not recipe.val_set_size:
-        return ds, None
+        return ds, None, duplicates
     size = recipe.val_set_size if recipe.val_set_size < 1 else int(recipe.val_set_size)
-    split = ds.train_test_split(test_size=size, seed=recipe.seed)
-    return split["train"], split["test"]
+    split = ds.train_test_split(test_size=size, seed=recipe.seed, shuffle=False)
+    return split["train"], split["test"], duplicates
 
 
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
     """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed)."""
-    import datasets
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
@@ -107,11 +120,11 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
         kept, per_dataset[f"{i}:{Path(spec.path).name}"] = rows.convert(
             raw, spec, recipe, tokenizer, f"datasets.{i}", _processes(recipe, len(raw.rows)), f"{fp}-{i}")
         parts.append(kept)
-    train, ev = _split(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], recipe)
+    train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
     counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
                or k.startswith("dropped_")]
-    stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS),
-             **{k: sum(d[k] for d in per_dataset.values()) for k in counted},
+    stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
+             **{k: sum(d[k] for d in per_dataset.values()) for k in counted}, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **rows.mixed_stats(train)}
     prepared = Prepared(train, ev, stats)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
 from ftkit.formats import RowError, strategy_for
@@ -77,9 +78,10 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: s
             fingerprint: str) -> tuple[object, dict]:
     """One dataset tokenized and filtered -> (kept rows, its counts); no usable row at all is an error."""
     tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, where, num_proc, fingerprint)
+    tokenized = tokenized.add_column(order.ROW, list(range(len(tokenized))))  # for Axolotl's shuffle-then-filter order
     kept, too_long, empty, truncated = _filter(tokenized, recipe, fingerprint)
-    stats = {"rows_in": len(raw.rows), "kept": len(kept), "dropped_too_long": too_long, "truncated": truncated,
-             "dropped_no_trainable": empty, **token_stats(kept)}
+    stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept),
+             "dropped_too_long": too_long, "truncated": truncated, "dropped_no_trainable": empty, **token_stats(kept)}
     if not len(kept):
         longest = max(len(x) for x in tokenized["input_ids"])
         raise DataError(Problem(f"no usable rows: {too_long} of {len(raw.rows)} are longer than sequence_len="

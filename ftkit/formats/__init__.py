@@ -18,6 +18,7 @@ from ftkit.formats.base import PromptStrategy, RowError, Segment
 from ftkit.formats.chat import ChatTemplateStrategy, conversation_template
 from ftkit.formats.options import TYPE_NAMES, unknown_type_fix
 from ftkit.formats.raw import (
+    AutoStrategy,
     CompletionStrategy,
     InputOutputStrategy,
     PretokenizedStrategy,
@@ -29,6 +30,8 @@ STRATEGIES = TYPE_NAMES  # every supported `type:` name
 def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptStrategy:
     """The strategy for one `datasets:` entry (its type and format options) with this tokenizer."""
     t, toi = spec.type, recipe.train_on_inputs
+    if t is None:  # no type: tokenized rows pass through (as in Axolotl), text rows are alpaca
+        return AutoStrategy(PretokenizedStrategy("pretokenized", toi, vocab_size=len(tokenizer)), InstructStrategy("alpaca", toi))
     if not isinstance(t, str):
         return UserDefinedStrategy(t, toi)
     if t in FORMATS:
@@ -47,15 +50,21 @@ def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptSt
         except FtkitError as e:
             e.problems[0].where, e.problems[0].file = f"{where}.conversation", recipe.source
             raise
+        mapping = dict(spec.message_property_mappings or {})
         return ChatTemplateStrategy(
             t, tokenizer, train_on_inputs=toi,
             field_messages=spec.field_messages or ("conversations" if share else "messages"),
-            message_field_role=spec.message_field_role or ("from" if share else "role"),
-            message_field_content=spec.message_field_content or ("value" if share else "content"),
+            message_field_role=mapping.pop("role", None) or spec.message_field_role or ("from" if share else "role"),
+            message_field_content=mapping.pop("content", None) or spec.message_field_content or ("value" if share else "content"),
             roles=roles, roles_to_train=spec.roles_to_train or ["assistant"],
-            train_on_eos=spec.train_on_eos or "turn", chat_template=template)
+            train_on_eos=spec.train_on_eos or "turn", train_on_eot=spec.train_on_eot, chat_template=template,
+            eot_tokens=recipe.eot_tokens, message_properties=mapping,
+            message_field_training=spec.message_field_training or "training",
+            drop_system_message=spec.drop_system_message, field_tools=spec.field_tools,
+            template_kwargs=recipe.chat_template_kwargs, default_system_message=recipe.default_system_message)
     if t == "completion":
-        return CompletionStrategy(t, toi, field=spec.field)
+        return CompletionStrategy(t, toi, field=spec.field,
+                                  chunk=recipe.sequence_len if spec.chunk_long_rows else None)
     if t == "input_output":
         return InputOutputStrategy(t, toi)
     if t == "pretokenized":

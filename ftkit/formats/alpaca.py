@@ -158,6 +158,22 @@ FORMATS: dict[str, InstructFormat] = {
 FORMATS["context_qa.load"] = FORMATS["context_qa"]
 FORMATS["alpaca_w_system.load_chat"] = FORMATS["alpaca_w_system"]
 
+# Axolotl's `type: alpaca:STYLE`: alpaca rows and system text written in another prompt style,
+# as (system line around {system}, turn with input, turn without input).
+STYLES = {
+    "instruct": ("{system}\n\n", *INSTRUCT),
+    "chat": ("SYSTEM: {system}\n", *CHAT),
+    "chatml": ("<|im_start|>system\n{system}<|im_end|>\n",
+               "<|im_start|>user\n{instruction}\n{input}<|im_end|>\n<|im_start|>assistant\n",
+               "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n"),
+    "phi": ("<|system|>\n{system}<|end|>\n", "<|user|>\n{instruction}<|end|>{input}<|assistant|>",
+            "<|user|>\n{instruction}<|end|>\n<|assistant|>\n"),
+}
+for _style, (_system, *_turns) in STYLES.items():
+    FORMATS[f"alpaca:{_style}"] = InstructFormat(
+        _cols("instruction", "output"), _system.format(system=SYS.rstrip("\n")),
+        _system.format(system=SYS_NO_INPUT.rstrip("\n")), tuple(_turns))
+
 
 class InstructStrategy(PromptStrategy):
     """Row -> [(system + turn prompt, False), (answer, True)] for one entry of FORMATS.

@@ -103,26 +103,67 @@ def needed_tokens(option: str | None) -> tuple[str, ...]:
 
 
 class ChatTemplateStrategy(PromptStrategy):
-    """Rows holding a message list -> segments with exactly the chat template's text."""
+    """Rows holding a message list -> segments with exactly the chat template's text.
+
+    Which tokens are trained: each trained turn's content (roles_to_train, a per-message training flag, or
+    every turn with train_on_inputs), content whitespace included where the template writes it verbatim
+    (chatml: "ok\\n" trains "ok\\n"); a content starting with a space is a trained segment of its own, so it is
+    tokenized as the model generates it after the header. After each turn the end-of-turn token (eot_tokens,
+    default the template's own, e.g. <|eot_id|>) follows train_on_eot (default: train_on_eos), and an eos the
+    template writes separately follows train_on_eos: `turn` trains those after trained turns, so with
+    train_on_inputs (every turn trained) every turn's end-of-turn token is trained; headers and bos never are.
+    """
 
     add_bos = False  # templates write bos themselves (apply_chat_template does not add it either)
     eos_count = 0  # the end-of-turn tokens come from the template
 
     def __init__(self, name: str, tokenizer, *, train_on_inputs=False, field_messages="messages",
                  message_field_role="role", message_field_content="content", roles=None,
-                 roles_to_train=("assistant",), train_on_eos="turn", chat_template=None):
+                 roles_to_train=("assistant",), train_on_eos="turn", chat_template=None, train_on_eot=None,
+                 eot_tokens=None, message_properties=None, message_field_training="training",
+                 drop_system_message=False, field_tools=None, template_kwargs=None, default_system_message=None):
         super().__init__(name, False)  # train_on_inputs is applied per turn below, never to headers
         self.train_all = train_on_inputs
         self.tokenizer = tokenizer
         self.field, self.role_key, self.content_key = field_messages, message_field_role, message_field_content
-        self.role_of = {alias: role for role, aliases in (roles or DEFAULT_ROLES).items() for alias in aliases}
+        self.role_of = {r: r for r in DEFAULT_ROLES}  # the template's own role names always pass through
+        self.role_of.update({alias: role for role, aliases in (roles or DEFAULT_ROLES).items() for alias in aliases})
         self.roles_to_train = set(roles_to_train)
         self.train_on_eos = train_on_eos
-        self.jinja, self.eot = resolve_template(chat_template, tokenizer)
+        self.train_on_eot = train_on_eot or train_on_eos
+        self.properties = dict(message_properties or {})  # template property -> key in the data (besides role/content)
+        self.training_key = message_field_training
+        self.drop_system = drop_system_message
+        self.field_tools = field_tools
+        self.template_kwargs = dict(template_kwargs or {})
+        self.jinja, own_eot = resolve_template(chat_template, tokenizer)
+        if default_system_message:
+            from ftkit.formats.chat_templates import DEFAULT_SYSTEM
+
+            self.jinja = self.jinja.replace(DEFAULT_SYSTEM, default_system_message)
+        self.eots = list(eot_tokens) if eot_tokens else [own_eot]
+        vocab = tokenizer.get_vocab()
+        not_one = [t for t in (eot_tokens or []) if t not in vocab]
+        if not_one:
+            raise FtkitError(f"eot_tokens {not_one} are not single tokens of the vocabulary", where="eot_tokens",
+                             fix="add them with special_tokens.additional_special_tokens (or tokens:), or list the "
+                                 "template's own end-of-turn token")
+        self.eot = self.eots[0]
+        eos = tokenizer.eos_token
+        self.eos = eos if eos and eos not in self.eots and eos in self.jinja else None  # an eos written besides the eot
+        self._final = None  # index of the conversation's last message while its prefixes are rendered
+        self._tools = None
 
     # ------------------------------------------------------------ rows -> messages
     def messages(self, row: dict) -> list[dict]:
         msgs = row.get(self.field)
+        if isinstance(msgs, str):  # a JSON-encoded message list
+            import json
+
+            try:
+                msgs = json.loads(msgs)
+            except ValueError:
+                pass
         if not isinstance(msgs, list) or not msgs:
             got = "missing" if msgs is None else f"{type(msgs).__name__} {str(msgs)[:40]!r}"
             raise RowError(self.field, f"field {self.field!r} must be a non-empty list of messages, got {got}",
@@ -142,25 +183,76 @@ class ChatTemplateStrategy(PromptStrategy):
                 raise RowError(f"{where}.{self.content_key}",
                                f"message content must be text, got {type(content).__name__}", "store it as a string")
             role = self.role_of[role]
-            train = m.get("training") if isinstance(m.get("training"), bool) else (
-                self.train_all or role in self.roles_to_train)
-            out.append({"role": role, "content": content, "train": train})
+            flag = m.get(self.training_key)
+            train = flag if isinstance(flag, bool) else (self.train_all or role in self.roles_to_train)
+            extra = {prop: m[key] for prop, key in self.properties.items() if m.get(key) is not None}
+            out.append({"role": role, "content": content, "train": train, "extra": extra})
+        system = row.get("system")  # Axolotl: a `system` column opens the conversation when it has no system turn
+        if isinstance(system, str) and system and out[0]["role"] != "system":
+            out.insert(0, {"role": "system", "content": system, "train": self.train_all or "system" in self.roles_to_train,
+                           "extra": {}})
+        if self.drop_system and out[0]["role"] == "system":
+            out = out[1:]
         return out
+
+    def _tools_of(self, row: dict):
+        key = self.field_tools or "tools"
+        tools = row.get(key)
+        if isinstance(tools, str):
+            import json
+
+            try:
+                tools = json.loads(tools)
+            except ValueError:
+                raise RowError(key, "tools must be a list of tool definitions (JSON)", "store tools as a list") from None
+        return tools or None
 
     def render(self, msgs: list[dict], gen: bool = False) -> str:
         if not msgs:
             return ""
+        kwargs = dict(self.template_kwargs)
+        if self._final is not None:
+            kwargs["real_last_index"] = self._final  # templates that treat the final turn apart (qwen3) read it
+        if self._tools:
+            kwargs["tools"] = self._tools
         try:
-            return self.tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs],
-                                                      chat_template=self.jinja, tokenize=False,
-                                                      add_generation_prompt=gen)
+            return self.tokenizer.apply_chat_template(
+                [{"role": m["role"], "content": m["content"], **m.get("extra", {})} for m in msgs],
+                chat_template=self.jinja, tokenize=False, add_generation_prompt=gen, **kwargs)
         except Exception as e:  # jinja raise_exception() and template errors: report on the row
             raise RowError(self.field, f"the chat template cannot render this conversation ({e})",
                            "check the role order the template expects, or choose another chat_template") from None
 
     # ------------------------------------------------------------ messages -> spans
+    def _content_span(self, cur: str, content: str, start: int) -> tuple[int, int] | None:
+        """Where a message's content sits in the render: as written (edge whitespace included, e.g. a verbatim
+        template), else stripped (templates that trim); searched from the end, so a message equal to the role
+        name is not found in its own header."""
+        for text in dict.fromkeys((content, content.rstrip(), content.lstrip(), content.strip())):
+            if not text:
+                return start, start
+            c = cur.rfind(text, start)
+            if c >= 0:
+                return c, c + len(text)
+        return None
+
+    def _end_of_turn(self, tail: str) -> tuple[int, str, str] | None:
+        """(offset, token, policy) of the first end-of-turn token after a turn (only whitespace before it)."""
+        found = [(tail.find(t), t, self.train_on_eot) for t in self.eots if t and tail.find(t) >= 0]
+        if self.eos and tail.find(self.eos) >= 0:
+            found.append((tail.find(self.eos), self.eos, self.train_on_eos))
+        found = [f for f in found if not tail[:f[0]].strip()]
+        return min(found) if found else None
+
     def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int, bool]]]:
         """(full text, [(start, end, trained)]) for every message content and end-of-turn token."""
+        self._final = len(msgs) - 1
+        try:
+            return self._spans(msgs)
+        finally:
+            self._final = None
+
+    def _spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int, bool]]]:
         prev, spans, eots = "", [], []
         for i, m in enumerate(msgs):
             cur = self.render(msgs[:i + 1])
@@ -173,26 +265,32 @@ class ChatTemplateStrategy(PromptStrategy):
                 gen = self.render(msgs[:i], gen=True)
                 if cur.startswith(gen) and len(gen) > start:
                     start = len(gen)
-            text = m["content"].strip()
-            # the last occurrence: a message "user" must not match the role name in its own header
-            c = cur.rfind(text, start) if text else start
-            if c < 0:
+            found = self._content_span(cur, m["content"], start)
+            if found is None and not m["train"]:  # e.g. gemma3 writes the system text into the first user turn
+                prev = cur
+                continue
+            if found is None:
                 raise RowError(f"{self.field}[{i}]", "the chat template changes this message's text",
                                "use a template that writes message content verbatim")
-            end = c + len(text)
+            c, end = found
             spans.append((c, end, m["train"]))
-            tail = cur[end:]
-            e = tail.find(self.eot) if self.eot else -1
-            if e >= 0 and not tail[:e].strip():
-                eots.append((end + e, end + e + len(self.eot), m["train"]))
+            eot = self._end_of_turn(cur[end:])
+            if eot is not None:
+                e, token, policy = eot
+                eots.append((end + e, end + e + len(token), m["train"], policy))
             prev = cur
-        for k, (s, e, trained) in enumerate(eots):
-            keep = {"all": True, "turn": trained, "none": False, "last": k == len(eots) - 1}[self.train_on_eos]
+        last_trained = max((k for k, (_, _, trained, _) in enumerate(eots) if trained), default=len(eots) - 1)
+        for k, (s, e, trained, policy) in enumerate(eots):
+            keep = {"all": True, "turn": trained, "none": False, "last": k == last_trained}[policy]
             spans.append((s, e, keep))
         return prev, sorted(spans)
 
     def segments(self, row: dict) -> list[Segment]:
-        full, spans = self.spans(self.messages(row))
+        self._tools = self._tools_of(row)
+        try:
+            full, spans = self.spans(self.messages(row))
+        finally:
+            self._tools = None
         out, pos = [], 0
         for s, e, trained in spans:
             out += [Segment(full[pos:s], False), Segment(full[s:e], trained)]

@@ -5,15 +5,41 @@ from ftkit.formats.base import PromptStrategy, RowError, Segment, text_field
 from ftkit.formats.tokenize import IGNORE
 
 
-class CompletionStrategy(PromptStrategy):
-    """{"text": "..."} -> [(text, True)]: every token is trained (bos masked, eos trained)."""
+def split_long_rows(cols: dict, size: int) -> dict:
+    """Rows longer than `size` tokens -> consecutive chunks of `size` (the last one shorter), as Axolotl does for
+    raw text: only the first chunk starts with bos, only the last ends with eos; a 1-token tail is dropped
+    (it has no next token to predict). Columns are lists of rows (input_ids, labels, attention_mask).
 
-    def __init__(self, name: str, train_on_inputs: bool = False, field: str | None = None):
+    Example (size 4): input_ids [bos a b c d e f eos] -> [bos a b c], [d e f eos]
+    """
+    out: dict[str, list] = {k: [] for k in cols}
+    for i, ids in enumerate(cols["input_ids"]):
+        for start in range(0, len(ids), size):
+            if len(ids) - start < 2 and start:
+                continue
+            for k in cols:
+                out[k].append(cols[k][i][start:start + size])
+    return out
+
+
+class CompletionStrategy(PromptStrategy):
+    """{"text": "..."} -> [(text, True)]: every token is trained (bos masked, eos trained).
+
+    With `chunk` (sequence_len), rows longer than it are split into chunks of that many tokens (Axolotl's
+    behaviour for raw text) instead of being dropped as too long.
+    """
+
+    def __init__(self, name: str, train_on_inputs: bool = False, field: str | None = None, chunk: int | None = None):
         super().__init__(name, train_on_inputs)
         self.field = field or "text"
+        self.chunk = chunk
 
     def segments(self, row: dict) -> list[Segment]:
         return [Segment(text_field(row, self.field, self.name), True)]
+
+    def encode_batch(self, rows: list[dict], tokenizer) -> dict:
+        cols = super().encode_batch(rows, tokenizer)
+        return split_long_rows(cols, self.chunk) if self.chunk else cols
 
     def prompt_for(self, text: str) -> str:
         return text  # a completion model continues the text it is given
@@ -85,3 +111,30 @@ class PretokenizedStrategy(PromptStrategy):
 
     def prompt_for(self, text: str) -> str:
         return text
+
+
+class AutoStrategy(PromptStrategy):
+    """A dataset with no `type:`: rows that carry input_ids pass through as tokenized (Axolotl's rule), the
+    others are read with the text format (alpaca). Decided per batch of rows."""
+
+    def __init__(self, tokenized: PretokenizedStrategy, text: PromptStrategy):
+        super().__init__("no type (tokenized rows, else alpaca)", text.train_on_inputs)
+        self.tokenized, self.text = tokenized, text
+
+    def _pick(self, rows: list[dict]) -> PromptStrategy:
+        return self.tokenized if rows and "input_ids" in rows[0] else self.text
+
+    def encode_batch(self, rows: list[dict], tokenizer) -> dict:
+        return self._pick(rows).encode_batch(rows, tokenizer)
+
+    def segments(self, row: dict) -> list[Segment]:
+        return self._pick([row]).segments(row)
+
+    def prompt_text(self, row: dict) -> str:
+        return self._pick([row]).prompt_text(row)
+
+    def prompt_for(self, text: str) -> str:
+        return self.text.prompt_for(text)
+
+    def inference_row(self, text: str) -> dict:
+        return self.text.inference_row(text)

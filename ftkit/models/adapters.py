@@ -15,12 +15,32 @@ from ftkit.recipe import Recipe
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
+def linear_names(model) -> set[str]:
+    """Names of the linear layers (Linear, 4/8-bit Linear, Conv1D) except the output head, as leaf names
+    (q_proj, ...): Axolotl's lora_target_linear. peft's 'all-linear' would also adapt fused MoE expert
+    weights, which Axolotl does not (and which peft cannot do with lora_dropout > 0)."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
+
+    found = _maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules
+    return {name.rsplit(".", 1)[-1] for name in found}
+
+
 def lora_targets(recipe: Recipe, model) -> list[str] | str:
-    """Explicit list, 'all-linear' (every linear layer except the head), or the architecture's default."""
-    if recipe.lora_target_modules:
-        return list(recipe.lora_target_modules)
+    """Explicit list (or one regex), every linear layer except the head (lora_target_linear), both (their
+    union, as Axolotl does), or the architecture's default."""
+    modules = recipe.lora_target_modules
+    if modules and recipe.lora_target_linear:
+        if isinstance(modules, str):
+            raise FtkitError("lora_target_modules as one regex cannot be combined with lora_target_linear",
+                             where="lora_target_modules", fix="list the module names, or drop lora_target_linear")
+        return sorted(linear_names(model) | set(modules))
+    if modules:
+        return modules if isinstance(modules, str) else list(modules)
     if recipe.lora_target_linear:
-        return "all-linear"
+        return sorted(linear_names(model))
+    if getattr(recipe, "lora_target_parameters", None):
+        return []  # only parameters are adapted
     from peft.utils.constants import (
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
     )
@@ -53,7 +73,19 @@ def lora_config(recipe: Recipe, model):
         fan_in_fan_out=recipe.lora_fan_in_fan_out, use_dora=recipe.peft_use_dora, use_rslora=recipe.peft_use_rslora,
         init_lora_weights=_init_weights(recipe),
         loftq_config=LoftQConfig(loftq_bits=loftq.loftq_bits, loftq_iter=loftq.loftq_iter) if loftq else {},
-        bias="none", task_type="CAUSAL_LM")
+        bias="none", task_type="CAUSAL_LM", **_variant_kwargs(recipe))
+
+
+def _variant_kwargs(recipe: Recipe) -> dict:
+    """LoraConfig arguments of the less common options, only when the recipe sets them."""
+    names = {"lora_target_parameters": "target_parameters", "lora_rank_pattern": "rank_pattern",
+             "lora_alpha_pattern": "alpha_pattern", "peft_layers_to_transform": "layers_to_transform",
+             "peft_layers_pattern": "layers_pattern", "peft_layer_replication": "layer_replication",
+             "peft_trainable_token_indices": "trainable_token_indices"}
+    out = {peft_name: getattr(recipe, name) for name, peft_name in names.items() if getattr(recipe, name, None) is not None}
+    if getattr(recipe, "peft_ensure_weight_tying", False):
+        out["ensure_weight_tying"] = True
+    return out
 
 
 def apply_adapter(recipe: Recipe, model):
@@ -74,7 +106,7 @@ def apply_adapter(recipe: Recipe, model):
     if cpu_loftq:
         config.init_lora_weights = True  # peft's LoftQ would move weights to "cuda": ftkit does it below
     try:
-        peft_model = get_peft_model(model, config)
+        peft_model = get_peft_model(model, config, autocast_adapter_dtype=getattr(recipe, "peft_autocast_adapter_dtype", True))
     except ValueError as e:
         raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
                          fix="use module names that exist in the model (print(model) lists them) or "

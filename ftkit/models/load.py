@@ -35,14 +35,17 @@ def _from_pretrained(loader, name: str, what: str, **kwargs):
 
 @dataclass
 class Precision:
-    bf16: bool
-    fp16: bool
+    bf16: bool  # mixed precision (autocast) in bf16
+    fp16: bool  # mixed precision in fp16
     tf32: bool
+    weights: str | None = None  # bfloat16 / float16: the weights themselves in that dtype (recipe bfloat16/float16)
 
     @property
     def dtype(self):
         import torch
 
+        if self.weights:
+            return getattr(torch, self.weights)
         return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
 
 
@@ -70,32 +73,46 @@ def resolve_precision(recipe: Recipe) -> Precision:
     else:
         fp16 = pick("fp16", recipe.fp16, cuda)
     tf32 = pick("tf32", recipe.tf32, tf32_ok)
-    if recipe.bf16 == "auto" and not cuda:
+    weights = "bfloat16" if getattr(recipe, "bfloat16", False) else "float16" if getattr(recipe, "float16", False) else None
+    if recipe.bf16 == "auto" and not cuda and not weights:
         log.info("bf16: auto -> fp32 (no CUDA device)")
-    return Precision(bf16=bf16, fp16=fp16, tf32=tf32)
+    if weights:
+        fp16 = fp16 and weights == "float16"
+        log.info(f"{weights}: weights loaded and trained in {weights}" + (" (no mixed precision)" if not (bf16 or fp16) else ""))
+    return Precision(bf16=bf16, fp16=fp16, tf32=tf32, weights=weights)
 
 
 # ---------------------------------------------------------------- tokenizer
 
 def load_tokenizer(recipe: Recipe):
     """The recipe's tokenizer with its special_tokens applied; warns about the pad == eos trap."""
-    from transformers import AutoTokenizer
+    from tokenizers import AddedToken
 
-    tok = _from_pretrained(AutoTokenizer, recipe.tokenizer_config or recipe.base_model, "tokenizer",
-                           trust_remote_code=recipe.trust_remote_code)
+    cls = _tokenizer_class(recipe)
+    extra = {"legacy": recipe.tokenizer_legacy} if getattr(recipe, "tokenizer_legacy", None) is not None else {}
+    tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer",
+                           trust_remote_code=recipe.trust_remote_code, use_fast=getattr(recipe, "tokenizer_use_fast", True),
+                           revision=getattr(recipe, "revision_of_model", None), **extra)
     for key, value in (recipe.special_tokens or {}).items():
-        if key not in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        if key == "additional_special_tokens":
+            added = tok.add_special_tokens({"extra_special_tokens": [AddedToken(t, normalized=False, lstrip=False,
+                                                                                 rstrip=False) for t in value]},
+                                           replace_extra_special_tokens=False)  # transformers 5's name for them
+            log.info(f"special_tokens: {added} additional special tokens added")
+        elif key not in ("bos_token", "eos_token", "pad_token", "unk_token"):
             raise FtkitError(f"unknown special token {key!r}", where=f"special_tokens.{key}",
-                             fix="use bos_token, eos_token, pad_token or unk_token")
-        if getattr(tok, key) != value:
-            tok.add_special_tokens({key: value})
+                             fix="use bos_token, eos_token, pad_token, unk_token or additional_special_tokens")
+        elif getattr(tok, key) != value:
+            tok.add_special_tokens({key: AddedToken(value, normalized=False, lstrip=False, rstrip=False)})
             log.info(f"special_tokens: {key} = {value!r}")
-    if recipe.tokens:
-        added = tok.add_tokens(list(recipe.tokens))
+    if recipe.tokens:  # as Axolotl adds them: matched verbatim, spaces around them kept
+        added = tok.add_tokens([AddedToken(t, normalized=False, lstrip=False, rstrip=False) for t in recipe.tokens])
         log.info(f"tokens: added {added} of {len(recipe.tokens)} tokens to the vocabulary")
     from ftkit.formats.chat import configure_tokenizer
 
     configure_tokenizer(tok, recipe)  # chat_template + the special tokens it needs
+    _default_system_message(tok, recipe)
+
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
         log.info("the tokenizer has no pad token: using eos as pad (labels still train eos; "
@@ -108,6 +125,33 @@ def load_tokenizer(recipe: Recipe):
     return tok
 
 
+def _tokenizer_class(recipe: Recipe):
+    """tokenizer_type (a transformers class name), else AutoTokenizer."""
+    import transformers
+
+    name = getattr(recipe, "tokenizer_type", None) or "AutoTokenizer"
+    cls = getattr(transformers, name, None)
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise FtkitError(f"transformers has no tokenizer class {name!r}", where="tokenizer_type",
+                         fix="use AutoTokenizer (or a class such as LlamaTokenizer)")
+    return cls
+
+
+def _default_system_message(tok, recipe: Recipe) -> None:
+    """default_system_message: replace the template's built-in default system text (Axolotl's behaviour)."""
+    message = getattr(recipe, "default_system_message", None)
+    if not message:
+        return
+    from ftkit.formats.chat_templates import DEFAULT_SYSTEM
+
+    if DEFAULT_SYSTEM not in (tok.chat_template or ""):
+        raise FtkitError(f"the chat template has no default system text ({DEFAULT_SYSTEM!r}) to replace",
+                         where="default_system_message", file=recipe.source,
+                         fix="use a template with one (qwen), or give a system message in the data")
+    tok.chat_template = tok.chat_template.replace(DEFAULT_SYSTEM, message)
+    log.info("default_system_message: the chat template's default system text is replaced")
+
+
 def embedding_module_names(model) -> list[str]:
     """Names of the input embedding and output head modules (e.g. embed_tokens, lm_head) for modules_to_save."""
     targets = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
@@ -116,8 +160,91 @@ def embedding_module_names(model) -> list[str]:
 
 # ---------------------------------------------------------------- model
 
+def _config_kwargs(recipe: Recipe) -> dict:
+    """`config=` for from_pretrained when the recipe changes where the config comes from or what it says."""
+    import transformers
+
+    source = getattr(recipe, "base_model_config", None)
+    overrides = getattr(recipe, "overrides_of_model_config", None) or {}
+    cls_name = getattr(recipe, "cls_model_config", None)
+    if not (source or overrides or cls_name):
+        return {}
+    cls = getattr(transformers, cls_name or "AutoConfig", None)
+    if cls is None:
+        raise FtkitError(f"transformers has no config class {cls_name!r}", where="cls_model_config",
+                         fix="use AutoConfig, or a class such as LlamaConfig")
+    config = _from_pretrained(cls, source or recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
+                              revision=getattr(recipe, "revision_of_model", None))
+    for key, value in overrides.items():
+        setattr(config, key, value)  # a mapping replaces the attribute whole (e.g. rope_scaling), as in Axolotl
+    if overrides:
+        log.info(f"overrides_of_model_config: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
+    return {"config": config}
+
+
+def attention_kernel(requested: str | None) -> str | None:
+    """The attention implementation to load with: the requested one where it runs here, else transformers'
+    default for the model (sdpa where the model has it, else eager), announced.
+
+    All of these compute exact attention, so the fallback changes speed, never what is trained.
+    """
+    if requested in (None, "eager", "sdpa"):
+        return requested
+    import torch
+    from transformers.utils import import_utils as iu
+
+    cuda = torch.cuda.is_available()
+    available = {
+        "flash_attention_2": cuda and iu.is_flash_attn_2_available(),
+        "flash_attention_3": cuda and getattr(iu, "is_flash_attn_3_available", lambda: False)(),
+        "flex_attention": cuda and iu.is_torch_flex_attn_available(),
+        "xformers": False,  # transformers has no xformers kernel; sdpa computes the same attention
+    }.get(requested, cuda and iu.is_kernels_available())  # hub kernels (org/name) need the `kernels` package
+    if available:
+        return requested
+    why = "no CUDA device" if not cuda else "its package is not installed"
+    log.info(f"attn_implementation: {requested} is not available here ({why}); using sdpa (or eager where the model "
+             "has no sdpa): the same attention, speed only")
+    return None
+
+
+def _load_kwargs(recipe: Recipe, precision: Precision) -> dict:
+    """from_pretrained arguments from the recipe: dtype, config, attention, placement, revision, extra kwargs."""
+    kwargs = {"dtype": precision.dtype, "trust_remote_code": recipe.trust_remote_code, **_config_kwargs(recipe)}
+    if getattr(recipe, "revision_of_model", None):
+        kwargs["revision"] = recipe.revision_of_model
+    attn = attention_kernel(getattr(recipe, "attn_implementation", None))
+    if attn:
+        kwargs["attn_implementation"] = attn
+    if getattr(recipe, "device_map", None) is not None:
+        kwargs["device_map"] = recipe.device_map
+    if getattr(recipe, "max_memory", None):
+        kwargs["max_memory"] = recipe.max_memory
+    kwargs.update(_quant_kwargs(recipe, precision))
+    kwargs.update(getattr(recipe, "overrides_of_model_kwargs", None) or {})
+    return kwargs
+
+
+def _resize_embeddings(recipe: Recipe, model, tokenizer) -> list[str]:
+    """Embedding rows for added tokens (rounded up to 32 with resize_token_embeddings_to_32x), seeded; returns
+    the embedding modules an adapter must train and save because their rows grew ([] when none did)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    multiple = 32 if getattr(recipe, "resize_token_embeddings_to_32x", False) else None
+    target = -(-len(tokenizer) // 32) * 32 if multiple else len(tokenizer)
+    if rows < len(tokenizer) or (getattr(recipe, "shrink_embeddings", False) and rows > target):
+        from transformers import set_seed
+
+        set_seed(recipe.seed)  # new rows are drawn from the seeded generator: the same YAML gives the same weights
+        log.info(f"resizing embeddings {rows} -> {target} for {'added' if rows < target else 'removed'} tokens")
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=multiple,
+                                      mean_resizing=getattr(recipe, "mean_resizing_embeddings", True))
+        if rows < len(tokenizer):
+            return embedding_module_names(model)
+    return []
+
+
 def load_base(recipe: Recipe, tokenizer, precision: Precision | None = None):
-    """The base model as the recipe loads it: dtype or 4/8-bit, embeddings resized for added tokens."""
+    """The base model as the recipe loads it: dtype or 4/8-bit, config overrides, embeddings resized for added tokens."""
     return _load_base(recipe, tokenizer, precision)[0]
 
 
@@ -132,18 +259,20 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
     if auto_cls is None:
         raise FtkitError(f"transformers has no class {recipe.model_type!r}", where="model_type",
                          fix="use AutoModelForCausalLM")
-    model = _from_pretrained(auto_cls, recipe.base_model, "model", dtype=precision.dtype,
-                             trust_remote_code=recipe.trust_remote_code, **_quant_kwargs(recipe, precision))
+    kwargs = _load_kwargs(recipe, precision)
+    if getattr(recipe, "reinit_weights", False):
+        transformers.set_seed(recipe.seed)
+        config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config")
+        model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
+                                     attn_implementation=kwargs.get("attn_implementation"))
+        log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
+    else:
+        model = _from_pretrained(auto_cls, recipe.base_model, "model", **kwargs)
     if recipe.load_in_4bit:
         from ftkit.models.quant import cpu_safe_4bit
 
         cpu_safe_4bit(model)  # bitsandbytes' CPU repacking drops gradients and rounds scales to bf16
-    grown: list[str] = []
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        log.info(f"resizing embeddings {model.get_input_embeddings().weight.shape[0]} -> {len(tokenizer)} "
-                 "for added tokens")
-        model.resize_token_embeddings(len(tokenizer))
-        grown = embedding_module_names(model)
+    grown = _resize_embeddings(recipe, model, tokenizer)
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.config.model_type == "rwkv" and model.config.use_cache:
         model.config.use_cache = False  # its CPU path writes the recurrent state in place: backward fails
@@ -152,22 +281,35 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
 
 
 def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None):
-    """The base ready to train: k-bit prep for quantized bases, checkpointing, the recipe's adapter."""
+    """The base ready to train: k-bit prep for quantized bases, checkpointing, the recipe's adapter (seeded).
+
+    `seed` is applied right before the adapter is created, so two runs of one recipe start from the same
+    adapter weights (Axolotl draws them unseeded). Without an adapter here (e.g. TRL adds it later) the seed
+    is applied last, for the same reason.
+    """
+    from transformers import set_seed
+
     model, grown = _load_base(recipe, tokenizer, precision)
+    checkpointing = {"use_reentrant": False, **(getattr(recipe, "gradient_checkpointing_kwargs", None) or {})}
     if recipe.load_in_4bit or recipe.load_in_8bit:
         from ftkit.models import quant
 
         model = quant.prepare(model, recipe)  # fp32 norms, input grads
     elif recipe.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     if recipe.gradient_checkpointing:
         model.config.use_cache = False
+    set_seed(recipe.seed)
     if recipe.adapter:
         if grown and recipe.lora_modules_to_save is None:  # new token rows must be trained and saved with the adapter
             log.info(f"lora_modules_to_save: {grown} (new token embeddings must be trained and saved "
                      "with the adapter)")
             recipe = recipe.model_copy(update={"lora_modules_to_save": grown})
         model = apply_lora(recipe, model)
+    if getattr(recipe, "unfrozen_parameters", None):
+        from ftkit.models.freeze import unfreeze_only
+
+        unfreeze_only(model, recipe.unfrozen_parameters, keep_adapter=bool(recipe.adapter))
     return model
 
 

@@ -68,7 +68,7 @@ def prepare(model, recipe: Recipe):
     log.info("quantized base: TRL will keep the LoRA weights in bf16 (the QLoRA paper's choice; "
              "DoRA magnitudes stay fp32); infer and merge-lora reload them in the same dtype")
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing,
-                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+                                           gradient_checkpointing_kwargs={"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})})
 
 
 def cpu_safe_4bit(model) -> int:

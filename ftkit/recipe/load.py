@@ -1,7 +1,6 @@
 """Reading a recipe: YAML -> `--key=value` overrides -> validation, every problem with file, line, key and fix."""
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from pathlib import Path
@@ -11,12 +10,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ftkit.errors import ConfigError, Problem
-from ftkit.recipe.schema import (
-    AXOLOTL_DATASET_OPTIONS,
-    AXOLOTL_OPTIONS,
-    DatasetSpec,
-    Recipe,
-)
+from ftkit.recipe.base import ProblemsError
+from ftkit.recipe.migration import Migration, migrate
+from ftkit.recipe.schema import Recipe
 
 
 def _line_map(text: str) -> dict[str, int]:
@@ -42,35 +38,6 @@ def _line_map(text: str) -> dict[str, int]:
     return lines
 
 
-def _suggest(key: str, choices) -> str | None:
-    match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
-def _unknown_key_problems(data: dict, file: str | None, lines: dict[str, int]) -> list[Problem]:
-    """Unknown keys at the top level and in datasets[] entries, with did-you-mean."""
-    out = []
-
-    def check(mapping, fields, axolotl_names, prefix):
-        for key in mapping:
-            if key in fields:
-                continue
-            where = f"{prefix}{key}"
-            if key in axolotl_names:  # known to Axolotl, not declared here
-                out.append(Problem("an Axolotl option that ftkit does not support yet (it would be ignored)",
-                                   file, where, lines.get(where), "remove it from the recipe"))
-            else:
-                guess = _suggest(key, fields)
-                fix = f"did you mean {guess}?" if guess else "remove it; `ftkit options` lists every option"
-                out.append(Problem("unknown option", file, where, lines.get(where), fix))
-
-    check(data, Recipe.model_fields, AXOLOTL_OPTIONS, "")
-    for i, ds in enumerate(data.get("datasets") or []):
-        if isinstance(ds, dict):
-            check(ds, DatasetSpec.model_fields, AXOLOTL_DATASET_OPTIONS, f"datasets.{i}.")
-    return out
-
-
 def _field_hint(loc: tuple) -> str:
     """The fix for a pydantic error: the field's description, i.e. what it expects."""
     model: Any = Recipe
@@ -89,15 +56,21 @@ def _field_hint(loc: tuple) -> str:
     return field.description if field is not None and field.description else ""
 
 
-def _validation_problems(err: ValidationError, file: str | None, lines: dict[str, int]) -> list[Problem]:
+def _validation_problems(err: ValidationError, file: str | None, lines: dict[str, int],
+                         origin: dict[str, str]) -> list[Problem]:
+    """pydantic's errors as Problems; a validator's own Problems come through whole (pydantic keeps the exception)."""
+    def line(where):
+        return lines.get(origin.get(where, where))
+
     out = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         where = ".".join(str(p) for p in loc)
-        if e["type"] == "value_error" and ";" in e["msg"]:
-            for item in e["msg"].removeprefix("Value error, ").split("|"):
-                key, problem, fix = item.split(";")
-                out.append(Problem(problem, file, key, lines.get(key), fix))
+        found = (e.get("ctx") or {}).get("error")
+        if isinstance(found, ProblemsError):
+            for p in found.problems:
+                key = f"{where}.{p.where}" if where and p.where else (p.where or where)
+                out.append(Problem(p.problem, file, origin.get(key, key), line(key), p.fix))
             continue
         if e["type"] == "missing":
             out.append(Problem("required option is missing", file, where, None,
@@ -106,7 +79,7 @@ def _validation_problems(err: ValidationError, file: str | None, lines: dict[str
         got = e.get("input")
         got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
         hint = _field_hint(loc)
-        out.append(Problem(f"{e['msg'].lower()}{got_s}", file, where, lines.get(where),
+        out.append(Problem(f"{e['msg'].lower()}{got_s}", file, origin.get(where, where), line(where),
                            f"expected: {hint}" if hint else "see `ftkit options`"))
     return out
 
@@ -187,10 +160,9 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     return data
 
 
-def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix."""
-    file = None
-    text = ""
+def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
+    """(raw data with overrides applied, file, YAML text) of a recipe file or dict."""
+    file, text = None, ""
     if isinstance(source, dict):
         data = dict(source)
     else:
@@ -215,17 +187,50 @@ def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str]
         overrides = parse_overrides(overrides)
     if overrides:
         data = apply_overrides(data, overrides)
+    return data, file, text
+
+
+def _notes(recipe: Recipe, migration: Migration) -> None:
+    """Options that validate but do nothing with the rest of the recipe, as in Axolotl: said in the report."""
+    split = recipe.val_set_size or (recipe.rl and recipe.test_datasets)
+    for key in ("eval_steps", "evals_per_epoch"):
+        if getattr(recipe, key) and not split:
+            migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
+                                                 "(Axolotl skips them too)")
+    for kind, interval in (("save", recipe.save_steps or recipe.saves_per_epoch),
+                           ("eval", recipe.eval_steps or recipe.evals_per_epoch)):
+        strategy = getattr(recipe, f"{kind}_strategy")
+        if interval and strategy not in (None, "steps"):
+            migration.report.add(f"{kind}_strategy", "ignored", f"{strategy}: the {kind} interval wins (steps), as in "
+                                                               "Axolotl")
+
+
+def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
+                   ) -> tuple[Recipe | None, Migration, list[Problem]]:
+    """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
+    data, file, text = _read(source, overrides)
     lines = _line_map(text)
-    problems = _unknown_key_problems(data, file, lines)
-    known = {k: v for k, v in data.items() if k in Recipe.model_fields}
-    if isinstance(known.get("datasets"), list):
-        known["datasets"] = [{k: v for k, v in d.items() if k in DatasetSpec.model_fields} if isinstance(d, dict) else d
-                             for d in known["datasets"]]
+    migration = migrate(data, Recipe.model_fields, file, lines)
+    problems = list(migration.problems)
+    recipe = None
     try:
-        recipe = Recipe.model_validate({**known, "source": file})
+        recipe = Recipe.model_validate({**migration.data, "source": file})
     except ValidationError as err:
-        problems += _validation_problems(err, file, lines)
-        recipe = None
+        refused = {p.where for p in migration.problems}  # a refused value is reported once, not again by the schema
+        problems += [p for p in _validation_problems(err, file, lines, migration.origin) if p.where not in refused]
+    if recipe is not None:
+        _notes(recipe, migration)
+        recipe._report = migration.report
+    return (None if problems else recipe), migration, problems
+
+
+def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix.
+
+    An empty value means "not set" (the default) at every level; Axolotl's other names, speed-only and
+    refused options are handled as recipe/axolotl.py says (recipe.report tells what was done with each key).
+    """
+    recipe, _, problems = inspect_recipe(source, overrides)
     if problems:
         raise ConfigError(problems)
     return recipe

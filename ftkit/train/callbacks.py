@@ -132,7 +132,13 @@ def plain_progress(trainer) -> None:
 def build(recipe: Recipe, full_replicas: bool = True) -> list[TrainerCallback]:
     """The callbacks the recipe asks for, plus the replica check where each process holds whole weights
     (not under FSDP / ZeRO-3, which shard them); it costs nothing on one process."""
+    from ftkit.train import schedules
+    from ftkit.train.eval_table import EvalTable
+
     out: list[TrainerCallback] = [ReplicaCheck()] if full_replicas else []
+    out += schedules.callbacks(recipe)  # cosine_constant_lr_ratio / lr_quadratic_warmup
+    if recipe.eval_table_size:
+        out.append(EvalTable(recipe.eval_table_size, recipe.eval_max_new_tokens, recipe.output_dir))
     if recipe.loss_watchdog_threshold is not None:
         out.append(LossWatchdog(recipe.loss_watchdog_threshold, recipe.loss_watchdog_patience, recipe.learning_rate))
     if recipe.early_stopping_patience:

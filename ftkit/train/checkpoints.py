@@ -22,14 +22,20 @@ from ftkit.train.checkpoint_files import (
 
 
 def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
-    """save_steps / saves_per_epoch / save_total_limit as TrainingArguments."""
+    """save_strategy / save_steps / saves_per_epoch / save_total_limit as TrainingArguments.
+
+    As in Axolotl: an interval means steps; without one a checkpoint is written at the end of every epoch
+    (and at the last step), keeping the newest save_total_limit (4).
+    """
     every = recipe.save_steps
     if recipe.saves_per_epoch:
         every = max(1, steps_per_epoch(recipe, n_train, world) // recipe.saves_per_epoch)
-    if not every:
+    strategy = "steps" if every else recipe.save_strategy or "epoch"  # an interval wins, as in Axolotl
+    if strategy == "no":
         return {"save_strategy": "no"}
     # save_total_limit is applied by ftkit (checkpoint_files.rotate), which deletes only its own checkpoints
-    return {"save_strategy": "steps", "save_steps": every, "save_total_limit": None}
+    out = {"save_strategy": strategy, "save_total_limit": None}
+    return {**out, "save_steps": every} if strategy == "steps" else out
 
 
 def _recipe_changes(recipe: Recipe, checkpoint: Path) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from ftkit.env import world_size  # noqa: F401  (re-exported: callers ask distributed.world_size())
@@ -38,6 +39,11 @@ def deepspeed_path(recipe: Recipe) -> str:
         candidates.append(Path(recipe.source).parent / given)
     candidates.append(SHIPPED / given.name)
     path = next((c for c in candidates if c.is_file()), None)
+    stage = re.match(r"zero(\d)", given.name)
+    if path is None and stage and (SHIPPED / f"zero{stage.group(1)}.json").is_file():
+        path = SHIPPED / f"zero{stage.group(1)}.json"  # Axolotl's deepspeed_configs/zero3_bf16.json and friends
+        log.info(f"deepspeed: {recipe.deepspeed} is one of Axolotl's files; using ftkit's {path.name} (the same ZeRO "
+                 "stage; its `auto` values come from the recipe, offload settings only move memory)")
     if path is None:
         raise ConfigError(Problem(f"DeepSpeed config {recipe.deepspeed!r} not found", recipe.source, "deepspeed",
                                   fix="point it at a JSON file; shipped: recipes/deepspeed/zero1.json, zero2.json, "

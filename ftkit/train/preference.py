@@ -40,6 +40,11 @@ def rl_config(recipe: Recipe, precision: models.Precision, has_eval: bool = Fals
     common = dict(training_args(recipe, precision, has_eval, n_train), max_length=recipe.sequence_len,
                   dataset_num_proc=recipe.dataset_processes)  # TRL tokenizes the rows: same processes
     method = recipe.rl
+    if recipe.pad_to_sequence_len and method in ("dpo", "ipo", "kto"):  # TRL's collators pad to a multiple of this
+        common["pad_to_multiple_of"] = recipe.sequence_len
+    elif recipe.pad_to_sequence_len:
+        log.info(f"pad_to_sequence_len: TRL's {method} collator pads each batch to its longest pair (no option to "
+                 "pad further); padding never changes what is trained")
     if method in ("dpo", "ipo"):
         from trl import DPOConfig
 

@@ -42,13 +42,14 @@ def build(recipe: Recipe, callbacks=()) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import relora, runtime
+    from ftkit.train import hub, relora, runtime
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.distributed import deepspeed_path
 
     if recipe.deepspeed:
         deepspeed_path(recipe)  # a missing or malformed engine config fails now, not after data preparation
+    hub.check(recipe)  # a push_to_hub that cannot work (offline, no token) fails before any data is prepared
     method = method_for(recipe)
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
     tokenizer = models.load_tokenizer(recipe)  # special tokens, the run's chat template, pad check

@@ -38,8 +38,9 @@ def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     """Loss on the val_set_size split (None without one)."""
     if prepared.eval is None or len(prepared.eval) == 0:
         return {"eval_loss": None}
-    if before and recipe.fsdp:  # FSDP2 wraps model and optimizer together in train(); evaluate() first fails
-        log.info("fsdp: no eval loss before training (FSDP2 prepares model and optimizer together)")
+    if before and (recipe.fsdp or recipe.deepspeed):  # both engines wrap model and optimizer together in train():
+        engine = "fsdp" if recipe.fsdp else "deepspeed"  # an evaluate() first fails (DeepSpeed: "ZeRO inference ...")
+        log.info(f"{engine}: no eval loss before training (the engine prepares model and optimizer together)")
         return {"eval_loss": None}
     return {"eval_loss": float(trainer.evaluate(eval_dataset=prepared.eval)["eval_loss"])}
 

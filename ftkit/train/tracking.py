@@ -41,6 +41,7 @@ def report_to(recipe: Recipe) -> list[str]:
         env.update(WANDB_PROJECT=recipe.wandb_project, WANDB_ENTITY=recipe.wandb_entity, WANDB_NAME=recipe.wandb_name,
                    WANDB_RUN_ID=recipe.wandb_run_id, WANDB_MODE=recipe.wandb_mode,
                    WANDB_RESUME="allow" if recipe.wandb_run_id else None,
+                   WANDB_WATCH=recipe.wandb_watch, WANDB_LOG_MODEL=recipe.wandb_log_model,
                    WANDB_DIR=str(Path(recipe.output_dir)))  # run dir: OUTPUT_DIR/wandb/
     if recipe.mlflow_tracking_uri or recipe.mlflow_experiment_name:
         targets.append("mlflow")

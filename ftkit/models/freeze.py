@@ -1,0 +1,82 @@
+"""`unfrozen_parameters`: train only the parameters whose names match, freeze the rest (Axolotl's pattern rules).
+
+A pattern is a regex matched from the start of the parameter name where `.` is a literal dot (unless it is
+followed by `+`), so `model.layers.1[0-9]+.mlp` means layers 10-19's MLPs and `^lm_head.*` the output head.
+A trailing `[a:b]` / `[a:]` / `[:b]` / `[i]` trains only those rows of the matched tensors: the other rows'
+gradients are zeroed (weight decay still touches them, as in Axolotl).
+
+With an adapter the patterns are matched against the base model's names (without peft's
+`base_model.model.` prefix) and the adapter's weights stay trained: the matching base weights are trained
+besides it (Axolotl matches the wrapped names, where such patterns match nothing).
+"""
+from __future__ import annotations
+
+import re
+
+from ftkit.errors import FtkitError
+from ftkit.log import log
+
+PEFT_PREFIX = "base_model.model."
+
+
+def parse(pattern: str) -> tuple[re.Pattern, tuple[int, int | None] | None]:
+    """'model.embed_tokens.weight$[:32000]' -> (compiled regex, (0, 32000))."""
+    rows = None
+    m = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", pattern)
+    if m:
+        pattern, start, end = m.groups()
+        if end is None and start.isdecimal():
+            rows = (int(start), int(start) + 1)
+        else:
+            rows = (int(start) if start else 0, int(end) if end else None)
+    try:
+        return re.compile(re.sub(r"\.(?!\+)", r"\\.", pattern)), rows
+    except re.error as e:
+        raise FtkitError(f"unfrozen_parameters pattern {pattern!r} is not a valid regex ({e})", where="unfrozen_parameters",
+                         fix="write e.g. ^model.layers.1[0-9]+.mlp") from None
+
+
+def _zero_rows_outside(keep: list[tuple[int, int | None]], size: int):
+    mask_rows = [(s, e if e is not None else size) for s, e in keep]
+
+    def hook(grad):
+        out = grad.clone()
+        trained = grad.new_zeros(grad.shape[0], dtype=bool)
+        for s, e in mask_rows:
+            trained[s:e] = True
+        out[~trained] = 0
+        return out
+
+    return hook
+
+
+def unfreeze_only(model, patterns: list[str], keep_adapter: bool = False) -> int:
+    """Freeze every parameter except those matching a pattern (and, with keep_adapter, the adapter's own);
+    returns the number of trainable parameters."""
+    parsed = [parse(p) for p in patterns]
+    hits = [0] * len(parsed)
+    trainable = 0
+    for name, param in model.named_parameters():
+        base_name = name[len(PEFT_PREFIX):] if keep_adapter and name.startswith(PEFT_PREFIX) else name
+        adapter_weight = keep_adapter and param.requires_grad and ("lora_" in name or "modules_to_save" in name)
+        ranges = []
+        matched = False
+        for i, (regex, rows) in enumerate(parsed):
+            if regex.match(base_name):
+                matched, hits[i] = True, hits[i] + 1
+                if rows:
+                    ranges.append(rows)
+        if matched and not param.is_floating_point():
+            raise FtkitError(f"unfrozen_parameters matches {base_name}, which is quantized and cannot be trained",
+                             where="unfrozen_parameters", fix="narrow the pattern, or load the base unquantized")
+        param.requires_grad = matched or adapter_weight
+        if matched and ranges:
+            param.register_hook(_zero_rows_outside(ranges, param.shape[0]))
+        trainable += param.numel() if param.requires_grad else 0
+    unused = [p for p, n in zip(patterns, hits) if not n]
+    log.info(f"unfrozen_parameters: {trainable:,} parameters trained" +
+             (f"; these patterns match nothing: {unused}" if unused else ""))
+    if trainable == 0:
+        raise FtkitError("unfrozen_parameters leaves nothing to train", where="unfrozen_parameters",
+                         fix="check the patterns against model.named_parameters() (a `.` is a literal dot)")
+    return trainable

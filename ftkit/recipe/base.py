@@ -1,0 +1,74 @@
+"""What every schema module shares: strict models, `option()` fields with their metadata, Problems from validators.
+
+A field's metadata says which training methods read it (`methods`), so the check "option X is not read by
+rl: kto" is generated from the schema (recipe/schema.py `_method_problems`) and cannot fall behind. Fields
+that are ftkit's own (not Axolotl options) say so (`ftkit_only`), for `ftkit options` and `ftkit check`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ftkit.errors import Problem
+
+METHODS = ("sft", "dpo", "ipo", "kto", "orpo", "simpo")
+SFT = ("sft",)
+PREFERENCE = ("dpo", "ipo", "kto", "orpo", "simpo")
+PAIRED = ("dpo", "ipo", "orpo", "simpo")  # chosen/rejected pairs (KTO reads unpaired rows)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def option(default: Any = ..., *, methods: tuple[str, ...] = METHODS, ftkit_only: bool = False, **kwargs) -> Any:
+    """A pydantic Field carrying ftkit's metadata: the methods that read it, and whether Axolotl has it."""
+    extra: dict[str, Any] = {}
+    if tuple(methods) != METHODS:
+        assert set(methods) <= set(METHODS), methods
+        extra["methods"] = tuple(methods)
+    if ftkit_only:
+        extra["ftkit_only"] = True
+    return Field(default, json_schema_extra=extra or None, **kwargs)
+
+
+def field_methods(field) -> tuple[str, ...]:
+    """The methods that read a field (every method unless its metadata narrows it)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return tuple(extra.get("methods", METHODS))
+
+
+def is_ftkit_only(field) -> bool:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return bool(extra.get("ftkit_only"))
+
+
+def method_of(recipe) -> str:
+    """'sft' for supervised fine-tuning, else the rl: method."""
+    return getattr(recipe, "rl", None) or "sft"
+
+
+def method_label(method: str) -> str:
+    return "supervised fine-tuning (no rl:)" if method == "sft" else f"rl: {method}"
+
+
+class ProblemsError(ValueError):
+    """Raised by a model validator with the Problems it found; load.py takes them out of pydantic's error
+    (pydantic keeps the exception in the error's ctx), so Problems are never encoded as strings."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def raise_problems(problems: list) -> None:
+    """Raise ProblemsError when a validator found anything (None entries, from `cond and Problem(...)`, skipped)."""
+    found = [p for p in problems if p]
+    if found:
+        raise ProblemsError(found)
+
+
+def problem(where: str, what: str, fix: str) -> Problem:
+    """A recipe Problem at a key path (file and line are added by load.py)."""
+    return Problem(what, where=where, fix=fix)

@@ -1,0 +1,81 @@
+"""Recipe options of the optimisation itself: batches, optimizer, learning-rate schedule, precision, packing.
+
+ftkit/train/args.py maps them onto TrainingArguments; where a recipe is silent the defaults are Axolotl's
+(warm-up and logging interval computed from the run length, micro_batch_size 1).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import field_validator, model_validator
+
+from ftkit.recipe.base import SFT, Strict, option
+
+Precision = Union[bool, Literal["auto"]]
+
+
+class TrainOptions(Strict):
+    output_dir: str = option("./outputs/run", description="Where the model/adapter, tokenizer, recipe and metrics.json are written.")
+    micro_batch_size: int = option(1, ge=1, description="Rows per device per forward pass.")
+    gradient_accumulation_steps: int = option(1, ge=1, description="Micro-batches per optimizer step (default: batch_size / micro_batch_size when batch_size is set, else 1).")
+    batch_size: Optional[int] = option(None, ge=1, description="Rows per optimizer step; sets gradient_accumulation_steps = batch_size / micro_batch_size when that is not given.")
+    eval_batch_size: Optional[int] = option(None, ge=1, description="Rows per device per evaluation forward pass (default: micro_batch_size).")
+    auto_find_batch_size: bool = option(False, description="Halve the batch size and retry when a step runs out of memory (TrainingArguments auto_find_batch_size).")
+    num_epochs: float = option(1.0, gt=0, description="Passes over the data (ignored when max_steps is set).")
+    max_steps: Optional[int] = option(None, ge=1, description="Stop after this many optimizer steps.")
+    learning_rate: float = option(2e-4, gt=0, le=1, description="Peak learning rate.")
+    optimizer: str = option("adamw_torch", description="transformers optimizer name (adamw_torch, adamw_torch_fused, adamw_bnb_8bit, paged_adamw_8bit, sgd, ...).")
+    optim_args: Optional[Union[str, dict[str, Any]]] = option(None, description="Extra optimizer arguments (TrainingArguments optim_args, 'k=v,...' or a mapping).")
+    optim_target_modules: Optional[Union[str, list[str]]] = option(None, description="Modules an optimizer such as GaLore applies to (TrainingArguments optim_target_modules).")
+    adam_beta1: Optional[float] = option(None, ge=0, lt=1, description="AdamW beta1 (default 0.9).")
+    adam_beta2: Optional[float] = option(None, ge=0, lt=1, description="AdamW beta2 (default 0.999).")
+    adam_epsilon: Optional[float] = option(None, gt=0, description="AdamW epsilon (default 1e-8).")
+    weight_decay: float = option(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = option(1.0, ge=0, description="Gradient clipping norm (0 = off).")
+    lr_scheduler: str = option("cosine", description="transformers scheduler name (cosine, linear, constant, constant_with_warmup, cosine_with_min_lr, ...).")
+    lr_scheduler_kwargs: dict[str, Any] = option(default_factory=dict, description="Extra scheduler arguments, e.g. {num_cycles: 0.5} or {min_lr_rate: 0.1}.")
+    cosine_min_lr_ratio: Optional[float] = option(None, ge=0, le=1, description="cosine: decay to this fraction of learning_rate instead of 0.")
+    cosine_constant_lr_ratio: Optional[float] = option(None, gt=0, le=1, description="cosine with cosine_min_lr_ratio: reach the minimum after this fraction of the steps, then hold it.")
+    lr_quadratic_warmup: bool = option(False, description="cosine: warm up along (step / warmup)^2 instead of linearly.")
+    warmup_steps: Optional[Union[int, float]] = option(None, ge=0, description="Linear warm-up steps (a value below 1: that fraction of the steps). Default (no warmup_ratio either): 3% of the steps, at most 100, as Axolotl does.")
+    warmup_ratio: Optional[float] = option(None, ge=0, lt=1, description="Warm-up as a fraction of the total steps (rounded down), when warmup_steps is not set.")
+    seed: int = option(42, description="Seed for data order, splits, the adapter's and new embeddings' initial weights.")
+    logging_steps: Optional[int] = option(None, ge=1, description="Log the loss every N steps. Default: 0.5% of the steps, between 1 and 10, as Axolotl does.")
+    bf16: Precision = option("auto", description="bfloat16 mixed precision; auto = on where the device supports it.")
+    fp16: Optional[Precision] = option(None, description="float16 mixed precision; auto/empty = on only for GPUs without bf16.")
+    tf32: Precision = option("auto", description="TF32 matmuls on Ampere+ GPUs; auto = on where supported.")
+    bfloat16: bool = option(False, description="Load the weights in bfloat16 and train them so, without mixed precision (no fp32 master copy).")
+    float16: bool = option(False, description="Load the weights in float16 and train them so, without mixed precision.")
+    gradient_checkpointing: bool = option(False, description="Recompute activations in backward to save memory.")
+    gradient_checkpointing_kwargs: Optional[dict[str, Any]] = option(None, description="Arguments of gradient_checkpointing_enable, e.g. {use_reentrant: false} (ftkit's default).")
+    torch_compile: bool = option(False, description="torch.compile the model (speed; same maths).")
+    torch_compile_backend: Optional[str] = option(None, description="torch.compile backend (default inductor).")
+    torch_compile_mode: Optional[Literal["default", "reduce-overhead", "max-autotune"]] = option(None, description="torch.compile mode.")
+    dataloader_drop_last: bool = option(False, description="Drop the last incomplete batch of each epoch.")
+    eval_prompts: list[str] = option(default_factory=list, ftkit_only=True, description="ftkit: prompts generated before and after training to show what the model learned.")
+    max_new_tokens: int = option(48, ge=1, ftkit_only=True, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _steps_or_fraction(cls, v):
+        if v is not None and v >= 1 and v != int(v):
+            raise ValueError("use a whole number of steps, or a fraction below 1")
+        return int(v) if v is not None and v >= 1 else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accumulation_from_batch_size(cls, data: Any):
+        """batch_size without gradient_accumulation_steps -> the accumulation that makes it (Axolotl's rule)."""
+        if isinstance(data, dict) and data.get("batch_size") and data.get("gradient_accumulation_steps") is None:
+            mbs = data.get("micro_batch_size") or 1
+            if isinstance(data["batch_size"], int) and isinstance(mbs, int) and mbs > 0:
+                data = {**data, "gradient_accumulation_steps": max(1, data["batch_size"] // mbs)}
+        return data
+
+
+class PackingOptions(Strict):
+    sample_packing: bool = option(False, methods=SFT, description="Pack whole examples into rows of up to sequence_len tokens; position_ids restart per example so attention never crosses examples.")
+    eval_sample_packing: Optional[bool] = option(None, methods=SFT, description="Pack the eval set too (default: same as sample_packing).")
+    pad_to_sequence_len: bool = option(False, description="Pad every batch row to sequence_len (constant shapes; less memory fragmentation). Padding never changes what is trained; under rl: TRL pads its own batches.")
+    sample_packing_group_size: int = option(100_000, ge=1, methods=SFT, description="Examples binned together in one packing pass; each group ends in at most one partial row.")
+    group_by_length: bool = option(False, methods=SFT, description="Unpacked path: batch examples of similar length to cut padding (loss may oscillate).")

@@ -1,0 +1,53 @@
+"""`hub_model_id`: pushing the model to the Hugging Face hub, checked before training starts.
+
+transformers' Trainer does the upload (TrainingArguments push_to_hub, hub_model_id, hub_strategy: at each
+save and at the end, into a private repo, as Axolotl sets it). ftkit only checks up front what would
+make it fail after hours of training: the hub switched off (ftkit runs offline unless HF_HUB_OFFLINE=0),
+no token, or a token the hub rejects.
+"""
+from __future__ import annotations
+
+import os
+
+from ftkit.errors import ConfigError, Problem
+from ftkit.log import log
+
+
+def pushes(recipe) -> bool:
+    return bool(recipe.hub_model_id) and recipe.push_to_hub is not False
+
+
+def trainer_kwargs(recipe) -> dict:
+    """TrainingArguments for the push (empty when nothing is pushed)."""
+    if not pushes(recipe):
+        return {}
+    out = {"push_to_hub": True, "hub_model_id": recipe.hub_model_id, "hub_private_repo": True, "hub_always_push": True}
+    if recipe.hub_strategy:
+        out["hub_strategy"] = recipe.hub_strategy
+    if recipe.hub_revision:
+        out["hub_revision"] = recipe.hub_revision
+    return out
+
+
+def check(recipe) -> None:
+    """Raise a ConfigError now when the push could not work (offline, no token, rejected token)."""
+    if not pushes(recipe):
+        return
+    where, file = "hub_model_id", recipe.source
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs the hub, but it is switched off "
+                                  "(HF_HUB_OFFLINE=1, ftkit's default)", file, where,
+                                  fix="run with HF_HUB_OFFLINE=0 and a token (huggingface-cli login or HF_TOKEN), "
+                                      "or set push_to_hub: false"))
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs a hub token, and none is set", file, where,
+                                  fix="huggingface-cli login, or set HF_TOKEN; or set push_to_hub: false"))
+    try:
+        user = HfApi().whoami(token=token)
+    except Exception as e:  # network down or token rejected: either way the push would fail later  # noqa: BLE001
+        raise ConfigError(Problem(f"the hub does not accept the push ({str(e).splitlines()[0][:120]})", file, where,
+                                  fix="check the network and the token (huggingface-cli whoami)")) from None
+    log.info(f"hub_model_id: pushing to {recipe.hub_model_id} as {user.get('name', '?')} (private repo)")
