@@ -9,10 +9,15 @@ from ftkit.recipe.base import METHODS, field_methods, is_ftkit_only
 from ftkit.recipe.schema import DatasetSpec, Recipe, UserDefinedFormat
 
 
+# What a first recipe sets (recipes/quickstart.yml): the reference opens with these, then every group in order.
+ESSENTIALS = ("base_model", "datasets", "sequence_len", "adapter", "lora_r", "lora_alpha", "micro_batch_size",
+              "gradient_accumulation_steps", "num_epochs", "learning_rate", "output_dir")
+
+
 def option_order() -> list[str]:
-    """Recipe options in the order the schema declares its groups (model, data, prompt, adapter, ...):
-    pydantic lists mixin fields last-base-first, which would open the reference with packing."""
-    order = [n for base in Recipe.__bases__ for n in getattr(base, "model_fields", {})]
+    """The essentials, then recipe options in the order the schema declares its groups (model, data, prompt,
+    adapter, ...): pydantic lists mixin fields last-base-first, which would open the reference with packing."""
+    order = list(ESSENTIALS) + [n for base in Recipe.__bases__ for n in getattr(base, "model_fields", {})]
     order += [n for n in Recipe.model_fields if n not in order]
     return [n for n in dict.fromkeys(order) if n != "source"]
 
