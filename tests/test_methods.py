@@ -197,3 +197,12 @@ def test_sigkill_then_auto_resume_continues_the_same_dpo_loss_curve(tmp_path, sa
     for step, loss in after.items():
         assert loss == pytest.approx(dict(straight.losses)[step], rel=1e-5), step
     assert resumed.series("margin")[-1] == pytest.approx(straight.series("margin")[-1], rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_qlora_with_a_fully_trained_head_trains_in_an_fp32_run(method, tmp_path):
+    """TRL casts a 4-bit model's trainable weights to bf16; a module trained in full (lm_head via
+    lora_modules_to_save) must come back to the run's fp32, or its matmul with fp32 activations fails."""
+    result = train.run(recipe_for(method, tmp_path, rows=8, adapter="qlora", load_in_4bit=True, max_steps=1,
+                                  lora_modules_to_save=["lm_head"], val_set_size=2))  # measured before and after too
+    assert result.steps == 1 and result.trainable_params > 0

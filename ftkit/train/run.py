@@ -63,9 +63,21 @@ def build(recipe: Recipe, callbacks=()) -> Built:
         callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
+    _full_modules_in_compute_dtype(trainer.model, precision)
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
+
+
+def _full_modules_in_compute_dtype(model, precision) -> None:
+    """TRL casts every trainable weight of a 4/8-bit model to bf16 (QLoRA's recipe). LoRA layers cast their input
+    to their own dtype, but a module trained in full (lora_modules_to_save: lm_head, embed_tokens) does not: in
+    an fp32 run (a CPU) its bf16 weight meets fp32 activations and the matmul fails. Put those back in the
+    run's compute dtype; LoRA A/B keep TRL's choice."""
+    dtype = precision.dtype
+    for name, param in model.named_parameters():
+        if param.requires_grad and "lora_" not in name and param.dtype != dtype and param.is_floating_point():
+            param.data = param.data.to(dtype)
 
 
 def run(recipe: Recipe, callbacks=()) -> TrainResult:
