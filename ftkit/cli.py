@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except FtkitError as e:
         print(f"ftkit: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except BrokenPipeError:  # `ftkit options | head`: the reader left; not an error of ours
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - python flushes stdout again at exit
+        return 0
     except (OSError, RuntimeError) as e:  # a full disk where no step names it (data cache, logs): no traceback
         from ftkit.errors import is_disk_full
 
@@ -188,9 +191,6 @@ def main(argv: list[str] | None = None) -> int:
               "space (or point output_dir / dataset_prepared_path / HF_HOME at a larger disk) and run again",
               file=sys.stderr)
         return 3
-    except BrokenPipeError:  # `ftkit options | head`: the reader left; not an error of ours
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - python flushes stdout again at exit
-        return 0
 
 
 def _check(args, extra) -> int:

@@ -46,6 +46,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.distributed import deepspeed_path
+    from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
     if recipe.deepspeed:
@@ -64,6 +65,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
         callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
+    no_draft_card(trainer)  # TRL's draft README.md at each checkpoint would replace the card in output_dir
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
@@ -88,7 +90,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> 
 
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
-    from ftkit.train import checkpoint_files, outputs, runtime
+    from ftkit.train import checkpoint_files, checkpoints, outputs, runtime
     from ftkit.train.memory import return_freed_memory
     from ftkit.train.save import save_run
 
@@ -105,7 +107,10 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> 
         outputs.start_afresh(recipe, earlier, overwrite)  # the earlier run's checkpoints would mix with this run's
     existing = {d.name for _, d in checkpoint_files.numbered(recipe.output_dir)}
     try:
-        trainer.train(resume_from_checkpoint=resumed_from)
+        if resumed_from and not (recipe.deepspeed or recipe.fsdp) and checkpoints.is_last_step(trainer, resumed_from):
+            checkpoints.finish_from(trainer, resumed_from)  # e.g. after a full disk at the final save: just save it
+        else:
+            trainer.train(resume_from_checkpoint=resumed_from)
     except Exception as e:
         if is_disk_full(e):
             raise outputs.disk_full(recipe, f"checkpoint-{trainer.state.global_step}", e, existing) from None

@@ -30,6 +30,12 @@ from ftkit.train.outputs import STAGING, read_marker, write_marker
 DIVERGED = "diverged"
 
 
+def no_draft_card(trainer) -> None:
+    """TRL writes a draft README.md into output_dir at every checkpoint (over the user's file, or over the model
+    card of the model still in the folder); ftkit writes the model card with the final model, so no draft."""
+    trainer.create_model_card = lambda *args, **kwargs: None
+
+
 def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: bool) -> None:
     """Every file of the finished run into `staging` (weights: on every process, which gathers shards)."""
     if weights and recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model
