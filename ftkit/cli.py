@@ -135,7 +135,9 @@ def _notebooks(args) -> int:
 
 def _preprocess(recipe, args) -> None:
     from ftkit import data, models
+    from ftkit.train.outputs import check_paths
 
+    check_paths(recipe, ("dataset_prepared_path",))  # a file where the cache goes: an error naming the option
     tok = models.load_tokenizer(recipe)
     prepared = data.prepare(recipe, tok)  # with rl: conversational rows, tokenized by TRL at train time
     print(prepared.summary())

@@ -96,6 +96,9 @@ def test_output_paths_that_are_files_are_errors_naming_the_option(tmp_path, caps
     assert f"r.yml:5: output_dir: '{tmp_path}/afile' cannot be a folder: '{tmp_path}/afile' is a file" in err
     assert f"r.yml:6: dataset_prepared_path: '{tmp_path}/afile/prepared' cannot be a folder" in err
     assert "Traceback" not in err and "Fix: point output_dir at a folder" in err
+    assert main(["preprocess", str(recipe)]) == 2  # preprocess writes only the cache: it names that one
+    err = capsys.readouterr().err
+    assert "r.yml:6: dataset_prepared_path:" in err and "output_dir" not in err
 
 
 def test_default_output_dir_is_per_recipe(tmp_path):
@@ -180,6 +183,21 @@ def test_a_fresh_start_replaces_earlier_checkpoints_but_not_those_of_an_unfinish
     outputs.start_afresh(recipe, {"running": False})  # the earlier run finished: its checkpoints go, said
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-important-backup"]
     assert any("removed the earlier run's checkpoints checkpoint-2, checkpoint-4" in m for m in said)
+
+
+def test_a_folder_an_earlier_ftkit_wrote_is_adopted_a_lookalike_is_not(make_recipe, tmp_path, said):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "recipe.yml").write_text("base_model: tiny:llama\n")
+    (out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))  # someone else's metrics
+    recipe = make_recipe(output_dir=str(out))
+    with pytest.raises(ConfigError, match="is not empty and was not written by ftkit"):
+        outputs.check(recipe)
+    (out / "metrics.json").write_text(json.dumps({"output_dir": str(out), "method": "sft", "first_loss": 7.0,
+                                                  "final_loss": 1.0}))  # a TrainResult: ftkit's before markers
+    with outputs.claim(recipe):
+        pass
+    assert outputs.read_marker(out) and any("holds a run of an earlier ftkit" in m for m in said)
 
 
 def test_publish_removes_the_earlier_models_files_this_save_did_not_write(tmp_path):

@@ -59,10 +59,10 @@ def _problem(recipe: Recipe, key: str, what: str, fix: str) -> Problem:
     return Problem(what, recipe.source, key, _line(recipe, key), fix)
 
 
-def check_paths(recipe: Recipe) -> None:
+def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) -> None:
     """output_dir and dataset_prepared_path must be folders (or not exist yet), and so must what holds them."""
     problems = []
-    for key in ("output_dir", "dataset_prepared_path"):
+    for key in keys:
         value = getattr(recipe, key)
         if not value:
             continue
@@ -83,6 +83,17 @@ def read_marker(out: str | Path) -> dict | None:
     return marker if isinstance(marker, dict) and marker.get("written_by") == "ftkit" else None
 
 
+def written_before_markers(out: str | Path) -> bool:
+    """A folder a finished ftkit run wrote before ftkit marked its folders: recipe.yml next to a metrics.json that
+    holds a TrainResult. It is ftkit's own (adopted, said), not a user's folder."""
+    try:
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (Path(out) / "recipe.yml").is_file() and isinstance(metrics, dict) and \
+        {"output_dir", "method", "first_loss", "final_loss"} <= set(metrics)
+
+
 def _foreign_entries(recipe: Recipe) -> list[str]:
     """What the folder holds besides ftkit's own files (and the data cache, when it lives inside)."""
     out = Path(recipe.output_dir)
@@ -101,7 +112,7 @@ def check(recipe: Recipe, overwrite: bool = False) -> None:
     """Refuse a folder ftkit may not write into (a file, or a user's non-empty folder without overwrite)."""
     check_paths(recipe)
     out = Path(recipe.output_dir)
-    if read_marker(out) is not None or overwrite:
+    if read_marker(out) is not None or overwrite or written_before_markers(out):
         return
     foreign = _foreign_entries(recipe)
     if foreign:
@@ -118,7 +129,10 @@ def _announce(recipe: Recipe, marker: dict | None, overwrite: bool) -> None:
     out, now = Path(recipe.output_dir), training_options(recipe.dump())
     if marker is None:
         foreign = _foreign_entries(recipe)
-        if foreign and overwrite:
+        if written_before_markers(out):
+            log.info(f"{out} holds a run of an earlier ftkit (recipe.yml, metrics.json): marked as ftkit's; this run "
+                     "replaces its model when it finishes")
+        elif foreign and overwrite:
             replaced = [name for name in foreign if name in WRITES]
             log.warning(f"--overwrite: {out} was not written by ftkit; it is ftkit's from now on. "
                         + (f"Replaced when this run finishes: {', '.join(replaced)}; " if replaced else "")
