@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from ftkit.env import go_offline
+from ftkit.env import die_with_parent, go_offline
 from ftkit.errors import FtkitError
 
 VERBS = {
@@ -60,11 +60,19 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--seed", type=int, default=None)
             sp.add_argument("--no-stream", action="store_true", help="print the answer at the end, not as it comes")
             sp.add_argument("--gradio", action="store_true", help="serve a chat page instead (needs ftkit[gradio])")
-            sp.add_argument("--host", default="127.0.0.1", help="--gradio address (default: this machine only)")
+            sp.add_argument("--host", default="127.0.0.1", help="--gradio address (default: this machine only; any "
+                                                                "other address is announced, with or without a login)")
+            sp.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                            help="--gradio: require this login (or set FTKIT_GRADIO_AUTH=user:password, which other "
+                                 "users cannot read in the process list)")
             sp.add_argument("--port", type=int, default=None, help="--gradio port (default: gradio picks 7860+)")
         if verb == "train":
             sp.add_argument("--num_processes", "--num-processes", type=int, default=None,
                             help="run N processes through `accelerate launch` (DDP, or the recipe's deepspeed/fsdp)")
+            sp.add_argument("--overwrite", action="store_true",
+                            help="write into an output_dir ftkit did not create (its files of the names ftkit writes, "
+                                 "README.md, config.json, ..., are replaced; the others stay), or start afresh over "
+                                 "the checkpoints of an unfinished run")
         if verb == "memory":
             sp.add_argument("--num_processes", "--num-processes", type=int, default=1,
                             help="devices the run is spread over (ZeRO / FSDP shard states across them)")
@@ -127,7 +135,9 @@ def _notebooks(args) -> int:
 
 def _preprocess(recipe, args) -> None:
     from ftkit import data, models
+    from ftkit.train.outputs import check_paths
 
+    check_paths(recipe, ("dataset_prepared_path",))  # a file where the cache goes: an error naming the option
     tok = models.load_tokenizer(recipe)
     prepared = data.prepare(recipe, tok)  # with rl: conversational rows, tokenized by TRL at train time
     print(prepared.summary())
@@ -164,15 +174,25 @@ def _preprocess(recipe, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     go_offline()
+    die_with_parent()  # a killed ftkit takes its datasets.map workers with it (env.py)
     args, extra = _parser().parse_known_args(argv)
     try:
         return _run(args, extra)
     except FtkitError as e:
         print(f"ftkit: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except BrokenPipeError:  # `ftkit options | head`: the reader left; not an error of ours
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - python flushes stdout again at exit
         return 0
+    except (OSError, RuntimeError) as e:  # a full disk where no step names it (data cache, logs): no traceback
+        from ftkit.errors import is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        print(f"ftkit: error: the disk is full ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Fix: free "
+              "space (or point output_dir / dataset_prepared_path / HF_HOME at a larger disk) and run again",
+              file=sys.stderr)
+        return 3
 
 
 def _check(args, extra) -> int:
@@ -237,20 +257,27 @@ def _run(args, extra) -> int:
     if args.verb == "train" and args.num_processes:
         from ftkit.train import distributed
 
-        distributed.launch(args.recipe, extra, args.num_processes)
+        distributed.launch(args.recipe, extra + ["--overwrite"] * args.overwrite, args.num_processes)
     elif args.verb == "preprocess":
         _preprocess(recipe, args)
     elif args.verb == "train":
         from ftkit import train
+        from ftkit.errors import Problem
+        from ftkit.train.outputs import RunFailed
 
-        train.run(recipe)
+        result = train.run(recipe, overwrite=args.overwrite)
+        if result.diverged:  # exit 3: the run ended without a model
+            what, _, fix = result.runtime["stop_reason"].partition(". Fix: ")
+            raise RunFailed(Problem(f"{what}; no model was saved (the loss curve and metrics are in {result.saved_to}; "
+                                    f"{recipe.output_dir} keeps what it held before)", recipe.source,
+                                    "loss_watchdog_threshold", fix=fix or None))
     elif args.verb == "infer":
         from ftkit import infer
 
         if args.gradio:
             from ftkit.infer import ui
 
-            ui.launch(recipe, args.host, args.port, max_new_tokens=args.max_new_tokens,
+            ui.launch(recipe, args.host, args.port, auth=ui.parse_auth(args.auth), max_new_tokens=args.max_new_tokens,
                       temperature=args.temperature, top_p=args.top_p, seed=args.seed)
             return 0
         infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -61,3 +61,35 @@ def quiet_known_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropKnown) for f in logger.filters):
             logger.addFilter(_DropKnown(starts))
+
+
+_fork_parent = {"pid": None, "hooked": False}
+
+
+def die_with_parent() -> None:
+    """Linux: every process this one forks from now on (datasets.map's num_proc workers, DataLoader workers)
+    is killed when this process dies, even by SIGKILL. Without it, the workers of a killed `ftkit preprocess`
+    finish their shard and then wait for their parent forever, as orphans holding memory.
+
+    datasets offers no worker initializer, so the hook runs at every fork (os.register_at_fork): the child asks
+    the kernel for SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), then checks the parent did not die
+    before that. Idempotent; a no-op elsewhere than Linux."""
+    import ctypes
+    import signal
+    import sys
+
+    if _fork_parent["hooked"] or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)  # looked up now: the child only calls it
+    pr_set_pdeathsig = 1
+
+    def before() -> None:
+        _fork_parent["pid"] = os.getpid()
+
+    def in_child() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != _fork_parent["pid"]:  # the parent died between fork and prctl
+            os._exit(1)
+
+    os.register_at_fork(before=before, after_in_child=in_child)
+    _fork_parent["hooked"] = True

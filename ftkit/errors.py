@@ -47,3 +47,22 @@ class ConfigError(FtkitError):
 
 class DataError(FtkitError):
     """A dataset file or row that cannot be used."""
+
+
+DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "StorageFull", "os error 28", "file write failed")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A full disk (or quota), however the writer reports it: OSError ENOSPC/EDQUOT, safetensors' "StorageFull",
+    torch.save's "file write failed" (a RuntimeError), anywhere in the exception's chain."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(exc) for text in DISK_FULL_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

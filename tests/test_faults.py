@@ -100,7 +100,11 @@ def test_training_rotates_only_its_own_checkpoints(make_recipe, tmp_path, rows64
     backup.mkdir(parents=True)
     r = make_recipe(output_dir=str(out), max_steps=3, save_steps=1, save_total_limit=1, datasets=rows64,
                     sequence_len=64)
-    train.run(r)
+    with pytest.raises(ConfigError, match=r"run' is not empty and was not written by ftkit \(it holds "
+                                          r"checkpoint-important-backup/\).*Fix: use a new or empty output_dir, or pass "
+                                          r"--overwrite"):
+        train.run(r)  # the user's folder: refused unless told to write there
+    train.run(r, overwrite=True)
     assert backup.is_dir()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-important-backup"]
     assert cf.problem_with(out / "checkpoint-3") is None

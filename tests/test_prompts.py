@@ -239,8 +239,10 @@ def test_chat_row_errors_name_the_field(tok):
     with pytest.raises(RowError, match=r"unknown role 'bot'") as e:
         encode(tok, {"messages": [{"role": "bot", "content": "Hi"}]}, type="chat_template")
     assert e.value.field == "messages[0].role" and "roles: {assistant: [bot]}" in e.value.fix
-    with pytest.raises(RowError, match="must be a non-empty list of messages, got missing"):
+    with pytest.raises(RowError, match=r"the row has no field 'messages' \(its fields: msgs\)"):
         encode(tok, {"msgs": []}, type="chat_template")
+    with pytest.raises(RowError, match="must be a non-empty list of messages, got list"):
+        encode(tok, {"messages": []}, type="chat_template")
     with pytest.raises(RowError, match="message content must be text, got int"):
         encode(tok, {"messages": [{"role": "user", "content": 3}]}, type="chat_template")
 

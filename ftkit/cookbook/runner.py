@@ -68,14 +68,23 @@ def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) 
 
 def parse_params(items: list[str]) -> dict:
     """`["max_steps=10", "tiny=true"]` -> {"max_steps": 10, "tiny": True} (YAML scalars: primitives only)."""
-    out = {}
+    out, problems = {}, []
     for item in items:
         key, sep, value = item.partition("=")
-        parsed = yaml.safe_load(value) if sep else None
+        try:
+            parsed = yaml.safe_load(value) if sep else None
+        except yaml.YAMLError as e:
+            problems.append(Problem(f"cannot read the value {value!r} ({getattr(e, 'problem', None) or e})",
+                                    where=f"-p {key}", fix=f"write a number, true/false or text; quote text that "
+                                                           f"holds YAML signs: -p {key}='\"{value}\"'"))
+            continue
         if not sep or not key or isinstance(parsed, (list, dict)):
-            raise ConfigError(Problem(f"cannot read parameter {item!r}", where="-p",
-                                      fix="write -p name=value with a number, true/false or text"))
+            problems.append(Problem(f"cannot read parameter {item!r}", where="-p",
+                                    fix="write -p name=value with a number, true/false or text"))
+            continue
         out[key] = "" if parsed is None else parsed
+    if problems:
+        raise ConfigError(problems)
     return out
 
 

@@ -14,7 +14,7 @@ from ftkit.formats.alpaca import (
     InstructStrategy,
     UserDefinedStrategy,
 )
-from ftkit.formats.base import PromptStrategy, RowError, Segment
+from ftkit.formats.base import PromptStrategy, RowError, Segment, row_errors
 from ftkit.formats.chat import ChatTemplateStrategy, conversation_template
 from ftkit.formats.options import TYPE_NAMES, unknown_type_fix
 from ftkit.formats.raw import (
@@ -81,5 +81,5 @@ def get_strategy(type_name, *, file: str | None = None, where: str | None = None
     return InstructStrategy(type_name, options.get("train_on_inputs", False))
 
 
-__all__ = ["STRATEGIES", "PromptStrategy", "RowError", "Segment", "get_strategy", "strategy_for",
+__all__ = ["STRATEGIES", "PromptStrategy", "RowError", "Segment", "get_strategy", "row_errors", "strategy_for",
            "AlpacaStrategy", "ChatTemplateStrategy"]

@@ -55,6 +55,10 @@ class PromptStrategy:
         return encode_batch(segs, tokenizer, train_on_inputs=self.train_on_inputs, add_bos=self.add_bos,
                             eos_count=self.eos_count)
 
+    def check_row(self, row: dict, tokenizer) -> None:
+        """Raise RowError when `row` cannot be encoded: encode_batch's checks without the tokenizing."""
+        self.segments(row)
+
     def prompt_segments(self, row: dict) -> list[Segment]:
         """The segments fed at inference: everything before the first trained segment."""
         out = []
@@ -75,3 +79,19 @@ class PromptStrategy:
     def inference_row(self, text: str) -> dict:
         """A row built from a user's prompt text."""
         raise NotImplementedError
+
+
+def row_errors(strategy: PromptStrategy, rows, tokenizer, first: int = 5) -> tuple[list[tuple[int, RowError]], int]:
+    """Check every row of `rows` (an iterable of dicts): (the first `first` bad rows as (index, RowError), how many
+    rows are bad in all). encode_batch stops at the first bad row; after it did, this tells the user how many
+    more there are, so one run lists what to fix instead of one row per run."""
+    shown: list[tuple[int, RowError]] = []
+    total = 0
+    for i, row in enumerate(rows):
+        try:
+            strategy.check_row(row, tokenizer)
+        except RowError as e:
+            total += 1
+            if len(shown) < first:
+                shown.append((i, e))
+    return shown, total

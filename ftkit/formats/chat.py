@@ -164,6 +164,12 @@ class ChatTemplateStrategy(PromptStrategy):
                 msgs = json.loads(msgs)
             except ValueError:
                 pass
+        if self.field not in row:  # the rows keep their messages under another name: say which
+            lists = [k for k, v in row.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+            raise RowError(self.field, f"the row has no field {self.field!r} (its fields: {', '.join(map(str, row))})",
+                           f"set field_messages: {lists[0]} in this datasets entry" if lists else
+                           f"store the conversation as a list of messages under {self.field!r}, or name its field "
+                           "with field_messages")
         if not isinstance(msgs, list) or not msgs:
             got = "missing" if msgs is None else f"{type(msgs).__name__} {str(msgs)[:40]!r}"
             raise RowError(self.field, f"field {self.field!r} must be a non-empty list of messages, got {got}",

@@ -38,7 +38,13 @@ class CompletionStrategy(PromptStrategy):
         return [Segment(text_field(row, self.field, self.name), True)]
 
     def encode_batch(self, rows: list[dict], tokenizer) -> dict:
+        """Rows -> ids; an empty (or blank) text has nothing to learn: its labels are all masked, so the length
+        filter drops it and counts it under "nothing to train on" (bos + a trained eos would teach the model
+        to stop at once)."""
         cols = super().encode_batch(rows, tokenizer)
+        for i, row in enumerate(rows):
+            if not row[self.field].strip():
+                cols["labels"][i] = [IGNORE] * len(cols["labels"][i])
         return split_long_rows(cols, self.chunk) if self.chunk else cols
 
     def prompt_for(self, text: str) -> str:
@@ -106,6 +112,9 @@ class PretokenizedStrategy(PromptStrategy):
             cols["attention_mask"].append([1] * len(ids))
         return cols
 
+    def check_row(self, row: dict, tokenizer) -> None:
+        self.encode_batch([row], tokenizer)  # no tokenizer involved: the id checks alone
+
     def prompt_text(self, row: dict) -> str:
         return ""  # no text to compare: parity is not checked for pretokenized rows
 
@@ -129,6 +138,9 @@ class AutoStrategy(PromptStrategy):
 
     def segments(self, row: dict) -> list[Segment]:
         return self._pick([row]).segments(row)
+
+    def check_row(self, row: dict, tokenizer) -> None:
+        self._pick([row]).check_row(row, tokenizer)
 
     def prompt_text(self, row: dict) -> str:
         return self._pick([row]).prompt_text(row)

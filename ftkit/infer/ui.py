@@ -4,7 +4,8 @@ Each message is prompted exactly as `ftkit infer` does (the training template) a
 token. A chat-template recipe keeps the conversation (earlier turns are sent along, rendered by the
 template); an alpaca-style format holds one instruction, so each message is answered on its own, and the
 page says so. Bound to 127.0.0.1 unless --host says otherwise: a model server on all interfaces is a
-choice the user makes, never a default.
+choice the user makes, never a default, and it is announced; `--auth user:password` (or FTKIT_GRADIO_AUTH)
+puts gradio's login in front of the page.
 """
 from __future__ import annotations
 
@@ -81,11 +82,54 @@ def build_app(model, tokenizer, recipe: Recipe, **sampling):
                             description=f"{served}. {turns_note(recipe, tokenizer)}")
 
 
-def launch(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None, block: bool = True, **sampling):
+AUTH_ENV = "FTKIT_GRADIO_AUTH"
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    """`user:password` (from --auth, else $FTKIT_GRADIO_AUTH) -> gradio's auth tuple; None when neither is set."""
+    import os
+
+    given = text if text is not None else os.environ.get(AUTH_ENV)
+    if not given:
+        return None
+    user, sep, password = given.partition(":")
+    if not (sep and user and password):
+        raise FtkitError("a login must be written user:password", where="--auth" if text is not None else AUTH_ENV,
+                         fix="e.g. --auth alice:long-secret, or export FTKIT_GRADIO_AUTH=alice:long-secret")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def serve(app, host: str, port: int | None, auth: tuple[str, str] | None = None, block: bool = True):
+    """app.launch on host:port; any address other than loopback is announced, with whether a login guards it."""
+    from ftkit.log import log
+
+    if not is_loopback(host):
+        if auth:
+            log.warning(f"serving on {host}: reachable from other machines; login required (user {auth[0]!r})")
+        else:
+            log.warning(f"serving on {host} WITHOUT A LOGIN: anyone who can reach this machine can use the model (and "
+                        f"its compute). Add --auth user:password (or {AUTH_ENV}=user:password), or serve on 127.0.0.1")
+    app.launch(server_name=host, server_port=port, share=False, auth=auth, prevent_thread_lock=not block,
+               quiet=not block)
+    return app
+
+
+def launch(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None, block: bool = True,
+           auth: tuple[str, str] | None = None, **sampling):
     """Load the trained model and serve the chat page; returns the app (block=False: keeps running)."""
     from ftkit.models.trained import load_trained
 
     model, tok = load_trained(recipe)
-    app = build_app(model, tok, recipe, **sampling)
-    app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block)
-    return app
+    return serve(build_app(model, tok, recipe, **sampling), host, port, auth, block)

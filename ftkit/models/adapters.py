@@ -26,10 +26,22 @@ def linear_names(model) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name in found}
 
 
+def missing_targets(model, names: list[str]) -> list[str]:
+    """The lora_target_modules entries that name no module of the model (peft matches a name or a dotted
+    suffix, and errors only when no entry matches at all: one misspelled name is silently not adapted)."""
+    modules = [name for name, _ in model.named_modules()]
+    return [t for t in names if not any(m == t or m.endswith("." + t) for m in modules)]
+
+
 def lora_targets(recipe: Recipe, model) -> list[str] | str:
     """Explicit list (or one regex), every linear layer except the head (lora_target_linear), both (their
-    union, as Axolotl does), or the architecture's default."""
+    union, as Axolotl does), or the architecture's default. A listed name the model lacks is an error."""
     modules = recipe.lora_target_modules
+    if modules and not isinstance(modules, str) and (missing := missing_targets(model, list(modules))):
+        raise FtkitError(f"the model ({model.config.model_type}) has no module named {', '.join(map(repr, missing))}, "
+                         "so nothing would be adapted there", file=recipe.source, where="lora_target_modules",
+                         fix=f"use its linear layers: {', '.join(sorted(linear_names(model)))} (or lora_target_linear: "
+                             "true for all of them)")
     if modules and recipe.lora_target_linear:
         if isinstance(modules, str):
             raise FtkitError("lora_target_modules as one regex cannot be combined with lora_target_linear",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ftkit.errors import FtkitError
 from ftkit.log import log, quiet
+from ftkit.models.remote_code import remote_code_notice
 from ftkit.models.tiny import is_tiny, tiny_path
 from ftkit.recipe import Recipe
 
@@ -88,6 +89,7 @@ def load_tokenizer(recipe: Recipe):
     """The recipe's tokenizer with its special_tokens applied; warns about the pad == eos trap."""
     from tokenizers import AddedToken
 
+    remote_code_notice(recipe)  # trust_remote_code: the files that will run, named before anything loads
     cls = _tokenizer_class(recipe)
     extra = {"legacy": recipe.tokenizer_legacy} if getattr(recipe, "tokenizer_legacy", None) is not None else {}
     tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer",
@@ -252,6 +254,7 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
     """(base model, the embedding modules an adapter must train and save because their rows grew)."""
     import transformers
 
+    remote_code_notice(recipe)
     if precision is None:
         with quiet():
             precision = resolve_precision(recipe)

@@ -15,27 +15,59 @@ from ftkit.recipe.migration import Migration, migrate
 from ftkit.recipe.schema import Recipe
 
 
-def _line_map(text: str) -> dict[str, int]:
-    """Map dotted key paths to their 1-based line in the YAML text (for error messages)."""
-    lines: dict[str, int] = {}
+# A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
+MAX_VALUES = 100_000
+
+
+def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem]]:
+    """The line of every dotted key path (for messages), and what only the node tree shows: a key written twice in
+    one mapping (YAML keeps the last one silently). Aliases are sized first, each node counted once, and a recipe
+    that expands to more than MAX_VALUES values is refused before anything walks it expanded."""
     try:
         root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
+    except (yaml.YAMLError, RecursionError):
+        return {}, []  # safe_load already reported it
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:  # values after alias expansion, each distinct node computed once
+        if id(node) not in sizes:
+            sizes[id(node)] = 1
+            children = ([n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else
+                        node.value if isinstance(node, yaml.SequenceNode) else [])
+            sizes[id(node)] = 1 + sum(size(c) for c in children)
+        return sizes[id(node)]
+
+    if root is not None and (total := size(root)) > MAX_VALUES:
+        raise ConfigError(Problem(f"the recipe expands to {total:,} values through YAML aliases (*name), more than "
+                                  f"any recipe holds ({MAX_VALUES:,}): an alias bomb, or aliases nested by mistake",
+                                  file, fix="write the values out, or use each alias at most a few times"))
+    lines: dict[str, int] = {}
+    problems: list[Problem] = []
+    seen_mappings: set[int] = set()
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
+            first_time = id(node) not in seen_mappings  # a mapping reused through an alias is checked once
+            seen_mappings.add(id(node))
+            where: dict[str, int] = {}
             for k, v in node.value:
                 key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
+                line = k.start_mark.line + 1
+                if first_time and isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                    if k.value in where:
+                        problems.append(Problem(f"written twice in one mapping (lines {where[k.value]} and {line}); "
+                                                "YAML would keep the last value silently", file, key, line,
+                                                "keep one of them"))
+                    where.setdefault(k.value, line)
+                lines.setdefault(key, line)
                 walk(v, key + ".")
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
-                lines[f"{prefix}{i}"] = v.start_mark.line + 1
+                lines.setdefault(f"{prefix}{i}", v.start_mark.line + 1)
                 walk(v, f"{prefix}{i}.")
 
     walk(root, "")
-    return lines
+    return lines, problems
 
 
 def _field_hint(loc: tuple) -> str:
@@ -178,8 +210,13 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
             raise ConfigError(Problem(f"not valid YAML ({getattr(e, 'problem', e)})", file,
                                       line=mark.line + 1 if mark else None,
                                       fix="fix the indentation or quoting on that line")) from None
+        except RecursionError:
+            raise ConfigError(Problem("not valid YAML for a recipe: values nested hundreds of levels deep", file,
+                                      fix="a recipe nests a few levels (datasets: - path: ...)")) from None
         if data is None:
-            data = {}
+            raise ConfigError(Problem("the recipe file is empty (no option: value lines, only blanks or comments)",
+                                      file, fix="start from recipes/quickstart.yml (`ftkit fetch examples` copies it): "
+                                                "base_model, datasets and output_dir at least"))
         if not isinstance(data, dict):
             raise ConfigError(Problem("a recipe must be a mapping of option: value", file,
                                       fix="start from recipes/quickstart.yml"))
@@ -209,9 +246,9 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
     data, file, text = _read(source, overrides)
-    lines = _line_map(text)
+    lines, yaml_problems = _yaml_tree(text, file)
     migration = migrate(data, Recipe.model_fields, file, lines)
-    problems = list(migration.problems)
+    problems = yaml_problems + list(migration.problems)
     recipe = None
     try:
         recipe = Recipe.model_validate({**migration.data, "source": file})

@@ -27,7 +27,8 @@ from ftkit.recipe.data_options import DataOptions, DatasetSpec, PromptOptions, U
 from ftkit.recipe.method_options import RLOptions
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
-from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions
+from ftkit.recipe.fingerprint import default_output_dir
+from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems
 
 __all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "UserDefinedFormat"]
 
@@ -49,7 +50,9 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
-                       + _run_problems(self) + method_problems(self))
+                       + _run_problems(self) + method_problems(self) + name_problems(self))
+        if not self.output_dir:  # set directly: assigning would validate the whole recipe again
+            self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
         return self
 
     def dump(self) -> dict:
@@ -63,6 +66,9 @@ def _core_problems(r: Recipe) -> list:
     if r.lr_quadratic_warmup:
         cosine_only.append("lr_quadratic_warmup")
     return [
+        r.val_set_size > 1 and r.val_set_size != int(r.val_set_size) and p(
+            "val_set_size", f"{r.val_set_size:g} is above 1 but not a whole number: a fraction must be below 1, a row "
+                            "count whole", "write a fraction below 1 (0.05 = 5% of the rows) or a row count (e.g. 100)"),
         r.max_steps is None and r.num_epochs <= 0 and p("num_epochs", "must be > 0 when max_steps is not set",
                                                         "set num_epochs: 1 or max_steps"),
         r.bf16 is True and r.fp16 is True and p("fp16", "bf16 and fp16 are both true", "choose one precision"),

@@ -5,17 +5,49 @@ ftkit/train/args.py maps them onto TrainingArguments; where a recipe is silent t
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal, Optional, Union
 
 from pydantic import field_validator, model_validator
 
-from ftkit.recipe.base import SFT, Strict, option
+from ftkit.errors import Problem
+from ftkit.recipe.base import SFT, Strict, option, problem
 
 Precision = Union[bool, Literal["auto"]]
 
+# transformers' OptimizerNames and SchedulerType values (transformers 5.23), copied so that loading a recipe
+# stays instant (importing transformers.training_args takes seconds); tests/test_fault_injection.py checks
+# that they equal the installed transformers' enums.
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor", "adamw_anyprecision",
+    "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit",
+    "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
+    "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw", "schedule_free_radam",
+    "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise", "stable_adamw")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+              "warmup_stable_decay", "greedy")
+
+
+def name_problems(r) -> list[Problem]:
+    """An optimizer or lr_scheduler transformers does not know, with the closest names (else transformers
+    raises deep inside TrainingArguments, after the data is prepared)."""
+    out = []
+    for key, known, common in (("optimizer", OPTIMIZERS, "adamw_torch, adamw_torch_fused, paged_adamw_8bit"),
+                               ("lr_scheduler", SCHEDULERS, "cosine, linear, constant_with_warmup")):
+        value = getattr(r, key)
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=3, cutoff=0.6)
+            out.append(problem(key, f"unknown {key.replace('_', ' ')} {value!r} (not one of transformers' names)",
+                               (f"did you mean {' or '.join(close)}? " if close else "") +
+                               f"`ftkit options` lists them; common: {common}"))
+    return out
+
 
 class TrainOptions(Strict):
-    output_dir: str = option("./outputs/run", description="Where the model/adapter, tokenizer, recipe and metrics.json are written.")
+    output_dir: Optional[str] = option(None, description="Where the model/adapter, tokenizer, recipe and metrics.json are written (a folder ftkit owns: see README 'The output folder'). Default: outputs/<recipe file name without .yml> (a recipe given as a dict: outputs/run-<8 hex digits of its training options>).")
     micro_batch_size: int = option(1, ge=1, description="Rows per device per forward pass.")
     gradient_accumulation_steps: int = option(1, ge=1, description="Micro-batches per optimizer step (default: batch_size / micro_batch_size when batch_size is set, else 1).")
     batch_size: Optional[int] = option(None, ge=1, description="Rows per optimizer step; sets gradient_accumulation_steps = batch_size / micro_batch_size when that is not given.")
@@ -24,7 +56,7 @@ class TrainOptions(Strict):
     num_epochs: float = option(1.0, gt=0, description="Passes over the data (ignored when max_steps is set).")
     max_steps: Optional[int] = option(None, ge=1, description="Stop after this many optimizer steps.")
     learning_rate: float = option(2e-4, gt=0, le=1, description="Peak learning rate.")
-    optimizer: str = option("adamw_torch", description="transformers optimizer name (adamw_torch, adamw_torch_fused, adamw_bnb_8bit, paged_adamw_8bit, sgd, ...).")
+    optimizer: str = option("adamw_torch", description="transformers optimizer name: " + ", ".join(OPTIMIZERS) + ".")
     optim_args: Optional[Union[str, dict[str, Any]]] = option(None, description="Extra optimizer arguments (TrainingArguments optim_args, 'k=v,...' or a mapping).")
     optim_target_modules: Optional[Union[str, list[str]]] = option(None, description="Modules an optimizer such as GaLore applies to (TrainingArguments optim_target_modules).")
     adam_beta1: Optional[float] = option(None, ge=0, lt=1, description="AdamW beta1 (default 0.9).")
@@ -32,7 +64,7 @@ class TrainOptions(Strict):
     adam_epsilon: Optional[float] = option(None, gt=0, description="AdamW epsilon (default 1e-8).")
     weight_decay: float = option(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = option(1.0, ge=0, description="Gradient clipping norm (0 = off).")
-    lr_scheduler: str = option("cosine", description="transformers scheduler name (cosine, linear, constant, constant_with_warmup, cosine_with_min_lr, ...).")
+    lr_scheduler: str = option("cosine", description="transformers scheduler name: " + ", ".join(SCHEDULERS) + ".")
     lr_scheduler_kwargs: dict[str, Any] = option(default_factory=dict, description="Extra scheduler arguments, e.g. {num_cycles: 0.5} or {min_lr_rate: 0.1}.")
     cosine_min_lr_ratio: Optional[float] = option(None, ge=0, le=1, description="cosine: decay to this fraction of learning_rate instead of 0.")
     cosine_constant_lr_ratio: Optional[float] = option(None, gt=0, le=1, description="cosine with cosine_min_lr_ratio: reach the minimum after this fraction of the steps, then hold it.")

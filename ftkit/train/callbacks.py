@@ -19,7 +19,9 @@ class LossWatchdog(TrainerCallback):
     """Stop when the logged training loss is NaN/inf, or above a threshold for `patience` logs in a row.
 
     Needs TrainingArguments(logging_nan_inf_filter=False): by default the Trainer replaces a NaN loss
-    with the running mean, which would hide the divergence from this callback.
+    with the running mean, which would hide the divergence from this callback. Once it stops a run, no
+    checkpoint of the diverged weights is written (the Trainer would save one at the stop, and rotation
+    would then delete an older, good one).
     """
 
     def __init__(self, threshold: float, patience: int, learning_rate: float):
@@ -41,6 +43,13 @@ class LossWatchdog(TrainerCallback):
                        f"(now {self.learning_rate}), add warmup_steps, or check the data for broken rows")
         log.info(f"{self.reason}")
         control.should_training_stop = True
+        control.should_save = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.reason:
+            control.should_save = False
+
+    on_epoch_end = on_step_end
 
 
 def param_checksum(model) -> str:

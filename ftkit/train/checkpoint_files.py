@@ -21,23 +21,10 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ftkit.log import log
+from ftkit.recipe.fingerprint import training_options  # noqa: F401  (re-exported: checkpoints.py)
 
 MANIFEST = "ftkit_checkpoint.json"
 NUMBERED = re.compile(r"checkpoint-(\d+)")
-# Recipe options that do not change what a resumed run trains: extending max_steps, logging or saving
-# differently, another tracker. Everything else must match the checkpoint's recipe to resume from it.
-OPERATIONAL = {"output_dir", "max_steps", "num_epochs", "logging_steps", "save_steps", "saves_per_epoch",
-               "save_total_limit", "save_strategy", "save_safetensors", "eval_steps", "evals_per_epoch",
-               "early_stopping_patience", "resume_from_checkpoint", "auto_resume_from_checkpoints", "eval_prompts",
-               "max_new_tokens", "dataset_prepared_path", "dataset_processes", "dataset_num_proc",
-               "loss_watchdog_threshold", "loss_watchdog_patience", "use_comet", "eval_batch_size",
-               "eval_table_size", "eval_max_new_tokens", "debug", "strict", "seed_note"}
-OPERATIONAL_PREFIXES = ("wandb_", "mlflow_", "hub_", "push_", "comet_", "tensorboard")
-
-
-def training_options(recipe_dump: dict) -> dict:
-    """The recipe options that shape what is trained (see OPERATIONAL)."""
-    return {k: v for k, v in recipe_dump.items() if k not in OPERATIONAL and not k.startswith(OPERATIONAL_PREFIXES)}
 
 
 def _sha256(path: Path) -> str:
@@ -49,7 +36,8 @@ def _sha256(path: Path) -> str:
 
 
 def write_manifest(checkpoint: Path, recipe_dump: dict) -> None:
-    """Record every file of `checkpoint` (size + sha256) and the training options; the manifest is written last."""
+    """Record every file of `checkpoint` (size + sha256) and the training options (recipe/fingerprint.py); the
+    manifest is written last."""
     files = {str(p.relative_to(checkpoint)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
              for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != MANIFEST}
     tmp = checkpoint / f".{MANIFEST}.tmp"

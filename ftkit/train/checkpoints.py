@@ -85,3 +85,25 @@ def resume_from(recipe: Recipe) -> str | None:
                  f"auto_resume_from_checkpoints: no intact checkpoint in {recipe.output_dir}; starting fresh")
         return found
     return None
+
+
+def is_last_step(trainer, checkpoint: str) -> bool:
+    """True when `checkpoint` is the last step of the run the trainer is set up for (same max_steps, or the same
+    epochs when max_steps is unset). Resuming such a checkpoint, the Trainer would still train one more step
+    (it only checks max_steps after a step), so `finish_from` loads it instead."""
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    args = trainer.args
+    same_length = (args.max_steps == state.max_steps if args.max_steps > 0 else
+                   args.num_train_epochs == state.num_train_epochs)
+    return bool(state.max_steps) and state.global_step >= state.max_steps and same_length
+
+
+def finish_from(trainer, checkpoint: str) -> None:
+    """A run whose last step is in `checkpoint`: its weights and logged history, no training (then it is saved)."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader: full weights or the adapter
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    log.info(f"{checkpoint} holds the run's last step ({trainer.state.global_step}): loaded, not trained further")

@@ -147,7 +147,8 @@ def engine_kwargs(recipe: Recipe) -> dict:
 
 
 def launch(recipe_file: str, overrides: list[str], num_processes: int) -> None:
-    """`ftkit train RECIPE --num_processes N` = `accelerate launch --num_processes N -m ftkit train RECIPE`."""
+    """`ftkit train RECIPE --num_processes N` = `accelerate launch --num_processes N -m ftkit train RECIPE`
+    (`overrides` carries the other arguments too, e.g. --overwrite)."""
     import torch
     from accelerate.commands.launch import launch_command, launch_command_parser
 

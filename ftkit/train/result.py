@@ -31,6 +31,13 @@ class TrainResult:
     total_params: int = 0
     data: dict = field(default_factory=dict)  # data.prepare's counts
     runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (runtime.finish)
+    diverged: bool = False  # the loss watchdog stopped the run: no model saved (output_dir/diverged/ holds why)
+    saved_to: str | None = None  # where the model (or, diverged, the evidence) was written
+
+    @property
+    def ok(self) -> bool:
+        """The run finished with a model saved (False when the loss watchdog stopped it)."""
+        return not self.diverged
 
     def series(self, key: str) -> list[float]:
         """One logged metric over steps, e.g. series('margin')."""
@@ -50,6 +57,9 @@ class TrainResult:
                          f"pairs preferred {b['accuracy']:.0%} -> {a['accuracy']:.0%} (n={b['n']})")
         if self.runtime.get("stop_reason"):
             lines.append(f"stopped early: {self.runtime['stop_reason']}")
+        if self.diverged:
+            lines.append(f"no model saved (diverged): the loss curve and metrics are in {self.saved_to}; "
+                         f"{self.output_dir} keeps what it held before")
         for before, after in zip(self.samples_before, self.samples_after):
             lines += [f"prompt: {before['prompt']}", f"  before: {before['completion']!r}",
                       f"  after:  {after['completion']!r}"]

@@ -38,15 +38,17 @@ class Built(NamedTuple):
     trainer: object  # the TRL trainer; trainer.model is the model being trained, trainer.args its config
 
 
-def build(recipe: Recipe, callbacks=()) -> Built:
+def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import hub, relora, runtime
+    from ftkit.train import hub, outputs, relora, runtime
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.distributed import deepspeed_path
+    from ftkit.train.save import no_draft_card
 
+    outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
     if recipe.deepspeed:
         deepspeed_path(recipe)  # a missing or malformed engine config fails now, not after data preparation
     hub.check(recipe)  # a push_to_hub that cannot work (offline, no token) fails before any data is prepared
@@ -64,6 +66,7 @@ def build(recipe: Recipe, callbacks=()) -> Built:
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
+    no_draft_card(trainer)  # TRL's draft README.md at each checkpoint would replace the card in output_dir
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
@@ -80,25 +83,50 @@ def _full_modules_in_compute_dtype(model, precision) -> None:
             param.data = param.data.to(dtype)
 
 
-def run(recipe: Recipe, callbacks=()) -> TrainResult:
-    """Train as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots)."""
+def run(recipe: Recipe, callbacks=(), overwrite: bool = False) -> TrainResult:
+    """Train as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots).
+
+    output_dir is ftkit's (train/outputs.py): a non-empty folder ftkit did not write is refused unless
+    `overwrite`; one training at a time holds it. A run the loss watchdog stops returns with `result.ok` False
+    and saves no model. A full disk raises RunFailed naming what was kept."""
+    from ftkit.env import die_with_parent
+    from ftkit.train import outputs
+
+    die_with_parent()  # data workers forked by this run die with it, even when it is killed
+    with outputs.claim(recipe, overwrite) as earlier:  # checked, locked, marked as ftkit's
+        return _train(recipe, callbacks, overwrite, earlier)
+
+
+def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> TrainResult:
     import torch
 
+    from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
-    from ftkit.train import runtime
+    from ftkit.train import checkpoint_files, checkpoints, outputs, runtime
     from ftkit.train.memory import return_freed_memory
     from ftkit.train.save import save_run
 
     t0 = time.time()
     if not torch.cuda.is_available():
         return_freed_memory()  # CPU: what backward frees goes back to the OS (see train/memory.py)
-    method, tokenizer, prepared, trainer = build(recipe, callbacks)
+    method, tokenizer, prepared, trainer = build(recipe, callbacks, overwrite)
     trainable, total = models.count_parameters(trainer.model)
     prompts = recipe.eval_prompts
     samples_before = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
     before = method.measure(recipe, trainer, tokenizer, prepared, before=True)  # eval loss / held-out pairs
     resumed_from = runtime.resume(recipe)  # explicit or newest complete checkpoint
-    trainer.train(resume_from_checkpoint=resumed_from)
+    if not resumed_from:
+        outputs.start_afresh(recipe, earlier, overwrite)  # the earlier run's checkpoints would mix with this run's
+    existing = {d.name for _, d in checkpoint_files.numbered(recipe.output_dir)}
+    try:
+        if resumed_from and not (recipe.deepspeed or recipe.fsdp) and checkpoints.is_last_step(trainer, resumed_from):
+            checkpoints.finish_from(trainer, resumed_from)  # e.g. after a full disk at the final save: just save it
+        else:
+            trainer.train(resume_from_checkpoint=resumed_from)
+    except Exception as e:
+        if is_disk_full(e):
+            raise outputs.disk_full(recipe, f"checkpoint-{trainer.state.global_step}", e, existing) from None
+        raise
     after = method.measure(recipe, trainer, tokenizer, prepared, before=False)
     samples_after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
 
@@ -106,6 +134,7 @@ def run(recipe: Recipe, callbacks=()) -> TrainResult:
     losses = [(h["step"], h["loss"]) for h in logged]
     if not losses or not all(math.isfinite(v) for _, v in losses):
         log.warning("no finite training loss was logged")
+    finished = runtime.finish(trainer, resumed_from)
     result = TrainResult(
         output_dir=recipe.output_dir, method=method.name, first_loss=losses[0][1] if losses else float("nan"),
         final_loss=losses[-1][1] if losses else float("nan"), steps=trainer.state.global_step,
@@ -116,9 +145,15 @@ def run(recipe: Recipe, callbacks=()) -> TrainResult:
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_after)],
         trainable_params=trainable, total_params=total, data=prepared.stats,
-        runtime=runtime.finish(trainer, resumed_from))
+        runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
-    save_run(recipe, trainer, tokenizer, result)
+    try:
+        result.saved_to = str(save_run(recipe, trainer, tokenizer, result, diverged=result.diverged))
+    except Exception as e:
+        if is_disk_full(e):
+            raise outputs.disk_full(recipe, "the final model", e, existing) from None
+        raise
     log.info(result.summary())
-    log.info(f"saved to {recipe.output_dir}")
+    if not result.diverged:
+        log.info(f"saved to {recipe.output_dir}")
     return result

@@ -66,10 +66,10 @@ def finish(trainer, resumed_from: str | None) -> dict:
     """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas)."""
     tracking.finish()
     out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
-           "peak_device_memory_bytes": _peak_device_memory()}
+           "peak_device_memory_bytes": _peak_device_memory(), "diverged": False}
     for c in trainer.callback_handler.callbacks:
         if isinstance(c, cb.LossWatchdog) and c.reason:
-            out["stop_reason"] = c.reason
+            out["stop_reason"], out["diverged"] = c.reason, True
         elif isinstance(c, cb.EarlyStoppingCallback) and c.early_stopping_patience_counter >= c.early_stopping_patience:
             out["stop_reason"] = out["stop_reason"] or "early stopping: eval_loss stopped improving"
         elif isinstance(c, cb.ReplicaCheck):

@@ -3,10 +3,18 @@
 model or adapter weights, the tokenizer (its chat template renders the training prompt: formats/serving.py),
 the resolved recipe.yml, metrics.json, trainer_state.json (the Trainer's log history), loss.png and a
 README.md model card (models/card.py); every file readable like the user's own.
+
+Everything is written into `output_dir/.ftkit-final.tmp/` first and moved into place only once complete, so a
+full disk or a kill during the save leaves the earlier model (and the run's checkpoints) as they were. A run the
+loss watchdog stopped keeps its evidence (metrics.json, loss.png, trainer_state.json, recipe.yml) in
+`output_dir/diverged/` and no weights: a diverged model is never served as the trained one.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,27 +25,81 @@ from ftkit.log import log
 from ftkit.models import card
 from ftkit.recipe import Recipe
 from ftkit.train import relora
+from ftkit.train.outputs import STAGING, read_marker, write_marker
+
+DIVERGED = "diverged"
 
 
-def save_run(recipe: Recipe, trainer, tokenizer, result) -> None:
-    """Weights, tokenizer, recipe.yml, metrics.json, trainer_state.json, loss.png and README.md in output_dir."""
-    out = Path(recipe.output_dir)
-    if recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model, not the adapter
-        relora.save_merged(trainer.model, out)
-    else:
-        trainer.save_model(str(out))  # gathers sharded weights; writes on the main process only
+def no_draft_card(trainer) -> None:
+    """TRL writes a draft README.md into output_dir at every checkpoint (over the user's file, or over the model
+    card of the model still in the folder); ftkit writes the model card with the final model, so no draft."""
+    trainer.create_model_card = lambda *args, **kwargs: None
+
+
+def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: bool) -> None:
+    """Every file of the finished run into `staging` (weights: on every process, which gathers shards)."""
+    if weights and recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model
+        relora.save_merged(trainer.model, staging)
+    elif weights:
+        trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only
     if not trainer.is_world_process_zero():
         return
-    template_note = serving.apply(recipe, tokenizer)  # servers' apply_chat_template == the training prompt
-    log.info(f"saved tokenizer: {template_note}")
-    tokenizer.save_pretrained(str(out))
-    trainer.save_state()  # trainer_state.json: every logged step, as the Trainer recorded it
-    (out / "recipe.yml").write_text(yaml.safe_dump(card.recipe_resolved(recipe), sort_keys=False))
+    staging.mkdir(parents=True, exist_ok=True)
+    if weights:
+        template_note = serving.apply(recipe, tokenizer)  # servers' apply_chat_template == the training prompt
+        log.info(f"saved tokenizer: {template_note}")
+        tokenizer.save_pretrained(str(staging))
+    trainer.state.save_to_json(str(staging / "trainer_state.json"))  # every logged step, as the Trainer recorded it
+    (staging / "recipe.yml").write_text(yaml.safe_dump(card.recipe_resolved(recipe), sort_keys=False))
     metrics = asdict(result)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=1))
     losses = metrics.get("losses") or [(h["step"], h["loss"]) for h in metrics.get("history", []) if "loss" in h]
-    plot = card.save_loss_plot(losses, out / card.PLOT, f"{Path(recipe.output_dir).name}: training loss")
-    kind = "merged" if recipe.relora_steps else "adapter" if recipe.adapter else "full"  # ReLoRA saves merged weights
-    card.write_card(out, recipe, kind, metrics=metrics, prompt=card.served_prompt(tokenizer),
-                    template_note=template_note, plot=plot.name if plot else None)
+    plot = card.save_loss_plot(losses, staging / card.PLOT, f"{Path(recipe.output_dir).name}: training loss")
+    if weights:
+        kind = "merged" if recipe.relora_steps else "adapter" if recipe.adapter else "full"
+        card.write_card(staging, recipe, kind, metrics=metrics, prompt=card.served_prompt(tokenizer),
+                        template_note=template_note, plot=plot.name if plot else None)
+
+
+def publish(staging: Path, target: Path, earlier: list[str]) -> list[str]:
+    """Move every entry of `staging` into `target` (each move a rename: nothing is copied, so a full disk cannot
+    cut it short); then remove the files of the earlier save that this one did not write (a full fine-tune's
+    model.safetensors next to a new adapter would load the wrong weights). Returns the names published."""
+    target.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in staging.iterdir())
+    for name in names:
+        dest = target / name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(staging / name, dest)
+    staging.rmdir()
+    stale = [n for n in earlier if n not in names and (target / n).is_file()]
+    for name in stale:
+        (target / name).unlink()
+    if stale:
+        log.info(f"removed the earlier model's {', '.join(stale)} from {target} (this run did not write them)")
+    return names
+
+
+def save_run(recipe: Recipe, trainer, tokenizer, result, diverged: bool = False) -> Path:
+    """The finished run in output_dir (or its evidence in output_dir/diverged/); returns where it went."""
+    out = Path(recipe.output_dir)
+    staging = out / STAGING
+    target = out / DIVERGED if diverged else out
+    try:
+        _write(staging, recipe, trainer, tokenizer, result, weights=not diverged)
+    except BaseException:
+        if trainer.is_world_process_zero():
+            shutil.rmtree(staging, ignore_errors=True)  # frees what the cut-off save took; the earlier model stays
+        raise
+    if not trainer.is_world_process_zero():
+        return target
+    marker = read_marker(out) or {}
+    earlier = [] if diverged else marker.get("final_files", [])
+    names = publish(staging, target, earlier)
     card.make_readable(out)
+    if diverged:
+        write_marker(out, recipe, running=False)
+    else:
+        write_marker(out, recipe, running=False, final_files=names, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    return target

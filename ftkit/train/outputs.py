@@ -1,0 +1,279 @@
+"""The output folder contract: ftkit writes only into a folder it owns, and one training at a time.
+
+- Ownership: `ftkit_output.json` (the marker) says ftkit writes in this folder: the recipe file, the recipe's
+  training options (recipe/fingerprint.py) and the files of the last finished model. A missing or empty folder
+  becomes ftkit's. A non-empty folder without the marker is the user's: refused, unless the run is told to
+  overwrite (`ftkit train --overwrite`, `train.run(recipe, overwrite=True)`), and then the run says which of
+  its files it replaces. A folder ftkit owns is ftkit's to write again; when it holds a run of other training
+  options the run names what changed.
+- Lock: `.ftkit-train.lock` holds the pid of the training writing there, under fcntl.flock, which the kernel
+  releases when that process dies: a second training into the folder fails at once naming the holder, and a
+  lock left by a killed run is taken over, with a line saying so.
+- A fresh start (no resume) removes the earlier run's checkpoints (ftkit's, with their manifest), announced:
+  otherwise rotation, which keeps the highest step numbers, would keep them and delete the new ones.
+- The final model is staged in `.ftkit-final.tmp/` and moved into place when complete (train/save.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ftkit.errors import ConfigError, FtkitError, Problem
+from ftkit.log import log
+from ftkit.recipe import Recipe
+from ftkit.recipe.fingerprint import training_options
+from ftkit.train import checkpoint_files as cf
+
+MARKER = "ftkit_output.json"
+LOCK = ".ftkit-train.lock"
+STAGING = ".ftkit-final.tmp"
+OURS = {MARKER, LOCK, STAGING}
+# What a finished run writes at the top of output_dir (save.py), named when a user's folder would lose them.
+WRITES = ("README.md", "config.json", "generation_config.json", "model.safetensors", "adapter_config.json",
+          "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+          "recipe.yml", "metrics.json", "trainer_state.json", "loss.png", "training_args.bin")
+
+
+class RunFailed(FtkitError):
+    """The run started but produced no model (diverged, disk full): exit code 3, with what was kept."""
+
+    exit_code = 3
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _line(recipe: Recipe, key: str) -> int | None:
+    """The line `key` is written on in the recipe file (None when it is not written there)."""
+    report = recipe.report
+    return next((entry.line for entry in (report.lines if report else []) if entry.key == key), None)
+
+
+def _problem(recipe: Recipe, key: str, what: str, fix: str) -> Problem:
+    return Problem(what, recipe.source, key, _line(recipe, key), fix)
+
+
+def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) -> None:
+    """output_dir and dataset_prepared_path must be folders (or not exist yet), and so must what holds them."""
+    problems = []
+    for key in keys:
+        value = getattr(recipe, key)
+        if not value:
+            continue
+        blocked = next((p for p in (Path(value), *Path(value).parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            problems.append(_problem(recipe, key, f"{value!r} cannot be a folder: {str(blocked)!r} is a file",
+                                     f"point {key} at a folder (it is created when missing), or move the file away"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def read_marker(out: str | Path) -> dict | None:
+    """The marker of an ftkit output folder, or None (not ftkit's, or unreadable)."""
+    try:
+        marker = json.loads((Path(out) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("written_by") == "ftkit" else None
+
+
+def written_before_markers(out: str | Path) -> bool:
+    """A folder a finished ftkit run wrote before ftkit marked its folders: recipe.yml next to a metrics.json that
+    holds a TrainResult. It is ftkit's own (adopted, said), not a user's folder."""
+    try:
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (Path(out) / "recipe.yml").is_file() and isinstance(metrics, dict) and \
+        {"output_dir", "method", "first_loss", "final_loss"} <= set(metrics)
+
+
+def _foreign_entries(recipe: Recipe) -> list[str]:
+    """What the folder holds besides ftkit's own files (and the data cache, when it lives inside)."""
+    out = Path(recipe.output_dir)
+    cache = Path(recipe.dataset_prepared_path).resolve() if recipe.dataset_prepared_path else None
+    if not out.is_dir():
+        return []
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
+                  if p.name not in OURS and (cache is None or p.resolve() != cache))
+
+
+def _changes(then: dict, now: dict) -> list[str]:
+    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+
+
+def check(recipe: Recipe, overwrite: bool = False) -> None:
+    """Refuse a folder ftkit may not write into (a file, or a user's non-empty folder without overwrite)."""
+    check_paths(recipe)
+    out = Path(recipe.output_dir)
+    if read_marker(out) is not None or overwrite or written_before_markers(out):
+        return
+    foreign = _foreign_entries(recipe)
+    if foreign:
+        replaced = [name for name in foreign if name in WRITES or cf.NUMBERED.fullmatch(name.rstrip("/"))]
+        shown = ", ".join(foreign[:6]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 6 else "")
+        raise ConfigError(_problem(
+            recipe, "output_dir", f"{str(out)!r} is not empty and was not written by ftkit (it holds {shown})"
+            + (f"; a run would replace {', '.join(replaced)}" if replaced else ""),
+            "use a new or empty output_dir, or pass --overwrite (Python: train.run(recipe, overwrite=True)) to "
+            "write there anyway: files of the names above are replaced, other files stay"))
+
+
+def _announce(recipe: Recipe, marker: dict | None, overwrite: bool) -> None:
+    out, now = Path(recipe.output_dir), training_options(recipe.dump())
+    if marker is None:
+        foreign = _foreign_entries(recipe)
+        if written_before_markers(out):
+            log.info(f"{out} holds a run of an earlier ftkit (recipe.yml, metrics.json): marked as ftkit's; this run "
+                     "replaces its model when it finishes")
+        elif foreign and overwrite:
+            replaced = [name for name in foreign if name in WRITES]
+            log.warning(f"--overwrite: {out} was not written by ftkit; it is ftkit's from now on. "
+                        + (f"Replaced when this run finishes: {', '.join(replaced)}; " if replaced else "")
+                        + f"left as they are: {len(foreign) - len(replaced)} other entries")
+        elif recipe.output_dir == _default(recipe):
+            log.info(f"output_dir is not set: writing to {out} (named after the recipe; set output_dir to choose)")
+        return
+    changes = _changes(marker.get("training_options", {}), now)
+    if changes:
+        shown = "; ".join(changes[:4]) + ("; ..." if len(changes) > 4 else "")
+        log.warning(f"{out} holds ftkit's run of other training options ({marker.get('recipe_file') or 'a recipe'}: "
+                    f"{shown}); this run replaces its model when it finishes")
+
+
+def _default(recipe: Recipe) -> str:
+    from ftkit.recipe.fingerprint import default_output_dir
+
+    return default_output_dir(recipe.source, recipe.dump())
+
+
+def write_marker(out: Path, recipe: Recipe, **update) -> None:
+    """The marker, rewritten atomically (earlier fields kept unless `update` replaces them)."""
+    marker = {**(read_marker(out) or {}), "written_by": "ftkit", "recipe_file": recipe.source,
+              "training_options": training_options(recipe.dump()), **update}
+    tmp = out / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(marker, indent=1, default=str))
+    os.replace(tmp, out / MARKER)
+
+
+class Lock:
+    """`.ftkit-train.lock` under fcntl.flock (the kernel drops it when the holder dies); holds who and since when."""
+
+    def __init__(self, out: Path):
+        self.path, self.fd = out / LOCK, None
+
+    def acquire(self, recipe: Recipe) -> None:
+        import fcntl
+
+        for _ in range(5):  # the holder may unlink the file between our open and flock: then try the new one
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise ConfigError(_problem(
+                    recipe, "output_dir", f"{self.path.parent} is in use by another training (pid {holder.get('pid', '?')}"
+                    f" on {holder.get('host', '?')}, started {holder.get('started', '?')}): two runs in one folder would "
+                    "interleave their checkpoints and overwrite each other's model",
+                    f"wait for it to finish, stop it (kill {holder.get('pid', 'PID')}), or use another output_dir")) from None
+            if os.path.exists(self.path) and os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                break
+            os.close(fd)
+        else:
+            raise FtkitError(f"could not lock {self.path}", where="output_dir", fix="try again")
+        self.fd = fd
+        left = self._holder(fd)
+        if left.get("pid") and left.get("pid") != os.getpid():
+            log.warning(f"{self.path.parent}: taking over the lock of pid {left['pid']} (started {left.get('started')}), "
+                        "which is not running any more (killed or crashed)")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+
+    @staticmethod
+    def _holder(fd: int) -> dict:
+        try:
+            return json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            return {}
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+@contextmanager
+def claim(recipe: Recipe, overwrite: bool = False):
+    """For the length of a training: the folder checked, locked and marked as ftkit's (main process only; the
+    other processes of a multi-process run only check it). Yields the folder's earlier marker (None: new)."""
+    check(recipe, overwrite)
+    if not is_main_process():
+        yield None
+        return
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = Lock(out)
+    lock.acquire(recipe)
+    try:
+        earlier = read_marker(out)
+        _announce(recipe, earlier, overwrite)
+        shutil.rmtree(out / STAGING, ignore_errors=True)  # a final save cut off by a kill: never half-published
+        write_marker(out, recipe, running=True, started=time.strftime("%Y-%m-%d %H:%M:%S"))
+        yield earlier
+    finally:
+        lock.release()
+
+
+def start_afresh(recipe: Recipe, earlier: dict | None, overwrite: bool = False) -> None:
+    """A run that does not resume: the earlier run's checkpoints (ftkit's own) are removed, saying which and why.
+    When that run never finished (killed, crashed), they are all that is left of it: refused unless overwrite."""
+    if not is_main_process():
+        return
+    found = [d for _, d in cf.numbered(recipe.output_dir) if (d / cf.MANIFEST).is_file()]
+    if not found:
+        return
+    names = ", ".join(d.name for d in reversed(found))
+    if earlier and earlier.get("running") and not overwrite:
+        raise ConfigError(_problem(
+            recipe, "output_dir", f"{recipe.output_dir} holds a run that did not finish (checkpoints {names}, no final "
+            "model): starting afresh would delete them", "continue it with auto_resume_from_checkpoints: true "
+            "(--auto_resume_from_checkpoints=true), or pass --overwrite to start afresh, or use another output_dir"))
+    for d in found:
+        shutil.rmtree(d, ignore_errors=True)
+    log.warning(f"starting afresh (not resuming): removed the earlier run's checkpoints {names} from "
+                f"{recipe.output_dir} (they would mix with this run's); auto_resume_from_checkpoints: true continues "
+                "from the newest one instead")
+
+
+def disk_full(recipe: Recipe, during: str, exc: BaseException, before: set[str]) -> RunFailed:
+    """The error for a full disk: the checkpoint it cut off is removed (it frees space and could never be
+    resumed), and the message says what is kept and how to continue. `before`: checkpoint names at the start."""
+    out = Path(recipe.output_dir)
+    cut = [d for _, d in cf.numbered(out) if d.name not in before and not (d / cf.MANIFEST).is_file()]
+    for d in cut:
+        shutil.rmtree(d, ignore_errors=True)
+    intact = next((d for _, d in cf.numbered(out) if cf.problem_with(d) is None), None)
+    free = shutil.disk_usage(out).free if out.is_dir() else 0
+    kept = ([f"the newest intact checkpoint {intact}"] if intact else []) + \
+        ([f"the earlier model in {out} (unchanged)"] if (read_marker(out) or {}).get("final_files") else [])
+    what = (f"the disk is full ({free / 1e6:,.0f} MB free in {out}) while writing {during}"
+            + (f"; removed the cut-off {', '.join(d.name for d in cut)}" if cut else "")
+            + ("; kept: " + " and ".join(kept) if kept else "; no checkpoint had been written, so this run's training "
+               "is lost"))
+    fix = (f"free space, then run again with --resume_from_checkpoint={intact} (it continues from there, and "
+           "writes the final model)" if intact else
+           "free space and run again; save_steps keeps checkpoints during a long run")
+    return RunFailed(Problem(f"{what} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                             recipe.source, "output_dir", _line(recipe, "output_dir"), fix))
