@@ -110,9 +110,11 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
     fp = cache.fingerprint(recipe, tokenizer, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
+    if cache_dir is not None:
+        cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
     if cache_dir is not None and (hit := cache.load(cache_dir, fp)) is not None:
         log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
-        return packing.apply(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe)
+        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe, cache_dir)
 
     parts, per_dataset = [], {}
     for i, spec in enumerate(recipe.datasets):
@@ -128,7 +130,12 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **rows.mixed_stats(train)}
     prepared = Prepared(train, ev, stats)
-    if cache_dir is not None:
-        cache.save(train, ev, stats, cache_dir, fp)
+    if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
+        prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)
         prepared.cache_dir = str(cache_dir)
-    return packing.apply(prepared, recipe)  # sample_packing (SFT rows): rows -> packed rows
+    return _pack(prepared, recipe, cache_dir)
+
+
+def _pack(prepared: Prepared, recipe: Recipe, cache_dir: Path | None) -> Prepared:
+    """sample_packing (SFT rows): rows -> packed rows, the packed layout cached beside the rows it packs."""
+    return packing.apply(prepared, recipe, cache.PackedStore(cache_dir) if cache_dir is not None else None)
