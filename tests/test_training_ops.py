@@ -126,3 +126,34 @@ def test_evaluation_schedule_and_neftune_reach_the_trainer(make_recipe, rows64):
 def test_schedule_mistakes_are_config_errors(make_recipe, bad, match):
     with pytest.raises(ConfigError, match=match):
         make_recipe(**bad)
+
+
+def test_step_metrics_only_on_logged_steps_leave_the_training_unchanged(make_recipe, tmp_path, rows64, monkeypatch):
+    """ftkit's SFTTrainer skips TRL's per-step entropy/accuracy on steps that are not logged: the losses and
+    the trained weights must be those of TRL's own SFTTrainer, and every logged step still reports both."""
+    import json
+
+    from trl import SFTTrainer
+
+    from ftkit.train import sft
+
+    common = dict(max_steps=8, logging_steps=4, sequence_len=64, micro_batch_size=2, datasets=rows64,
+                  learning_rate=0.01)
+    lean = train.run(make_recipe(output_dir=str(tmp_path / "lean"), **common))
+    import dataclasses
+
+    monkeypatch.setattr(sft, "SFT", dataclasses.replace(sft.SFT, trainer_class=lambda: SFTTrainer))
+    full = train.run(make_recipe(output_dir=str(tmp_path / "full"), **common))
+
+    def logged(out):
+        history = json.loads((Path(out) / "trainer_state.json").read_text())["log_history"]
+        return [h for h in history if "loss" in h]
+
+    a, b = logged(lean.output_dir), logged(full.output_dir)
+    assert [h["step"] for h in a] == [h["step"] for h in b] == [4, 8]
+    assert [h["loss"] for h in a] == pytest.approx([h["loss"] for h in b], rel=1e-6)
+    for h in a:
+        assert 0 < h["mean_token_accuracy"] <= 1 and h["entropy"] > 0
+    wa, wb = weights(lean.output_dir), weights(full.output_dir)
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], atol=1e-6, rtol=0)

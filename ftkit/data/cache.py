@@ -1,26 +1,39 @@
 """The prepared-data cache: a fingerprint of everything that shapes the prepared rows, and atomic writes.
 
-A cache directory is trusted only if its marker (written last) names the same fingerprint and version,
-so a preprocess killed mid-write never leaves a cache that looks complete.
+Layout under dataset_prepared_path:
+    <fingerprint>/ftkit_prepared.json     the marker, written last: fingerprint, version, stats, splits
+    <fingerprint>/train, eval             the prepared rows (datasets.save_to_disk)
+    <fingerprint>/packed-<split>-<key>/   a packed layout of that split (sample_packing), keyed by what the
+                                          packer reads (packing version, sequence_len, group size), own marker
+A directory is trusted only if its marker names the same fingerprint (or key) and version, and every split
+the marker names exists and reads back with the row count it recorded: a preprocess killed mid-write, or a
+cache missing a split, is prepared again. Writes go to a `.tmp-*` directory that is renamed when complete;
+the writer holds a lock on it, so temp directories left by killed runs are recognised and removed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ftkit.log import log
 from ftkit.recipe import Recipe
 
-PREPARE_VERSION = "5"  # bump when row preparation changes, so older caches are never trusted
+PREPARE_VERSION = "6"  # bump when row preparation changes, so older caches are never trusted
 MARKER = "ftkit_prepared.json"
+TMP_PREFIX = ".tmp-"
+LOCK = ".lock"  # inside a temp dir: flock-ed by the process writing it
 RECIPE_KEYS = ("rl", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
                "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
                "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
                "shuffle_before_merging_datasets")
+_STARTED = time.time()  # temp dirs without a lock count as stale only when older than this process
+_HELD: dict[str, int] = {}  # temp dir -> the descriptor of its lock file, while this process writes it
 
 
 def _hash_file(path: str, h) -> None:
@@ -55,10 +68,114 @@ def fingerprint(recipe: Recipe, tokenizer, sources: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def load(path: Path, fp: str) -> tuple[object, object | None, dict] | None:
-    """(train, eval, stats) cached at path, only if its marker names this fingerprint; else None."""
+# ---------------------------------------------------------------- temp dirs: atomic writes, stale ones removed
+
+def _lock(tmp: Path) -> None:
+    """Hold an exclusive lock on tmp/.lock until the dir is renamed or removed (released by the kernel if killed)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): stale dirs are then recognised by age alone
+        return
+    fd = os.open(tmp / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _HELD[str(tmp)] = fd
+
+
+def _unlock(tmp: Path) -> None:
+    fd = _HELD.pop(str(tmp), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _is_stale(tmp: Path) -> bool:
+    """Left by a killed run: its lock file is not held by any live process, or (no lock file: an older ftkit,
+    or killed before locking) it is older than this process."""
+    if str(tmp) in _HELD:
+        return False
+    lock = tmp / LOCK
+    if not lock.exists():
+        with contextlib.suppress(OSError):
+            return tmp.stat().st_mtime < _STARTED
+        return False
+    try:
+        import fcntl
+    except ImportError:
+        return tmp.stat().st_mtime < _STARTED
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True  # nobody holds it
+    except OSError:
+        return False  # a live process is writing this dir
+    finally:
+        os.close(fd)
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def clean_stale(*folders: Path) -> list[str]:
+    """Remove the `.tmp-*` dirs killed preprocess runs left in these folders (announced); returns their names."""
+    removed, freed = [], 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for tmp in sorted(folder.glob(TMP_PREFIX + "*")):
+            if tmp.is_dir() and _is_stale(tmp):
+                with contextlib.suppress(OSError):
+                    freed += _size(tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not tmp.exists():
+                    removed.append(str(tmp))
+    if removed:
+        log.info(f"removed {len(removed)} temporary dir(s) left by killed preprocess runs ({freed / 1e6:,.1f} MB): "
+                 f"{', '.join(Path(r).name for r in removed)}")
+    return removed
+
+
+@contextlib.contextmanager
+def _atomic_dir(path: Path):
+    """A locked temp dir beside `path`, renamed to `path` when the block completes (replacing what was there)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path.parent))
+    try:
+        _lock(tmp)
+        yield tmp
+        (tmp / LOCK).unlink(missing_ok=True)
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    finally:
+        _unlock(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- prepared rows
+
+def _read_splits(path: Path, rows: dict) -> dict | None:
+    """{split: dataset} for every split the marker names, each with the row count it recorded; else None."""
     import datasets
 
+    out = {}
+    for split, n in rows.items():
+        if not (path / split).is_dir():
+            log.info(f"prepared cache {path} is missing its {split} split; preparing again")
+            return None
+        ds = datasets.load_from_disk(str(path / split))
+        if len(ds) != n:
+            log.info(f"prepared cache {path}: {split} has {len(ds)} rows, its marker says {n}; preparing again")
+            return None
+        out[split] = ds
+    return out
+
+
+def load(path: Path, fp: str) -> tuple[object, object | None, dict] | None:
+    """(train, eval, stats) cached at path, only if its marker names this fingerprint and every split it names
+    reads back with its row count; else None."""
     marker = path / MARKER
     if not marker.is_file():
         return None
@@ -66,26 +183,61 @@ def load(path: Path, fp: str) -> tuple[object, object | None, dict] | None:
         meta = json.loads(marker.read_text())
         if meta.get("fingerprint") != fp or meta.get("version") != PREPARE_VERSION:
             return None
-        train = datasets.load_from_disk(str(path / "train"))
-        ev = datasets.load_from_disk(str(path / "eval")) if (path / "eval").exists() else None
-    except (OSError, ValueError, KeyError) as e:
+        splits = _read_splits(path, meta["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
         log.info(f"prepared cache {path} is unreadable ({e}); preparing again")
         return None
-    return train, ev, meta["stats"]
+    if splits is None:
+        return None
+    return splits["train"], splits.get("eval"), meta["stats"]
 
 
-def save(train, ev, stats: dict, path: Path, fp: str) -> None:
-    """Write to a temp dir and rename: a killed preprocess never leaves a cache that looks complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
-    try:
-        train.save_to_disk(str(tmp / "train"))
-        if ev is not None:
-            ev.save_to_disk(str(tmp / "eval"))
-        meta = {"fingerprint": fp, "version": PREPARE_VERSION, "stats": stats}
+def save(train, ev, stats: dict, path: Path, fp: str) -> tuple[object, object | None]:
+    """Write to a temp dir and rename: a killed preprocess never leaves a cache that looks complete.
+    Returns the splits as read back from the cache (memory-mapped, rows in their final order)."""
+    import datasets
+
+    splits = {"train": train, **({"eval": ev} if ev is not None else {})}
+    with _atomic_dir(path) as tmp:
+        for name, ds in splits.items():
+            ds.save_to_disk(str(tmp / name))
+        meta = {"fingerprint": fp, "version": PREPARE_VERSION, "rows": {k: len(v) for k, v in splits.items()},
+                "stats": stats}
         (tmp / MARKER).write_text(json.dumps(meta, indent=1))  # the marker: written last
-        if path.exists():
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    back = {name: datasets.load_from_disk(str(path / name)) for name in splits}
+    return back["train"], back.get("eval")
+
+
+# ---------------------------------------------------------------- packed layouts
+
+class PackedStore:
+    """Packed rows of one prepared cache, one directory per split and packing key (see packing.layout_key)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _dir(self, split: str, key: str) -> Path:
+        return self.path / f"packed-{split}-{key}"
+
+    def load(self, split: str, key: str) -> tuple[object, dict] | None:
+        """(packed rows, their pack stats) when this layout was written completely; else None."""
+        where = self._dir(split, key)
+        try:
+            meta = json.loads((where / MARKER).read_text())
+            if meta.get("key") != key or meta.get("version") != PREPARE_VERSION:
+                return None
+            rows = _read_splits(where, {"rows": meta["rows"]})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return (rows["rows"], meta["stats"]) if rows is not None else None
+
+    def save(self, split: str, key: str, packed, stats: dict):
+        """Write the packed rows (atomically); returns them read back from the cache."""
+        import datasets
+
+        where = self._dir(split, key)
+        with _atomic_dir(where) as tmp:
+            packed.save_to_disk(str(tmp / "rows"))
+            (tmp / MARKER).write_text(json.dumps({"key": key, "version": PREPARE_VERSION, "rows": len(packed),
+                                                  "stats": stats}, indent=1))
+        return datasets.load_from_disk(str(where / "rows"))

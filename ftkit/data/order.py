@@ -20,6 +20,11 @@ def permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
+def _column(ds, name: str) -> np.ndarray:
+    """One int column of a datasets.Dataset as numpy, through Arrow (indexing the Dataset reads it row by row)."""
+    return np.asarray(ds.with_format("arrow")[name].to_numpy(), dtype=np.int64)
+
+
 def merge(parts: list, sizes: list[int], recipe):
     """Concatenate the kept rows of each dataset in the order Axolotl's shuffle-then-filter gives them.
 
@@ -40,7 +45,7 @@ def merge(parts: list, sizes: list[int], recipe):
     ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     if ROW not in ds.column_names:
         return ds
-    rows = np.concatenate([np.asarray(p[ROW], dtype=np.int64) + off for p, off in zip(parts, offsets)]) \
+    rows = np.concatenate([_column(p, ROW) + off for p, off in zip(parts, offsets)]) \
         if len(ds) else np.zeros(0, dtype=np.int64)
     ds = ds.select(np.argsort(place[rows], kind="stable")) if len(ds) else ds
-    return ds.remove_columns(ROW).flatten_indices()
+    return ds.remove_columns(ROW)  # an indices mapping: the rows are copied once, when the cache is written

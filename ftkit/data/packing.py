@@ -471,18 +471,35 @@ def _eval_packed(recipe) -> bool:
     return recipe.sample_packing if recipe.eval_sample_packing is None else recipe.eval_sample_packing
 
 
-def apply(prepared, recipe):
+def layout_key(recipe) -> str:
+    """What the packed rows depend on besides the rows themselves: the packer's version, sequence_len and
+    sample_packing_group_size (micro-batch and padding options act in the collator, not on the rows)."""
+    return f"v{PACK_VERSION}-len{recipe.sequence_len}-group{recipe.sample_packing_group_size}"
+
+
+def apply(prepared, recipe, store=None):
     """After data.prepare: pack train (and eval) as the recipe asks and record the efficiency in stats.
 
+    `store` (data.cache.PackedStore) keeps packed layouts with the prepared cache: one found under this
+    recipe's layout_key is used as it is (a cache hit never re-packs), a new one is written there.
     Packing happens before the Trainer sees the data, so its epoch length, and so the scheduler's step
     count, is that of the packed rows (printed here as steps per epoch).
     """
     plan = [("train", recipe.sample_packing), ("eval", _eval_packed(recipe))]
+    key = layout_key(recipe)
     for split, wanted in plan:
         ds = getattr(prepared, split)
         if not wanted or ds is None or len(ds) == 0:
             continue
-        packed, st = pack(ds, recipe.sequence_len, recipe.sample_packing_group_size)
+        cached = store.load(split, key) if store is not None else None
+        if cached is not None:
+            packed, saved = cached
+            st = PackStats(**{k: saved[k] for k in ("rows", "bins", "tokens", "sequence_len", "bound")})
+            log.info(f"packing {split}: re-using the packed rows cached for {key}")
+        else:
+            packed, st = pack(ds, recipe.sequence_len, recipe.sample_packing_group_size)
+            if store is not None:
+                packed = store.save(split, key, packed, st.as_dict())
         setattr(prepared, split, packed)
         steps = steps_per_epoch(recipe, st.bins)
         prepared.stats[f"packing_{split}"] = {**st.as_dict(), "steps_per_epoch": steps}

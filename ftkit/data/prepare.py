@@ -63,12 +63,27 @@ class Prepared:
         return "\n".join(lines)
 
 
+def idle_cores() -> int:
+    """Cores not busy right now: the CPU count less the 1-minute load average (all of them where the load
+    cannot be read)."""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cpus
+    return max(1, min(cpus, int(cpus - load + 0.5)))
+
+
 def _processes(recipe: Recipe, rows: int) -> int | None:
+    """dataset_processes, else (auto) one worker per idle core from AUTO_PROCESSES_FROM rows. Workers only pay
+    off on idle cores: measured on 2 cores busy with other work (load 5), 2 workers took 1.2x one process's
+    time at 20k alpaca rows and the same time at 100k (`ftkit bench compare --sections preprocess`)."""
     if recipe.dataset_processes:
         return recipe.dataset_processes if recipe.dataset_processes > 1 else None
-    if rows >= AUTO_PROCESSES_FROM and (os.cpu_count() or 1) > 1:
-        log.info(f"dataset_processes: {os.cpu_count()} (auto: {rows} rows; set dataset_processes to change)")
-        return os.cpu_count()
+    if rows >= AUTO_PROCESSES_FROM and (n := idle_cores()) > 1:
+        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {os.cpu_count()} cores idle; "
+                 "set dataset_processes to change)")
+        return n
     return None
 
 
@@ -110,9 +125,11 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
     fp = cache.fingerprint(recipe, tokenizer, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
+    if cache_dir is not None:
+        cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
     if cache_dir is not None and (hit := cache.load(cache_dir, fp)) is not None:
         log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
-        return packing.apply(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe)
+        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe, cache_dir)
 
     parts, per_dataset = [], {}
     for i, spec in enumerate(recipe.datasets):
@@ -128,7 +145,12 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **rows.mixed_stats(train)}
     prepared = Prepared(train, ev, stats)
-    if cache_dir is not None:
-        cache.save(train, ev, stats, cache_dir, fp)
+    if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
+        prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)
         prepared.cache_dir = str(cache_dir)
-    return packing.apply(prepared, recipe)  # sample_packing (SFT rows): rows -> packed rows
+    return _pack(prepared, recipe, cache_dir)
+
+
+def _pack(prepared: Prepared, recipe: Recipe, cache_dir: Path | None) -> Prepared:
+    """sample_packing (SFT rows): rows -> packed rows, the packed layout cached beside the rows it packs."""
+    return packing.apply(prepared, recipe, cache.PackedStore(cache_dir) if cache_dir is not None else None)

@@ -2,21 +2,33 @@
 dropped (or truncated) and counted.
 
 Tokenizing is the prompt formats' (ftkit/formats/); data/prepare.py runs this per dataset, then mixes,
-splits, caches and packs.
+splits, caches and packs. After the tokenizer, everything is columnar: lengths and trained-token counts
+are read from the Arrow columns with numpy (never as Python lists of rows), once per dataset, and the
+filters are index selections.
+
+Rows whose text cannot fit are not tokenized at all: a row whose formatted text has more than
+sequence_len x BYTES_PER_TOKEN bytes would need tokens of more than BYTES_PER_TOKEN bytes on average to
+fit, so it is dropped as too long before the tokenizer sees it (a 50 MB row once took 7.7 GB and 130 s to
+tokenize, only to be dropped). With excess_length_strategy: truncate, its text fields are cut to that
+many characters instead, and the row is tokenized and truncated as usual.
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
+
+import numpy as np
 
 from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
 from ftkit.formats import RowError, strategy_for
 from ftkit.formats.tokenize import IGNORE
+from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
 
 REASONS = ("too_long", "no_trainable")  # why a row is dropped, counted as stats["dropped_<reason>"]
+BYTES_PER_TOKEN = 32  # rows with more text bytes than sequence_len x this are too long without tokenizing
+TOKEN_COLUMNS = ("input_ids", "labels", "attention_mask")
 
 
 def _row_error(e: RowError, files: list[str], idx: int) -> DataError:
@@ -25,17 +37,169 @@ def _row_error(e: RowError, files: list[str], idx: int) -> DataError:
     return DataError(Problem(e.problem, file, where, line, e.fix))
 
 
+# ---------------------------------------------------------------- rows too big to tokenize
+
+def _text_bytes(array) -> np.ndarray:
+    """Bytes of every string inside each element of an Arrow array (lists and structs walked), as int64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = np.concatenate([[0], np.cumsum(_text_bytes(array.values))])
+        offsets = array.offsets.to_numpy()
+        out = inner[offsets[1:]] - inner[offsets[:-1]]
+        return np.where(array.is_null().to_numpy(zero_copy_only=False), 0, out) if array.null_count else out
+    if pa.types.is_struct(t):
+        return sum((_text_bytes(child) for child in array.flatten()), np.zeros(len(array), dtype=np.int64))
+    return np.zeros(len(array), dtype=np.int64)
+
+
+def row_bytes(ds) -> np.ndarray:
+    """Bytes of text in each row of a datasets.Dataset, from its Arrow columns (no Python values)."""
+    table = ds.data.table
+    total = np.zeros(table.num_rows, dtype=np.int64)
+    for column in table.columns:
+        total += np.concatenate([_text_bytes(chunk) for chunk in column.chunks]) if column.num_chunks else 0
+    mapping = getattr(ds, "_indices", None)
+    return total if mapping is None else total[mapping.column(0).to_numpy()]
+
+
+def _oversized(raw: RawData, strategy, limit: int) -> np.ndarray:
+    """Indices of the rows whose formatted text (the segments the tokenizer would get) exceeds `limit` bytes.
+    The rows' raw bytes (every string field) screen them first, so only rare big rows are formatted here."""
+    out = []
+    for i in np.flatnonzero(row_bytes(raw.rows) > limit).tolist():
+        try:
+            text = sum(len(seg.text.encode("utf-8", "surrogatepass")) for seg in strategy.segments(raw.rows[i]))
+        except (RowError, NotImplementedError):  # a bad row is reported by the tokenizing pass, with its line
+            continue
+        if text > limit:
+            out.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _cut(value, chars: int):
+    """Every string inside a row value cut to `chars` characters."""
+    if isinstance(value, str):
+        return value[:chars]
+    if isinstance(value, dict):
+        return {k: _cut(v, chars) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v, chars) for v in value]
+    return value
+
+
+def _announce_oversized(raw: RawData, where: str, rows: np.ndarray, limit: int, recipe: Recipe) -> None:
+    file, line, row = locate_row(raw.files, raw.first_row + int(rows[0]))
+    first = f"{file}:{line}" if line is not None else f"{file} row {row + 1}"
+    what = (f"cut to {limit:,} characters per field before tokenizing, then truncated"
+            if recipe.excess_length_strategy == "truncate" else "dropped as too long without tokenizing")
+    log.warning(f"{where}: {len(rows)} row(s) hold more than {limit:,} bytes of text (sequence_len "
+                f"{recipe.sequence_len} x {BYTES_PER_TOKEN}), {what}; the first is {first}")
+
+
+# ---------------------------------------------------------------- tokenizing
+
+class BatchIds:
+    """The tokenizer, with `tokenizer(texts, add_special_tokens=False)` (a list of texts: the prompt formats'
+    one call per batch) answered by the Rust backend's encode_batch directly. transformers makes that same
+    call (no padding, no truncation) and then builds a dict per text, which took a third of the tokenizer's
+    time at 100k alpaca rows; the ids are the same. Any other call goes to the tokenizer itself.
+    Used only for tokenizers that keep transformers' own __call__ and _encode_plus (see `for_batches`)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def for_batches(cls, tokenizer):
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+        plain = (isinstance(tokenizer, TokenizersBackend) and type(tokenizer).__call__ is PreTrainedTokenizerBase.__call__
+                 and type(tokenizer)._encode_plus is TokenizersBackend._encode_plus)
+        return cls(tokenizer) if plain else tokenizer
+
+    def __call__(self, text=None, *args, **kwargs):
+        tok = self.tokenizer
+        if args or kwargs != {"add_special_tokens": False} or not isinstance(text, list) or \
+                tok._in_target_context_manager:
+            return tok(text, *args, **kwargs)
+        from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+
+        tok.set_truncation_and_padding(PaddingStrategy.DO_NOT_PAD, TruncationStrategy.DO_NOT_TRUNCATE, None, 0, None, None)
+        backend = tok._tokenizer
+        if backend.encode_special_tokens != tok.split_special_tokens:
+            backend.encode_special_tokens = tok.split_special_tokens
+        return {"input_ids": [e.ids for e in backend.encode_batch(text, add_special_tokens=False)]}
+
+    def __getattr__(self, name):
+        if name == "tokenizer":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+    def __len__(self):
+        return len(self.tokenizer)
+
+
+def _column_types(rows) -> dict:
+    """Arrow value type per token column: what datasets would infer (input_ids int32, labels int64,
+    attention_mask int8), or the type the raw rows already give that column (pretokenized rows)."""
+    import pyarrow as pa
+
+    types = {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
+    schema = rows.data.table.schema
+    for name in TOKEN_COLUMNS:
+        if name in schema.names and pa.types.is_list(schema.field(name).type):
+            value = schema.field(name).type.value_type
+            types[name] = value if pa.types.is_integer(value) else types[name]
+    return types
+
+
+def _as_table(cols: dict, types: dict):
+    """The tokenizer's column lists as one typed Arrow table (datasets writes it as is: no per-batch type
+    inference and casting)."""
+    import pyarrow as pa
+
+    return pa.table({k: pa.array(v, pa.list_(types.get(k, pa.int64()))) for k, v in cols.items()})
+
+
 def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str,
-                     num_proc: int | None = None, fingerprint: str | None = None):
-    """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy (batched, one tokenizer call)."""
-    strategy = strategy_for(spec, recipe, tokenizer, where)
+                     num_proc: int | None = None, fingerprint: str | None = None, skip=(), strategy=None):
+    """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy (batched, one tokenizer call).
+
+    Rows listed in `skip` (indices into raw.rows) are not tokenized: they come out empty (drop them after),
+    or, with excess_length_strategy: truncate, with their strings cut to sequence_len x BYTES_PER_TOKEN chars."""
+    strategy = strategy or strategy_for(spec, recipe, tokenizer, where)
+    skip = frozenset(int(i) for i in skip)
+    cut = recipe.excess_length_strategy == "truncate"
+    chars = recipe.sequence_len * BYTES_PER_TOKEN
+
+    types = _column_types(raw.rows)
+    batch_tokenizer = BatchIds.for_batches(tokenizer)
 
     def encode(batch, idxs):
         rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
+        over = {j for j, i in enumerate(idxs) if i in skip} if skip else set()
+        if over and cut:
+            for j in over:
+                rows[j] = _cut(rows[j], chars)
+            over = set()
+        keep = [j for j in range(len(rows)) if j not in over] if over else None
         try:
-            return strategy.encode_batch(rows, tokenizer)
+            if keep is None:
+                return _as_table(strategy.encode_batch(rows, batch_tokenizer), types)
+            cols = strategy.encode_batch([rows[j] for j in keep], batch_tokenizer) if keep else \
+                {k: [] for k in TOKEN_COLUMNS}
         except RowError as e:
-            raise _row_error(e, raw.files, raw.first_row + idxs[e.row]) from None
+            raise _row_error(e, raw.files, raw.first_row + idxs[e.row if keep is None else keep[e.row]]) from None
+        out = {k: [[] for _ in rows] for k in cols}  # the skipped rows stay, empty, so row indices keep their place
+        for k, values in cols.items():
+            for j, v in zip(keep, values):
+                out[k][j] = v
+        return _as_table(out, types)
 
     ds = raw.rows
     return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc,
@@ -43,50 +207,110 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
                   desc=f"tokenizing {Path(spec.path).name}")
 
 
-def _filter(ds, recipe: Recipe, fingerprint: str | None = None) -> tuple[object, int, int, int]:
-    """Drop (or truncate) rows longer than sequence_len and drop rows with no trained token; all counted."""
+# ---------------------------------------------------------------- counting and filtering, columnar
+
+def row_token_counts(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, trained tokens) per row, read from the Arrow columns; with `limit`, trained tokens among the
+    first `limit` only (what truncation keeps). Follows an indices mapping (a selected or split dataset)."""
+    import pyarrow.compute as pc
+
+    table = ds.data.table
+    trained = [np.zeros(0, dtype=np.int64)]
+    for chunk in table["labels"].chunks:  # chunk by chunk: a few thousand rows of flat int64 at a time
+        n = pc.list_value_length(chunk).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        hit = pc.list_flatten(chunk).to_numpy(zero_copy_only=False) != IGNORE
+        ends = np.cumsum(n)
+        if limit is not None:  # position of each token inside its row
+            hit &= (np.arange(len(hit)) - np.repeat(ends - n, n)) < limit
+        edges = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])
+        trained.append(edges[ends] - edges[ends - n])
+    lengths = np.concatenate([np.zeros(0, dtype=np.int64)] + [
+        pc.list_value_length(c).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        for c in table["input_ids"].chunks])
+    trained = np.concatenate(trained)
+    mapping = getattr(ds, "_indices", None)
+    if mapping is not None:
+        rows = mapping.column(0).to_numpy()
+        lengths, trained = lengths[rows], trained[rows]
+    return lengths, trained
+
+
+def _truncated(ds, limit: int, fingerprint: str | None):
+    """The rows with input_ids/labels/attention_mask cut to their first `limit` tokens (Arrow list slices)."""
+    import datasets
+    import pyarrow.compute as pc
+
+    table = ds.flatten_indices().data.table if getattr(ds, "_indices", None) is not None else ds.data.table
+    for name in TOKEN_COLUMNS:
+        if name in table.column_names:
+            col = table[name]
+            sliced = pc.list_slice(col, 0, limit).cast(col.type)
+            table = table.set_column(table.column_names.index(name), name, sliced)
+    return datasets.Dataset(table, info=ds.info.copy(), fingerprint=fingerprint and f"{fingerprint}-cut")
+
+
+def _filter(ds, recipe: Recipe, fingerprint: str | None = None, skipped=()):
+    """Drop (or truncate) rows longer than sequence_len and drop rows with no trained token; all counted.
+
+    Returns (kept rows, too long, untrainable, truncated, tokens per kept row, trained tokens per kept row).
+    `skipped` rows (too big to tokenize, so empty here) count as too long."""
     limit = recipe.sequence_len
-    too_long = sum(1 for ids in ds["input_ids"] if len(ids) > limit)
-    truncated = 0
-    if too_long and recipe.excess_length_strategy == "truncate":
-        ds = ds.map(lambda b: {k: [v[:limit] for v in b[k]] for k in ("input_ids", "labels", "attention_mask")},
-                    batched=True, load_from_cache_file=False,
-                    new_fingerprint=fingerprint and f"{fingerprint}-cut", desc="truncating to sequence_len")
+    truncate = recipe.excess_length_strategy == "truncate"
+    lengths, trained = row_token_counts(ds, limit if truncate else None)
+    over = lengths > limit
+    over[np.asarray(skipped, dtype=np.int64)] = True
+    too_long, truncated = int(over.sum()), 0
+    if truncate:
         truncated, too_long = too_long, 0
-    elif too_long:
-        ds = ds.filter(lambda b: [len(x) <= limit for x in b["input_ids"]], batched=True, load_from_cache_file=False,
-                       new_fingerprint=fingerprint and f"{fingerprint}-len", desc="dropping rows > sequence_len")
-    n = len(ds)
-    ds = ds.filter(lambda b: [any(t != IGNORE for t in labels) for labels in b["labels"]], batched=True,
-                   load_from_cache_file=False, new_fingerprint=fingerprint and f"{fingerprint}-empty",
-                   desc="dropping rows with nothing to train")
-    return ds, too_long, n - len(ds), truncated
+        if truncated:
+            ds = _truncated(ds, limit, fingerprint)
+            lengths = np.minimum(lengths, limit)
+        fits = np.ones(len(lengths), dtype=bool)
+    else:
+        fits = ~over
+    keep = fits & (trained > 0)
+    untrainable = int((fits & (trained == 0)).sum())
+    if not keep.all():
+        ds = ds.select(np.flatnonzero(keep))
+    return ds, too_long, untrainable, truncated, lengths[keep], trained[keep]
+
+
+def _stats(lengths: np.ndarray, trained: np.ndarray) -> dict:
+    """Length mean / p95 / max, token count and the fraction of tokens that are trained (JSON-ready numbers)."""
+    if not len(lengths):
+        return {}
+    total = int(lengths.sum())
+    k = int(0.95 * (len(lengths) - 1))
+    return {"len_mean": total / len(lengths), "len_p95": int(np.partition(lengths, k)[k]),
+            "len_max": int(lengths.max()), "tokens": total, "trained_fraction": int(trained.sum()) / total}
 
 
 def token_stats(ds) -> dict:
     """Length mean / p95 / max, token count and the fraction of tokens that are trained."""
-    lengths = [len(x) for x in ds["input_ids"]]
-    if not lengths:
-        return {}
-    trained = sum(sum(1 for t in labels if t != IGNORE) for labels in ds["labels"])
-    ordered = sorted(lengths)
-    return {"len_mean": statistics.fmean(lengths), "len_p95": ordered[int(0.95 * (len(ordered) - 1))],
-            "len_max": ordered[-1], "tokens": sum(lengths), "trained_fraction": trained / sum(lengths)}
+    return _stats(*row_token_counts(ds))
 
 
 def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,
             fingerprint: str) -> tuple[object, dict]:
     """One dataset tokenized and filtered -> (kept rows, its counts); no usable row at all is an error."""
-    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, where, num_proc, fingerprint)
-    tokenized = tokenized.add_column(order.ROW, list(range(len(tokenized))))  # for Axolotl's shuffle-then-filter order
-    kept, too_long, empty, truncated = _filter(tokenized, recipe, fingerprint)
+    limit = recipe.sequence_len * BYTES_PER_TOKEN
+    strategy = strategy_for(spec, recipe, tokenizer, where)
+    skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, limit)
+    if len(skip):
+        _announce_oversized(raw, where, skip, limit, recipe)
+    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, where, num_proc, fingerprint, skip, strategy)
+    tokenized = tokenized.add_column(order.ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
+    dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
+    kept, too_long, empty, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
     stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept),
-             "dropped_too_long": too_long, "truncated": truncated, "dropped_no_trainable": empty, **token_stats(kept)}
+             "dropped_too_long": too_long, "truncated": truncated, "dropped_no_trainable": empty,
+             **({"over_byte_limit": len(skip)} if len(skip) else {}), **_stats(lengths, trained)}
     if not len(kept):
-        longest = max(len(x) for x in tokenized["input_ids"])
+        longest = int(row_token_counts(tokenized)[0].max(initial=0))
+        unread = f"; {len(skip)} hold more than {limit:,} bytes and were not tokenized" if len(skip) else ""
         raise DataError(Problem(f"no usable rows: {too_long} of {len(raw.rows)} are longer than sequence_len="
-                                f"{recipe.sequence_len} (the longest has {longest} tokens), {empty} have nothing to "
-                                "train on", raw.files[0], f"{where}.path",
+                                f"{recipe.sequence_len} (the longest has {longest} tokens{unread}), {empty} have "
+                                "nothing to train on", raw.files[0], f"{where}.path",
                                 fix=f"raise sequence_len to at least {longest}, set excess_length_strategy: truncate, "
                                     "or check that the dataset type matches the rows"))
     return kept, stats
