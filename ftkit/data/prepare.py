@@ -8,6 +8,7 @@ shuffle, dataset_shard_num/idx and the val_set_size split. Packing applies to SF
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
 from ftkit.data.sft import show_mask  # noqa: F401  (part of this module's interface)
-from ftkit.errors import ConfigError
+from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
 
@@ -109,6 +110,13 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
     if not recipe.val_set_size:
         return ds, None, duplicates
     size = recipe.val_set_size if recipe.val_set_size < 1 else int(recipe.val_set_size)
+    held = math.ceil(size * len(ds)) if size < 1 else size  # datasets rounds a fraction's eval rows up
+    if held >= len(ds):
+        raise ConfigError(Problem(
+            f"val_set_size {recipe.val_set_size:g} holds out {held} of the {len(ds)} rows left after filtering, so "
+            "no row is left to train on", recipe.source, "val_set_size",
+            fix=f"hold out fewer rows: a count below {len(ds)} or a smaller fraction, e.g. {max(1, len(ds) // 20)} "
+                "rows (or add data)"))
     split = ds.train_test_split(test_size=size, seed=recipe.seed, shuffle=False)
     return split["train"], split["test"], duplicates
 

@@ -21,7 +21,7 @@ import numpy as np
 from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
-from ftkit.formats import RowError, strategy_for
+from ftkit.formats import RowError, row_errors, strategy_for
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
@@ -166,6 +166,19 @@ def _as_table(cols: dict, types: dict):
     return pa.table({k: pa.array(v, pa.list_(types.get(k, pa.int64()))) for k, v in cols.items()})
 
 
+def _bad_rows(e: RowError, strategy, raw: RawData, tokenizer, idx: int) -> DataError:
+    """Once a bad row stopped tokenizing: every row checked (no tokenizing), the first 5 bad ones with file and line,
+    and how many there are, so one run lists what to fix (the row that stopped it when the check misses it)."""
+    shown, total = row_errors(strategy, raw.rows, tokenizer)
+    if not total:
+        return _row_error(e, raw.files, idx)
+    problems = [_row_error(err, raw.files, raw.first_row + i).problems[0] for i, err in shown]
+    if total > len(shown):
+        problems.append(Problem(f"{total} of {len(raw.rows)} rows are bad ({len(shown)} shown)", raw.files[0],
+                                fix="fix or remove them; each line above names one"))
+    return DataError(problems)
+
+
 def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str,
                      num_proc: int | None = None, fingerprint: str | None = None, skip=(), strategy=None):
     """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy (batched, one tokenizer call).
@@ -194,7 +207,8 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
             cols = strategy.encode_batch([rows[j] for j in keep], batch_tokenizer) if keep else \
                 {k: [] for k in TOKEN_COLUMNS}
         except RowError as e:
-            raise _row_error(e, raw.files, raw.first_row + idxs[e.row if keep is None else keep[e.row]]) from None
+            raise _bad_rows(e, strategy, raw, tokenizer, raw.first_row + idxs[e.row if keep is None else keep[e.row]]) \
+                from None
         out = {k: [[] for _ in rows] for k in cols}  # the skipped rows stay, empty, so row indices keep their place
         for k, values in cols.items():
             for j, v in zip(keep, values):
