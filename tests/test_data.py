@@ -221,6 +221,76 @@ def test_killed_write_leaves_no_trusted_cache(tmp_path, tok, monkeypatch):
     assert data.prepare(r, tok).cache_hit
 
 
+
+def test_a_cache_missing_its_eval_split_is_prepared_again(tmp_path, tok, said):
+    import shutil
+
+    r = recipe(tmp_path, [{"path": jsonl(tmp_path / "x.jsonl", ALPACA * 4)}], val_set_size=3)
+    first = data.prepare(r, tok)
+    shutil.rmtree(Path(first.cache_dir) / "eval")  # e.g. a partial copy of the cache folder
+    again = data.prepare(r, tok)
+    assert not again.cache_hit and any("is missing its eval split; preparing again" in s for s in said)
+    assert len(again.eval) == 3 and again.eval["input_ids"] == first.eval["input_ids"]
+    assert data.prepare(r, tok).cache_hit
+
+
+def test_temp_dirs_of_killed_runs_are_removed_and_a_live_writers_is_kept(tmp_path, tok, said):
+    import os
+
+    from ftkit.data import cache
+
+    prepared = tmp_path / "prepared"
+    stale = prepared / ".tmp-killed"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "data.arrow").write_bytes(b"x" * 1000)
+    os.utime(stale, (0, 0))  # older than this process, no lock: left by a killed run
+    live = prepared / ".tmp-live"
+    live.mkdir()
+    cache._lock(live)  # a writer holds its lock
+    try:
+        data.prepare(recipe(tmp_path, [{"path": jsonl(tmp_path / "x.jsonl", ALPACA)}]), tok)
+        assert not stale.exists() and live.is_dir()
+        assert any("removed 1 temporary dir(s) left by killed preprocess runs" in s and ".tmp-killed" in s
+                   for s in said)
+    finally:
+        cache._unlock(live)
+    assert cache.clean_stale(prepared) == [str(live)]  # its lock released: stale now
+
+
+def test_a_row_too_big_to_fit_is_dropped_before_the_tokenizer_sees_it(tmp_path, tok, said, monkeypatch):
+    from ftkit.data import sft
+
+    huge = {"instruction": "Repeat.", "input": "", "output": "word " * 20_000}  # 100 kB >> 64 x 32 bytes
+    f = jsonl(tmp_path / "x.jsonl", ALPACA + [huge])
+    seen = []
+    real = sft.BatchIds.__call__
+    monkeypatch.setattr(sft.BatchIds, "__call__", lambda self, text=None, *a, **k: (seen.extend(
+        t for t in (text if isinstance(text, list) else [text]) if isinstance(t, str)), real(self, text, *a, **k))[1])
+    p = prep(tmp_path, tok, [{"path": f}], sequence_len=64)
+    assert p.stats["dropped_too_long"] == 1 and p.stats["kept"] == 3
+    assert seen and max(len(t) for t in seen) < 1000  # the 100 kB text never reached the tokenizer
+    assert any("1 row(s) hold more than 2,048 bytes of text" in s and "x.jsonl:4" in s for s in said)
+    cut = prep(tmp_path / "t", tok, [{"path": f}], sequence_len=64, excess_length_strategy="truncate")
+    assert cut.stats["kept"] == 4 and cut.stats["truncated"] == 1
+    assert max(len(ids) for ids in cut.train["input_ids"]) == 64
+
+
+def test_the_packed_layout_is_cached_with_the_rows_and_keyed_by_group_size(tmp_path, tok, said):
+    rows = [{"path": str(ROOT / "data_samples" / "alpaca.jsonl")}]
+    first = prep(tmp_path, tok, rows, sample_packing=True)
+    said.clear()
+    again = prep(tmp_path, tok, rows, sample_packing=True)
+    assert again.cache_hit and any("packing train: re-using the packed rows cached" in s for s in said)
+    assert again.train["input_ids"] == first.train["input_ids"]
+    assert len(again.train) == first.stats["packing_train"]["bins"] < first.stats["train_rows"]
+    assert again.stats["packing_train"] == first.stats["packing_train"]
+    said.clear()
+    other = prep(tmp_path, tok, rows, sample_packing=True, sample_packing_group_size=1000)
+    assert other.cache_hit and not any("re-using the packed rows" in s for s in said)
+    packed_dirs = sorted(d.name for d in Path(first.cache_dir).iterdir() if d.name.startswith("packed-"))
+    assert len(packed_dirs) == 2, packed_dirs
+
+
 # ---------------------------------------------------------------- parity
 
 def test_parity_holds_for_data_samples(tok):
@@ -320,3 +390,13 @@ def test_csv_numbers_are_text(tmp_path, tok):
     p = prep(tmp_path, tok, [{"path": str(tmp_path / "n.csv")}])
     answer = [t for t in p.train[0]["labels"] if t != -100]
     assert tok.decode(answer) == "15<|end_of_text|>"
+
+
+def test_batch_tokenizing_from_the_rust_backend_gives_the_tokenizers_ids(tok):
+    from ftkit.data.sft import BatchIds
+
+    texts = ["Add 2 and 3.", "  leading spaces", "ünïcödé and emoji 🙂", "", "<|im_end|> special?", "a\n\nb"]
+    fast = BatchIds.for_batches(tok)
+    assert isinstance(fast, BatchIds)  # the twin's tokenizer takes the direct path
+    assert fast(texts, add_special_tokens=False)["input_ids"] == tok(texts, add_special_tokens=False)["input_ids"]
+    assert fast("one text")["input_ids"] == tok("one text")["input_ids"]  # other calls go to the tokenizer

@@ -175,3 +175,23 @@ def test_relative_paths_are_not_looked_up_above_the_project(tmp_path, monkeypatc
         else:
             with pytest.raises(DataError, match="dataset path 'secret.jsonl' does not exist"):
                 data.load_raw(r.datasets[0], r, "datasets.0")
+
+
+def test_an_optimizer_whose_package_is_missing_fails_before_data_and_model(tmp_path, capsys, monkeypatch):
+    """Axolotl's qwen3 32b example uses adamw_torch_4bit (torchao): without the package the error names the
+    recipe line, the package and the fix, before anything is prepared or loaded."""
+    import importlib.util
+
+    from ftkit.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real(name, *a))
+    recipe = tmp_path / "r.yml"
+    recipe.write_text(f"base_model: tiny:llama\ndatasets:\n  - path: {Path(__file__).parents[1]}/data_samples/alpaca.jsonl\n"
+                      f"optimizer: adamw_torch_4bit\noutput_dir: {tmp_path}/out\n"
+                      f"dataset_prepared_path: {tmp_path}/prepared\n")
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert f"{recipe}:4: optimizer: optimizer adamw_torch_4bit comes from the torchao package, which is not " \
+           "installed. Fix: pip install torchao" in err and "Traceback" not in err
+    assert not (tmp_path / "prepared").exists()

@@ -49,14 +49,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _line(recipe: Recipe, key: str) -> int | None:
+def recipe_line(recipe: Recipe, key: str) -> int | None:
     """The line `key` is written on in the recipe file (None when it is not written there)."""
     report = recipe.report
     return next((entry.line for entry in (report.lines if report else []) if entry.key == key), None)
 
 
 def _problem(recipe: Recipe, key: str, what: str, fix: str) -> Problem:
-    return Problem(what, recipe.source, key, _line(recipe, key), fix)
+    return Problem(what, recipe.source, key, recipe_line(recipe, key), fix)
 
 
 def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) -> None:
@@ -276,4 +276,4 @@ def disk_full(recipe: Recipe, during: str, exc: BaseException, before: set[str])
            "writes the final model)" if intact else
            "free space and run again; save_steps keeps checkpoints during a long run")
     return RunFailed(Problem(f"{what} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
-                             recipe.source, "output_dir", _line(recipe, "output_dir"), fix))
+                             recipe.source, "output_dir", recipe_line(recipe, "output_dir"), fix))

@@ -43,6 +43,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     from transformers import set_seed
 
     from ftkit.train import hub, outputs, relora, runtime
+    from ftkit.train.args import check_optimizer
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.distributed import deepspeed_path
@@ -51,6 +52,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
     if recipe.deepspeed:
         deepspeed_path(recipe)  # a missing or malformed engine config fails now, not after data preparation
+    check_optimizer(recipe)  # torchao, galore_torch, ...: a missing package fails now, named
     hub.check(recipe)  # a push_to_hub that cannot work (offline, no token) fails before any data is prepared
     method = method_for(recipe)
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
