@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from ftkit import train
 from ftkit.data import packing
 from ftkit.errors import ConfigError
 from ftkit.recipe import load_recipe
@@ -413,3 +414,24 @@ def test_preprocess_debug_shows_packed_rows(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "packing train: 190 examples -> " in proc.stdout and "packing efficiency" in proc.stdout, proc.stdout
     assert "--- packed row 0 ---" in proc.stdout and "(positions 0-" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed"])
+def test_metrics_json_counts_the_real_tokens_of_an_epoch(make_recipe, rows64, packed):
+    """One epoch feeds every prepared token once: tokens_seen (result and metrics.json) is that sum, with
+    packed rows too (TRL alone would count one row's width per packed micro-batch)."""
+    import json
+
+    result = train.run(make_recipe(datasets=rows64, max_steps=None, num_epochs=1, micro_batch_size=4,
+                                   sequence_len=128, sample_packing=packed))
+    prepared = result.data
+    real = prepared["packing_train"]["tokens"] if packed else None
+    if not packed:
+        from ftkit import data, models
+
+        recipe = make_recipe(datasets=rows64, sequence_len=128)
+        rows = data.prepare(recipe, models.load_tokenizer(recipe)).train
+        real = sum(len(x) for x in rows.with_format("arrow")["input_ids"].to_pylist())
+    assert result.tokens_seen == real > 0
+    saved = json.loads((Path(result.output_dir) / "metrics.json").read_text())
+    assert saved["tokens_seen"] == real and f"{real:,} tokens" in result.summary()

@@ -27,6 +27,7 @@ class TrainResult:
     heldout_after: dict = field(default_factory=dict)
     samples_before: list = field(default_factory=list)  # {"prompt", "completion"} for each eval_prompts entry
     samples_after: list = field(default_factory=list)
+    tokens_seen: int | None = None  # real (non-padding) tokens the training steps fed the model, packed or not
     trainable_params: int = 0
     total_params: int = 0
     data: dict = field(default_factory=dict)  # data.prepare's counts
@@ -45,8 +46,9 @@ class TrainResult:
 
     def summary(self) -> str:
         head = "" if self.method == "sft" else f"{self.method}: "
+        tokens = f", {self.tokens_seen:,} tokens" if self.tokens_seen else ""
         lines = [f"{head}train loss {self.first_loss:.3f} -> {self.final_loss:.3f} over {self.steps} steps "
-                 f"({self.seconds:.1f}s; {self.trainable_params:,} of {self.total_params:,} params trained)"]
+                 f"({self.seconds:.1f}s{tokens}; {self.trainable_params:,} of {self.total_params:,} params trained)"]
         if self.eval_loss_before is not None and self.eval_loss_after is not None:
             lines.append(f"eval loss  {self.eval_loss_before:.3f} -> {self.eval_loss_after:.3f}")
         if m := self.series("margin"):

@@ -146,6 +146,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> 
         **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
         samples_before=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_before)],
         samples_after=[{"prompt": p, "completion": c} for p, c in zip(prompts, samples_after)],
+        tokens_seen=getattr(trainer, "_total_train_tokens", None) or None,  # SFT (real tokens: count_real_tokens)
         trainable_params=trainable, total_params=total, data=prepared.stats,
         runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
