@@ -181,7 +181,7 @@ def test_sigkill_then_auto_resume_continues_the_same_dpo_loss_curve(tmp_path, sa
     proc = subprocess.Popen([sys.executable, "-m", "ftkit", "train", str(tmp_path / "kill.yml")], cwd=ROOT,
                             env={**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = Path(killed.output_dir) / "checkpoint-2" / "trainer_state.json"
+    first = Path(killed.output_dir) / "checkpoint-2" / "ftkit_checkpoint.json"  # ftkit's manifest, written last
     deadline = time.time() + 240
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
