@@ -400,3 +400,12 @@ def test_batch_tokenizing_from_the_rust_backend_gives_the_tokenizers_ids(tok):
     assert isinstance(fast, BatchIds)  # the twin's tokenizer takes the direct path
     assert fast(texts, add_special_tokens=False)["input_ids"] == tok(texts, add_special_tokens=False)["input_ids"]
     assert fast("one text")["input_ids"] == tok("one text")["input_ids"]  # other calls go to the tokenizer
+
+
+def test_pretokenized_rows_mix_with_a_prompt_format(tmp_path, tok):
+    """Pretokenized JSON rows (int64) and alpaca rows (the tokenizer's int32) go into one mix, ids kept."""
+    pre = jsonl(tmp_path / "pre.jsonl", [{"input_ids": [1, 5, 6, 7, 2], "labels": [-100, 5, 6, 7, 2]}] * 2)
+    p = prep(tmp_path, tok, [{"path": pre}, {"path": jsonl(tmp_path / "a.jsonl", ALPACA), "type": "alpaca"}],
+             shuffle_merged_datasets=False)
+    assert p.stats["kept"] == 5 and p.train["input_ids"][:2] == [[1, 5, 6, 7, 2]] * 2
+    assert p.train["labels"][0] == [-100, 5, 6, 7, 2] and len(p.train["input_ids"][2]) > 5

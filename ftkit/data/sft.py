@@ -144,18 +144,13 @@ class BatchIds:
         return len(self.tokenizer)
 
 
-def _column_types(rows) -> dict:
-    """Arrow value type per token column: what datasets would infer (input_ids int32, labels int64,
-    attention_mask int8), or the type the raw rows already give that column (pretokenized rows)."""
+def _column_types() -> dict:
+    """Arrow value type per token column, the same for every dataset (input_ids int32, labels int64,
+    attention_mask int8, what datasets infers for tokenizer output), so pretokenized rows (int64 from JSON)
+    and tokenized ones concatenate into one mix."""
     import pyarrow as pa
 
-    types = {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
-    schema = rows.data.table.schema
-    for name in TOKEN_COLUMNS:
-        if name in schema.names and pa.types.is_list(schema.field(name).type):
-            value = schema.field(name).type.value_type
-            types[name] = value if pa.types.is_integer(value) else types[name]
-    return types
+    return {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
 
 
 def _as_table(cols: dict, types: dict):
@@ -190,7 +185,7 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
     cut = recipe.excess_length_strategy == "truncate"
     chars = recipe.sequence_len * BYTES_PER_TOKEN
 
-    types = _column_types(raw.rows)
+    types = _column_types()
     batch_tokenizer = BatchIds.for_batches(tokenizer)
 
     def encode(batch, idxs):
