@@ -176,6 +176,8 @@ def test_sigkill_then_auto_resume_continues_the_same_dpo_loss_curve(tmp_path, sa
     """As tests/test_training_ops.py does for SFT: kill a DPO run after a checkpoint, resume, same losses."""
     common = dict(rows=24, max_steps=6, save_steps=2, save_total_limit=2, learning_rate=0.005, dataset_prepared_path=None)
     straight = train.run(recipe_for("dpo", tmp_path / "straight", **common))
+    saved = {p.name for p in Path(straight.output_dir).iterdir()}  # the trained adapter, not TRL's step-0 "ref" copy
+    assert "adapter_model.safetensors" in saved and "ref" not in saved, saved
     killed = recipe_for("dpo", tmp_path / "killed", auto_resume_from_checkpoints=True, **common)
     (tmp_path / "kill.yml").write_text(yaml.safe_dump(killed.dump(), sort_keys=False))
     proc = subprocess.Popen([sys.executable, "-m", "ftkit", "train", str(tmp_path / "kill.yml")], cwd=ROOT,

@@ -36,12 +36,22 @@ def no_draft_card(trainer) -> None:
     trainer.create_model_card = lambda *args, **kwargs: None
 
 
+def _drop_reference_adapter(model, staging: Path) -> None:
+    """DPO/KTO with an adapter: TRL keeps the step-0 adapter as a second adapter, "ref", and peft saves it into
+    a `ref/` subfolder. It is the reference the run compared against, not part of the trained model."""
+    for name in getattr(model, "peft_config", {}):
+        if name != "default" and (staging / name / "adapter_config.json").is_file():
+            shutil.rmtree(staging / name)
+            log.info(f"not saved: TRL's frozen reference adapter '{name}' (the adapter at step 0)")
+
+
 def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: bool) -> None:
     """Every file of the finished run into `staging` (weights: on every process, which gathers shards)."""
     if weights and recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model
         relora.save_merged(trainer.model, staging)
     elif weights:
         trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only
+        _drop_reference_adapter(trainer.model, staging)
     if not trainer.is_world_process_zero():
         return
     staging.mkdir(parents=True, exist_ok=True)
