@@ -275,18 +275,25 @@ def test_a_row_too_big_to_fit_is_dropped_before_the_tokenizer_sees_it(tmp_path, 
     assert max(len(ids) for ids in cut.train["input_ids"]) == 64
 
 
-def test_the_packed_layout_is_cached_with_the_rows_and_keyed_by_group_size(tmp_path, tok, said):
+def test_the_packed_layout_is_cached_with_the_rows_and_keyed_by_group_size(tmp_path, tok, said, monkeypatch):
+    from ftkit.data import packing
+
+    calls = []
+    real_pack = packing.pack
+    monkeypatch.setattr(packing, "pack", lambda *a, **k: (calls.append(a[1:]), real_pack(*a, **k))[1])
     rows = [{"path": str(ROOT / "data_samples" / "alpaca.jsonl")}]
     first = prep(tmp_path, tok, rows, sample_packing=True)
+    assert len(calls) == 1
     said.clear()
     again = prep(tmp_path, tok, rows, sample_packing=True)
+    assert len(calls) == 1  # a cache hit never packs again
     assert again.cache_hit and any("packing train: re-using the packed rows cached" in s for s in said)
     assert again.train["input_ids"] == first.train["input_ids"]
     assert len(again.train) == first.stats["packing_train"]["bins"] < first.stats["train_rows"]
     assert again.stats["packing_train"] == first.stats["packing_train"]
     said.clear()
     other = prep(tmp_path, tok, rows, sample_packing=True, sample_packing_group_size=1000)
-    assert other.cache_hit and not any("re-using the packed rows" in s for s in said)
+    assert other.cache_hit and not any("re-using the packed rows" in s for s in said) and len(calls) == 2
     packed_dirs = sorted(d.name for d in Path(first.cache_dir).iterdir() if d.name.startswith("packed-"))
     assert len(packed_dirs) == 2, packed_dirs
 
