@@ -179,15 +179,6 @@ def loss_plot_callback(png_path: str | Path | None = None):
     return LossPlot()
 
 
-def show_image(path: str | Path) -> None:
-    """Show a saved PNG (the loss plot) in a kernel; print its path elsewhere."""
-    if in_kernel():
-        from IPython.display import Image, display
-
-        display(Image(filename=str(path)))
-    else:
-        print(f"[ftkit] plot saved to {path}")
-
 
 # ---------------------------------------------------------------- parameters form
 

@@ -123,12 +123,3 @@ TEMPLATES: dict[str, ChatTemplate] = {
     "phi_3": ChatTemplate("phi_3", PHI_3, ("<|user|>", "<|assistant|>", "<|system|>", "<|end|>"), "<|end|>"),
 }
 
-
-def get_template(name: str) -> ChatTemplate:
-    """A named template; raises FtkitError listing the names for an unknown one."""
-    from ftkit.errors import FtkitError
-
-    if name not in TEMPLATES:
-        raise FtkitError(f"unknown chat template {name!r}", where="chat_template",
-                         fix=f"use one of {', '.join(TEMPLATES)}, tokenizer_default, or a Jinja string")
-    return TEMPLATES[name]
