@@ -122,4 +122,3 @@ TEMPLATES: dict[str, ChatTemplate] = {
     "gemma3": ChatTemplate("gemma3", GEMMA3, ("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>"),
     "phi_3": ChatTemplate("phi_3", PHI_3, ("<|user|>", "<|assistant|>", "<|system|>", "<|end|>"), "<|end|>"),
 }
-
