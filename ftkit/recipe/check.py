@@ -4,6 +4,7 @@ from __future__ import annotations
 from ftkit.errors import Problem
 from ftkit.recipe.load import inspect_recipe
 from ftkit.recipe.migration import IGNORED
+from ftkit.recipe.train_options import missing_optimizer_package
 
 
 def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Problem], object]:
@@ -20,4 +21,7 @@ def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Probl
     if recipe is not None and recipe.hub_model_id and recipe.push_to_hub is not False:
         text += (f"\nnote: hub_model_id pushes to {recipe.hub_model_id}: ftkit train checks HF_HUB_OFFLINE=0 and a hub "
                  "token before training starts")
+    if recipe is not None and (pip := missing_optimizer_package(recipe.optimizer)):
+        text += (f"\nnote: optimizer {recipe.optimizer} needs the {pip} package, which is not installed here: "
+                 f"ftkit train stops before loading anything until it is (pip install {pip})")
     return text, problems, (None if problems else recipe)

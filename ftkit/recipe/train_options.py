@@ -30,6 +30,29 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
               "warmup_stable_decay", "greedy")
 
+# optimizers of transformers that live in another package: name prefix -> (module, pip name)
+OPTIMIZER_PACKAGES = (
+    ("galore_", "galore_torch", "galore-torch"), ("apollo_", "apollo_torch", "apollo-torch"),
+    ("lomo", "lomo_optim", "lomo-optim"), ("adalomo", "lomo_optim", "lomo-optim"),
+    ("grokadamw", "grokadamw", "grokadamw"), ("adamw_torch_4bit", "torchao", "torchao"),
+    ("adamw_torch_8bit", "torchao", "torchao"), ("schedule_free_", "schedulefree", "schedulefree"),
+    ("stable_adamw", "optimi", "torch-optimi"), ("adamw_anyprecision", "torchdistx", "torchdistx"),
+    ("adamw_torch_xla", "torch_xla", "torch-xla"), ("adamw_torch_npu_fused", "torch_npu", "torch-npu"),
+    ("adamw_bnb", "bitsandbytes", "bitsandbytes"), ("adamw_8bit", "bitsandbytes", "bitsandbytes"),
+    ("paged_", "bitsandbytes", "bitsandbytes"), ("ademamix", "bitsandbytes", "bitsandbytes"),
+    ("lion", "bitsandbytes", "bitsandbytes"), ("rmsprop_bnb", "bitsandbytes", "bitsandbytes"),
+    ("rmsprop_8bit", "bitsandbytes", "bitsandbytes"), ("rmsprop_32bit", "bitsandbytes", "bitsandbytes"))
+
+
+def missing_optimizer_package(name: str) -> str | None:
+    """The pip name of the package optimizer `name` needs when it is not installed here, else None."""
+    import importlib.util
+
+    for prefix, module, pip in OPTIMIZER_PACKAGES:
+        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
+            return pip
+    return None
+
 
 def name_problems(r) -> list[Problem]:
     """An optimizer or lr_scheduler transformers does not know, with the closest names (else transformers

@@ -12,35 +12,19 @@ from ftkit.recipe import Recipe
 from ftkit.train import hub, runtime
 
 
-# transformers' optimizers that live in another package: name (or name prefix) -> (module, pip name)
-OPTIMIZER_PACKAGES = (
-    ("galore_", "galore_torch", "galore-torch"), ("apollo_", "apollo_torch", "apollo-torch"),
-    ("lomo", "lomo_optim", "lomo-optim"), ("adalomo", "lomo_optim", "lomo-optim"),
-    ("grokadamw", "grokadamw", "grokadamw"), ("adamw_torch_4bit", "torchao", "torchao"),
-    ("adamw_torch_8bit", "torchao", "torchao"), ("schedule_free_", "schedulefree", "schedulefree"),
-    ("stable_adamw", "optimi", "torch-optimi"), ("adamw_anyprecision", "torchdistx", "torchdistx"),
-    ("adamw_torch_xla", "torch_xla", "torch-xla"), ("adamw_torch_npu_fused", "torch_npu", "torch-npu"),
-    ("adamw_bnb", "bitsandbytes", "bitsandbytes"), ("adamw_8bit", "bitsandbytes", "bitsandbytes"),
-    ("paged_", "bitsandbytes", "bitsandbytes"), ("ademamix", "bitsandbytes", "bitsandbytes"),
-    ("lion", "bitsandbytes", "bitsandbytes"), ("rmsprop_bnb", "bitsandbytes", "bitsandbytes"),
-    ("rmsprop_8bit", "bitsandbytes", "bitsandbytes"), ("rmsprop_32bit", "bitsandbytes", "bitsandbytes"))
-
-
 def check_optimizer(recipe: Recipe) -> None:
     """An optimizer whose package is not installed fails before data and model load, naming the package (the
     Trainer would raise its ImportError after both, from deep inside transformers)."""
-    import importlib.util
-
     from ftkit.errors import ConfigError, Problem
+    from ftkit.recipe.train_options import missing_optimizer_package
     from ftkit.train.outputs import recipe_line
 
     name = recipe.optimizer
-    for prefix, module, pip in OPTIMIZER_PACKAGES:
-        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
-            raise ConfigError(Problem(
-                f"optimizer {name} comes from the {pip} package, which is not installed", recipe.source,
-                "optimizer", recipe_line(recipe, "optimizer"),
-                fix=f"pip install {pip}, or use an optimizer torch has (adamw_torch, adamw_torch_fused, sgd, adafactor)"))
+    if pip := missing_optimizer_package(name):
+        raise ConfigError(Problem(
+            f"optimizer {name} comes from the {pip} package, which is not installed", recipe.source,
+            "optimizer", recipe_line(recipe, "optimizer"),
+            fix=f"pip install {pip}, or use an optimizer torch has (adamw_torch, adamw_torch_fused, sgd, adafactor)"))
 
 
 def total_steps(recipe: Recipe, n_train: int, world: int = 1) -> int:
