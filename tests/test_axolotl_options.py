@@ -333,7 +333,7 @@ def test_check_verb_reports_and_exits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "alias    dataset_num_proc" in out and "-> dataset_processes" in out
     assert "ignored  liger_rope" in out and "speed only" in out and "empty    lora_r" in out
-    assert "1 aliases, 1 speed-only ignored: liger_rope" in out and "ok: the recipe will train" in out
+    assert "1 alias, 1 speed-only ignored: liger_rope" in out and "ok: the recipe will train" in out
     assert main(["check", str(path), "--strict"]) == 2
     assert "liger_rope: ignored here" in capsys.readouterr().err
     path.write_text(yaml.safe_dump({**BASE, "qat": {"group_size": 32}}))

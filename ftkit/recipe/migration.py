@@ -65,7 +65,9 @@ class Report:
         """e.g. '42 options used, 3 aliases, 2 speed-only ignored: flash_attention, strict; 5 empty (defaults)'."""
         internal = [line for line in self.of(IGNORED) if line.detail.startswith("internal")]
         ignored = [line for line in self.of(IGNORED) if line not in internal]
-        text = f"{len(self.of(USED))} options used, {len(self.of(cat.ALIAS))} aliases, {len(ignored)} speed-only ignored"
+        used, aliases = len(self.of(USED)), len(self.of(cat.ALIAS))
+        text = (f"{used} option{'s' * (used != 1)} used, {aliases} alias{'es' * (aliases != 1)}, "
+                f"{len(ignored)} speed-only ignored")
         if ignored:
             text += ": " + ", ".join(line.key for line in ignored)
         if internal:
