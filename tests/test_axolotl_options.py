@@ -196,7 +196,7 @@ def test_speed_only_options_leave_training_identical(make_recipe, said):
     fast = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4, **speed)
     summary = fast.report.summary()
     assert "5 speed-only ignored: liger_rms_norm, liger_fused_linear_cross_entropy, flash_attn_cross_entropy, " \
-           "dataloader_num_workers, strict" in summary and "1 aliases" in summary
+           "dataloader_num_workers, strict" in summary and "1 alias," in summary
     a = train.run(plain)
     b = train.run(fast)
     assert [loss for _, loss in a.losses] == [loss for _, loss in b.losses]
