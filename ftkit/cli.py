@@ -87,8 +87,11 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--prep-rows", default="20000", help="bench compare: rows per preprocessing case")
             sp.add_argument("--rounds", type=int, default=3, help="bench compare: interleaved rounds (packing; "
                             "preprocess and training take one fewer)")
-            sp.add_argument("--sections", default="packing,preprocess,training",
-                            help="bench compare: which of packing, preprocess, training to run")
+            sp.add_argument("--sections", default="packing,preprocess,training,axolotl",
+                            help="bench compare: which of packing, preprocess, training, axolotl to run")
+            sp.add_argument("--axolotl-python", default=None, metavar="PYTHON",
+                            help="bench compare: the python of a venv that has Axolotl (its pins differ from "
+                                 "ftkit's); default $FTKIT_AXOLOTL_PYTHON, or this one if it imports axolotl")
             sp.add_argument("--sets", default="samples,longtail",
                             help="bench compare: packing length sets (data_samples lengths, a long-tailed set)")
         if verb == "merge-lora":
@@ -232,7 +235,7 @@ def _run(args, extra) -> int:
             ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
             compare.run(rows=ints(args.rows), seq_lens=ints(args.seq_lens), prep_rows=ints(args.prep_rows),
                         steps=args.steps or 30, rounds=args.rounds, sections=args.sections.split(","),
-                        sets=args.sets.split(","))
+                        sets=args.sets.split(","), axolotl_python=args.axolotl_python)
         elif args.what == "preprocess":
             from ftkit.bench.preprocess import run as bench_preprocess
 

@@ -19,3 +19,39 @@ def test_bench_compare_prints_every_section(tmp_path, monkeypatch, capsys):
     assert re.search(r"\n\s+200 \|\s+[\d.]+\s+[\d.]+\s+[\d.]+x \|", out), out  # preprocess: ftkit vs bare loop
     assert re.search(r"steps/s: ftkit [\d.]+, bare TRL [\d.]+; time per step ftkit / TRL [\d.]+x", out), out
     assert "== axolotl:" in out
+
+
+def test_versus_axolotl_runs_both_clis_on_one_yaml_and_compares_losses(tmp_path, monkeypatch):
+    """A stand-in `axolotl` package (its CLI prints what Axolotl's does: the Trainer's loss and train_runtime
+    dicts) checks the plumbing: both tools get the same YAML, runtimes are read from their output, and the
+    loss gap is measured step by step against ftkit's real training."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from ftkit.bench import compare, versus_axolotl
+
+    fake = tmp_path / "fake" / "axolotl" / "cli"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text("__version__ = 'stand-in'\n")
+    (fake / "__init__.py").write_text("")
+    seen = tmp_path / "seen.yml"
+    (fake / "train.py").write_text(
+        f"import sys, shutil\nshutil.copy(sys.argv[1], {str(seen)!r})\n"
+        "print({'loss': '9.0'}); print({'loss': '1.0'}); print({'train_runtime': '2.0'})\n")
+    (fake / "preprocess.py").write_text("")
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "fake"), str(root)]))
+    printed = []
+    res = versus_axolotl.run(sys.executable, steps=4, rounds=1, prep_rows=[150], work=tmp_path / "w",
+                             rows_file=compare.repeated_rows, print_=printed.append)
+    train = res["training"]
+    ftkit_losses = train["losses"]["ftkit"]
+    assert len(ftkit_losses) == 1 and ftkit_losses[0] > 4  # logging_steps 4: one logged loss, the twin's start
+    assert train["max_rel_loss_gap"] == abs(ftkit_losses[0] - 9.0) / 9.0
+    assert train["time_ratio"] == train["seconds"]["ftkit"] / 2.0 and train["seconds"]["ftkit-glibc"] > 0
+    axolotl_yaml = yaml.safe_load(seen.read_text())
+    assert axolotl_yaml["max_steps"] == 4 and axolotl_yaml["micro_batch_size"] == 16  # the YAML ftkit trained on
+    assert res["preprocess"][0]["rows"] == 150 and any("Axolotl stand-in from" in p for p in printed)

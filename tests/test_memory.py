@@ -113,3 +113,19 @@ def test_activations_match_what_autograd_saves(make_recipe, tiny_llama_dir, adap
     measured = sum(saved.values())
     expected = est["activations"] - 2 * 64 * 926 * 4
     assert abs(expected / measured - 1) < 0.08, (expected, measured)
+
+
+def test_lean_cpu_malloc_is_applied_announced_and_can_be_switched_off(monkeypatch, said):
+    """`ftkit train` on a CPU fixes glibc's mmap threshold (peak memory near the live tensors, at a speed cost
+    it says); FTKIT_CPU_MALLOC=glibc keeps glibc's default."""
+    import sys
+
+    from ftkit.train.memory import return_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt is Linux-only")
+    monkeypatch.setenv("FTKIT_CPU_MALLOC", "glibc")
+    assert return_freed_memory() is False and not said
+    monkeypatch.delenv("FTKIT_CPU_MALLOC")
+    assert return_freed_memory() is True
+    assert any("FTKIT_CPU_MALLOC=glibc trades that back" in s and "1.3x slower" in s for s in said)

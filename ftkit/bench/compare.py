@@ -10,7 +10,8 @@ the printed ratio is the median of the per-round ratios ftkit / peer, below 1 = 
                read the JSON lines, batched tokenizer calls for prompt and answer, labels, filter, save_to_disk.
   training     `ftkit train` vs a bare TRL SFTTrainer script, same tiny model, rows, batch and steps, packing
                off: optimizer steps per second of the training loop (model load and saving not counted).
-  axolotl      the same cases through Axolotl when it is importable; otherwise one line says it was skipped.
+  axolotl      the same YAML through Axolotl's CLI and ftkit's (training loop time and per-step losses;
+               preprocess time), with Axolotl in its own venv (--axolotl-python); see bench/versus_axolotl.py.
 Ratios are measurements of this machine at this moment, not claims: they are printed, never asserted.
 """
 from __future__ import annotations
@@ -388,21 +389,28 @@ def training_section(steps: int, rounds: int, work: Path, print_=print) -> dict:
     return res
 
 
-def axolotl_line() -> str:
+def axolotl_section(python: str | None, steps: int, rounds: int, prep_rows: list[int], work: Path) -> dict:
+    """The same YAML through Axolotl (bench/versus_axolotl.py), when an interpreter that has it is known."""
     import importlib.util
+    import sys
 
-    if importlib.util.find_spec("axolotl") is None:
-        return ("\n== axolotl: not importable in this environment; its column is skipped "
-                "(pip install axolotl into this venv to add it) ==")
-    return ("\n== axolotl: importable, but ftkit bench compare does not drive it yet; compare with "
-            "`axolotl preprocess` / `axolotl train` on the same rows by hand ==")
+    from ftkit.bench import versus_axolotl
+
+    python = python or os.environ.get("FTKIT_AXOLOTL_PYTHON") or (
+        sys.executable if importlib.util.find_spec("axolotl") else None)
+    if not python:
+        print("\n== axolotl: not importable here; its column is skipped. Axolotl pins other transformers/TRL "
+              "versions: put it in its own venv (pip install torch==2.13.0 axolotl) and pass --axolotl-python "
+              "VENV/bin/python ==")
+        return {}
+    return versus_axolotl.run(python, steps, rounds, prep_rows, work / "axolotl", repeated_rows)
 
 
 # ---------------------------------------------------------------- the command
 
 def run(rows: list[int] = (2000, 20000), seq_lens: list[int] = (512, 2048, 4096), prep_rows: list[int] = (20000,),
         steps: int = 30, rounds: int = 3, sections: list[str] = ("packing", "preprocess", "training"),
-        sets: list[str] = ("samples", "longtail"), work: Path | None = None) -> dict:
+        sets: list[str] = ("samples", "longtail"), work: Path | None = None, axolotl_python: str | None = None) -> dict:
     """Print every section's table; return the figures."""
     work = Path(work or Path(os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit") / "bench-compare")
     work.mkdir(parents=True, exist_ok=True)
@@ -415,5 +423,6 @@ def run(rows: list[int] = (2000, 20000), seq_lens: list[int] = (512, 2048, 4096)
         out["preprocess"] = preprocess_section(list(prep_rows), max(rounds - 1, 1), work)
     if "training" in sections:
         out["training"] = training_section(steps, max(rounds - 1, 1), work)
-    print(axolotl_line())
+    if "axolotl" in sections or axolotl_python:
+        out["axolotl"] = axolotl_section(axolotl_python, steps, max(rounds - 1, 1), list(prep_rows), work)
     return out

@@ -98,7 +98,7 @@ def measure(recipe_json: str) -> dict:
 
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    train_run(recipe, callbacks=[Phases()])
+    train_run(recipe, callbacks=[Phases()], overwrite=True)  # the bench's scratch folder, whoever wrote it last
     return {"peak_bytes": phases["peak"] * 1024, "train_begin_bytes": phases["train_begin"] * 1024,
             "step_bytes": [kb * 1024 for kb in phases.get("steps", [])], "train_seconds": phases["seconds"],
             "train_cpu": {"user": phases["user"], "sys": phases["sys"]}}
@@ -141,9 +141,11 @@ def bench_recipes(work: Path, sizes: dict = MID_SIZE, seq_len: int = 256, micro_
     rows = long_rows(AutoTokenizer.from_pretrained(model_dir), seq_len, 4 * micro_batch_size, work / "rows.jsonl")
     base = {"base_model": str(model_dir), "datasets": [{"path": str(rows), "type": "alpaca"}],
             "sequence_len": seq_len, "micro_batch_size": micro_batch_size, "max_steps": 3, "bf16": False,
-            "learning_rate": 1e-4, "val_set_size": 0, "logging_steps": 1, "output_dir": str(work / "out"),
+            "learning_rate": 1e-4, "val_set_size": 0, "logging_steps": 1,
             "dataset_prepared_path": str(work / "prepared"), "eval_prompts": []}
-    return {"full": load_recipe({**base}), "lora": load_recipe({**base, "adapter": "lora", "lora_target_linear": True})}
+    return {"full": load_recipe({**base, "output_dir": str(work / "out-full")}),
+            "lora": load_recipe({**base, "output_dir": str(work / "out-lora"), "adapter": "lora",
+                                 "lora_target_linear": True})}
 
 
 def run() -> str:
