@@ -15,7 +15,7 @@ from axolotl_corpus import ROOT, twin_run_overrides
 from ftkit import train
 from ftkit.errors import ConfigError
 from ftkit.recipe import inspect_recipe, load_recipe
-from ftkit.recipe.migration import USED
+from ftkit.axolotl import USED
 
 CORPUS = sorted((ROOT / "tests" / "axolotl_configs").glob("*.yml"))
 # trained 2 steps on the CPU (the others are validated; their features are trained by other tests or need a GPU:

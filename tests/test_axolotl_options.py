@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ftkit.axolotl import EMPTY, IGNORED
+from ftkit.axolotl import catalogue as cat
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe import Recipe, inspect_recipe, load_recipe
-from ftkit.recipe import axolotl as cat
 from ftkit.recipe.base import METHODS, field_methods, method_label
 from ftkit.recipe.data_options import DatasetSpec, UserDefinedFormat
-from ftkit.recipe.migration import EMPTY, IGNORED
-from ftkit.recipe.reference import option_counts, options_reference
+from ftkit.recipe.reference import option_counts, option_status, options_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"base_model": "tiny:llama", "datasets": [{"path": "data_samples/alpaca.jsonl", "type": "alpaca"}]}
@@ -28,30 +28,46 @@ def problems_of(data: dict) -> list[str]:
 
 # ---------------------------------------------------------------- one status per option
 
-def axolotl_names() -> list[tuple[str, str]]:
-    text = (ROOT / "tests" / "data" / "axolotl_option_names.txt").read_text()
-    return [tuple(line.split()) for line in text.splitlines() if line and not line.startswith("#")]
-
-
-def test_every_axolotl_option_has_exactly_one_status():
-    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-              "type": set(UserDefinedFormat.model_fields), **{k: set(v.split()) for k, v in cat.NESTED_FIELDS.items()}}
-    names = axolotl_names()
-    assert len(names) == len(set(names)) == 764
-    statuses = {}
-    for level, name in names:
-        implemented, catalogued = name in fields.get(level, ()), (level, name) in cat.CATALOGUE
-        assert implemented != catalogued, (level, name, implemented, catalogued)  # exactly one
-        statuses[(level, name)] = "implemented" if implemented else cat.CATALOGUE[(level, name)].status
-    assert set(cat.CATALOGUE) <= set(names)  # nothing catalogued that Axolotl does not have
+def test_every_name_axolotl_shipped_has_a_status():
+    """ftkit/axolotl/harvested_names.txt: every option name of Axolotl's releases v0.3.0 (2023-09) .. v0.18.0."""
+    rows = cat.harvested()
+    assert len(rows) == len({(level, name) for level, name, _ in rows}) >= 800
+    assert [(level, name) for level, name, _ in rows if option_status(level, name) is None] == []
     counted = option_counts()
-    assert sum(counted.values()) == len(names)
-    assert counted == {s: list(statuses.values()).count(s) for s in counted}
+    assert "none" not in counted and sum(counted.values()) == len(rows)
+    assert counted["implemented"] >= 200 and counted["refused"] >= 300 and counted["alias"] >= 15
+    shipped = {(level, name): when for level, name, when in rows}
+    assert shipped[("top", "eval_table_max_new_tokens")] == "main@2023-10-main@2024-02"  # renamed in 2024-02
+    assert cat.lookup("top", "eval_table_max_new_tokens").canonical == "eval_max_new_tokens"
+    assert shipped[("top", "base_model")] == "v0.3.0-v0.18.0"
+
+
+def test_each_option_has_exactly_one_status_and_a_provenance():
+    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
+              "type": set(UserDefinedFormat.model_fields), **{k: set(v) for k, v in cat.NESTED_FIELDS.items()}}
+    shipped = {(level, name): when for level, name, when in cat.harvested()}
+    for (level, name), entry in cat.CATALOGUE.items():
+        assert name not in fields.get(level, ()), (level, name)  # a recipe field is never catalogued too
+        assert entry.shipped == shipped.get((level, name)), (level, name)  # harvest.py --update wrote it
+        assert entry.shipped or entry.source, (level, name)  # from Axolotl's releases, or said where from
+
+
+def test_catalogue_file_has_no_key_written_twice():
+    """YAML keeps the last of two equal keys silently: an entry written twice would lose one status."""
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            keys = [k.value for k, _ in node.value]
+            assert len(keys) == len(set(keys)), (path, sorted(k for k in keys if keys.count(k) > 1))
+            for k, v in node.value:
+                walk(v, f"{path}.{k.value}")
+
+    walk(yaml.compose(cat.FILE.read_text()), "catalogue")
 
 
 def test_options_reference_shows_every_status():
     ref = options_reference()
-    assert "Axolotl options by status: implemented" in ref and "(764 in all)" in ref
+    counted = option_counts()
+    assert "Axolotl options by status: implemented" in ref and f"({sum(counted.values())} in all" in ref
     for level, name in cat.CATALOGUE:
         shown = name if level == "top" else f"datasets[].{name}" if level == "dataset" else f"{level}.{name}"
         assert f"`{shown}`" in ref, shown

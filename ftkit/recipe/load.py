@@ -9,10 +9,10 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ftkit.axolotl import Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
-from ftkit.recipe.migration import Migration, migrate
-from ftkit.recipe.schema import Recipe
+from ftkit.recipe.schema import DatasetSpec, Recipe, UserDefinedFormat
 
 
 # A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
@@ -247,7 +247,9 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
     data, file, text = _read(source, overrides)
     lines, yaml_problems = _yaml_tree(text, file)
-    migration = migrate(data, Recipe.model_fields, file, lines)
+    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
+              "type": set(UserDefinedFormat.model_fields)}
+    migration = migrate(data, fields, file, lines)
     problems = yaml_problems + list(migration.problems)
     recipe = None
     try:
@@ -265,7 +267,7 @@ def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str]
     """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix.
 
     An empty value means "not set" (the default) at every level; Axolotl's other names, speed-only and
-    refused options are handled as recipe/axolotl.py says (recipe.report tells what was done with each key).
+    refused options are handled as ftkit/axolotl/catalogue.yaml says (recipe.report tells what was done with each key).
     """
     recipe, _, problems = inspect_recipe(source, overrides)
     if problems:
