@@ -5,6 +5,7 @@ None means "leave the canonical option unset". A value that cannot be converted 
 
     true_means(sdpa)   flash-style flags:  sdp_attention: true  -> attn_implementation: sdpa; false -> unset
     report_to          TrainingArguments:  report_to: [comet_ml] -> use_comet: true (see report_to below)
+    sampling_strategy  TrainingArguments:  train_sampling_strategy: group_by_length -> group_by_length: true
 """
 from __future__ import annotations
 
@@ -43,7 +44,15 @@ def report_to(value, raw: dict):
     return True if "comet_ml" in names else None
 
 
-_NAMED = {"true_means": true_means, "report_to": lambda: report_to}
+def sampling_strategy(value, _raw):
+    """TrainingArguments train_sampling_strategy: group_by_length -> group_by_length: true; random -> unset."""
+    if value in ("random", "group_by_length"):
+        return True if value == "group_by_length" else None
+    raise Unconvertible(f"{value}: batches in the data's order are not implemented (ftkit draws them at random)",
+                        "remove it; group_by_length: true is the other order ftkit has")
+
+
+_NAMED = {"true_means": true_means, "report_to": lambda: report_to, "sampling_strategy": lambda: sampling_strategy}
 
 
 def named(spec: str) -> Callable[[Any, dict], Any]:
