@@ -534,11 +534,14 @@ def test_benchmark_evaluation_is_not_run_here_and_says_so():
         r.report.summary() and "speed-only ignored:" not in r.report.summary()
 
 
-def test_keys_inside_a_checked_block_follow_the_same_policy():
-    r = load_recipe({**DPO, "trl": {"beta": 0.2, "my_flag": 1}})
-    assert r.rl_beta == 0.2 and "trl.my_flag" in r.report.summary().splitlines()[1]
-    got = problems_of({**DPO, "trl": {"bta": 0.2}})
+def test_dataset_entries_and_checked_blocks_follow_the_same_policy():
+    r = load_recipe({**DPO, "trl": {"beta": 0.2, "my_flag": 1},
+                     "datasets": [{**DPO["datasets"][0], "source_url": "https://example.org"}]})
+    assert r.rl_beta == 0.2
+    assert r.report.summary().splitlines()[1] == "ignored: not an option Axolotl reads: datasets.0.source_url, trl.my_flag"
+    got = problems_of({**DPO, "trl": {"bta": 0.2}, "datasets": [{**DPO["datasets"][0], "feild_messages": "m"}]})
     assert any("trl.bta: unknown option. Fix: did you mean beta?" in p for p in got), got
+    assert any("datasets.0.feild_messages: unknown option. Fix: did you mean field_messages?" in p for p in got), got
 
 
 # ---------------------------------------------------------------- a key written twice (issue 20, item 4)
