@@ -7,6 +7,7 @@ words the result; harvest.py (a maintainer tool) lists every name Axolotl shippe
 recipe only by the field names recipe/load.py hands it, so it sits below ftkit.recipe.
 """
 from ftkit.axolotl.migrate import Migration, migrate
-from ftkit.axolotl.report import ALIAS, EMPTY, IGNORED, NOTE, REFUSED, USED, Line, Report
+from ftkit.axolotl.report import ALIAS, EMPTY, IGNORED, NOT_AXOLOTL, NOTE, REFUSED, USED, Line, Report
 
-__all__ = ["ALIAS", "EMPTY", "IGNORED", "NOTE", "REFUSED", "USED", "Line", "Migration", "Report", "migrate"]
+__all__ = ["ALIAS", "EMPTY", "IGNORED", "NOT_AXOLOTL", "NOTE", "REFUSED", "USED", "Line", "Migration", "Report",
+           "migrate"]

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -50,22 +51,40 @@ def _entries(options: dict) -> dict[tuple[str, str], Entry]:
     return out
 
 
-with FILE.open(encoding="utf-8") as _f:
-    DATA: dict = yaml.load(_f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-CATALOGUE = _entries(DATA["options"])
-NESTED_FIELDS: dict[str, list[str]] = DATA["nested_fields"]
-OPTION_BLOCKS: tuple[str, ...] = tuple(DATA["option_blocks"])
-CHECKED_BLOCKS: tuple[str, ...] = tuple(DATA["checked_blocks"])
-EMPTY_IN_AXOLOTL: dict[str, str] = DATA["empty_in_axolotl"]
-ZERO_IS_UNSET: tuple[str, ...] = tuple(DATA["zero_is_unset"])
-VALUE_ALIASES = {(v["name"], v["value"]): (v["becomes"], v["note"]) for v in DATA["value_aliases"]}
-MEANING: dict = DATA["meaning"]
-REFUSED_TYPES: dict[str, dict] = DATA["refused_types"]
-REFUSED_VALUES: dict[tuple[str, str], dict[Any, tuple[str, str]]] = {}
-for _group in DATA["refused_values"]:
-    for _level in _group["levels"]:
-        REFUSED_VALUES.setdefault((_level, _group["name"]), {}).update(
-            {v: (_group["why"].replace("{value}", str(v)), _group["nearest"]) for v in _group["values"]})
+def _refused_values(groups: list[dict]) -> dict[tuple[str, str], dict[Any, tuple[str, str]]]:
+    """(level, option) -> {refused value: (why, nearest)}; `{value}` in a why is the value."""
+    out: dict = {}
+    for group in groups:
+        for level in group["levels"]:
+            out.setdefault((level, group["name"]), {}).update(
+                {v: (group["why"].replace("{value}", str(v)), group["nearest"]) for v in group["values"]})
+    return out
+
+
+@functools.cache
+def tables() -> dict[str, Any]:
+    """catalogue.yaml as lookup tables, read on first use (about 0.1 s with libyaml: `import ftkit` stays fast)."""
+    data = yaml.load(FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return {
+        "DATA": data,
+        "CATALOGUE": _entries(data["options"]),
+        "NESTED_FIELDS": data["nested_fields"],  # {field: [its keys]}
+        "OPTION_BLOCKS": tuple(data["option_blocks"]),
+        "CHECKED_BLOCKS": tuple(data["checked_blocks"]),
+        "EMPTY_IN_AXOLOTL": data["empty_in_axolotl"],
+        "ZERO_IS_UNSET": tuple(data["zero_is_unset"]),
+        "VALUE_ALIASES": {(v["name"], v["value"]): (v["becomes"], v["note"]) for v in data["value_aliases"]},
+        "MEANING": data["meaning"],
+        "REFUSED_TYPES": data["refused_types"],
+        "REFUSED_VALUES": _refused_values(data["refused_values"]),
+    }
+
+
+def __getattr__(name: str):
+    """cat.CATALOGUE, cat.MEANING, ...: the tables, loaded on first access."""
+    if name.isupper() and name in tables():
+        return tables()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def harvested() -> list[tuple[str, str, str]]:
@@ -75,17 +94,17 @@ def harvested() -> list[tuple[str, str, str]]:
 
 
 def lookup(level: str, name: str) -> Entry | None:
-    return CATALOGUE.get((level, name))
+    return tables()["CATALOGUE"].get((level, name))
 
 
 def names_at(level: str) -> list[str]:
     """Every catalogued name at one level (for did-you-mean)."""
-    return [name for (lv, name) in CATALOGUE if lv == level]
+    return [name for (lv, name) in tables()["CATALOGUE"] if lv == level]
 
 
 def refused_value(level: str, name: str, value) -> tuple[str, str] | None:
     """(why, nearest) when this value of an option is a feature ftkit refuses."""
-    table = REFUSED_VALUES.get((level, name), {})
+    table = tables()["REFUSED_VALUES"].get((level, name), {})
     try:
         if value in table:
             return table[value]
@@ -93,18 +112,20 @@ def refused_value(level: str, name: str, value) -> tuple[str, str] | None:
         return None
     if level == "dataset" and name == "type" and isinstance(value, str):
         head = value.split(".")[0].split(":")[0]
-        if head in REFUSED_TYPES:
-            return REFUSED_TYPES[head]["why"], REFUSED_TYPES[head]["nearest"]
+        refused = tables()["REFUSED_TYPES"].get(head)
+        if refused:
+            return refused["why"], refused["nearest"]
     return None
 
 
 def plugin_status(path: str) -> tuple[str, str]:
     """(status, why) of one `plugins:` entry, e.g. axolotl.integrations.liger.LigerPlugin -> speed_only."""
     parts = path.lower().split(".")
-    for key, feature in DATA["plugins"]["refused"].items():
+    plugins = tables()["DATA"]["plugins"]
+    for key, feature in plugins["refused"].items():
         if key in parts or any(p.startswith(key) for p in parts[2:3]):
             return REFUSED, f"{feature} is not implemented"
-    if any(key in p for key in DATA["plugins"]["speed_only"] for p in parts):
+    if any(key in p for key in plugins["speed_only"] for p in parts):
         return SPEED_ONLY, "its options are kernels or logging (each listed with its own status)"
     return REFUSED, "an Axolotl plugin ftkit does not know changes training in ways ftkit cannot check"
 
