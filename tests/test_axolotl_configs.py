@@ -13,9 +13,9 @@ import yaml
 
 from axolotl_corpus import ROOT, twin_run_overrides
 from ftkit import train
+from ftkit.axolotl import NOT_AXOLOTL, USED
 from ftkit.errors import ConfigError
 from ftkit.recipe import inspect_recipe, load_recipe
-from ftkit.recipe.migration import USED
 
 CORPUS = sorted((ROOT / "tests" / "axolotl_configs").glob("*.yml"))
 # trained 2 steps on the CPU (the others are validated; their features are trained by other tests or need a GPU:
@@ -40,6 +40,7 @@ def test_corpus_config_validates_as_written(path):
     reported = {line.key.split(".")[0] for line in recipe.report.lines}
     assert set(written) <= reported  # every key of the file has a status
     assert not recipe.report.of("refused")
+    assert not [line.key for line in recipe.report.lines if line.detail.startswith(NOT_AXOLOTL)]  # none dropped
     assert recipe.report.of(USED)
 
 
@@ -109,6 +110,7 @@ def _kind(doc) -> str | None:
 def test_reference_doc_snippet_validates(doc):
     _, migration, problems = inspect_recipe(_snippet_recipe(doc))
     assert not [p for p in problems if "unknown option" in p.problem]  # every name is an option with a status
+    assert not [line.key for line in migration.report.lines if line.detail.startswith(NOT_AXOLOTL)]  # not dropped
     expected = ALTERNATIVES.get(_kind(doc), [])
     got = [str(p) for p in problems]
     assert len(got) == len(expected) and all(any(e in g for g in got) for e in expected), got

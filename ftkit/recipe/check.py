@@ -1,9 +1,9 @@
 """`ftkit check RECIPE [--strict]`: validate without loading a model and show what each option does here."""
 from __future__ import annotations
 
+from ftkit.axolotl import IGNORED
 from ftkit.errors import Problem
 from ftkit.recipe.load import inspect_recipe
-from ftkit.recipe.migration import IGNORED
 from ftkit.recipe.train_options import missing_optimizer_package
 
 

@@ -1,6 +1,7 @@
 """Reading a recipe: YAML -> `--key=value` overrides -> validation, every problem with file, line, key and fix."""
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from pathlib import Path
@@ -9,24 +10,30 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
-from ftkit.recipe.migration import Migration, migrate
-from ftkit.recipe.schema import Recipe
+from ftkit.recipe.schema import DatasetSpec, Recipe, UserDefinedFormat
 
 
 # A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
 MAX_VALUES = 100_000
 
 
-def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem]]:
+def _value(node):
+    """The Python value of one YAML node (to compare two writings of a key); a copy, as merge keys rewrite nodes."""
+    return yaml.SafeLoader("").construct_object(copy.deepcopy(node), deep=True)
+
+
+def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem], list[Problem]]:
     """The line of every dotted key path (for messages), and what only the node tree shows: a key written twice in
-    one mapping (YAML keeps the last one silently). Aliases are sized first, each node counted once, and a recipe
-    that expands to more than MAX_VALUES values is refused before anything walks it expanded."""
+    one mapping, which YAML keeps the last of silently (with two values: a problem; with the same value twice: a
+    note). Aliases are sized first, each node counted once, and a recipe that expands to more than MAX_VALUES
+    values is refused before anything walks it expanded."""
     try:
         root = yaml.compose(text)
     except (yaml.YAMLError, RecursionError):
-        return {}, []  # safe_load already reported it
+        return {}, [], []  # safe_load already reported it
     sizes: dict[int, int] = {}
 
     def size(node) -> int:  # values after alias expansion, each distinct node computed once
@@ -43,22 +50,26 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                                   file, fix="write the values out, or use each alias at most a few times"))
     lines: dict[str, int] = {}
     problems: list[Problem] = []
+    notes: list[Problem] = []
     seen_mappings: set[int] = set()
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
             first_time = id(node) not in seen_mappings  # a mapping reused through an alias is checked once
             seen_mappings.add(id(node))
-            where: dict[str, int] = {}
+            where: dict[str, tuple[int, yaml.Node]] = {}
             for k, v in node.value:
                 key = f"{prefix}{k.value}"
                 line = k.start_mark.line + 1
                 if first_time and isinstance(k, yaml.ScalarNode) and k.value != "<<":
-                    if k.value in where:
-                        problems.append(Problem(f"written twice in one mapping (lines {where[k.value]} and {line}); "
+                    if k.value in where and _value(where[k.value][1]) == _value(v):
+                        notes.append(Problem(f"written twice with the same value, lines {where[k.value][0]} and "
+                                             f"{line}", file, key, line, "keep one of them"))
+                    elif k.value in where:
+                        problems.append(Problem(f"written twice in one mapping (lines {where[k.value][0]} and {line}); "
                                                 "YAML would keep the last value silently", file, key, line,
                                                 "keep one of them"))
-                    where.setdefault(k.value, line)
+                    where.setdefault(k.value, (line, v))
                 lines.setdefault(key, line)
                 walk(v, key + ".")
         elif isinstance(node, yaml.SequenceNode):
@@ -67,7 +78,7 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                 walk(v, f"{prefix}{i}.")
 
     walk(root, "")
-    return lines, problems
+    return lines, problems, notes
 
 
 def _field_hint(loc: tuple) -> str:
@@ -246,8 +257,12 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
     data, file, text = _read(source, overrides)
-    lines, yaml_problems = _yaml_tree(text, file)
-    migration = migrate(data, Recipe.model_fields, file, lines)
+    lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
+    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
+              "type": set(UserDefinedFormat.model_fields)}
+    migration = migrate(data, fields, file, lines)
+    for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
+        migration.report.add(note.where, NOTE, note.problem, note.line)
     problems = yaml_problems + list(migration.problems)
     recipe = None
     try:
@@ -265,7 +280,7 @@ def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str]
     """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix.
 
     An empty value means "not set" (the default) at every level; Axolotl's other names, speed-only and
-    refused options are handled as recipe/axolotl.py says (recipe.report tells what was done with each key).
+    refused options are handled as ftkit/axolotl/catalogue.yaml says (recipe.report tells what was done with each key).
     """
     recipe, _, problems = inspect_recipe(source, overrides)
     if problems:

@@ -2,7 +2,7 @@
 
 The fields live in topic modules (model_options, data_options, adapter_options, train_options, run_options,
 method_options); each field's description is its only documentation (`ftkit options` prints the reference
-generated from it, together with the Axolotl options that are not fields: recipe/axolotl.py). This module
+generated from it, together with the Axolotl options that are not fields: ftkit/axolotl/catalogue.yaml). This module
 composes them into `Recipe` and holds the checks that relate fields of different topics, including the
 generated one: an option set for a method that does not read it is an error naming both.
 """
@@ -36,7 +36,7 @@ __all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "U
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
              RunOptions, PackingOptions):
     """A validated recipe. `source` is the file it came from (for error messages); `report` says what
-    load_recipe did with each key of the file (recipe/migration.py), e.g. for `ftkit check`."""
+    load_recipe did with each key of the file (ftkit/axolotl/migrate.py), e.g. for `ftkit check`."""
 
     source: Optional[str] = option(None, exclude=True, ftkit_only=True, description="Internal: the file this recipe was read from.")
     _report: object = PrivateAttr(default=None)

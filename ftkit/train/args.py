@@ -71,7 +71,7 @@ def _optional(recipe: Recipe) -> dict:
              "optim_args": "optim_args", "optim_target_modules": "optim_target_modules",
              "torch_compile_backend": "torch_compile_backend", "torch_compile_mode": "torch_compile_mode",
              "accelerator_config": "accelerator_config", "metric_for_best_model": "metric_for_best_model",
-             "greater_is_better": "greater_is_better"}
+             "greater_is_better": "greater_is_better", "wandb_name": "run_name"}
     out = {ta: getattr(recipe, name) for name, ta in names.items() if getattr(recipe, name) is not None}
     if isinstance(out.get("optim_args"), dict):
         out["optim_args"] = ",".join(f"{k}={v}" for k, v in out["optim_args"].items())
@@ -106,8 +106,9 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
         weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm,
         seed=recipe.seed,
-        data_seed=recipe.seed,
+        data_seed=recipe.seed if recipe.data_seed is None else recipe.data_seed,
         logging_steps=logging_steps(recipe, total),
+        logging_first_step=recipe.logging_first_step,
         bf16=precision.bf16,
         fp16=precision.fp16,
         tf32=precision.tf32 if torch.cuda.is_available() else None,

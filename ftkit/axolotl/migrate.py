@@ -1,88 +1,28 @@
 """Before validation: what each key of a recipe file means here, as a report and as the data the schema validates.
 
-Every key gets one line: used (a recipe field), empty (null: the default), alias -> canonical, ignored here
-(speed-only or internal, with why) or refused (why, and the nearest supported option). Unknown keys that
-are not Axolotl options stay errors with did-you-mean. `ftkit check` prints the report; `train` and
-`preprocess` print its one-line summary.
+Every key gets one report line: used (a recipe field), empty (null: the default), alias -> canonical, ignored
+(with why) or refused (why, and the nearest supported option), as catalogue.yaml says. A key that is none of
+those is a near miss of a real option (an error with did-you-mean) or one Axolotl would drop silently
+(accepted; the summary names it). The door knows ftkit's fields only by the names it is handed.
 
-    {flash_attention: true, dataset_num_proc: 4, lora_r: null, qat: {...}}
+    {flash_attention: true, dataset_num_proc: 4, lora_r: null, qat: {...}, image: axolotl:main}
     -> data   {attn_implementation: flash_attention_2, dataset_processes: 4}
        report alias flash_attention -> attn_implementation, alias dataset_num_proc -> dataset_processes,
-              empty lora_r; problem "qat: quantization-aware training ... is not implemented"
+              empty lora_r, ignored image (not an option Axolotl reads);
+              problem "qat: quantization-aware training ... is not implemented"
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftkit.axolotl import catalogue as cat
+from ftkit.axolotl.convert import Unconvertible
+from ftkit.axolotl.report import ALIAS, EMPTY, IGNORED, NOT_AXOLOTL, REFUSED, USED, Report
+from ftkit.axolotl.suggest import suggest
 from ftkit.errors import Problem
-from ftkit.recipe import axolotl as cat
-from ftkit.recipe.data_options import DatasetSpec, UserDefinedFormat
 
-USED, EMPTY, IGNORED = "used", "empty", "ignored"
-# where Axolotl reads an empty value differently from "unset" (ftkit: empty = the default, always)
-EMPTY_IN_AXOLOTL = {
-    "bf16": "Axolotl reads an empty bf16 as off; write bf16: false for that",
-    "tf32": "Axolotl reads an empty tf32 as off; write tf32: false for that",
-    "shuffle_merged_datasets": "Axolotl reads it as off (no shuffle); write false for that",
-    "lora_r": "Axolotl passes it to peft as None, which fails", "lora_alpha": "Axolotl passes it to peft as None, which fails",
-}
-NESTED_BLOCKS = ("special_tokens", "peft", "loftq_config", "fsdp_config")  # option blocks: null entries are unset
-# Axolotl reads these as "off" when 0 (it tests them for truth): ftkit treats 0 as not set, reported as empty
-ZERO_IS_UNSET = ("max_steps", "save_steps", "saves_per_epoch", "eval_steps", "evals_per_epoch", "cosine_constant_lr_ratio",
-                 "early_stopping_patience", "eval_table_size", "relora_steps")
-# values Axolotl accepts that mean an implemented value here: (key, value) -> (value, note)
-VALUE_ALIASES = {("gradient_checkpointing", "offload"): (True, "offload: Axolotl also moves the activations to CPU "
-                                                         "(memory only); ftkit recomputes them"),
-                 ("gradient_checkpointing", "offload_disk"): (True, "offload_disk: Axolotl also moves the activations "
-                                                              "to disk (memory only); ftkit recomputes them")}
-FORMAT_KEYS = set(UserDefinedFormat.model_fields)  # custom-format keys, which belong under type:
-
-
-@dataclass
-class Line:
-    key: str  # dotted path as written, e.g. datasets.0.field_messages
-    status: str  # used, empty, alias, ignored, refused
-    detail: str = ""
-    line: int | None = None
-
-
-@dataclass
-class Report:
-    """What loading did with every key of a recipe (and its overrides)."""
-
-    file: str | None = None
-    lines: list[Line] = field(default_factory=list)
-
-    def add(self, key: str, status: str, detail: str = "", line: int | None = None) -> None:
-        self.lines.append(Line(key, status, detail, line))
-
-    def of(self, status: str) -> list[Line]:
-        return [line for line in self.lines if line.status == status]
-
-    def summary(self) -> str:
-        """e.g. '42 options used, 3 aliases, 2 speed-only ignored: flash_attention, strict; 5 empty (defaults)'."""
-        internal = [line for line in self.of(IGNORED) if line.detail.startswith("internal")]
-        ignored = [line for line in self.of(IGNORED) if line not in internal]
-        used, aliases = len(self.of(USED)), len(self.of(cat.ALIAS))
-        text = (f"{used} option{'s' * (used != 1)} used, {aliases} alias{'es' * (aliases != 1)}, "
-                f"{len(ignored)} speed-only ignored")
-        if ignored:
-            text += ": " + ", ".join(line.key for line in ignored)
-        if internal:
-            text += f"; {len(internal)} internal ignored: " + ", ".join(line.key for line in internal)
-        if self.of(EMPTY):
-            text += f"; {len(self.of(EMPTY))} empty (defaults)"
-        if self.of(cat.REFUSED):
-            text += f"; {len(self.of(cat.REFUSED))} refused: " + ", ".join(line.key for line in self.of(cat.REFUSED))
-        return text
-
-    def table(self) -> str:
-        """The migration report, option by option (ftkit check)."""
-        width = max([len(line.key) for line in self.lines] + [10])
-        rows = [f"  {line.status:<8} {line.key:<{width}}  {line.detail}".rstrip() for line in self.lines]
-        return "\n".join([f"{self.file or 'recipe'}: {len(self.lines)} keys", *rows, self.summary()])
+LABELS = {cat.SPEED_ONLY: "speed only: ", cat.INTERNAL: "internal: ", cat.IGNORED: ""}
 
 
 @dataclass
@@ -105,13 +45,14 @@ def _same(value, default) -> bool:
         return False
 
 
-def _suggest(key: str, choices) -> str | None:
-    match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return match[0] if match else None
+def _zero(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
 class _Walker:
-    """One pass over the raw recipe data; collects the clean data, the report and the problems."""
+    """One pass over the raw recipe data; collects the clean data, the report and the problems.
+
+    fields: the recipe's field names per level: top, dataset (an entry of datasets), type (a custom format)."""
 
     def __init__(self, fields: dict, file: str | None, lines: dict[str, int], base_dir: Path | None):
         self.fields, self.file, self.lines, self.base_dir = fields, file, lines, base_dir
@@ -124,43 +65,44 @@ class _Walker:
         self.m.problems.append(Problem(what, self.file, where, self.lines.get(where), fix))
 
     def refuse(self, where: str, why: str, nearest: str | None) -> None:
-        self.note(where, cat.REFUSED, f"{why}; nearest: {nearest or 'none'}")
+        self.note(where, REFUSED, f"{why}; nearest: {nearest or 'none'}")
         self.problem(where, f"{why} (an Axolotl feature ftkit refuses rather than ignores)",
                      f"remove it{'; nearest supported: ' + nearest if nearest else ''}")
 
-    # ------------------------------------------------------------ one level
-    def level(self, raw: dict, fields: dict, level: str, prefix: str, out: dict) -> None:
+    # ------------------------------------------------------------ top level and dataset entries
+    def mapping(self, raw: dict, level: str, prefix: str, out: dict) -> None:
         for key, value in raw.items():
             where = f"{prefix}{key}"
-            zero = isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
-            if value is None or (level == "top" and key in ZERO_IS_UNSET and zero):
-                note = EMPTY_IN_AXOLOTL.get(key, "") if level == "top" and value is None else \
-                    "" if value is None else "0 = off, as in Axolotl"
+            if value is None or (level == "top" and key in cat.ZERO_IS_UNSET and _zero(value)):
+                note = "0 = off, as in Axolotl" if value is not None else \
+                    cat.EMPTY_IN_AXOLOTL.get(key, "") if level == "top" else ""
                 self.note(where, EMPTY, note)
-                continue
-            if level == "top" and isinstance(value, str) and (key, value) in VALUE_ALIASES:
-                value, note = VALUE_ALIASES[(key, value)]
-                self.note(where, cat.ALIAS, note)
-                out[key] = value
-                continue
-            if level == "top" and key == "tokens" and isinstance(value, dict):
+            elif level == "top" and isinstance(value, str) and (key, value) in cat.VALUE_ALIASES:
+                out[key], note = cat.VALUE_ALIASES[(key, value)]
+                self.note(where, ALIAS, note)
+            elif level == "top" and key == "tokens" and isinstance(value, dict):
                 self.problem(where, "is a mapping of special tokens (Axolotl refuses it too: tokens is a list)",
                              "move bos_token/eos_token/... under special_tokens:")
-                continue
-            if key in fields:
+            elif key in self.fields[level]:
                 self.put(out, key, self.field(key, value, level, where), where)
-                continue
-            entry = cat.lookup(level, key)
-            if entry is not None:
-                self.catalogued(entry, value, where, out)
-            elif level == "dataset" and key in FORMAT_KEYS:
+            elif (entry := cat.lookup(level, key)) is not None:
+                self.catalogued(entry, value, where, out, raw)
+            elif level == "dataset" and key in self.fields["type"]:
                 self.problem(where, "a custom-format key written at the dataset level",
                              f"put it under type: (a custom format), e.g. type: {{{key}: ...}}")
             else:
-                names = list(fields) + [n for (lv, n) in cat.CATALOGUE if lv == level]
-                guess = _suggest(key, names)
-                self.problem(where, "unknown option",
-                             f"did you mean {guess}?" if guess else "remove it; `ftkit options` lists every option")
+                self.unknown(key, level, where)
+
+    def unknown(self, key: str, level: str, where: str) -> None:
+        """A near miss of a real option is an error; any other key is one Axolotl would drop: accepted and said."""
+        fields = self.fields.get(level, ())
+        guess = suggest(key, [*fields, *cat.names_at(level)], cat.MEANING, prefer=fields)
+        if guess is None:
+            self.note(where, IGNORED, f"{NOT_AXOLOTL} (Axolotl drops it silently; so does ftkit, and says so)")
+            return
+        entry = cat.lookup(level, guess)
+        also = f" (another name of {entry.canonical})" if entry and entry.status == ALIAS else ""
+        self.problem(where, "unknown option", f"did you mean {guess}?{also}")
 
     def put(self, out: dict, key: str, value, where: str) -> None:
         """Set a key that an alias may have set already (e.g. fsdp_version before fsdp_config): merge or report."""
@@ -182,52 +124,47 @@ class _Walker:
         self.note(where, USED)
         if key in ("datasets", "test_datasets") and isinstance(value, list):
             return [self.dataset(d, f"{where}.{i}.") if isinstance(d, dict) else d for i, d in enumerate(value)]
-        if key in NESTED_BLOCKS and isinstance(value, dict):
+        if key in cat.OPTION_BLOCKS and isinstance(value, dict):
             return self.block(key, value, where)
-        if key == "type" and isinstance(value, dict):
-            return self.block("type", value, where)
         return value
 
     def dataset(self, raw: dict, prefix: str) -> dict:
         out: dict = {}
-        self.level(raw, DatasetSpec.model_fields, "dataset", prefix, out)
+        self.mapping(raw, "dataset", prefix, out)
         return out
 
     def block(self, level: str, raw: dict, where: str) -> dict:
-        """A nested option block: null entries are unset; catalogued keys (aliases, ignored, refused) handled."""
+        """A field's option block: null entries are unset; catalogued keys (aliases, ignored, refused) handled; the
+        rest passes to the field's own validation."""
         out = {}
         for key, value in raw.items():
             path = f"{where}.{key}"
+            entry = cat.lookup(level, key)
             if value is None:
                 self.note(path, EMPTY)
-                continue
-            entry = cat.lookup(level, key)
-            if entry is None:
-                # the field's own validation checks it; nested option blocks (peft.loftq_config) get the same rules
+            elif entry is None:  # nested blocks (peft.loftq_config) get the same rules
                 out[key] = self.block(f"{level}.{key}", value, path) if isinstance(value, dict) and level != "type" else value
-                continue
-            if entry.status == cat.ALIAS:
-                canonical = entry.canonical.split(".", 1)[-1] if entry.canonical.startswith(level + ".") else entry.canonical
+            elif entry.status == ALIAS:
+                canonical = entry.canonical.removeprefix(level + ".")
                 if canonical in out and out[canonical] != value:
                     self.problem(path, f"conflicts with {where}.{canonical}", "keep one")
                 out[canonical] = value
-                self.note(path, cat.ALIAS, f"-> {where}.{canonical}")
+                self.note(path, ALIAS, f"-> {where}.{canonical}")
             else:
-                self.catalogued(entry, value, path, {})
+                self.catalogued(entry, value, path, {}, raw)
         return out
 
     # ------------------------------------------------------------ catalogued (non-field) keys
-    def catalogued(self, entry: cat.Entry, value, where: str, out: dict) -> None:
-        if entry.status == cat.ALIAS:
-            self.alias(entry, value, where, out)
-        elif entry.status in (cat.SPEED_ONLY, cat.INTERNAL):
+    def catalogued(self, entry: cat.Entry, value, where: str, out: dict, raw: dict) -> None:
+        if entry.status == ALIAS:
+            self.alias(entry, value, where, out, raw)
+        elif entry.status in LABELS:
             if entry.name == "plugins" and entry.level == "top":
                 for i, plugin in enumerate(value if isinstance(value, list) else [value]):
                     status, why = cat.plugin_status(str(plugin))
-                    if status == cat.REFUSED:
+                    if status == REFUSED:
                         self.refuse(f"{where}.{i}", f"plugin {plugin}: {why}", None)
-            kind = "speed only" if entry.status == cat.SPEED_ONLY else "internal"
-            self.note(where, IGNORED, f"{kind}: {entry.why}")
+            self.note(where, IGNORED, LABELS[entry.status] + entry.why)
         elif entry.name in cat.CHECKED_BLOCKS and entry.level == "top" and isinstance(value, dict):
             self.checked_block(entry.name, value, where, out)
         elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
@@ -235,7 +172,7 @@ class _Walker:
         elif value in (False, [], {}) and entry.default in (cat.NO_DEFAULT, None):
             self.note(where, IGNORED, "off")
         else:
-            self.refuse(where, f"{entry.why}", entry.nearest)
+            self.refuse(where, entry.why, entry.nearest)
 
     def checked_block(self, level: str, raw: dict, where: str, out: dict) -> None:
         """trl:/vllm: as Axolotl dumps them: every key at its default is accepted; trl.beta is rl_beta."""
@@ -245,19 +182,23 @@ class _Walker:
             if value is None:
                 self.note(path, EMPTY)
             elif entry is None:
-                self.problem(path, f"unknown option in {level}:", "remove it")
-            elif entry.status == cat.ALIAS:
-                self.alias(entry, value, path, out)
+                self.unknown(key, level, path)
+            elif entry.status == ALIAS:
+                self.alias(entry, value, path, out, raw)
             elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
                 self.note(path, IGNORED, "Axolotl's default: off")
             else:
                 self.refuse(path, entry.why, entry.nearest)
 
-    def alias(self, entry: cat.Entry, value, where: str, out: dict) -> None:
-        value = entry.convert(value) if entry.convert else value
+    def alias(self, entry: cat.Entry, value, where: str, out: dict, raw: dict) -> None:
+        try:
+            value = entry.convert(value, raw) if entry.convert else value
+        except Unconvertible as e:
+            self.problem(where, e.problem, e.fix)
+            return
         if entry.canonical == "chat_template" and value is not None:
             value = self.jinja_text(value, where)
-        self.note(where, cat.ALIAS, f"-> {entry.canonical}")
+        self.note(where, ALIAS, f"-> {entry.canonical}" + (f" ({entry.why})" if entry.convert else ""))
         if value is None:
             return
         head, _, rest = entry.canonical.partition(".")
@@ -284,9 +225,11 @@ class _Walker:
 
 
 def migrate(raw: dict, fields: dict, file: str | None = None, lines: dict[str, int] | None = None) -> Migration:
-    """The raw recipe data -> Migration (clean data for the schema, the report, problems found on the way)."""
+    """The raw recipe data -> Migration (clean data for the schema, the report, problems found on the way).
+
+    fields: the names of ftkit's recipe fields per level, {"top": ..., "dataset": ..., "type": ...}."""
     walker = _Walker(fields, file, lines or {}, Path(file).resolve().parent if file else None)
-    walker.level(raw, fields, "top", "", walker.m.data)
+    walker.mapping(raw, "top", "", walker.m.data)
     data = walker.m.data
     if data.get("chat_template") == "jinja":
         walker.problem("chat_template", "jinja needs the template text", "add chat_template_jinja: (Jinja text or a file)")
