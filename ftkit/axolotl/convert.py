@@ -26,21 +26,11 @@ def true_means(value_when_true: str) -> Callable[[Any, dict], Any]:
     return lambda on, _raw: value_when_true if on else None
 
 
-def report_to(value, raw: dict):
-    """TrainingArguments report_to -> ftkit's tracking options, which turn each logger on by its own keys (as
-    Axolotl does): comet_ml -> use_comet: true; wandb needs wandb_project, mlflow an mlflow_ key; tensorboard
-    always writes (output_dir/runs/); `none` with a logger's keys set is a contradiction."""
+def report_to(value, _raw: dict):
+    """TrainingArguments report_to -> use_comet for comet_ml. Axolotl drops report_to and turns each logger on by
+    its own keys (wandb_project, mlflow_tracking_uri, ...); ftkit does the same, so `report_to: wandb` alone
+    logs to no W&B project (said in the report) and `none` leaves the loggers those keys turn on."""
     names = {str(v) for v in ([value] if isinstance(value, str) else value or [])}
-    needs = {"wandb": ("wandb_project",), "mlflow": ("mlflow_tracking_uri", "mlflow_experiment_name")}
-    for logger, keys in needs.items():
-        if logger in names and not any(raw.get(k) for k in keys):
-            raise Unconvertible(f"lists {logger}, which ftkit turns on by {' or '.join(keys)} (as Axolotl does)",
-                                f"add {keys[0]}: ...")
-    if names & {"none", "no"} or not names:
-        on = [k for k in ("wandb_project", "mlflow_tracking_uri", "mlflow_experiment_name", "use_comet") if raw.get(k)]
-        if on:
-            raise Unconvertible(f"none contradicts {', '.join(on)} (which turns that logger on)",
-                                f"remove report_to or {on[0]}")
     return True if "comet_ml" in names else None
 
 
