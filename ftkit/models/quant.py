@@ -18,13 +18,16 @@ def is_quantized(recipe: Recipe) -> bool:
 
 
 def bnb_config(recipe: Recipe, dtype):
-    """BitsAndBytesConfig for load_in_4bit/8bit (nf4 + double quant, compute in `dtype`), or None."""
+    """BitsAndBytesConfig for load_in_4bit/8bit (qlora: nf4 + double quant, compute in `dtype`; lora: transformers'
+    4-bit defaults, fp4), or None."""
     if not is_quantized(recipe):
         return None
     from transformers import BitsAndBytesConfig
 
     if recipe.load_in_8bit:
         kwargs = dict(load_in_8bit=True)
+    elif recipe.adapter == "lora":  # Axolotl (through v0.12) passed load_in_4bit=True alone: transformers' defaults
+        kwargs = dict(load_in_4bit=True)
     else:
         kwargs = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                       bnb_4bit_compute_dtype=dtype)

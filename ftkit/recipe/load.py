@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
 from ftkit.recipe.migration import Migration, migrate
+from ftkit.recipe.notes import recipe_notes
 from ftkit.recipe.schema import Recipe
 
 
@@ -229,7 +230,7 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
 
 def _notes(recipe: Recipe, migration: Migration) -> None:
     """Options that validate but do nothing with the rest of the recipe, as in Axolotl: said in the report."""
-    split = recipe.val_set_size or (recipe.rl and recipe.test_datasets)
+    split = recipe.val_set_size or recipe.test_datasets
     for key in ("eval_steps", "evals_per_epoch"):
         if getattr(recipe, key) and not split:
             migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
@@ -240,6 +241,8 @@ def _notes(recipe: Recipe, migration: Migration) -> None:
         if interval and strategy not in (None, "steps"):
             migration.report.add(f"{kind}_strategy", "ignored", f"{strategy}: the {kind} interval wins (steps), as in "
                                                                "Axolotl")
+    for key, note in recipe_notes(recipe):  # settings that change nothing, or read as Axolotl reads them
+        migration.report.add(key, "note", note)
 
 
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
