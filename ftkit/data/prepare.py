@@ -124,8 +124,10 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
 
 
 def _entries(recipe: Recipe) -> list[tuple[str, int, object]]:
-    """(key, index, spec) of every dataset entry: datasets, then test_datasets (the eval set when given)."""
-    return [(key, i, spec) for key in ("datasets", "test_datasets") for i, spec in enumerate(getattr(recipe, key))]
+    """(key, index, spec) of every dataset entry: datasets, then test_datasets, the eval set of an SFT run (with
+    rl: they are the held-out pairs train/preference_report.py measures, read there)."""
+    keys = ("datasets",) if recipe.rl else ("datasets", "test_datasets")
+    return [(key, i, spec) for key in keys for i, spec in enumerate(getattr(recipe, key))]
 
 
 def _convert(entries, key: str, rows, recipe: Recipe, tokenizer, hub: dict, fp: str) -> tuple[list, dict]:
@@ -165,14 +167,15 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
 
     parts, per_dataset = _convert(entries, "datasets", rows, recipe, tokenizer, hub, fp)
     train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
-    if recipe.test_datasets:
+    counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
+               or k.startswith("dropped_")]
+    totals = {k: sum(d[k] for d in per_dataset.values()) for k in counted}  # the training rows'
+    if any(key == "test_datasets" for key, _, _ in entries):
         test_parts, test_counts = _convert(entries, "test_datasets", rows, recipe, tokenizer, hub, fp)
         ev = _mix(test_parts, test_counts, recipe)
         per_dataset.update(test_counts)
-    counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
-               or k.startswith("dropped_")]
     stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
-             **{k: sum(d[k] for d in per_dataset.values()) for k in counted}, "dropped_duplicate": duplicates,
+             **totals, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
              **rows.mixed_stats(train)}

@@ -15,8 +15,8 @@ from ftkit.formats.alpaca import (
     InstructStrategy,
     UserDefinedStrategy,
 )
-from ftkit.formats.base import PromptStrategy, RowError, Segment, row_errors
-from ftkit.formats.chat import DEFAULT_ROLES, ChatTemplateStrategy
+from ftkit.formats.base import DEFAULT_ROLES, PromptStrategy, RowError, Segment, row_errors
+from ftkit.formats.chat import ChatTemplateStrategy
 from ftkit.formats.fastchat import FastChatStrategy
 from ftkit.formats.options import TYPE_NAMES, unknown_type_fix
 from ftkit.formats.raw import (

@@ -15,20 +15,12 @@ from __future__ import annotations
 import difflib
 
 from ftkit.errors import FtkitError
-from ftkit.formats.base import PromptStrategy, RowError, Segment
+from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
 from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.formats.fastchat import special_tokens
 from ftkit.log import log
 
-DEFAULT_ROLES = {"system": ["system"], "user": ["user", "human"], "assistant": ["assistant", "gpt", "model"],
-                 "tool": ["tool"]}
 FALLBACK = "tokenizer_default_fallback_"
-
-
-def role_names(roles: dict[str, list[str]] | None) -> dict[str, str]:
-    """Role name in the data -> role: `roles` (else DEFAULT_ROLES), plus the roles' own names, which always pass."""
-    out = {r: r for r in DEFAULT_ROLES}
-    out.update({alias: role for role, aliases in (roles or DEFAULT_ROLES).items() for alias in aliases})
-    return out
 
 
 def is_jinja(text: str) -> bool:
@@ -358,8 +350,6 @@ def configure_tokenizer(tokenizer, recipe) -> None:
     asked = _asked_templates(recipe)
     options = [recipe.chat_template] + [o for _, o in asked]
     vocab = tokenizer.get_vocab()
-    from ftkit.formats.fastchat import special_tokens
-
     fastchat = [t for d in recipe.datasets if d.type == "sharegpt" for t in special_tokens(d.conversation)]
     missing = list(dict.fromkeys(t for o in options for t in needed_tokens(o) if t not in vocab))
     missing += [t for t in dict.fromkeys(fastchat) if t not in vocab and t not in missing]

@@ -20,8 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from ftkit.errors import FtkitError
-from ftkit.formats.base import PromptStrategy, RowError, Segment
-from ftkit.formats.chat import role_names
+from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
 
 TABLE = Path(__file__).resolve().parents[1] / "assets" / "fastchat_templates.json"
 DEFAULT_SYSTEM_REPLACEABLE = ("chatml", "llama3")  # Axolotl registered these with default_system_message

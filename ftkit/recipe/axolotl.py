@@ -243,8 +243,6 @@ _add(_R, "MoRA is a different adapter", "mora", nearest="adapter: lora")
 _add(_R, "Spectrum picks layers from signal-to-noise files ftkit does not compute",
      "spectrum_top_fraction=0.5 spectrum_model_name", nearest="unfrozen_parameters")
 _add(_R, "a separate length limit for test_datasets is not implemented", "eval_sequence_len", nearest="sequence_len")
-_add(_R, "a minimum row length other than Axolotl's 2 tokens is not implemented (ftkit drops rows with nothing to train)",
-     "min_sample_len=2")
 _add(_R, "moving <think> blocks into a reasoning field is not implemented", "split_thinking template_thinking_key",
      level="dataset", nearest="keep the reasoning in the message content")
 _add(_R, "character-offset masks inside a message are not implemented", "message_field_training_detail", level="dataset",
