@@ -107,7 +107,8 @@ class FastChatStrategy(PromptStrategy):
                 raise RowError(where, f"a message must be a mapping, got {type(m).__name__}", 'write {"from": ..., "value": ...}')
             role_key = self.role_key or ("from" if "from" in m else "role")
             content_key = self.content_key or next((k for k in ("value", "text", "content") if k in m), "value")
-            role, text = self.role_of.get(m.get(role_key)), m.get(content_key)
+            name, text = m.get(role_key), m.get(content_key)
+            role = self.role_of.get(name) if isinstance(name, str) else None
             if not isinstance(text, str):
                 raise RowError(f"{where}.{content_key}", f"message text must be text, got {type(text).__name__}",
                                "store it as a string")
@@ -115,9 +116,9 @@ class FastChatStrategy(PromptStrategy):
                 system = text
             elif role not in ("user", "assistant"):
                 known = ", ".join(sorted(k for k, v in self.role_of.items() if v in ("user", "assistant")))
-                raise RowError(f"{where}.{role_key}", f"role {m.get(role_key)!r} has no place in the FastChat "
+                raise RowError(f"{where}.{role_key}", f"role {name!r} has no place in the FastChat "
                                f"{self.conversation} template (a system message may only come first)",
-                               f"use {known}, or map it: roles: {{assistant: [{m.get(role_key)}]}}")
+                               f"use {known}, or map it: roles: {{assistant: [{name}]}}")
             else:
                 out.append((role, text, role in self.roles_to_train and m.get("weight", 1) != 0))
         return system, out
