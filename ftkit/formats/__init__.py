@@ -39,7 +39,7 @@ def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptSt
     if t in FORMATS:
         return InstructStrategy(t, toi)
     if t in ("chat_template", "sharegpt"):
-        return _chat_strategy(spec, recipe, tokenizer, where)
+        return _chat_strategy(spec, recipe, tokenizer)
     if t == "completion":
         return CompletionStrategy(t, toi, field=spec.field,
                                   chunk=recipe.sequence_len if spec.chunk_long_rows else None)
@@ -61,7 +61,7 @@ def _share_roles(spec) -> dict | None:
     return roles
 
 
-def _chat_strategy(spec, recipe, tokenizer, where: str) -> PromptStrategy:
+def _chat_strategy(spec, recipe, tokenizer) -> PromptStrategy:
     """chat_template, or sharegpt: a FastChat template when `conversation:` names one (as Axolotl's sharegpt
     rendered it), else the tokenizer's chat template."""
     share, toi = spec.type == "sharegpt", recipe.train_on_inputs
@@ -69,15 +69,11 @@ def _chat_strategy(spec, recipe, tokenizer, where: str) -> PromptStrategy:
     role_key = mapping.pop("role", None) or spec.message_field_role
     content_key = mapping.pop("content", None) or spec.message_field_content
     if share and spec.conversation:
-        try:
-            return FastChatStrategy(spec.type, spec.conversation, tokenizer, train_on_inputs=toi,
-                                    field_messages=spec.field_messages or "conversations", role_key=role_key,
-                                    content_key=content_key, roles=_share_roles(spec),
-                                    roles_to_train=spec.roles_to_train or ["assistant"],
-                                    default_system_message=recipe.default_system_message)
-        except FtkitError as e:
-            e.problems[0].where, e.problems[0].file = f"{where}.conversation", recipe.source
-            raise
+        return FastChatStrategy(spec.type, spec.conversation, tokenizer, train_on_inputs=toi,
+                                field_messages=spec.field_messages or "conversations", role_key=role_key,
+                                content_key=content_key, roles=_share_roles(spec),
+                                roles_to_train=spec.roles_to_train or ["assistant"],
+                                default_system_message=recipe.default_system_message)
     return ChatTemplateStrategy(
         spec.type, tokenizer, train_on_inputs=toi,
         field_messages=spec.field_messages or ("conversations" if share else "messages"),

@@ -14,12 +14,10 @@ Example (vicuna_v1.1, [human "Hi", gpt "Yo"]):
 """
 from __future__ import annotations
 
-import difflib
 import json
 from functools import cache
 from pathlib import Path
 
-from ftkit.errors import FtkitError
 from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
 
 TABLE = Path(__file__).resolve().parents[1] / "assets" / "fastchat_templates.json"
@@ -29,16 +27,6 @@ DEFAULT_SYSTEM_REPLACEABLE = ("chatml", "llama3")  # Axolotl registered these wi
 @cache
 def templates() -> dict[str, dict]:
     return {k: v for k, v in json.loads(TABLE.read_text(encoding="utf-8")).items() if not k.startswith("_")}
-
-
-def template(name: str, where: str = "conversation") -> dict:
-    """The table entry of a conversation name; an unknown name is an error naming the ones there are."""
-    if name not in templates():
-        guess = difflib.get_close_matches(name, list(templates()), n=1, cutoff=0.4)
-        raise FtkitError(f"conversation {name!r} is not one of the FastChat templates ftkit renders", where=where,
-                         fix=(f"did you mean {guess[0]}? " if guess else "") + f"use one of {', '.join(templates())}; "
-                             "for a Jinja chat template use type: chat_template with chat_template: NAME")
-    return templates()[name]
 
 
 def special_tokens(name: str | None) -> list[str]:
@@ -84,7 +72,7 @@ class FastChatStrategy(PromptStrategy):
                  field_messages="conversations", role_key=None, content_key=None, roles=None,
                  roles_to_train=("assistant",), default_system_message=None):
         super().__init__(name, train_on_inputs)
-        self.conversation, self.t = conversation, template(conversation)
+        self.conversation, self.t = conversation, templates()[conversation]  # the recipe checked the name
         self.eos = tokenizer.eos_token
         self.field, self.role_key, self.content_key = field_messages, role_key, content_key
         roles = {("user" if k == "input" else "assistant" if k == "output" else k): v for k, v in (roles or {}).items()}
