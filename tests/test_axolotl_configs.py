@@ -81,13 +81,14 @@ SNIPPETS = list(yaml.safe_load_all((ROOT / "tests" / "data" / "reference_snippet
 # problems ftkit reports for them, all at once. Every other snippet validates.
 ALTERNATIVES = {
     "precision choices": ["load_in_8bit: load_in_4bit and load_in_8bit are both true",
-                          "load_in_4bit: a 4-bit base needs adapter: qlora", "load_in_8bit: 8-bit weights cannot be trained",
+                          "load_in_4bit: 4-bit weights cannot be trained directly", "load_in_8bit: 8-bit weights cannot be trained",
                           "float16: bfloat16 and float16 are both true"],
     "all options": ["gptq: a GPTQ base is already quantized", "fp16: bf16 and fp16 are both true",
                     "float16: bfloat16 and float16 are both true", "warmup_ratio: conflicts with warmup_steps",
                     "default_system_message: the chat template has no built-in default system text",
                     "early_stopping_patience: needs evaluations during training",
-                    "test_datasets: is not read by supervised fine-tuning"],
+                    "val_set_size: test_datasets is the eval set",  # with lora + load_in_4bit (a QLoRA, as Axolotl):
+                    "loftq_config: LoftQ initialises a LoRA on the full-precision base"],
 }
 
 

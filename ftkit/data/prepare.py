@@ -26,6 +26,7 @@ from ftkit.recipe import Recipe
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 # how each drop reason reads in the summary: (total line, per-dataset line)
 DROP_LABELS = {"too_long": ("longer than sequence_len={n}", "too long"),
+               "too_short": ("shorter than min_sample_len={m} tokens", "too short"),
                "no_trainable": ("with nothing to train on", "untrainable"),
                "empty": ("with an empty field", "empty"), "identical": ("with chosen == rejected", "identical"),
                "duplicate": ("as exact duplicates (dataset_exact_deduplication)", "duplicate")}
@@ -43,8 +44,8 @@ class Prepared:
 
     def summary(self) -> str:
         s = self.stats
-        counts = [f"{s[f'dropped_{r}']} dropped {DROP_LABELS[r][0].format(n=s['sequence_len'])}"
-                  for r in s["reasons"]]
+        counts = [f"{s[f'dropped_{r}']} dropped {DROP_LABELS[r][0].format(n=s['sequence_len'], m=s.get('min_sample_len'))}"
+                  for r in s["reasons"] if r != "too_short" or s.get(f"dropped_{r}")]
         if "truncated" in s:
             counts.insert(1, f"{s['truncated']} truncated")
         rows = "preference pairs" if s["method"] in ("dpo", "ipo", "orpo", "simpo") else "rows"
@@ -54,7 +55,8 @@ class Prepared:
             lines.append(f"tokens per row: mean {s['len_mean']:.1f}, p95 {s['len_p95']}, max {s['len_max']}; "
                          f"trained-token fraction {s['trained_fraction']:.2f}")
         for name, d in s.get("per_dataset", {}).items():
-            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"] if f"dropped_{r}" in d]
+            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"] if f"dropped_{r}" in d
+                      and (r != "too_short" or d[f"dropped_{r}"])]
             if "truncated" in d:
                 counts.insert(1, f"{d['truncated']} truncated")
             mean = f"; mean {d['len_mean']:.1f} tokens" if "len_mean" in d else ""
@@ -121,15 +123,39 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
     return split["train"], split["test"], duplicates
 
 
+def _entries(recipe: Recipe) -> list[tuple[str, int, object]]:
+    """(key, index, spec) of every dataset entry: datasets, then test_datasets, the eval set of an SFT run (with
+    rl: they are the held-out pairs train/preference_report.py measures, read there)."""
+    keys = ("datasets",) if recipe.rl else ("datasets", "test_datasets")
+    return [(key, i, spec) for key in keys for i, spec in enumerate(getattr(recipe, key))]
+
+
+def _convert(entries, key: str, rows, recipe: Recipe, tokenizer, hub: dict, fp: str) -> tuple[list, dict]:
+    """The `key` entries converted by the method (kept rows and counts per dataset)."""
+    parts, per_dataset = [], {}
+    for k, i, spec in entries:
+        if k != key:
+            continue
+        where = f"{key}.{i}"
+        raw = hub[where] if where in hub else load_raw(spec, recipe, where)
+        label = f"{i}:{Path(spec.path).name}" if key == "datasets" else f"test {i}:{Path(spec.path).name}"
+        kept, per_dataset[label] = rows.convert(raw, spec, recipe, tokenizer, where, _processes(recipe, len(raw.rows)),
+                                                f"{fp}-{i}" if key == "datasets" else f"{fp}-test{i}")
+        parts.append(kept)
+    return parts, per_dataset
+
+
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
-    """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed)."""
+    """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
+    The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
     rows = preference_rows if recipe.rl else sft_rows  # the per-dataset conversion is the method's
-    located = [locate_files(spec, recipe, f"datasets.{i}") for i, spec in enumerate(recipe.datasets)]
-    hub = {i: load_raw(spec, recipe, f"datasets.{i}") for i, (spec, (kind, _)) in
-           enumerate(zip(recipe.datasets, located)) if kind == "hub"}
+    entries = _entries(recipe)
+    located = [locate_files(spec, recipe, f"{key}.{i}") for key, i, spec in entries]
+    hub = {f"{key}.{i}": load_raw(spec, recipe, f"{key}.{i}") for (key, i, spec), (kind, _) in zip(entries, located)
+           if kind == "hub"}
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
     fp = cache.fingerprint(recipe, tokenizer, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
@@ -139,19 +165,20 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
         log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
         return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe, cache_dir)
 
-    parts, per_dataset = [], {}
-    for i, spec in enumerate(recipe.datasets):
-        raw = hub[i] if i in hub else load_raw(spec, recipe, f"datasets.{i}")
-        kept, per_dataset[f"{i}:{Path(spec.path).name}"] = rows.convert(
-            raw, spec, recipe, tokenizer, f"datasets.{i}", _processes(recipe, len(raw.rows)), f"{fp}-{i}")
-        parts.append(kept)
+    parts, per_dataset = _convert(entries, "datasets", rows, recipe, tokenizer, hub, fp)
     train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
     counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
                or k.startswith("dropped_")]
+    totals = {k: sum(d[k] for d in per_dataset.values()) for k in counted}  # the training rows'
+    if any(key == "test_datasets" for key, _, _ in entries):
+        test_parts, test_counts = _convert(entries, "test_datasets", rows, recipe, tokenizer, hub, fp)
+        ev = _mix(test_parts, test_counts, recipe)
+        per_dataset.update(test_counts)
     stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
-             **{k: sum(d[k] for d in per_dataset.values()) for k in counted}, "dropped_duplicate": duplicates,
+             **totals, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
-             "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **rows.mixed_stats(train)}
+             "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
+             **rows.mixed_stats(train)}
     prepared = Prepared(train, ev, stats)
     if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
         prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)

@@ -33,15 +33,30 @@ def missing_targets(model, names: list[str]) -> list[str]:
     return [t for t in names if not any(m == t or m.endswith("." + t) for m in modules)]
 
 
+def _check_listed(recipe: Recipe, model, modules: list[str]) -> None:
+    """Listed names the model lacks: a note when others are adapted (peft adapts the ones it finds, as in Axolotl),
+    an error when none of the list exists and lora_target_linear does not add any."""
+    missing = missing_targets(model, modules)
+    if not missing:
+        return
+    names = ", ".join(map(repr, missing))
+    if len(missing) < len(modules) or recipe.lora_target_linear:
+        log.warning(f"lora_target_modules: the model ({model.config.model_type}) has no module named {names}; "
+                    "the others are adapted (as peft and Axolotl do)")
+        return
+    raise FtkitError(f"the model ({model.config.model_type}) has none of the modules lora_target_modules names "
+                     f"({names}), so nothing would be adapted", file=recipe.source, where="lora_target_modules",
+                     fix=f"use its linear layers: {', '.join(sorted(linear_names(model)))} (or lora_target_linear: "
+                         "true for all of them)")
+
+
 def lora_targets(recipe: Recipe, model) -> list[str] | str:
     """Explicit list (or one regex), every linear layer except the head (lora_target_linear), both (their
-    union, as Axolotl does), or the architecture's default. A listed name the model lacks is an error."""
+    union, as Axolotl does), or the architecture's default. Listed names the model lacks are left out (said);
+    an error only when none of them exists."""
     modules = recipe.lora_target_modules
-    if modules and not isinstance(modules, str) and (missing := missing_targets(model, list(modules))):
-        raise FtkitError(f"the model ({model.config.model_type}) has no module named {', '.join(map(repr, missing))}, "
-                         "so nothing would be adapted there", file=recipe.source, where="lora_target_modules",
-                         fix=f"use its linear layers: {', '.join(sorted(linear_names(model)))} (or lora_target_linear: "
-                             "true for all of them)")
+    if modules and not isinstance(modules, str):
+        _check_listed(recipe, model, list(modules))
     if modules and recipe.lora_target_linear:
         if isinstance(modules, str):
             raise FtkitError("lora_target_modules as one regex cannot be combined with lora_target_linear",

@@ -258,7 +258,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
     if precision is None:
         with quiet():
             precision = resolve_precision(recipe)
-    auto_cls = getattr(transformers, recipe.model_type, None)
+    cls_name = recipe.model_type
+    if cls_name != "AutoModelForCausalLM" and (recipe.trust_remote_code or recipe.gptq):  # Axolotl ignores it then
+        log.info(f"model_type {cls_name} not used with {'trust_remote_code' if recipe.trust_remote_code else 'gptq'}: "
+                 "AutoModelForCausalLM loads the class the model names, as Axolotl does")
+        cls_name = "AutoModelForCausalLM"
+    auto_cls = getattr(transformers, cls_name, None)
     if auto_cls is None:
         raise FtkitError(f"transformers has no class {recipe.model_type!r}", where="model_type",
                          fix="use AutoModelForCausalLM")

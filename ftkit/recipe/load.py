@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
+from ftkit.recipe.notes import recipe_notes
 from ftkit.recipe.schema import DatasetSpec, Recipe, UserDefinedFormat
 
 
@@ -240,7 +241,7 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
 
 def _notes(recipe: Recipe, migration: Migration) -> None:
     """Options that validate but do nothing with the rest of the recipe, as in Axolotl: said in the report."""
-    split = recipe.val_set_size or (recipe.rl and recipe.test_datasets)
+    split = recipe.val_set_size or recipe.test_datasets
     for key in ("eval_steps", "evals_per_epoch"):
         if getattr(recipe, key) and not split:
             migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
@@ -251,6 +252,8 @@ def _notes(recipe: Recipe, migration: Migration) -> None:
         if interval and strategy not in (None, "steps"):
             migration.report.add(f"{kind}_strategy", "ignored", f"{strategy}: the {kind} interval wins (steps), as in "
                                                                "Axolotl")
+    for key, note in recipe_notes(recipe):  # settings that change nothing, or read as Axolotl reads them
+        migration.report.add(key, "note", note)
 
 
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
@@ -264,6 +267,10 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
         migration.report.add(note.where, NOTE, note.problem, note.line)
     problems = yaml_problems + list(migration.problems)
+    if migration.data.get("load_in_4bit") and migration.data.get("adapter") == "lora":
+        migration.data["load_in_4bit"] = False  # Axolotl (v0.13 on) builds no 4-bit config for adapter: lora
+        migration.report.add("load_in_4bit", NOTE, "with adapter: lora the base loads unquantized, as Axolotl (v0.13 on) "
+                                                   "loads it; for a 4-bit base write adapter: qlora", lines.get("load_in_4bit"))
     recipe = None
     try:
         recipe = Recipe.model_validate({**migration.data, "source": file})

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from ftkit.recipe.base import PREFERENCE, Strict, option
-from ftkit.recipe.data_options import DatasetSpec
+from ftkit.recipe.base import Strict, option
 
 RLMethod = Literal["dpo", "ipo", "kto", "orpo", "simpo"]
 
@@ -21,4 +20,3 @@ class RLOptions(Strict):
     kto_undesirable_weight: float = option(1.0, gt=0, methods=("kto",), description="KTO: loss weight of undesirable (label false) rows.")
     simpo_gamma: float = option(0.5, ge=0, methods=("simpo",), description="SimPO: target reward margin gamma (TRL's simpo_gamma).")
     cpo_alpha: float = option(0.0, ge=0, methods=("simpo",), description="SimPO: weight of the NLL term on the chosen answer (0 = pure SimPO, 1 = CPO-SimPO, TRL's default).")
-    test_datasets: list[DatasetSpec] = option(default_factory=list, methods=PREFERENCE, description="Held-out preference pairs (same types as datasets); with rl, logp(chosen) - logp(rejected) is measured on them before and after training.")

@@ -73,9 +73,6 @@ def _core_problems(r: Recipe) -> list:
                                                         "set num_epochs: 1 or max_steps"),
         r.bf16 is True and r.fp16 is True and p("fp16", "bf16 and fp16 are both true", "choose one precision"),
         r.bfloat16 and r.float16 and p("float16", "bfloat16 and float16 are both true", "choose one weight dtype"),
-        r.group_by_length and r.sample_packing and p(
-            "group_by_length", "has no effect with sample_packing: true (packed rows have no padding to save)",
-            "remove group_by_length, or set sample_packing: false"),
         r.warmup_steps is not None and r.warmup_ratio is not None and p(
             "warmup_ratio", "conflicts with warmup_steps", "keep one of warmup_steps / warmup_ratio"),
         *[r.lr_scheduler != "cosine" and p(k, f"shapes the cosine schedule but lr_scheduler is {r.lr_scheduler}",

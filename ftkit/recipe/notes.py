@@ -1,0 +1,18 @@
+"""Settings Axolotl accepts that change nothing here, or that ftkit reads as Axolotl does in a way worth
+saying: one note each in the recipe report (`ftkit check` shows them; status `note`), and the run goes on."""
+from __future__ import annotations
+
+from ftkit.formats.options import format_notes
+
+
+def recipe_notes(recipe) -> list[tuple[str, str]]:
+    """(key, note) pairs, in recipe order."""
+    out = format_notes(recipe)
+    if recipe.group_by_length and recipe.sample_packing:
+        out.append(("group_by_length", "no effect with sample_packing: packed rows have no padding to save "
+                                       "(Axolotl trains the same way)"))
+    if (recipe.trust_remote_code or recipe.gptq) and recipe.model_type != "AutoModelForCausalLM":
+        why = "trust_remote_code" if recipe.trust_remote_code else "gptq"
+        out.append(("model_type", f"{recipe.model_type} is not used with {why}: AutoModelForCausalLM loads the class "
+                                  "the model names, as Axolotl does"))
+    return out
