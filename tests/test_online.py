@@ -3,7 +3,6 @@ what to do. The hub is a stand-in on 127.0.0.1 (tests/hub_standin.py) serving th
 `some-org/some-model`, a gated repo and nothing else: the suite stays offline (loopback only)."""
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
@@ -67,15 +66,22 @@ def _fails(command: str, env: dict, cwd) -> str:
     return proc.stderr
 
 
+def _base_model_line(ws) -> int:
+    lines = (ws / "recipes" / "llama" / "lora.yml").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith("base_model:"))
+
+
 def test_a_gated_model_says_how_to_get_access(hub, ws, tmp_path):
     err = _fails(f"{TRAIN} --base_model=some-org/gated-model", online_env(hub.url, tmp_path / "hf"), ws)
-    assert "ftkit: error: recipes/llama/lora.yml:10: base_model: some-org/gated-model is a gated model" in err
+    where = f"recipes/llama/lora.yml:{_base_model_line(ws)}: base_model:"
+    assert f"ftkit: error: {where} some-org/gated-model is a gated model" in err
     assert f"request access at {hub.url}/some-org/gated-model" in err and "`hf auth login`" in err
 
 
 def test_a_missing_model_points_at_the_recipe_line(hub, ws, tmp_path):
     err = _fails(f"{TRAIN} --base_model=some-org/no-such-model", online_env(hub.url, tmp_path / "hf"), ws)
-    assert "recipes/llama/lora.yml:10: base_model: no model 'some-org/no-such-model' on the hub" in err
+    where = f"recipes/llama/lora.yml:{_base_model_line(ws)}: base_model:"
+    assert f"{where} no model 'some-org/no-such-model' on the hub" in err
     assert "check the spelling" in err and "hf auth login" in err
 
 
@@ -88,13 +94,32 @@ def test_offline_without_the_model_names_the_variable(hub, ws, tmp_path):
     assert hub.requests == []
 
 
-def test_no_network_says_so_and_how_to_carry_the_model_over(ws, tmp_path):
-    with socket.socket() as s:  # a port nobody listens on: connection refused, as with no network
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    err = _fails(f"{TRAIN} --base_model=some-org/some-model", online_env(dead, tmp_path / "hf"), ws)
-    assert "cannot reach the hub to download tokenizer some-org/some-model" in err
-    assert "`hf download some-org/some-model` on a machine that has it" in err and "HF_HUB_OFFLINE=1" in err
+def test_no_network_says_so_and_how_to_carry_the_model_over(monkeypatch):
+    """The chain transformers raises when the hub cannot be reached (its OSError over huggingface_hub's
+    LocalEntryNotFoundError over httpx's ConnectError). Built here rather than run: against a dead port
+    huggingface_hub retries each file for about 23 s before giving up (measured: `ftkit train` ended after 79 s
+    with this message)."""
+    import httpx
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from ftkit.models.hub_access import hub_problem
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        try:
+            try:
+                raise httpx.ConnectError("[Errno 111] Connection refused")
+            except httpx.ConnectError as refused:
+                raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub") from refused
+        except LocalEntryNotFoundError as missing:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from missing
+    except OSError as error:
+        problem = hub_problem("some-org/some-model", "tokenizer", error, "r.yml", "base_model", 3)
+    text = str(problem)
+    assert text.startswith("r.yml:3: base_model: cannot reach the hub to download tokenizer some-org/some-model "
+                           "([Errno 111] Connection refused)"), text
+    assert "`hf download some-org/some-model` on a machine that has it" in text and "HF_HUB_OFFLINE=1" in text
 
 
 def test_twins_never_touch_the_network(hub, ws, tmp_path):
