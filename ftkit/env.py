@@ -77,7 +77,7 @@ def idle_cores(cores: int | None = None, load: float | None = None) -> int:
 
 def torch_threads(cores: int | None = None, load: float | None = None) -> tuple[int, str]:
     """(torch threads, why): FTKIT_THREADS, else OMP_NUM_THREADS, else one per idle core. Threads beyond the idle
-    cores wait on each other: on a 2-core machine busy with other work, training with 2 threads ran 6 to 12
+    cores wait on each other: on a 2-core machine busy with other work, training with 2 threads ran 5.7-6.7
     times slower than with 1. A variable that is not a whole number >= 1 is a ValueError naming it."""
     for var in THREAD_VARS:
         if value := os.environ.get(var, "").strip():

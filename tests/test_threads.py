@@ -1,5 +1,5 @@
-"""Torch threads: one per free core (busy cores made training 6-12x slower), FTKIT_THREADS then OMP_NUM_THREADS
-override, and the CLI says which in one line."""
+"""Torch threads: one per free core (threads on busy cores made training 5.7-6.7x slower, docs/performance.md),
+FTKIT_THREADS then OMP_NUM_THREADS override, and the CLI says which in one line."""
 from __future__ import annotations
 
 import pytest
