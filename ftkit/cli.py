@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-from ftkit.env import die_with_parent, go_offline
+from ftkit.env import die_with_parent, set_process_env
 from ftkit.errors import FtkitError
 
 VERBS = {
@@ -176,7 +177,7 @@ def _preprocess(recipe, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    go_offline()
+    set_process_env()  # online unless HF_HUB_OFFLINE=1 says otherwise, as transformers is
     die_with_parent()  # a killed ftkit takes its datasets.map workers with it (env.py)
     args, extra = _parser().parse_known_args(argv)
     try:
@@ -196,6 +197,27 @@ def main(argv: list[str] | None = None) -> int:
               "space (or point output_dir / dataset_prepared_path / HF_HOME at a larger disk) and run again",
               file=sys.stderr)
         return 3
+
+
+TORCH_VERBS = ("train", "infer", "evaluate", "merge-lora")  # verbs that run a model: their torch threads count
+
+
+def _torch_threads(to_stderr: bool) -> None:
+    """torch threads from the free cores, or FTKIT_THREADS / OMP_NUM_THREADS; one line says which."""
+    import torch
+
+    from ftkit.env import torch_threads
+    from ftkit.log import log, to_stderr as on_stderr
+
+    try:
+        n, why = torch_threads()
+    except ValueError as e:
+        var, value = e.args
+        raise FtkitError(f"{var}={value!r} is not a number of threads", where=var,
+                         fix=f"set {var} to a whole number >= 1, or unset it (`unset {var}`) to use the free cores") from None
+    torch.set_num_threads(n)
+    with on_stderr() if to_stderr else contextlib.nullcontext():  # `infer`: stdout carries only answers
+        log.info(f"torch threads: {n} ({why})")
 
 
 def _check(args, extra) -> int:
@@ -257,6 +279,8 @@ def _run(args, extra) -> int:
         from ftkit.log import log
 
         log.info(recipe.report.summary())  # "42 options used, 3 aliases, 2 speed-only ignored: ..."
+    if args.verb in TORCH_VERBS and not getattr(args, "num_processes", None):  # the launcher's children choose
+        _torch_threads(to_stderr=args.verb == "infer")
     if args.verb == "train" and args.num_processes:
         from ftkit.train import distributed
 

@@ -9,7 +9,6 @@ shuffle, dataset_shard_num/idx and the val_set_size split. Packing applies to SF
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
 from ftkit.data.sft import show_mask  # noqa: F401  (part of this module's interface)
+from ftkit.env import idle_cores, usable_cores
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -66,17 +66,6 @@ class Prepared:
         return "\n".join(lines)
 
 
-def idle_cores() -> int:
-    """Cores not busy right now: the CPU count less the 1-minute load average (all of them where the load
-    cannot be read)."""
-    cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cpus
-    return max(1, min(cpus, int(cpus - load + 0.5)))
-
-
 def _processes(recipe: Recipe, rows: int) -> int | None:
     """dataset_processes, else (auto) one worker per idle core from AUTO_PROCESSES_FROM rows. Workers only pay
     off on idle cores: measured on 2 cores busy with other work (load 5), 2 workers took 1.2x one process's
@@ -84,7 +73,7 @@ def _processes(recipe: Recipe, rows: int) -> int | None:
     if recipe.dataset_processes:
         return recipe.dataset_processes if recipe.dataset_processes > 1 else None
     if rows >= AUTO_PROCESSES_FROM and (n := idle_cores()) > 1:
-        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {os.cpu_count()} cores idle; "
+        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {usable_cores()} cores idle; "
                  "set dataset_processes to change)")
         return n
     return None

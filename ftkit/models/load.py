@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.errors import FtkitError
+from ftkit.errors import FtkitError, Problem
 from ftkit.log import log, quiet
 from ftkit.models.remote_code import remote_code_notice
 from ftkit.models.tiny import is_tiny, tiny_path
@@ -20,16 +20,19 @@ def resolve_model_path(name: str) -> str:
     return str(tiny_path(name)) if is_tiny(name) else name
 
 
-def _from_pretrained(loader, name: str, what: str, **kwargs):
-    """from_pretrained with the offline/missing case turned into one clear error."""
+def _from_pretrained(loader, name: str, what: str, recipe: Recipe | None = None, key: str = "base_model", **kwargs):
+    """from_pretrained with a folder's or the hub's failure turned into one clear error naming the recipe line."""
     try:
         return loader.from_pretrained(resolve_model_path(name), **kwargs)
     except (OSError, ValueError) as e:
-        local = Path(name).exists()
-        fix = ("check that the directory holds config.json and weights" if local else
-               f"download it once with `huggingface-cli download {name}` on a machine with network, then point "
-               f"base_model at the local directory, or use `tiny:llama` for an offline twin")
-        raise FtkitError(f"cannot load {what} {name!r}: {str(e).splitlines()[0]}", where="base_model", fix=fix) from None
+        from ftkit.models.hub_access import hub_problem
+
+        file, report = (recipe.source, recipe.report) if recipe is not None else (None, None)
+        line = next((x.line for x in report.lines if x.key == key), None) if report else None
+        if Path(name).exists() or is_tiny(name) or name.startswith(("/", ".", "~")):  # a folder, not a hub name
+            raise FtkitError(Problem(f"cannot load {what} from {name}: {str(e).splitlines()[0]}", file, key, line,
+                                     "check that the folder exists and holds config.json and the weights")) from None
+        raise FtkitError(hub_problem(name, what, e, file, key, line)) from None
 
 
 # ---------------------------------------------------------------- precision
@@ -92,7 +95,8 @@ def load_tokenizer(recipe: Recipe):
     remote_code_notice(recipe)  # trust_remote_code: the files that will run, named before anything loads
     cls = _tokenizer_class(recipe)
     extra = {"legacy": recipe.tokenizer_legacy} if getattr(recipe, "tokenizer_legacy", None) is not None else {}
-    tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer",
+    tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer", recipe,
+                           "tokenizer_config" if recipe.tokenizer_config else "base_model",
                            trust_remote_code=recipe.trust_remote_code, use_fast=getattr(recipe, "tokenizer_use_fast", True),
                            revision=getattr(recipe, "revision_of_model", None), **extra)
     for key, value in (recipe.special_tokens or {}).items():
@@ -175,7 +179,8 @@ def _config_kwargs(recipe: Recipe) -> dict:
     if cls is None:
         raise FtkitError(f"transformers has no config class {cls_name!r}", where="cls_model_config",
                          fix="use AutoConfig, or a class such as LlamaConfig")
-    config = _from_pretrained(cls, source or recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
+    config = _from_pretrained(cls, source or recipe.base_model, "model config", recipe,
+                              "base_model_config" if source else "base_model", trust_remote_code=recipe.trust_remote_code,
                               revision=getattr(recipe, "revision_of_model", None))
     for key, value in overrides.items():
         setattr(config, key, value)  # a mapping replaces the attribute whole (e.g. rope_scaling), as in Axolotl
@@ -270,12 +275,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
     kwargs = _load_kwargs(recipe, precision)
     if getattr(recipe, "reinit_weights", False):
         transformers.set_seed(recipe.seed)
-        config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config")
+        config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config", recipe)
         model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
                                      attn_implementation=kwargs.get("attn_implementation"))
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
-        model = _from_pretrained(auto_cls, recipe.base_model, "model", **kwargs)
+        model = _from_pretrained(auto_cls, recipe.base_model, "model", recipe, **kwargs)
     if recipe.load_in_4bit:
         from ftkit.models.quant import cpu_safe_4bit
 

@@ -19,8 +19,8 @@ def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Probl
                              "remove it, or run without --strict") for line in report.of(IGNORED)]
     text = report.table()
     if recipe is not None and recipe.hub_model_id and recipe.push_to_hub is not False:
-        text += (f"\nnote: hub_model_id pushes to {recipe.hub_model_id}: ftkit train checks HF_HUB_OFFLINE=0 and a hub "
-                 "token before training starts")
+        text += (f"\nnote: hub_model_id pushes to {recipe.hub_model_id}: ftkit train checks that the hub is on "
+                 "(HF_HUB_OFFLINE unset) and the token (`hf auth login`) before training starts")
     if recipe is not None and (pip := missing_optimizer_package(recipe.optimizer)):
         text += (f"\nnote: optimizer {recipe.optimizer} needs the {pip} package, which is not installed here: "
                  f"ftkit train stops before loading anything until it is (pip install {pip})")
