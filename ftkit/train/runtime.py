@@ -12,6 +12,7 @@ from ftkit.recipe import Recipe
 from ftkit.train import callbacks as cb
 from ftkit.train import checkpoints, distributed, tracking
 from ftkit.train.checkpoint_files import CheckpointManifest
+from ftkit.train.interrupt import StopOnCtrlC
 
 
 def eval_kwargs(recipe: Recipe, has_eval: bool, n_train: int, world: int = 1) -> dict:
@@ -51,15 +52,17 @@ def _zero_stage(recipe: Recipe) -> int | None:
         return json.load(f)["zero_optimization"]["stage"]
 
 
-def callbacks(recipe: Recipe) -> list:
-    """Watchdog, early stopping, recipe-as-run-config, replica check (where weights are not sharded)."""
+def callbacks(recipe: Recipe, data: dict | None = None) -> list:
+    """Ctrl-C, watchdog, early stopping, recipe-as-run-config, replica check (where weights are not sharded),
+    checkpoint manifests (with `data`, the record of the data the rows came from). Ctrl-C comes first: the
+    watchdog and the manifest callback may veto the checkpoint it asks for."""
     full_replicas = not recipe.fsdp and _zero_stage(recipe) != 3
-    return [*cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe),
-            CheckpointManifest(recipe.dump(), recipe.save_total_limit)]  # checksums + ftkit's own rotation
+    return [StopOnCtrlC(), *cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe),
+            CheckpointManifest(recipe.dump(), recipe.save_total_limit, data)]  # checksums + ftkit's own rotation
 
 
-def resume(recipe: Recipe) -> str | None:
-    return checkpoints.resume_from(recipe)
+def resume(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
+    return checkpoints.resume_from(recipe, data, changed_ok)
 
 
 def finish(trainer, resumed_from: str | None) -> dict:
