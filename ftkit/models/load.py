@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.errors import FtkitError
+from ftkit.errors import FtkitError, Problem
 from ftkit.log import log, quiet
 from ftkit.models.remote_code import remote_code_notice
 from ftkit.models.tiny import is_tiny, tiny_path
@@ -22,8 +22,9 @@ def resolve_model_path(name: str) -> str:
 
 def _from_pretrained(loader, name: str, what: str, **kwargs):
     """from_pretrained with the offline/missing case turned into one clear error."""
+    path = resolve_model_path(name)  # a twin that cannot be built says why itself: there is nothing to download
     try:
-        return loader.from_pretrained(resolve_model_path(name), **kwargs)
+        return loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         local = Path(name).exists()
         fix = ("check that the directory holds config.json and weights" if local else
@@ -90,6 +91,13 @@ def load_tokenizer(recipe: Recipe):
     from tokenizers import AddedToken
 
     remote_code_notice(recipe)  # trust_remote_code: the files that will run, named before anything loads
+    for key in ("base_model", "tokenizer_config"):  # a twin's name or cache: the error names the recipe line
+        if getattr(recipe, key) and is_tiny(getattr(recipe, key)):
+            try:
+                tiny_path(getattr(recipe, key))
+            except FtkitError as e:
+                raise FtkitError([Problem(p.problem, recipe.source, key, recipe.line_of(key), p.fix)
+                                  for p in e.problems]) from None
     cls = _tokenizer_class(recipe)
     extra = {"legacy": recipe.tokenizer_legacy} if getattr(recipe, "tokenizer_legacy", None) is not None else {}
     tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer",
