@@ -50,20 +50,15 @@ def write_marker(out: Path, recipe: Recipe, **update) -> None:
     os.replace(tmp, out / MARKER)
 
 
-def unwritable(folder: str | Path) -> str | None:
+def check_writable(recipe: Recipe, key: str, folder: str | Path) -> Problem | None:
     """Why ftkit cannot create files in `folder` (or, when it does not exist yet, in the folder that would hold
-    it); None when it can. Read-only mounts count: access(2) reports them too."""
+    it), as a Problem at `key`; None when it can. Read-only mounts count: access(2) reports them too."""
     existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())
     if os.access(existing, os.W_OK | os.X_OK):
         return None
-    return f"{str(existing)!r} is read-only for this user" + ("" if existing == Path(folder) else
-                                                                  f" (it would hold {str(folder)!r})")
-
-
-def check_writable(recipe: Recipe, key: str, folder: str | Path) -> Problem | None:
-    why = unwritable(folder)
-    return why and problem(recipe, key, f"cannot write there: {why}",
-                           f"point {key} at a folder you can write, or make it writable (chmod u+w)")
+    held = "" if existing == Path(folder) else f" (it would hold {str(folder)!r})"
+    return problem(recipe, key, f"cannot write there: {str(existing)!r} is read-only for this user{held}",
+                   f"point {key} at a folder you can write, or make it writable (chmod u+w)")
 
 
 def foreign_entries(out: Path, also_ours=()) -> list[str]:

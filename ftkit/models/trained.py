@@ -40,12 +40,14 @@ def load_trained(recipe: Recipe, dequantize: bool = False, untrained: bool = Fal
         with quiet():
             precision = models.resolve_precision(recipe)
         base = models.load_base(recipe, tok, precision)
-        check_shapes(recipe, base, adapter_dir, where)
         if dequantize and (recipe.load_in_4bit or recipe.load_in_8bit):
             log.info(f"dequantizing the {4 if recipe.load_in_4bit else 8}-bit base to {precision.dtype} "
                      "(the exact weights the adapter trained against) before merging")
             base = base.dequantize().to(precision.dtype)
-        return adapters.load_adapter(base, adapter_dir, where=where), tok
+        try:
+            return adapters.load_adapter(base, adapter_dir, where=where), tok
+        except RuntimeError as e:  # peft's "size mismatch for ...": the adapter was trained on another model
+            raise _misfit(recipe, adapter_dir, where, e) from None
     if (out / "config.json").is_file():  # full fine-tune, or a ReLoRA run (saved merged)
         return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     if not untrained:
@@ -64,23 +66,18 @@ def _no_model(recipe: Recipe, folder: Path, key: str) -> Problem:
     close = difflib.get_close_matches(folder.name, siblings, n=1, cutoff=0.6)
     hint = f"did you mean {folder.parent / close[0]}? " if close and close[0] != folder.name else ""
     return Problem(f"{what} in {folder} (it {state})", recipe.source, key, recipe.line_of(key),
-                   f"{hint}point {key} at a finished run, train first (ftkit train RECIPE), or pass --untrained to "
-                   "answer with the untrained base model")
+                   hint + ("point it at the output_dir of a LoRA/QLoRA run" if key == "lora_model_dir" else
+                           f"point {key} at a finished run, train first (ftkit train RECIPE)")
+                   + ", or pass --untrained to answer with the untrained base model")
 
 
 def recorded_base(adapter_dir: Path) -> tuple[str | None, str]:
-    """(the base model an adapter was trained on, where that is written): ftkit's marker or recipe.yml hold
-    base_model as the recipe wrote it; peft's adapter_config.json the path or hub id it loaded."""
-    import yaml
-
+    """(the base model an adapter was trained on, where that is written): ftkit's marker holds base_model as the
+    recipe wrote it; peft's adapter_config.json the path or hub id it loaded."""
     try:
         marker = json.loads((adapter_dir / "ftkit_output.json").read_text())
         return marker["training_options"]["base_model"], "ftkit_output.json"
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        return yaml.safe_load((adapter_dir / "recipe.yml").read_text())["base_model"], "recipe.yml"
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
         pass
     try:
         config = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -114,33 +111,15 @@ def check_base(recipe: Recipe, adapter_dir: Path, allow_other_base: bool = False
                              "renamed copy of that model, pass --allow-other-base"))
 
 
-def check_shapes(recipe: Recipe, base, adapter_dir: Path, key: str) -> None:
-    """Every adapted layer of the saved adapter exists in `base` with the sizes the adapter was trained for
-    (lora_A is r x in_features, lora_B out_features x r); else an error naming both, before peft loads it."""
-    from safetensors import safe_open
-
-    path = adapter_dir / "adapter_model.safetensors"
-    if not path.is_file():
-        return
-    wrong = []
-    with safe_open(str(path), "pt") as f:
-        for name in f.keys():
-            m = re.fullmatch(r"base_model\.model\.(.+)\.lora_([AB])\.weight", name)
-            if not m:
-                continue
-            shape = f.get_slice(name).get_shape()
-            try:
-                module = base.get_submodule(m[1])
-            except AttributeError:
-                wrong.append(f"{m[1]} (the base has no such layer)")
-                continue
-            want = getattr(module, "in_features" if m[2] == "A" else "out_features", None)
-            got = shape[1] if m[2] == "A" else shape[0]
-            if want is not None and got != want:
-                wrong.append(f"{m[1]} ({'in' if m[2] == 'A' else 'out'} features: adapter {got}, base {want})")
-    if wrong:
-        raise FtkitError(Problem(
-            f"the adapter in {adapter_dir} does not fit base_model {recipe.base_model!r}: {len(wrong)} adapted layers "
-            f"differ, e.g. {'; '.join(wrong[:3])}", recipe.source, "base_model", recipe.line_of("base_model"),
-            f"use the base model the adapter was trained on (recorded: {recorded_base(adapter_dir)[0]}), or point "
-            f"{key} at an adapter trained on {recipe.base_model}"))
+def _misfit(recipe: Recipe, adapter_dir: Path, key: str, error: RuntimeError) -> Exception:
+    """peft's size-mismatch error as the layers that differ, the base named; any other error as it was."""
+    wrong = re.findall(r"size mismatch for base_model\.model\.(\S+?)\.lora_[^:]+: copying a param with shape "
+                       r"torch\.Size\((\[.*?\])\) from checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)",
+                       str(error))
+    if not wrong:
+        return error
+    return FtkitError(Problem(
+        f"the adapter in {adapter_dir} does not fit base_model {recipe.base_model!r}: {len(wrong)} adapted weights "
+        f"differ, e.g. {'; '.join(f'{n} (adapter {a}, base {b})' for n, a, b in wrong[:3])}", recipe.source,
+        "base_model", recipe.line_of("base_model"), f"use the base model the adapter was trained on (recorded: "
+        f"{recorded_base(adapter_dir)[0]}), or point {key} at an adapter trained on {recipe.base_model}"))
