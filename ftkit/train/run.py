@@ -108,7 +108,6 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     from ftkit.infer.generate import generate
     from ftkit.train import checkpoint_files, checkpoints, interrupt, outputs, runtime
     from ftkit.train.memory import return_freed_memory
-    from ftkit.train.save import nonfinite_weights, save_run
 
     t0 = time.time()
     if not torch.cuda.is_available():
@@ -145,12 +144,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     losses = [(h["step"], h["loss"]) for h in logged]
     if not losses or not all(math.isfinite(v) for _, v in losses):
         log.warning("no finite training loss was logged")
-    finished = runtime.finish(trainer, resumed_from)
-    if not finished["diverged"] and (bad := nonfinite_weights(trainer.model)):  # inf/NaN weights: never published
-        finished.update(diverged=True, stop_key="learning_rate", stop_reason=(
-            f"the trained weights hold NaN or infinite values ({bad}) after step {trainer.state.global_step}. Fix: "
-            f"lower learning_rate (now {recipe.learning_rate}), check weight_decay and max_grad_norm, or set "
-            "loss_watchdog_threshold to stop such a run early"))
+    finished = runtime.finish(trainer, resumed_from)  # diverged: the watchdog stopped it, or weights not finite
     result = TrainResult(
         output_dir=recipe.output_dir, method=method.name, first_loss=losses[0][1] if losses else float("nan"),
         final_loss=losses[-1][1] if losses else float("nan"), steps=trainer.state.global_step,
@@ -164,19 +158,29 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
         trainable_params=trainable, total_params=total, data=prepared.stats,
         runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
+    result.saved_to = str(_save(recipe, trainer, tokenizer, result, existing))
+    log.info(result.summary())
+    if not result.diverged:
+        log.info(f"saved to {recipe.output_dir}")
+    return result
+
+
+def _save(recipe: Recipe, trainer, tokenizer, result, existing: set[str]):
+    """save_run; a full disk raises the error naming what was kept, after saving the finished model on another disk
+    when there is no checkpoint to resume from (outputs.rescue)."""
+    from ftkit.errors import is_disk_full
+    from ftkit.train import checkpoint_files, outputs
+    from ftkit.train.save import save_run
+
     try:
-        result.saved_to = str(save_run(recipe, trainer, tokenizer, result, diverged=result.diverged))
+        return save_run(recipe, trainer, tokenizer, result, diverged=result.diverged)
     except Exception as e:
         if not is_disk_full(e, recipe.output_dir):
             raise
         intact = any(checkpoint_files.problem_with(d) is None for _, d in checkpoint_files.numbered(recipe.output_dir))
         rescued = None if intact or result.diverged else outputs.rescue(recipe, lambda folder: save_run(
-            recipe, trainer, tokenizer, result, folder=folder))  # nothing to resume from: save it elsewhere
+            recipe, trainer, tokenizer, result, folder=folder))
         raise outputs.disk_full(recipe, "the final model", e, existing, rescued) from None
-    log.info(result.summary())
-    if not result.diverged:
-        log.info(f"saved to {recipe.output_dir}")
-    return result
 
 
 def _interrupted(recipe: Recipe, step: int):

@@ -66,7 +66,8 @@ def resume(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -
 
 
 def finish(trainer, resumed_from: str | None) -> dict:
-    """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas)."""
+    """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas).
+    Weights that are not finite at the end count as diverged (stop_key names the option to change)."""
     tracking.finish()
     out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
            "peak_device_memory_bytes": _peak_device_memory(), "diverged": False}
@@ -77,7 +78,21 @@ def finish(trainer, resumed_from: str | None) -> dict:
             out["stop_reason"] = out["stop_reason"] or "early stopping: eval_loss stopped improving"
         elif isinstance(c, cb.ReplicaCheck):
             out["replicas"] = c.replicas
+    if not out["diverged"] and (bad := nonfinite_weights(trainer.model)):  # never published as a success
+        out.update(diverged=True, stop_key="learning_rate", stop_reason=(
+            f"the trained weights hold NaN or infinite values ({bad}) after step {trainer.state.global_step}. Fix: "
+            f"lower learning_rate (now {trainer.args.learning_rate}), check weight_decay and max_grad_norm, or set "
+            "loss_watchdog_threshold to stop such a run early"))
     return out
+
+
+def nonfinite_weights(model) -> str | None:
+    """Which trained tensors hold NaN or inf ("2 of 14 trained tensors, e.g. lm_head.weight"); None when all finite."""
+    import torch
+
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    bad = [name for name, p in trained if not torch.isfinite(p.detach()).all()]
+    return f"{len(bad)} of {len(trained)} trained tensors, e.g. {bad[0]}" if bad else None
 
 
 def _peak_device_memory() -> int | None:

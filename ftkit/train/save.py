@@ -70,15 +70,6 @@ def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: b
                         template_note=template_note, plot=plot.name if plot else None)
 
 
-def nonfinite_weights(model) -> str | None:
-    """Which trained tensors hold NaN or inf ("2 of 14 trained tensors, e.g. lm_head.weight"); None when all finite."""
-    import torch
-
-    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    bad = [name for name, p in trained if not torch.isfinite(p.detach()).all()]
-    return f"{len(bad)} of {len(trained)} trained tensors, e.g. {bad[0]}" if bad else None
-
-
 def save_run(recipe: Recipe, trainer, tokenizer, result, diverged: bool = False, folder: Path | None = None) -> Path:
     """The finished run in output_dir (or its evidence in output_dir/diverged/); returns where it went.
     `folder`: the whole finished model written there instead, as it is (a rescue after a full disk)."""
