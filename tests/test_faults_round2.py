@@ -206,6 +206,34 @@ def test_3_4_merge_into_a_users_folder_is_refused_then_staged_keeping_modes(lora
     assert _mode(mine / "model.safetensors") == _umask_mode()  # what the merge wrote: the umask's mode
 
 
+def test_3_sigkill_during_a_merge_leaves_the_earlier_merge_loadable(lora_run, tmp_path):
+    """The merge is killed after the weights, while the tokenizer is written: the folder keeps the earlier merge
+    (config.json whole), the next merge drops the leftover staging and publishes."""
+    from transformers import AutoConfig
+
+    from ftkit.models import merge
+
+    merged = merge.run(lora_run, str(tmp_path / "merged"))
+    before = (merged / "config.json").read_bytes()
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        import transformers
+        real = transformers.PreTrainedTokenizerBase.save_pretrained
+        def killed(self, folder, *a, **k):
+            if str(folder).endswith({outputs.STAGING!r}):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, folder, *a, **k)
+        transformers.PreTrainedTokenizerBase.save_pretrained = killed
+        from ftkit.cli import main
+        sys.exit(main(["merge-lora", {str(_recipe_file(tmp_path, lora_run))!r}, "--output-dir", {str(merged)!r}]))""")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert (merged / outputs.STAGING / "model.safetensors").is_file()  # the new weights, never published
+    assert (merged / "config.json").read_bytes() == before and AutoConfig.from_pretrained(merged).model_type == "llama"
+    merge.run(lora_run, str(merged))
+    assert not (merged / outputs.STAGING).exists()
+
+
 def test_4_train_overwrite_leaves_the_users_files_and_their_modes(short, tmp_path, said):
     mine = tmp_path / "out"
     files = _users_folder(mine)
