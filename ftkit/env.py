@@ -125,7 +125,9 @@ def die_with_parent() -> None:
 
     datasets offers no worker initializer, so the hook runs at every fork (os.register_at_fork): the child asks
     the kernel for SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), then checks the parent did not die
-    before that. Idempotent; a no-op elsewhere than Linux."""
+    before that. The child also ignores Ctrl-C: the terminal sends SIGINT to every process of the group, and a
+    worker's own KeyboardInterrupt traceback would bury the parent's one line ("interrupted"); the parent stops
+    and the workers die with it. Idempotent; a no-op elsewhere than Linux."""
     import ctypes
     import signal
     import sys
@@ -139,6 +141,7 @@ def die_with_parent() -> None:
         _fork_parent["pid"] = os.getpid()
 
     def in_child() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
         if os.getppid() != _fork_parent["pid"]:  # the parent died between fork and prctl
             os._exit(1)

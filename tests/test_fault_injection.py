@@ -106,11 +106,11 @@ def test_default_output_dir_is_per_recipe(tmp_path):
 
     a = tmp_path / "my-lora.yml"
     a.write_text("base_model: tiny:llama\ndatasets:\n  - path: x.jsonl\n    type: alpaca\n")
-    assert load_recipe(a).output_dir == "outputs/my-lora"
+    assert load_recipe(a).output_dir == os.path.abspath("outputs/my-lora")  # made absolute at load (round 2, #1)
     spec = {"base_model": "tiny:llama", "datasets": [{"path": "x.jsonl", "type": "alpaca"}]}
     one, longer, other = (load_recipe({**spec, **kw}).output_dir for kw in ({}, {"max_steps": 9}, {"learning_rate": 0.1}))
-    assert one.startswith("outputs/run-") and one == longer != other  # more steps: the same run; another lr: not
-    assert default_output_dir(None, load_recipe(spec).dump()) == one
+    assert one.startswith(os.path.abspath("outputs/run-")) and one == longer != other  # more steps: same run
+    assert os.path.abspath(default_output_dir(None, load_recipe(spec).dump())) == one
 
 
 def test_a_second_training_into_a_locked_folder_fails_at_once_naming_the_holder(short, tmp_path):

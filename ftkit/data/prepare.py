@@ -41,6 +41,7 @@ class Prepared:
     stats: dict = field(default_factory=dict)
     cache_hit: bool = False
     cache_dir: str | None = None
+    data: dict = field(default_factory=dict)  # what the rows were made from (cache.data_record), kept with checkpoints
 
     def summary(self) -> str:
         s = self.stats
@@ -147,12 +148,13 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
            if kind == "hub"}
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
     fp = cache.fingerprint(recipe, tokenizer, sources)
+    record = cache.data_record(fp, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
     if cache_dir is not None:
         cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
     if cache_dir is not None and (hit := cache.load(cache_dir, fp)) is not None:
         log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
-        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe, cache_dir)
+        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir), data=record), recipe, cache_dir)
 
     parts, per_dataset = _convert(entries, "datasets", rows, recipe, tokenizer, hub, fp)
     train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
@@ -168,7 +170,7 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
              **rows.mixed_stats(train)}
-    prepared = Prepared(train, ev, stats)
+    prepared = Prepared(train, ev, stats, data=record)
     if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
         prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)
         prepared.cache_dir = str(cache_dir)

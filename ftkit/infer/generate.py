@@ -84,14 +84,14 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
 
 
 def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, temperature=0.0, top_p=1.0,
-        seed=None, stream=True, stdin=None, stdout=None) -> list[str]:
+        seed=None, stream=True, stdin=None, stdout=None, load: dict | None = None) -> list[str]:
     """`ftkit infer`: one --prompt (streamed), or one prompt per stdin line -> one JSON line each (on a terminal
-    it first says it is waiting for prompts)."""
+    it first says it is waiting for prompts). `load`: load_trained's untrained / allow_other_base."""
     from transformers import TextStreamer
 
     stdout = stdout or sys.stdout
     with to_stderr():  # stdout carries only the answers
-        model, tok = load_trained(recipe)
+        model, tok = load_trained(recipe, **(load or {}))
     if prompt is not None:
         streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True) if stream else None
         text = generate(model, tok, recipe, [prompt], max_new_tokens=max_new_tokens, temperature=temperature,

@@ -22,8 +22,9 @@ def resolve_model_path(name: str) -> str:
 
 def _from_pretrained(loader, name: str, what: str, recipe: Recipe | None = None, key: str = "base_model", **kwargs):
     """from_pretrained with a folder's or the hub's failure turned into one clear error naming the recipe line."""
+    path = resolve_model_path(name)  # a twin that cannot be built says why itself: there is nothing to download
     try:
-        return loader.from_pretrained(resolve_model_path(name), **kwargs)
+        return loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         from ftkit.models.hub_access import hub_problem
 
@@ -93,6 +94,13 @@ def load_tokenizer(recipe: Recipe):
     from tokenizers import AddedToken
 
     remote_code_notice(recipe)  # trust_remote_code: the files that will run, named before anything loads
+    for key in ("base_model", "tokenizer_config"):  # a twin's name or cache: the error names the recipe line
+        if getattr(recipe, key) and is_tiny(getattr(recipe, key)):
+            try:
+                tiny_path(getattr(recipe, key))
+            except FtkitError as e:
+                raise FtkitError([Problem(p.problem, recipe.source, key, recipe.line_of(key), p.fix)
+                                  for p in e.problems]) from None
     cls = _tokenizer_class(recipe)
     extra = {"legacy": recipe.tokenizer_legacy} if getattr(recipe, "tokenizer_legacy", None) is not None else {}
     tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer", recipe,

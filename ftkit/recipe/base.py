@@ -19,7 +19,8 @@ PAIRED = ("dpo", "ipo", "orpo", "simpo")  # chosen/rejected pairs (KTO reads unp
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `weight_decay: .inf` (YAML's infinity) is an error naming the key, not NaN weights
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def option(default: Any = ..., *, methods: tuple[str, ...] = METHODS, ftkit_only: bool = False, **kwargs) -> Any:

@@ -204,6 +204,21 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     return data
 
 
+def _read_text(path: Path, file: str) -> str:
+    """The recipe's text; an unreadable or non-UTF-8 file is a ConfigError naming it (and the line), not a traceback."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(Problem(f"cannot read the recipe file ({e.strerror})", file,
+                                  fix=f"make it readable (chmod u+r {file}) or copy it somewhere you can read")
+                          ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(Problem(f"not UTF-8 text (byte {raw[e.start]:#x})", file, line=raw[:e.start].count(b"\n") + 1,
+                                  fix="re-save the file as UTF-8")) from None
+
+
 def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
     """(raw data with overrides applied, file, YAML text) of a recipe file or dict."""
     file, text = None, ""
@@ -214,7 +229,7 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
         file = str(source)
         if not path.is_file():
             raise ConfigError(Problem("recipe file not found", file, fix="check the path (recipes live under recipes/)"))
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, file)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

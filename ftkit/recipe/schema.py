@@ -8,6 +8,8 @@ generated one: an option set for a method that does not read it is an error nami
 """
 from __future__ import annotations
 
+import math
+import os
 from typing import Optional
 
 from pydantic import PrivateAttr, model_validator
@@ -30,6 +32,10 @@ from ftkit.recipe.run_options import RunOptions
 from ftkit.recipe.fingerprint import default_output_dir
 from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems
 
+# Folders ftkit writes or reads as a whole: `~` expanded and made absolute at load (the Trainer expands `~` by
+# itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
+FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from_checkpoint")
+
 __all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "UserDefinedFormat"]
 
 
@@ -45,6 +51,14 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
     def report(self):
         return self._report
 
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data):
+        """Every number finite, at any depth: YAML's `.inf`/`.nan` would train NaN weights (checked before the
+        fields, so a step count or a scheduler argument is named once, by its key)."""
+        raise_problems(_non_finite(data) if isinstance(data, dict) else [])
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         from ftkit.formats.options import recipe_problems  # dataset types and format options
@@ -53,7 +67,14 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
                        + _run_problems(self) + method_problems(self) + name_problems(self))
         if not self.output_dir:  # set directly: assigning would validate the whole recipe again
             self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
+        for key in FOLDERS:  # resolved once, so the Trainer, ftkit and every later reader use the same folder
+            if getattr(self, key):
+                self.__dict__[key] = os.path.abspath(os.path.expanduser(getattr(self, key)))
         return self
+
+    def line_of(self, key: str) -> int | None:
+        """The line `key` is written on in the recipe file (None when it is not written there)."""
+        return next((entry.line for entry in (self._report.lines if self._report else []) if entry.key == key), None)
 
     def dump(self) -> dict:
         """The resolved recipe as plain data (written next to the trained model)."""
@@ -92,6 +113,14 @@ def _core_problems(r: Recipe) -> list:
         r.rl == "orpo" and r.rl_beta is not None and p("rl_beta", "ORPO has no reference model, so no beta",
                                                        "use orpo_alpha for the odds-ratio weight"),
     ]
+
+
+def _non_finite(value, where: str = "") -> list[Problem]:
+    """Infinite or NaN numbers anywhere in the raw recipe, each with its key path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [problem(where, f"{value} is not a finite number", "write a finite number")]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [p for k, v in items for p in _non_finite(v, f"{where}.{k}" if where else str(k))]
 
 
 def _run_problems(r: Recipe) -> list:

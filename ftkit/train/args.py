@@ -17,13 +17,12 @@ def check_optimizer(recipe: Recipe) -> None:
     Trainer would raise its ImportError after both, from deep inside transformers)."""
     from ftkit.errors import ConfigError, Problem
     from ftkit.recipe.train_options import missing_optimizer_package
-    from ftkit.train.outputs import recipe_line
 
     name = recipe.optimizer
     if pip := missing_optimizer_package(name):
         raise ConfigError(Problem(
             f"optimizer {name} comes from the {pip} package, which is not installed", recipe.source,
-            "optimizer", recipe_line(recipe, "optimizer"),
+            "optimizer", recipe.line_of("optimizer"),
             fix=f"pip install {pip}, or use an optimizer torch has (adamw_torch, adamw_torch_fused, sgd, adafactor)"))
 
 
