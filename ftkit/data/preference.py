@@ -44,16 +44,19 @@ REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as
 # Values preference training cannot honour. Options no `rl:` method reads at all (sample_packing,
 # train_on_inputs, relora_steps, ...) say so in their schema metadata and are refused when the recipe loads.
 NOT_WITH_RL = (
-    ("excess_length_strategy", "truncate", "a pair cut at sequence_len loses the ends of the answers it compares",
-     "use excess_length_strategy: drop (too-long pairs are dropped and counted), or raise sequence_len"),
+    ("excess_length_strategy", "truncate", "a row cut at sequence_len loses its end: the answers a pair compares, "
+     "or the question of a prompt", "use excess_length_strategy: drop (too-long rows are dropped and counted), or "
+     "raise sequence_len"),
 )
 
 
 def unsupported_options(recipe: Recipe) -> list[Problem]:
-    """Problems for options set to a value preference training cannot honour (none without `rl:`)."""
-    if not recipe.rl:
+    """Problems for options set to a value that rl: and reward-model training cannot honour (none for SFT)."""
+    method = recipe.rl or ("reward_model: true" if recipe.reward_model else None)
+    if not method:
         return []
-    return [Problem(f"{value} is not supported with rl: {recipe.rl} ({why})", recipe.source, key, fix=fix)
+    label = f"rl: {method}" if recipe.rl else method
+    return [Problem(f"{value} is not supported with {label} ({why})", recipe.source, key, fix=fix)
             for key, value, why, fix in NOT_WITH_RL if getattr(recipe, key) == value]
 
 
@@ -63,10 +66,13 @@ def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | N
     template, _, shape = name.partition(".")
     if template == "chat_template" and shape == "argilla":
         shape = "ultra"  # Axolotl's ORPO name for prompt + chosen/rejected message lists
+    if template == "bradley_terry" and shape == "chat_template":
+        template, shape = "chat_template", "icr"  # Axolotl's reward-model name: {system?, input, chosen, rejected}
     if shape not in SHAPES or (template != "chat_template" and template not in TEMPLATES):
         raise FtkitError(f"unsupported preference dataset type {spec.type!r}", file=file, where=f"{where}.type",
                          fix=f"write TEMPLATE.SHAPE with TEMPLATE chat_template (the recipe's) or one of "
-                             f"{', '.join(TEMPLATES)} and SHAPE one of {', '.join(SHAPES)}, e.g. chat_template.intel")
+                             f"{', '.join(TEMPLATES)} and SHAPE one of {', '.join(SHAPES)}, e.g. chat_template.intel "
+                             "(reward models also read bradley_terry.chat_template)")
     return (None if template == "chat_template" else template), shape
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ftkit.data import cache, dedup, order, packing
 from ftkit.data import preference as preference_rows
+from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
@@ -22,6 +23,7 @@ from ftkit.data.sft import show_mask  # noqa: F401  (part of this module's inter
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.recipe.base import GRPO, PAIRED, method_of
 
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 # how each drop reason reads in the summary: (total line, per-dataset line)
@@ -47,7 +49,7 @@ class Prepared:
                   for r in s["reasons"]]
         if "truncated" in s:
             counts.insert(1, f"{s['truncated']} truncated")
-        rows = "preference pairs" if s["method"] in ("dpo", "ipo", "orpo", "simpo") else "rows"
+        rows = "preference pairs" if s["method"] in PAIRED else "prompts" if s["method"] in GRPO else "rows"
         lines = [f"data ({s['method']}): {s['rows_in']} {rows} in, {s['kept']} kept ({', '.join(counts)}); "
                  f"{s['train_rows']} train / {s['eval_rows']} eval"]
         if s.get("len_mean") is not None:
@@ -121,16 +123,24 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
     return split["train"], split["test"], duplicates
 
 
+def rows_for(recipe: Recipe):
+    """The module converting the method's rows: SFT tokens, GRPO prompts, or preference pairs (rl: preference
+    methods and the reward model)."""
+    method = method_of(recipe)
+    return sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows
+
+
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
     """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed)."""
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
-    rows = preference_rows if recipe.rl else sft_rows  # the per-dataset conversion is the method's
+    rows = rows_for(recipe)  # the per-dataset conversion is the method's
     located = [locate_files(spec, recipe, f"datasets.{i}") for i, spec in enumerate(recipe.datasets)]
     hub = {i: load_raw(spec, recipe, f"datasets.{i}") for i, (spec, (kind, _)) in
            enumerate(zip(recipe.datasets, located)) if kind == "hub"}
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
+    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
     fp = cache.fingerprint(recipe, tokenizer, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
     if cache_dir is not None:
@@ -148,7 +158,7 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
     train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
     counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
                or k.startswith("dropped_")]
-    stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
+    stats = {"method": method_of(recipe), "reasons": list(rows.REASONS) + ["duplicate"],
              **{k: sum(d[k] for d in per_dataset.values()) for k in counted}, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **rows.mixed_stats(train)}

@@ -6,7 +6,7 @@ import string
 
 from ftkit.errors import Problem
 from ftkit.formats.alpaca import FORMATS
-from ftkit.formats.chat import CONVERSATIONS, template_option_problem
+from ftkit.formats.chat import CONVERSATIONS, chat_rows, template_option_problem
 
 CHAT_TYPES = ("chat_template", "sharegpt")
 RAW_TYPES = ("completion", "input_output", "pretokenized")
@@ -96,7 +96,7 @@ def recipe_problems(recipe) -> list[Problem]:
             if d.shards is not None and d.shards_idx >= d.shards:
                 out.append(Problem(f"is {d.shards_idx} but there are only {d.shards} shards", where=f"{key}.{i}.shards_idx",
                                    fix=f"use 0 to {d.shards - 1}"))
-    if getattr(recipe, "rl", None):  # preference/RL datasets name their own types (checked by the RL path)
+    if chat_rows(recipe):  # preference/RL/reward-model datasets name their own types (checked by their path)
         return out
     for i, d in enumerate(recipe.datasets):
         out += _dataset_problems(d, f"datasets.{i}")
