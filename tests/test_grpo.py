@@ -55,7 +55,7 @@ def _recipe_in(folder: Path, module: str, body: str, **overrides) -> dict:
 
 def test_the_twin_learns_to_answer_with_a_number(tmp_path):
     """Full fine-tune, reward = number_format (share of digits in the answer). Measured with this seed on the
-    twin: held-out mean reward 0.02 -> 1.00 and the logged training reward 0.03 -> 1.00 in 20 steps."""
+    twin: held-out mean reward 0.024 -> 0.706 and the logged training reward 0.013 -> 0.706 in 20 steps."""
     recipe = _twin(tmp_path, adapter=None, lora_r=None, lora_alpha=None, lora_dropout=None, lora_target_linear=None,
                    learning_rate=0.03, max_steps=20, **{"trl.reward_funcs": ["rewards.number_format"],
                                                          "trl.reward_weights": None})

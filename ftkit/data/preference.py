@@ -223,14 +223,19 @@ def convert_rows(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, whe
                   new_fingerprint=fingerprint and f"{fingerprint}-pref", desc=f"reading {Path(spec.path).name}")
 
 
+def keep_marked(marked, rows_in: int, reasons: tuple, fingerprint: str) -> tuple[object, dict, Counter]:
+    """Rows whose `_drop` reason is empty, the column removed; stats count the rest per reason."""
+    counts = Counter(marked["_drop"])
+    kept = marked.filter(lambda b: [r == "" for r in b["_drop"]], batched=True, load_from_cache_file=False,
+                         new_fingerprint=f"{fingerprint}-keep").remove_columns("_drop")
+    return kept, {"rows_in": rows_in, "kept": len(kept), **{f"dropped_{r}": counts.get(r, 0) for r in reasons}}, counts
+
+
 def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,
             fingerprint: str) -> tuple[object, dict]:
     """One dataset as conversational rows with drops counted per reason; no usable row at all is an error."""
     converted = convert_rows(raw, spec, recipe, tokenizer, where, num_proc=num_proc, fingerprint=fingerprint)
-    counts = Counter(converted["_drop"])
-    kept = converted.filter(lambda b: [r == "" for r in b["_drop"]], batched=True, load_from_cache_file=False,
-                            new_fingerprint=f"{fingerprint}-keep").remove_columns("_drop")
-    stats = {"rows_in": len(raw.rows), "kept": len(kept), **{f"dropped_{r}": counts.get(r, 0) for r in REASONS}}
+    kept, stats, counts = keep_marked(converted, len(raw.rows), REASONS, fingerprint)
     if not len(kept):
         raise DataError(Problem(f"no usable preference rows: {counts['empty']} with an empty field, "
                                 f"{counts['identical']} with chosen == rejected, {counts['too_long']} longer than "

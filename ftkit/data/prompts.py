@@ -16,12 +16,11 @@ with an empty prompt, or one longer than sequence_len tokens, is dropped and cou
 from __future__ import annotations
 
 import inspect
-from collections import Counter
 from functools import partial
 from pathlib import Path
 
 from ftkit.data.files import RawData, locate_row
-from ftkit.data.preference import encode_messages, prompt_messages
+from ftkit.data.preference import encode_messages, keep_marked, prompt_messages
 from ftkit.data.user_code import load_function, module_file, search_dirs
 from ftkit.errors import DataError, FtkitError, Problem
 from ftkit.recipe import DatasetSpec, Recipe
@@ -94,10 +93,7 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: s
 
     marked = ds.map(one, with_indices=True, num_proc=num_proc, load_from_cache_file=False,
                     new_fingerprint=f"{fingerprint}-prompts", desc=f"reading {Path(spec.path).name}")
-    counts = Counter(marked["_drop"])
-    kept = marked.filter(lambda b: [r == "" for r in b["_drop"]], batched=True, load_from_cache_file=False,
-                         new_fingerprint=f"{fingerprint}-keep").remove_columns("_drop")
-    stats = {"rows_in": len(raw.rows), "kept": len(kept), **{f"dropped_{r}": counts.get(r, 0) for r in REASONS}}
+    kept, stats, counts = keep_marked(marked, len(raw.rows), REASONS, fingerprint)
     if not len(kept):
         raise DataError(Problem(f"no usable prompts: {counts['empty']} empty, {counts['too_long']} longer than "
                                 f"sequence_len={recipe.sequence_len}", raw.files[0], f"{where}.path",
