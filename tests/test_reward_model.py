@@ -100,3 +100,11 @@ def test_axolotl_reward_model_example_trains_two_steps_on_its_twin(tmp_path):
     result = train.run(recipe)
     assert result.steps == 2 and all(math.isfinite(v) for _, v in result.losses), result.summary()
     assert result.method == "reward" and (Path(recipe.output_dir) / "config.json").is_file()
+
+
+def test_infer_says_a_reward_model_does_not_generate(tmp_path):
+    from ftkit import infer
+    from ftkit.errors import FtkitError
+
+    with pytest.raises(FtkitError, match="reward_model: this recipe trains a reward model: it scores a conversation"):
+        infer.run(_twin(tmp_path), "What is 3 plus 4?")

@@ -129,7 +129,9 @@ def serve(app, host: str, port: int | None, auth: tuple[str, str] | None = None,
 def launch(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None, block: bool = True,
            auth: tuple[str, str] | None = None, **sampling):
     """Load the trained model and serve the chat page; returns the app (block=False: keeps running)."""
+    from ftkit.infer.generate import refuse_reward_model
     from ftkit.models.trained import load_trained
 
+    refuse_reward_model(recipe)
     model, tok = load_trained(recipe)
     return serve(build_app(model, tok, recipe, **sampling), host, port, auth, block)

@@ -14,6 +14,7 @@ def load_trained(recipe: Recipe, dequantize: bool = False):
     The base is loaded as it was trained (4/8-bit when the recipe says so); `dequantize=True` turns a
     quantized base back into plain weights in the recipe's dtype first (what merge-lora needs).
     """
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ftkit.models import adapters
@@ -32,8 +33,9 @@ def load_trained(recipe: Recipe, dequantize: bool = False):
                      "(the exact weights the adapter trained against) before merging")
             base = base.dequantize().to(precision.dtype)
         return adapters.load_adapter(base, adapter_dir, where="lora_model_dir" if recipe.lora_model_dir else "output_dir"), tok
-    if (out / "config.json").is_file():  # full fine-tune, or a ReLoRA run (saved merged)
-        return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    if (out / "config.json").is_file():  # full fine-tune (a reward model: its classifier class), or ReLoRA (merged)
+        cls = getattr(transformers, recipe.model_type, AutoModelForCausalLM)
+        return cls.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     if recipe.adapter:
         if recipe.lora_model_dir:
             raise FtkitError(f"no LoRA adapter (adapter_config.json) in {adapter_dir}", where="lora_model_dir",
