@@ -189,6 +189,14 @@ def test_grpo_settings_trl_would_reject_are_recipe_errors(tmp_path, overrides, m
     assert message in str(e.value), str(e.value)
 
 
+def test_a_full_fine_tune_with_a_reference_that_differs_from_base_model_is_refused(tmp_path):
+    """TRL reloads base_model as a full fine-tune's reference: added tokens would make it another model."""
+    recipe = _twin(tmp_path, adapter=None, lora_r=None, lora_alpha=None, lora_dropout=None, lora_target_linear=None,
+                   rl_beta=0.04, tokens=["<sum>"])
+    with pytest.raises(FtkitError, match=r"rl_beta: rl_beta > 0 needs a reference model.*its embeddings grew"):
+        train.run(recipe)
+
+
 def test_the_catalogue_lists_the_trl_fields_and_no_field_twice():
     assert set(cat.NESTED_FIELDS["trl"]) == set(TRLBlock.model_fields)
     assert not [name for (level, name) in cat.CATALOGUE if level == "trl" and name in TRLBlock.model_fields]

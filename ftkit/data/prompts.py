@@ -69,7 +69,7 @@ def _prompt(row: dict, files: list[str], index: int) -> list[dict]:
     file, line, n = locate_row(files, index)
     raise DataError(Problem(f"field 'prompt' must be a text or a list of {{role, content}} messages, got "
                             f"{type(value).__name__}", file, None if line else f"row {n + 1}", line,
-                            "give each row a prompt, or a type: transform that builds one (see recipes/llama/grpo.yml)"))
+                            "give each row a prompt, or a type: transform that builds one (recipes/llama/grpo.yml)"))
 
 
 def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,

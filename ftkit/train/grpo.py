@@ -112,14 +112,15 @@ def _check_reference(recipe: Recipe, model, tokenizer) -> None:
         return
     from transformers import AutoConfig
 
-    on_disk = AutoConfig.from_pretrained(models.resolve_model_path(recipe.base_model), trust_remote_code=recipe.trust_remote_code)
-    differs = [why for why, bad in (
-        (f"its embeddings grew to {len(tokenizer)} tokens", getattr(on_disk, "vocab_size", None) != model.config.vocab_size),
-        ("overrides_of_model_config changed its config", bool(recipe.overrides_of_model_config)),
-        ("reinit_weights gave it new weights", recipe.reinit_weights)) if bad]
+    on_disk = AutoConfig.from_pretrained(models.resolve_model_path(recipe.base_model),
+                                         trust_remote_code=recipe.trust_remote_code)
+    grew = getattr(on_disk, "vocab_size", None) != model.config.vocab_size
+    differs = [why for why, bad in ((f"its embeddings grew to {model.config.vocab_size} rows", grew),
+                                    ("overrides_of_model_config changed it", bool(recipe.overrides_of_model_config)),
+                                    ("reinit_weights gave it new weights", recipe.reinit_weights)) if bad]
     if differs:
-        raise FtkitError(f"rl_beta > 0 needs a reference model; with a full fine-tune TRL loads base_model again as the "
-                         f"reference, which would not be the model trained here ({'; '.join(differs)})",
+        raise FtkitError(f"rl_beta > 0 needs a reference model; with a full fine-tune TRL loads base_model again as "
+                         f"the reference, which would not be the model trained here ({'; '.join(differs)})",
                          file=recipe.source, where="rl_beta",
                          fix="use adapter: lora (the reference is the adapter at step 0), or rl_beta: 0 (no reference)")
 
