@@ -153,6 +153,7 @@ def _notebooks(args) -> int:
 
 def _preprocess(recipe, args) -> None:
     from ftkit import data, models
+    from ftkit.formats.chat import chat_rows
     from ftkit.train.outputs import check_paths
 
     check_paths(recipe, ("dataset_prepared_path",))  # a file where the cache goes: an error naming the option
@@ -162,7 +163,7 @@ def _preprocess(recipe, args) -> None:
     if args.debug:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
-            if recipe.rl:  # a preference row as the model sees it
+            if chat_rows(recipe):  # a preference / GRPO / reward-model row as the model sees it
                 from ftkit.train import preference_report
 
                 print(f"--- example {i} ---\n{preference_report.show_pair(tok, ex)}")
@@ -174,7 +175,7 @@ def _preprocess(recipe, args) -> None:
                 continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
-    if args.check_parity and recipe.rl:  # TRL renders the prompt with the template inference uses
+    if args.check_parity and chat_rows(recipe):  # TRL renders the prompt with the template inference uses
         print("parity: rl: prompts are the chat template's own rendering, the ids `ftkit infer` sends "
               "(tests/test_preference.py checks TRL's prompt_ids against them)")
     elif args.check_parity:

@@ -41,7 +41,14 @@ def sft_rows(spec: dict) -> list[dict]:
     return _rows("alpaca.jsonl")  # alpaca and its prompt styles
 
 
+def prompt_rows(spec: dict) -> list[dict]:
+    """GRPO rows as GSM8K holds them (question, answer ending '#### N'), for a `type:` transform to read."""
+    return [{"question": r["question"], "answer": f"{r['answer']} #### {r['answer']}"} for r in _rows("arithmetic.jsonl")]
+
+
 def preference_rows(spec: dict, method: str) -> list[dict]:
+    if str(spec.get("type")).startswith("bradley_terry"):  # reward models: {input, chosen, rejected}
+        return _rows("reward_pairs.jsonl")
     shape = str(spec.get("type")).split(".")[-1]
     if method == "kto":
         rows = _rows("kto.jsonl")
@@ -67,7 +74,8 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
     """base_model -> the twin, each dataset -> data_samples rows of its type, 2 steps written under tmp.
 
     Every step is logged (to see both losses), external loggers are switched off (they only log), sequence_len is capped at 256 (the sample rows are
-    shorter; padded 4-bit steps at 2048 tokens take seconds on a CPU) and a DeepSpeed config Axolotl ships
+    shorter; padded 4-bit steps at 2048 tokens take seconds on a CPU), so is GRPO's trl.max_completion_length (at 16:
+    generating 128 tokens per completion on a CPU is slow and trains nothing the test checks) and a DeepSpeed config Axolotl ships
     under another name is replaced by ftkit's file of the same ZeRO stage; everything else stays as written.
     """
     data = yaml.safe_load(path.read_text())
@@ -76,8 +84,11 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
            "sequence_len": min(256, data.get("sequence_len") or 256),
            "dataset_prepared_path": str(tmp / "prepared"), "wandb_project": None, "mlflow_tracking_uri": None,
            "mlflow_experiment_name": None}
+    if data.get("rl") in ("grpo", "gdpo"):
+        out["trl.max_completion_length"] = min(16, (data.get("trl") or {}).get("max_completion_length") or 16)
     for i, spec in enumerate(data.get("datasets") or []):
-        rows = preference_rows(spec, data["rl"]) if data.get("rl") else sft_rows(spec)
+        rows = (prompt_rows(spec) if data.get("rl") in ("grpo", "gdpo") else preference_rows(spec, data.get("rl"))
+                if data.get("rl") or data.get("reward_model") else sft_rows(spec))
         file = tmp / f"data-{i}.jsonl"
         file.write_text("".join(json.dumps(r) + "\n" for r in rows))
         out[f"datasets.{i}.path"] = str(file)

@@ -39,7 +39,7 @@ def _recipe_missing(path: Path) -> bool:
 
 def test_notebooks_found():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"mistral", "qwen", "gemma", "rwkv", "datasets_and_masking", "evaluation"} <= names, names
+    assert {"mistral", "qwen", "gemma", "rwkv", "datasets_and_masking", "evaluation", "grpo"} <= names, names
     assert len(NOTEBOOKS) >= 14
 
 

@@ -5,6 +5,7 @@ auto-corrected (e.g. `bf16: auto` on a CPU -> fp32).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,6 +282,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
         raise FtkitError(f"transformers has no class {recipe.model_type!r}", where="model_type",
                          fix="use AutoModelForCausalLM")
     kwargs = _load_kwargs(recipe, precision)
+    head = contextlib.nullcontext()
+    if getattr(recipe, "reward_model", False):  # one output: the score of prompt + answer
+        from trl.trainer.reward_trainer import suppress_seqcls_warning  # the expected missing head / unused lm_head
+
+        kwargs["num_labels"], head = 1, suppress_seqcls_warning()
+        log.info(f"reward_model: {recipe.model_type} with a new 1-output score head on {recipe.base_model}")
     if getattr(recipe, "reinit_weights", False):
         transformers.set_seed(recipe.seed)
         config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config", recipe)
@@ -288,7 +295,8 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
                                      attn_implementation=kwargs.get("attn_implementation"))
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
-        model = _from_pretrained(auto_cls, recipe.base_model, "model", recipe, **kwargs)
+        with head:
+            model = _from_pretrained(auto_cls, recipe.base_model, "model", recipe, **kwargs)
     if recipe.load_in_4bit:
         from ftkit.models.quant import cpu_safe_4bit
 

@@ -2,9 +2,9 @@
 
 build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
 trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. The method (train/sft.py, train/preference.py) supplies only what
-differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model) and its
-before/after measurement. TRL and peft do the training.
+(resume) -> measure after -> save. The method (train/sft.py, preference.py, grpo.py, reward.py) supplies only
+what differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model, reward
+functions) and its before/after measurement. TRL and peft do the training.
 """
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ from ftkit.train.result import TrainResult
 
 
 def method_for(recipe: Recipe) -> Method:
-    """SFT, or the recipe's `rl:` method."""
-    from ftkit.train import preference, sft
+    """SFT, the recipe's `rl:` method (preference tuning or GRPO), or the reward model."""
+    from ftkit.recipe.base import GRPO
+    from ftkit.train import grpo, preference, reward, sft
 
-    return preference.method(recipe.rl) if recipe.rl else sft.SFT
+    if recipe.rl in GRPO:
+        return grpo.method(recipe)  # imports the reward functions now: a bad path fails before data and model
+    return preference.method(recipe.rl) if recipe.rl else reward.REWARD if recipe.reward_model else sft.SFT
 
 
 class Built(NamedTuple):
