@@ -73,6 +73,7 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
     data = yaml.safe_load(path.read_text())
     out = {"base_model": twin or twin_for_recipe(path), "max_steps": 2, "logging_steps": 1, "output_dir": str(tmp / "out"),
            "base_model_config": None, "tokenizer_config": None, "tokenizer_type": None,  # they name the real model's
+           "loss_watchdog_threshold": None,  # sized for the real model's loss; the untrained twin starts near 6.9
            "sequence_len": min(256, data.get("sequence_len") or 256),
            "dataset_prepared_path": str(tmp / "prepared"), "wandb_project": None, "mlflow_tracking_uri": None,
            "mlflow_experiment_name": None}

@@ -92,7 +92,7 @@ def _model_type(report: Report) -> None:
     import transformers
 
     name = report.recipe.model_type
-    if not hasattr(getattr(transformers, name, None), "from_config"):
+    if not hasattr(getattr(transformers, name, None), "from_pretrained"):
         close = difflib.get_close_matches(name, [n for n in dir(transformers) if n.endswith("ForCausalLM")], n=1)
         report.problem("model_type", f"transformers has no model class {name!r}",
                        "use AutoModelForCausalLM" + (f" (or did you mean {close[0]}?)" if close else ""))
@@ -246,7 +246,8 @@ def _first_line(e: BaseException) -> str:
 
 def _meta_model(report: Report, recipe: Recipe) -> None:
     """Build the model from its config on the meta device (no weights, no memory) and apply the adapter: a
-    model_type that cannot build this config, LoRA targets the model lacks, settings peft refuses."""
+    model_type that cannot build this config, LoRA targets the model lacks, settings peft refuses. What fails
+    on the meta device for another reason (an initialisation that computes on the weights) is not checked."""
     import transformers
     from accelerate import init_empty_weights
 
@@ -256,15 +257,20 @@ def _meta_model(report: Report, recipe: Recipe) -> None:
     config = report.collect(model_config, recipe)
     if config is None:
         return
+    cls = getattr(transformers, recipe.model_type)
     try:
         with init_empty_weights():
-            model = getattr(transformers, recipe.model_type).from_config(config, trust_remote_code=recipe.trust_remote_code)
-    except Exception as e:  # e.g. AutoModelForSeq2SeqLM on a llama config  # noqa: BLE001
+            model = cls.from_config(config, trust_remote_code=recipe.trust_remote_code) if hasattr(
+                cls, "from_config") else cls._from_config(config)  # Auto classes / a model class itself
+    except (ValueError, TypeError, AttributeError) as e:  # e.g. AutoModelForSeq2SeqLM on a llama config
         report.problem("model_type", f"{recipe.model_type} cannot build this model ({config.model_type}): "
                        f"{_first_line(e)}", "use AutoModelForCausalLM")
         return
     if recipe.adapter and not recipe.lora_model_dir:  # a saved adapter brings its own targets
-        report.collect(apply_adapter, recipe.model_copy(update={"loftq": None}), model)
+        try:
+            report.collect(apply_adapter, recipe.model_copy(update={"loftq": None}), model)
+        except Exception as e:  # noqa: BLE001 - see the docstring; train applies it to the real weights
+            report.not_run.append(f"the adapter on the meta device ({type(e).__name__}: {_first_line(e)})")
 
 
 # ---------------------------------------------------------------- rows
