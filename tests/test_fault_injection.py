@@ -50,7 +50,7 @@ def finished(tmp_path_factory, rows64):
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yml", {
         "output_dir": str(tmp / "out"), "dataset_prepared_path": str(tmp / "prepared"), "max_steps": 2,
         "logging_steps": 1, "eval_prompts": [], "val_set_size": 0, "datasets": rows64, "sequence_len": 64,
-        "save_strategy": "epoch"})
+        "save_strategy": "epoch", "warmup_steps": 0})
     train.run(recipe)
     return Path(recipe.output_dir)
 

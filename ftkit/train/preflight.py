@@ -5,8 +5,8 @@ The stages and what each reads (docs/preflight.md lists every check):
            model_type, device_map, DeepSpeed/FSDP and bitsandbytes settings, warm-up against max_steps)
   model  - the tokenizer and the model's config.json, no weights: the tokenizer must encode and decode a probe
            text unchanged, the model is built on the meta device (accelerate) with the recipe's adapter on it
-  rows   - the prepared rows: a sample of their text must decode back unchanged, the warm-up must end before
-           the run does (train: after data preparation; check: with --data)
+  rows   - the prepared rows: a sample of their text must decode back unchanged, the warm-up must not be longer
+           than the run (train: after data preparation; check: with --data)
 and, in train only, after the weights load: the first batch's loss against loss_watchdog_threshold.
 Train and check call the same functions, so a recipe check refuses is refused by train with the same message.
 """
@@ -120,11 +120,11 @@ def _device_map(report: Report) -> None:
 
 
 def _warmup(report: Report, total: int, how: str) -> None:
-    """A warm-up that does not end before the run: the learning rate climbs from 0 all run, never reaching its value."""
+    """A warm-up longer than the run: the learning rate climbs from 0 all run, never reaching its value."""
     steps = report.recipe.warmup_steps
-    if total and steps is not None and steps >= 1 and steps >= total:
-        report.problem("warmup_steps", f"the warm-up ({steps:g} steps) does not end before the run does ({total} steps, "
-                       f"{how}): the learning rate starts at 0 and never reaches learning_rate",
+    if total and steps is not None and steps >= 1 and steps > total:
+        report.problem("warmup_steps", f"the warm-up ({steps:g} steps) is longer than the run ({total} steps, {how}): "
+                       "the learning rate starts at 0 and never reaches learning_rate",
                        f"set warmup_steps below {total} (e.g. {total // 10}), or use warmup_ratio: 0.03")
 
 
@@ -213,7 +213,8 @@ def _tokenizer(report: Report, recipe: Recipe):
         report.problems += e.problems
         return None
     except Exception as e:  # a class that cannot read these files (T5Tokenizer on a BPE): no traceback  # noqa: BLE001
-        report.problem(key, f"{recipe.tokenizer_type or 'AutoTokenizer'} cannot read the tokenizer files ({type(e).__name__}: {_first_line(e)})", fix)
+        cls = recipe.tokenizer_type or "AutoTokenizer"
+        report.problem(key, f"{cls} cannot read the tokenizer files ({type(e).__name__}: {_first_line(e)})", fix)
         return None
     if lost := round_trip(tok, [PROBE], key, fix, report):
         report.problem(key, f"{type(tok).__name__} does not give text back: {lost}", fix)
@@ -378,7 +379,9 @@ def check(recipe: Recipe, data: bool = False) -> Report:
     if not data:
         report.not_run.append("row checks (a trainable row left, the rows' text through the tokenizer, the warm-up "
                               "against the run's length in steps): ftkit check RECIPE --data")
-    elif report.tokenizer is not None and not report.problems:
+    elif report.tokenizer is None and not report.problems:
+        report.not_run.append("row checks: they need the tokenizer, which is not on this machine")
+    elif not report.problems:
         prepared = report.collect(data_prep.prepare, report.recipe, report.tokenizer)
         if prepared is not None:
             row_checks(report, report.tokenizer, prepared)
