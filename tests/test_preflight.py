@@ -6,7 +6,10 @@ traceback, and nothing trained (no checkpoint, no step logged); a recipe check p
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -220,11 +223,19 @@ def no_wandb_login(tmp_path, monkeypatch):
 
 
 def test_wandb_project_without_a_login_logs_offline_and_says_so(recipe, capsys, no_wandb_login):
-    said = trains(recipe, capsys, "--wandb_project=p")
-    assert "wandb_project: no W&B login here (no WANDB_API_KEY, no netrc entry), so the run logs offline" in said
-    assert "to log online, `wandb login` (or set WANDB_API_KEY)" in said
-    runs = list((recipe.parent / "out" / "wandb").glob("offline-run-*"))
-    assert runs, "train logged to an offline W&B run"
+    """check says it; train says it and writes an offline W&B run (in a fresh process: wandb keeps the settings of
+    its first run, e.g. the run folder, for the life of a process)."""
+    from conftest import OFFLINE
+
+    note = "wandb_project: no W&B login here (no WANDB_API_KEY, no netrc entry), so the run logs offline"
+    assert main(["check", str(recipe), "--wandb_project=p"]) == 0
+    said = capsys.readouterr().out
+    assert note in said and "to log online, `wandb login` (or set WANDB_API_KEY)" in said
+    env = {**{k: v for k, v in {**os.environ, **OFFLINE}.items() if k != "WANDB_MODE"}, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "ftkit", "train", str(recipe), "--wandb_project=p"], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and note in proc.stdout, proc.stderr[-3000:]
+    assert list((recipe.parent / "out" / "wandb").glob("offline-run-*")), "train logged to an offline W&B run"
 
 
 def test_wandb_online_without_a_login_is_refused(recipe, capsys, no_wandb_login):
