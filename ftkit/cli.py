@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "check":
             sp.add_argument("--strict", action="store_true", help="options ignored here (speed-only, internal) are errors")
+            sp.add_argument("--data", action="store_true", help="also prepare the rows (cached, as train would) and "
+                            "check them: a trainable row left, their text through the tokenizer, the warm-up length")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
             sp.add_argument("--debug-rows", type=int, default=3, help="how many examples --debug prints")
@@ -253,10 +255,9 @@ def _check(args, extra) -> int:
     print(text)
     if problems:
         raise FtkitError(problems)
-    if checked.deepspeed:  # the engine file must exist too (train checks it the same way)
-        from ftkit.train.distributed import deepspeed_path
+    from ftkit.train.preflight import check as preflight  # what train checks before loading weights (docs/preflight.md)
 
-        deepspeed_path(checked)
+    preflight(checked, data=args.data).raise_problems()  # says what it could not check, and why
     print("ok: the recipe will train")
     return 0
 

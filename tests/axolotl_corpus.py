@@ -75,12 +75,16 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
 
     Every step is logged (to see both losses), external loggers are switched off (they only log), sequence_len is capped at 256 (the sample rows are
     shorter; padded 4-bit steps at 2048 tokens take seconds on a CPU), so is GRPO's trl.max_completion_length (at 16:
-    generating 128 tokens per completion on a CPU is slow and trains nothing the test checks) and a DeepSpeed config Axolotl ships
+    generating 128 tokens per completion on a CPU is slow and trains nothing the test checks); warmup_steps and
+    loss_watchdog_threshold (sized for the real run and model, refused before 2 steps on the twin) are dropped, and a
+    DeepSpeed config Axolotl ships
     under another name is replaced by ftkit's file of the same ZeRO stage; everything else stays as written.
     """
     data = yaml.safe_load(path.read_text())
     out = {"base_model": twin or twin_for_recipe(path), "max_steps": 2, "logging_steps": 1, "output_dir": str(tmp / "out"),
            "base_model_config": None, "tokenizer_config": None, "tokenizer_type": None,  # they name the real model's
+           "loss_watchdog_threshold": None,  # sized for the real model's loss; the untrained twin starts near 6.9
+           "warmup_steps": None,  # sized for the real run: 2 steps would end inside it, which train refuses
            "sequence_len": min(256, data.get("sequence_len") or 256),
            "dataset_prepared_path": str(tmp / "prepared"), "wandb_project": None, "mlflow_tracking_uri": None,
            "mlflow_experiment_name": None}

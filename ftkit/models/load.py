@@ -198,6 +198,16 @@ def _config_kwargs(recipe: Recipe) -> dict:
     return {"config": config}
 
 
+def model_config(recipe: Recipe):
+    """The config the model is built from (base_model_config, cls_model_config and overrides applied), read
+    without the weights (train/preflight.py builds the model from it on the meta device)."""
+    import transformers
+
+    return _config_kwargs(recipe).get("config") or _from_pretrained(
+        transformers.AutoConfig, recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
+        revision=getattr(recipe, "revision_of_model", None))
+
+
 def attention_kernel(requested: str | None) -> str | None:
     """The attention implementation to load with: the requested one where it runs here, else transformers'
     default for the model (sdpa where the model has it, else eager), announced.
