@@ -1,0 +1,122 @@
+"""Axolotl's own verdict on every config of tests/wild_configs/: what `axolotl train` does before training.
+
+Maintainer script, run with the Python of a venv that has Axolotl (not ftkit's: Axolotl pins other versions):
+
+    python3 -m venv /work/axvenv && /work/axvenv/bin/pip install torch==2.13.0 && \
+        /work/axvenv/bin/pip install axolotl torch==2.13.0
+    /work/axvenv/bin/python tools/axolotl_verdicts.py > tests/wild_configs/axolotl_verdicts.json
+
+It reads only the corpus files and runs, per config, the steps of axolotl.cli.config.load_cfg up to the first
+one that needs the real model weights or data: YAML -> validate_config (Axolotl's pydantic schema and its
+validators) -> normalize_config + normalize_cfg_datasets (which read the model's config.json). Verdict:
+"accepted", or "rejected" with the first error and the step that raised it. Nothing is downloaded:
+
+  - base_model (and base_model_config) -> a local folder holding only a config.json of the same architecture
+    (transformers' defaults for that model_type), so normalize_config reads a config offline; tokenizer_config
+    is left as written (load_cfg does not read it);
+  - output_dir -> a temporary folder (load_cfg writes its debug.log there);
+  - the GPU capabilities validate_config checks against are one Hopper GPU (bf16, tf32, sm_90; no fp8), the
+    card these configs were written for, not this CPU machine, which has none: bf16: true would otherwise be
+    refused for the machine, not for the config.
+Everything else, datasets included, stays as written.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.update({"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
+                   "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled"})
+
+import yaml  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "wild_configs"
+CAPABILITIES = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 1, "compute_capability": "sm_90"}
+# base_model name hints -> transformers model_type (first match wins; mixtral before mistral)
+HINTS = [("mixtral", "mixtral"), ("mistral", "mistral"), ("zephyr", "mistral"), ("qwen", "qwen2"),
+         ("phi-3", "phi3"), ("phi-4", "phi3"), ("pythia", "gpt_neox"), ("dialogpt", "gpt2"), ("stablelm", "stablelm"),
+         ("starcoder2", "starcoder2"), ("gpt-oss", "gpt_oss"), ("deepseek-coder", "llama"), ("smollm", "llama"),
+         ("llama", "llama")]
+# model_type written as a class name (MistralForCausalLM) -> model_type, for bases named by a local path
+CLASSES = {"MistralForCausalLM": "mistral", "LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+
+
+def architecture(cfg: dict) -> str:
+    name = str(cfg.get("base_model") or "").lower()
+    hit = next((arch for hint, arch in HINTS if hint in name), None)
+    return hit or CLASSES.get(str(cfg.get("model_type")), "llama")
+
+
+def local_config_dir(arch: str, root: Path) -> str:
+    """A folder with only config.json for `arch`: what normalize_config reads of base_model."""
+    from transformers import AutoConfig
+
+    folder = root / arch
+    if not folder.is_dir():
+        AutoConfig.for_model(arch).save_pretrained(folder)
+    return str(folder)
+
+
+def first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            e = errors()[0]
+            where = ".".join(str(p) for p in e.get("loc", ()))
+            return f"{where}: {e.get('msg')}" if where else str(e.get("msg"))
+        except Exception:  # noqa: BLE001 - fall back to the text
+            pass
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def verdict(path: Path, models: Path, out: Path) -> dict:
+    from axolotl.utils.config import normalize_cfg_datasets, normalize_config, validate_config
+    from axolotl.utils.dict import DictDefault
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        return {"verdict": "rejected", "step": "yaml", "error": first_error(e)}
+    arch = architecture(raw)
+    cfg = DictDefault(raw)
+    cfg.base_model = local_config_dir(arch, models)
+    if raw.get("base_model_config"):
+        cfg.base_model_config = cfg.base_model
+    cfg.output_dir = str(out)
+    cfg.axolotl_config_path = str(path)
+    step = "validate_config"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            cfg = validate_config(cfg, capabilities=dict(CAPABILITIES), env_capabilities={"torch_version": "2.13.0"})
+            step = "normalize_config"
+            normalize_config(cfg)
+            normalize_cfg_datasets(cfg)
+    except Exception as e:  # noqa: BLE001 - any error is the verdict
+        return {"verdict": "rejected", "step": step, "error": first_error(e), "architecture": arch}
+    return {"verdict": "accepted", "architecture": arch}
+
+
+def main() -> int:
+    import axolotl
+
+    logging.disable(logging.WARNING)  # Axolotl's per-config warnings; the verdict is the result
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for path in sorted(CORPUS.glob("*.yml")):
+            out = Path(tmp) / "out" / path.stem
+            results[path.name] = verdict(path, Path(tmp) / "models", out)
+    json.dump({"axolotl_version": axolotl.__version__, "capabilities": CAPABILITIES,
+               "swapped": ["base_model (a local config.json of the same architecture)", "output_dir"],
+               "configs": results}, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
