@@ -19,6 +19,13 @@ validators) -> normalize_config + normalize_cfg_datasets (which read the model's
     card these configs were written for, not this CPU machine, which has none: bf16: true would otherwise be
     refused for the machine, not for the config.
 Everything else, datasets included, stays as written.
+
+For an accepted config it then asks Axolotl's data loaders, without reading any rows, whether they have a
+strategy for each dataset's `type` (the step `axolotl train` reaches next): with rl:, the dpo/kto/orpo loaders
+(axolotl.prompt_strategies.<rl>.load); without, what get_dataset_wrapper tries (a custom format, the
+prompt_strategies registry, the built-in alpaca-family handlers), called with a small local tokenizer.
+"loads": true, or false with the loader's error: Axolotl's schema accepts such a file, yet `axolotl train` stops
+at that step.
 """
 from __future__ import annotations
 
@@ -75,7 +82,53 @@ def first_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
-def verdict(path: Path, models: Path, out: Path) -> dict:
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def small_tokenizer():
+    """A word-level tokenizer built here (no download) with the special tokens and chat template loaders expect."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>", "user", "assistant", "system"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>")
+    tok.chat_template = CHATML
+    return tok
+
+
+def loader_error(cfg, tokenizer) -> str | None:
+    """None when Axolotl's loaders have a strategy for every dataset type of `cfg`, else the first one's error."""
+    from axolotl.prompt_strategies import load as load_sft
+    from axolotl.utils.data.wrappers import DATASET_HANDLERS
+
+    for key in ("datasets", "test_datasets"):
+        for i, ds in enumerate(cfg.get(key) or []):
+            kind = ds.get("type")
+            try:
+                if cfg.rl:
+                    import importlib
+
+                    rl = str(getattr(cfg.rl, "value", cfg.rl))
+                    package = rl if rl in ("kto", "orpo", "ebft") else "dpo"  # as axolotl.utils.data.rl._load_split
+                    loader = importlib.import_module(f"axolotl.prompt_strategies.{package}").load
+                    name = "user_defined.default" if isinstance(kind, dict) else kind
+                    found = loader(name, cfg, dataset_idx=i)
+                elif isinstance(kind, dict) or str(kind).startswith(("bradley_terry", "stepwise_supervised")):
+                    found = True
+                else:
+                    found = load_sft(kind, tokenizer, cfg, ds) or str(kind).split(":")[0] in DATASET_HANDLERS
+            except Exception as e:  # noqa: BLE001 - the loader's own error is the finding
+                return f"{key}.{i}.type {kind!r}: {first_error(e)}"
+            if not found:
+                return f"{key}.{i}.type {kind!r}: no {'rl: ' + rl if cfg.rl else 'supervised'} strategy of that name"
+    return None
+
+
+def verdict(path: Path, models: Path, out: Path, tokenizer=None) -> dict:
     from axolotl.utils.config import normalize_cfg_datasets, normalize_config, validate_config
     from axolotl.utils.dict import DictDefault
 
@@ -99,7 +152,8 @@ def verdict(path: Path, models: Path, out: Path) -> dict:
             normalize_cfg_datasets(cfg)
     except Exception as e:  # noqa: BLE001 - any error is the verdict
         return {"verdict": "rejected", "step": step, "error": first_error(e), "architecture": arch}
-    return {"verdict": "accepted", "architecture": arch}
+    error = loader_error(cfg, tokenizer or small_tokenizer())
+    return {"verdict": "accepted", "architecture": arch, "loads": error is None, **({"load_error": error} if error else {})}
 
 
 def main() -> int:
@@ -107,10 +161,10 @@ def main() -> int:
 
     logging.disable(logging.WARNING)  # Axolotl's per-config warnings; the verdict is the result
     with tempfile.TemporaryDirectory() as tmp:
-        results = {}
+        results, tokenizer = {}, small_tokenizer()
         for path in sorted(CORPUS.glob("*.yml")):
             out = Path(tmp) / "out" / path.stem
-            results[path.name] = verdict(path, Path(tmp) / "models", out)
+            results[path.name] = verdict(path, Path(tmp) / "models", out, tokenizer)
     json.dump({"axolotl_version": axolotl.__version__, "capabilities": CAPABILITIES,
                "swapped": ["base_model (a local config.json of the same architecture)", "output_dir"],
                "configs": results}, sys.stdout, indent=1)
