@@ -11,9 +11,10 @@ one that needs the real model weights or data: YAML -> validate_config (Axolotl'
 validators) -> normalize_config + normalize_cfg_datasets (which read the model's config.json). Verdict:
 "accepted", or "rejected" with the first error and the step that raised it. Nothing is downloaded:
 
-  - base_model (and base_model_config) -> a local folder holding only a config.json of the same architecture
-    (transformers' defaults for that model_type), so normalize_config reads a config offline; tokenizer_config
-    is left as written (load_cfg does not read it);
+  - base_model (and base_model_config) -> a local folder named after the architecture, holding only a config.json
+    of it (transformers' defaults for that model_type), so normalize_config reads a config offline (validators
+    that look for family names in base_model see that name); tokenizer_config is left as written (load_cfg
+    does not read it);
   - output_dir -> a temporary folder (load_cfg writes its debug.log there);
   - the GPU capabilities validate_config checks against are one Hopper GPU (bf16, tf32, sm_90; no fp8), the
     card these configs were written for, not this CPU machine, which has none: bf16: true would otherwise be
@@ -26,6 +27,10 @@ strategy for each dataset's `type` (the step `axolotl train` reaches next): with
 prompt_strategies registry, the built-in alpaca-family handlers), called with a small local tokenizer.
 "loads": true, or false with the loader's error: Axolotl's schema accepts such a file, yet `axolotl train` stops
 at that step.
+
+"dropped": the keys of the file (top level and datasets.N.*) that Axolotl's schema does not define. Pydantic's
+default drops them without a word, so they do nothing in Axolotl; an "unknown option" from ftkit for one of them
+is its typo guard, not a missing option.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ import io
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -65,7 +71,7 @@ def local_config_dir(arch: str, root: Path) -> str:
     from transformers import AutoConfig
 
     folder = root / arch
-    if not folder.is_dir():
+    if not (folder / "config.json").is_file():
         AutoConfig.for_model(arch).save_pretrained(folder)
     return str(folder)
 
@@ -128,7 +134,33 @@ def loader_error(cfg, tokenizer) -> str | None:
     return None
 
 
+def _names(model) -> set[str]:
+    fields = model.model_fields
+    return set(fields) | {f.alias for f in fields.values() if f.alias} | {
+        a for f in fields.values() for a in getattr(f.validation_alias, "choices", []) if isinstance(a, str)}
+
+
+def dropped_keys(raw: dict) -> list[str]:
+    """The keys Axolotl's schema does not define (it drops them silently), top level and per dataset entry."""
+    from axolotl.utils.schemas.config import AxolotlConfigWCapabilities
+    from axolotl.utils.schemas.datasets import DPODataset, KTODataset, SFTDataset
+
+    if raw.get("plugins"):  # the plugins' own options join the schema (validate_config does the same)
+        from axolotl.integrations.config import merge_input_args
+
+        AxolotlConfigWCapabilities, _ = merge_input_args()
+    top = _names(AxolotlConfigWCapabilities) | {"debug"}  # --debug is a CLI flag Axolotl also reads from the YAML
+    entry = _names({"kto": KTODataset}.get(raw.get("rl"), DPODataset if raw.get("rl") else SFTDataset))
+    out = [k for k in raw if k not in top]
+    for key in ("datasets", "test_datasets"):
+        items = raw.get(key)
+        for i, ds in enumerate(items if isinstance(items, list) else []):
+            out += [f"{key}.{i}.{k}" for k in (ds if isinstance(ds, dict) else {}) if k not in entry]
+    return out
+
+
 def verdict(path: Path, models: Path, out: Path, tokenizer=None) -> dict:
+    from axolotl.cli.config import prepare_plugins
     from axolotl.utils.config import normalize_cfg_datasets, normalize_config, validate_config
     from axolotl.utils.dict import DictDefault
 
@@ -143,9 +175,11 @@ def verdict(path: Path, models: Path, out: Path, tokenizer=None) -> dict:
         cfg.base_model_config = cfg.base_model
     cfg.output_dir = str(out)
     cfg.axolotl_config_path = str(path)
-    step = "validate_config"
+    step = "prepare_plugins"
     try:
         with contextlib.redirect_stdout(io.StringIO()):
+            prepare_plugins(cfg)
+            step = "validate_config"
             cfg = validate_config(cfg, capabilities=dict(CAPABILITIES), env_capabilities={"torch_version": "2.13.0"})
             step = "normalize_config"
             normalize_config(cfg)
@@ -153,18 +187,30 @@ def verdict(path: Path, models: Path, out: Path, tokenizer=None) -> dict:
     except Exception as e:  # noqa: BLE001 - any error is the verdict
         return {"verdict": "rejected", "step": step, "error": first_error(e), "architecture": arch}
     error = loader_error(cfg, tokenizer or small_tokenizer())
-    return {"verdict": "accepted", "architecture": arch, "loads": error is None, **({"load_error": error} if error else {})}
+    return {"verdict": "accepted", "architecture": arch, "loads": error is None, **({"load_error": error} if error else {}),
+            "dropped": dropped_keys(raw)}
+
+
+def one(path: Path) -> dict:
+    """The verdict on one file, in a process of its own (Axolotl's plugin registry and env vars are per process)."""
+    proc = subprocess.run([sys.executable, __file__, "--one", str(path)], capture_output=True, text=True)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {"verdict": "rejected", "step": "process", "error": proc.stderr.strip().splitlines()[-1:]}
 
 
 def main() -> int:
     import axolotl
 
-    logging.disable(logging.WARNING)  # Axolotl's per-config warnings; the verdict is the result
-    with tempfile.TemporaryDirectory() as tmp:
-        results, tokenizer = {}, small_tokenizer()
-        for path in sorted(CORPUS.glob("*.yml")):
-            out = Path(tmp) / "out" / path.stem
-            results[path.name] = verdict(path, Path(tmp) / "models", out, tokenizer)
+    if sys.argv[1:2] == ["--one"]:
+        logging.disable(logging.WARNING)  # Axolotl's per-config warnings; the verdict is the result
+        # a fixed folder: Axolotl's validators read family names in base_model ("mpt" in a random tmp name trips one)
+        models = Path(tempfile.gettempdir()) / "axolotl-verdicts" / "models"
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(verdict(Path(sys.argv[2]), models, Path(tmp) / "out")))
+        return 0
+    results = {path.name: one(path) for path in sorted(CORPUS.glob("*.yml"))}
     json.dump({"axolotl_version": axolotl.__version__, "capabilities": CAPABILITIES,
                "swapped": ["base_model (a local config.json of the same architecture)", "output_dir"],
                "configs": results}, sys.stdout, indent=1)
