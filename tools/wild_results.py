@@ -41,12 +41,13 @@ CLASSES = [
     (r"unsupported dataset type", "dataset type unsupported ({key})"),
     (r"required option is missing", "required option missing ({key})"),
     (r"input should be", "value narrower than Axolotl's ({key})"),
+    (r"no usable rows", "no row has anything to train ({key})"),
     (r"needs|is not read by|both true|conflicts", "cross-option rule ({key})"),
 ]
 
 
 def problem_class(problem: str) -> str:
-    m = re.match(r"(?:line \d+: )?([\w.]+): ", problem)
+    m = re.match(r"(?:line \d+: |\S+\.\w+: )?([\w.]+): ", problem)  # after "line 12: " or a data file's name
     key = re.sub(r"\.\d+\.", ".N.", m.group(1)) if m else "?"
     return next((label.format(key=key) for pattern, label in CLASSES if re.search(pattern, problem)), "other")
 
