@@ -6,7 +6,7 @@ run in Axolotl's venv), so these tests need no Axolotl. A config Axolotl accepts
 or be refused by a feature ftkit lacks (LACKS); one stopped today for a reason being fixed is xfail(strict=True)
 with the reason (REFUSED_TODAY, FAILS_IN_TRAIN_TODAY), so it flips when the fix lands. Default run: `ftkit check`
 on every config (in-process), the typo guard, a 2-step train of a fast subset. Every config through the CLI,
-check then train, one subprocess each (~40 min on an idle machine):
+check then train, one subprocess each (53 min on the shared 2-core machine under load):
 
     .venv/bin/python -m pytest -m wild tests/test_wild_configs.py
 """
@@ -185,7 +185,7 @@ def test_fast_subset_trains_two_steps_on_its_twin(path, tmp_path):
 
 
 def pytest_generate_tests(metafunc):
-    """The full set only with -m wild (one subprocess per verb and config, ~40 min); else one skipped stand-in."""
+    """The full set only with -m wild (one subprocess per verb and config, most of an hour); else one skipped stand-in."""
     if "wild_path" not in metafunc.fixturenames:
         return
     if "wild" in (metafunc.config.getoption("markexpr") or ""):
