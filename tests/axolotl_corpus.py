@@ -144,10 +144,20 @@ def wild_twin(path: Path, data: dict) -> str:
     return WILD_TWINS.get(path.name[:2]) or twin_for_model(str(data.get("base_model")))
 
 
+def _numbered(rows: list[dict], field: str) -> list[dict]:
+    """The rows with repeats made distinct (the sample files repeat some rows; a config's deduplication would drop
+    them): the i-th row's `field` gets " (i)" when an identical row came before."""
+    seen, out = set(), []
+    for i, r in enumerate(rows):
+        key = json.dumps(r, sort_keys=True)
+        out.append({**r, field: f"{r[field]} ({i})"} if key in seen else r)
+        seen.add(key)
+    return out
+
+
 def _alpaca(n: int) -> list[dict]:
     """n distinct alpaca rows (instruction, input, output); the sample file has 2,400."""
-    rows = _rows("alpaca.jsonl", n)
-    return rows + [{**r, "instruction": f"{r['instruction']} ({i})"} for i, r in enumerate(rows[:n - len(rows)])]
+    return _numbered(_rows("alpaca.jsonl", n), "instruction")
 
 
 def _roles(spec: dict, keys: tuple[str, str]) -> dict:
@@ -220,9 +230,8 @@ def _preference_row(spec: dict, pair: dict) -> dict:
 def wild_rows(spec: dict, rl: str | None, n: int) -> list[dict]:
     """n rows in the shape the dataset entry asks for (its type, field names, roles)."""
     if rl:
-        pairs = _rows("preference_pairs.jsonl", 10**6)
-        return [_preference_row(spec, {**p, "prompt": f"{p['prompt']} ({i // len(pairs)})" if i >= len(pairs)
-                                       else p["prompt"]}) for i, p in ((i, pairs[i % len(pairs)]) for i in range(n))]
+        pairs = _rows("preference_pairs.jsonl", 10**6)  # 164 pairs, cycled
+        return [_preference_row(spec, p) for p in _numbered([pairs[i % len(pairs)] for i in range(n)], "prompt")]
     return [_sft_row(spec, r) for r in _alpaca(n)]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from axolotl_corpus import WILD, as_cli, run_ftkit, wild_configs, wild_run_overrides
+from axolotl_corpus import WILD, as_cli, run_ftkit, wild_configs, wild_rows, wild_run_overrides
 from ftkit import train
 from ftkit.errors import ConfigError
 from ftkit.recipe import load_recipe
@@ -111,6 +111,31 @@ def test_the_gap_tables_name_configs_axolotl_accepts():
     trainable, broken = ACCEPTED - UNLOADABLE, set(REFUSED_TODAY) | set(FAILS_IN_TRAIN_TODAY)
     assert set(LACKS) <= trainable and broken <= trainable and set(FAST) <= trainable - broken - set(LACKS)
     assert not set(LACKS) & broken and not set(REFUSED_TODAY) & set(FAILS_IN_TRAIN_TODAY)
+
+
+@pytest.mark.parametrize("spec, rl, keys", [
+    ({"type": "chat_template", "field_messages": "conversations",
+      "message_property_mappings": {"role": "from", "content": "value"}}, None, {"conversations": ["from", "value"]}),
+    ({"type": "sharegpt", "field": "dialog", "field_human": "user"}, None, {"dialog": ["from", "value"]}),
+    ({"type": {"field_instruction": "question", "field_output": "answer", "field_system": "sys"}}, None,
+     {"question": None, "input": None, "answer": None, "sys": None}),
+    ({"type": "oasst"}, None, {"INSTRUCTION": None, "RESPONSE": None}),
+    ({"type": "completion", "field": "body"}, None, {"body": None}),
+    ({"type": "completion", "field_prompt": "p", "field_chosen": "good", "field_rejected": "bad"}, "dpo",
+     {"p": None, "good": None, "bad": None}),
+    ({"type": "chatml.intel"}, "dpo", {"system": None, "question": None, "chosen": None, "rejected": None}),
+])
+def test_rows_take_the_shape_each_dataset_entry_asks_for(spec, rl, keys):
+    rows = wild_rows(spec, rl, 200)
+    assert len(rows) == 200 and len({json.dumps(r) for r in rows}) == 200  # distinct: no dedup can drop any
+    assert set(rows[0]) == set(keys)
+    for key, message_keys in keys.items():
+        if message_keys:
+            assert [set(m) for m in rows[0][key]] == [set(message_keys)] * 2
+    if spec.get("field_human"):  # sharegpt's role names as the entry renames them
+        assert [m["from"] for m in rows[0]["dialog"]] == ["user", "gpt"]
+    if spec.get("message_property_mappings"):  # from/value messages carry sharegpt's role names
+        assert [m["from"] for m in rows[0]["conversations"]] == ["human", "gpt"]
 
 
 # ---------------------------------------------------------------- ftkit check on every config
