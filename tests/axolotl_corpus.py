@@ -83,7 +83,8 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
     Every step is logged (to see both losses), external loggers are switched off (they only log), sequence_len is capped at 256 (the sample rows are
     shorter; padded 4-bit steps at 2048 tokens take seconds on a CPU), so is GRPO's trl.max_completion_length (at 16:
     generating 128 tokens per completion on a CPU is slow and trains nothing the test checks); warmup_steps and
-    loss_watchdog_threshold (sized for the real run and model, refused before 2 steps on the twin) are dropped, and a
+    loss_watchdog_threshold (sized for the real run and model: 2 steps would end inside the warm-up, and the untrained
+    twin's loss is above any threshold for a trained model, which train refuses before step 1) are dropped, and a
     DeepSpeed config Axolotl ships
     under another name is replaced by ftkit's file of the same ZeRO stage; everything else stays as written.
     """
@@ -91,7 +92,7 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
     out = {"base_model": twin or twin_for_recipe(path), "max_steps": 2, "logging_steps": 1, "output_dir": str(tmp / "out"),
            "base_model_config": None, "tokenizer_config": None, "tokenizer_type": None,  # they name the real model's
            "loss_watchdog_threshold": None,  # sized for the real model's loss; the untrained twin starts near 6.9
-           "warmup_steps": None,  # sized for the real run: 2 steps would end inside it, which train refuses
+           "warmup_steps": None,  # sized for the real run: 2 steps would end inside it at a learning rate near 0
            "sequence_len": min(256, data.get("sequence_len") or 256),
            "dataset_prepared_path": str(tmp / "prepared"), "wandb_project": None, "mlflow_tracking_uri": None,
            "mlflow_experiment_name": None}
@@ -307,7 +308,8 @@ def wild_run_overrides(path: Path, tmp: Path) -> dict:
     out = {"base_model": wild_twin(path, data), "output_dir": str(tmp / "out"), "max_steps": 2, "logging_steps": 1,
            "dataset_prepared_path": str(tmp / "prepared"), "sequence_len": min(256, data.get("sequence_len") or 256)}
     out.update({k: None for k in ("base_model_config", "tokenizer_config", "tokenizer_type", "wandb_project",
-                                  "mlflow_tracking_uri", "hub_model_id", "hub_strategy", "push_to_hub") if data.get(k)})
+                                  "mlflow_tracking_uri", "hub_model_id", "hub_strategy", "push_to_hub",
+                                  "loss_watchdog_threshold") if data.get(k)})  # the twin starts near ln(vocab)
     n = _rows_needed(data)
     for key in ("datasets", "test_datasets"):
         for entry, spec in _entries(data, key):

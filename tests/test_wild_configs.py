@@ -41,28 +41,7 @@ LACKS: dict[str, tuple[str, str]] = {}
 _DROPPED = "a key Axolotl's schema does not define (Axolotl drops it without a word)"
 # Configs Axolotl accepts that `ftkit check` refuses today, for a reason other helpers are fixing (the unknown-key
 # policy, dataset behaviours): number -> the reason (docs/wild-configs.md). xfail(strict=True): they flip when fixed.
-REFUSED_TODAY = {
-    "09": f"eval_table_max_new_tokens: {_DROPPED}",
-    "14": f"hub_private_repo, datasets.0.prompt_style: {_DROPPED}",
-    "16": f"deepspeed_config: {_DROPPED}",
-    "21": "load_in_4bit with adapter: lora is refused (Axolotl loads the base in 4 bits and trains LoRA on it)",
-    "24": f"dropout, optimization, model_init_kwargs, do_eval, wandb: {_DROPPED}",
-    "28": "wandb_log_model: a run name is refused (Axolotl types it as any string)",
-    "29": "wandb_log_model: a run name is refused (Axolotl types it as any string)",
-    "30": f"eval_table_max_new_tokens: {_DROPPED}",
-    "31": f"eval_table_max_new_tokens: {_DROPPED}",
-    "36": f"lora_fan_in_fan_out written twice (YAML keeps the last); data_seed: {_DROPPED}",
-    "37": f"report_to: {_DROPPED}",
-    "38": f"gradient_checkpointing written twice; field_* beside type: alpaca and sample_packing_size: {_DROPPED}",
-    "39": f"gradient_checkpointing written twice; field_* beside type: alpaca: {_DROPPED}",
-    "46": f"eval_table_max_new_tokens: {_DROPPED}",
-    "47": f"eval_table_max_new_tokens: {_DROPPED}",
-    "49": f"safe_serialization, datasets.0.overlap_len: {_DROPPED}",
-    "50": f"datasets.0.train_on_inputs: {_DROPPED}; roles_to_train/train_on_eos refused for type oasst",
-    "51": f"lora_fan_in_fan_out written twice; data_seed, eval_table_max_new_tokens: {_DROPPED}",
-    "52": f"system_prompt beside type: alpaca_chat.load_qa, push_adapter_to_hub, hub_private_repo: {_DROPPED}; "
-          "test_datasets refused without rl:",
-}
+REFUSED_TODAY: dict[str, str] = {}  # empty since the door, data and wild-config fixes
 # Configs check accepts that do not train today: number -> why (check and train disagree on them).
 FAILS_IN_TRAIN_TODAY = {
     "33": "QLoRA + DeepSpeed ZeRO-3 with a token added to the vocabulary: DeepSpeed's stage-3 defragment asserts "

@@ -87,6 +87,11 @@ class _Walker:
                 self.put(out, key, self.field(key, value, level, where), where)
             elif (entry := cat.lookup(level, key)) is not None:
                 self.catalogued(entry, value, where, out, raw)
+            elif level == "dataset" and key in self.fields["type"] and isinstance(raw.get("type"), str) \
+                    and not key.startswith("field_"):  # a column renamed beside a named type: an error (below)
+                self.note(where, IGNORED, f"a custom-format key beside type: {raw['type']}, which does not read it "
+                                          "(Axolotl drops it too, so the rows are formatted without it); to use it, "
+                                          f"write a custom format: type: {{{key}: ...}}")
             elif level == "dataset" and key in self.fields["type"]:
                 self.problem(where, "a custom-format key written at the dataset level",
                              f"put it under type: (a custom format), e.g. type: {{{key}: ...}}")
@@ -101,6 +106,12 @@ class _Walker:
             self.note(where, IGNORED, f"{NOT_AXOLOTL} (Axolotl drops it silently; so does ftkit, and says so)")
             return
         entry = cat.lookup(level, guess)
+        if entry is not None and (entry.status in (cat.INTERNAL, cat.IGNORED) or
+                                  entry.why == cat.DATA["reasons"]["logging"]):
+            # spelt right it would change nothing trained here either (`wandb:` beside use_wandb); a kernel or
+            # placement option's near miss stays an error: spelt right, Axolotl would run differently
+            self.note(where, IGNORED, f"{NOT_AXOLOTL} (near {guess}, which ftkit ignores too: nothing is lost)")
+            return
         also = f" (another name of {entry.canonical})" if entry and entry.status == ALIAS else ""
         self.problem(where, "unknown option", f"did you mean {guess}?{also}")
 

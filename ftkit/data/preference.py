@@ -30,13 +30,9 @@ from pathlib import Path
 
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, FtkitError, Problem
-from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.formats.preference_types import ANSWER_FIELDS, PROMPT_FIELD, split_type, type_problem
 from ftkit.recipe import DatasetSpec, Recipe
 
-PROMPT_FIELD = {"prompt_pairs": "prompt", "intel": "question", "argilla": "instruction", "icr": "input"}
-ANSWER_FIELDS = {"argilla": ("chosen_response", "rejected_response")}  # others: ("chosen", "rejected")
-LIST_SHAPES = ("ultra", "argilla_chat", "default")
-SHAPES = tuple(PROMPT_FIELD) + LIST_SHAPES
 REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as stats["dropped_<reason>"]
 
 # What the SFT rows honour and preference rows cannot: (key, refused value, why, fix). Plain data, so the
@@ -61,19 +57,10 @@ def unsupported_options(recipe: Recipe) -> list[Problem]:
 
 
 def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | None, str]:
-    """`chatml.intel` -> ("chatml", "intel"); `chat_template.argilla` -> (None, "ultra")."""
-    name = spec.type if isinstance(spec.type, str) else ""
-    template, _, shape = name.partition(".")
-    if template == "chat_template" and shape == "argilla":
-        shape = "ultra"  # Axolotl's ORPO name for prompt + chosen/rejected message lists
-    if template == "bradley_terry" and shape == "chat_template":
-        template, shape = "chat_template", "icr"  # Axolotl's reward-model name: {system?, input, chosen, rejected}
-    if shape not in SHAPES or (template != "chat_template" and template not in TEMPLATES):
-        raise FtkitError(f"unsupported preference dataset type {spec.type!r}", file=file, where=f"{where}.type",
-                         fix=f"write TEMPLATE.SHAPE with TEMPLATE chat_template (the recipe's) or one of "
-                             f"{', '.join(TEMPLATES)} and SHAPE one of {', '.join(SHAPES)}, e.g. chat_template.intel "
-                             "(reward models also read bradley_terry.chat_template)")
-    return (None if template == "chat_template" else template), shape
+    """`chatml.intel` -> ("chatml", "intel"); the recipe check refused any other name already."""
+    if problem := type_problem(spec, where):
+        raise FtkitError(problem.problem, file=file, where=problem.where, fix=problem.fix)
+    return split_type(spec.type)
 
 
 # ---------------------------------------------------------------- messages as TRL renders them

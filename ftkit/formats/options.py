@@ -14,6 +14,7 @@ from ftkit.formats.alpaca import FORMATS
 from ftkit.formats.base import role_names
 from ftkit.formats.chat import chat_rows, template_option_problem
 from ftkit.formats.fastchat import templates as fastchat_templates
+from ftkit.formats.preference_types import type_problem
 
 CHAT_TYPES = ("chat_template", "sharegpt")
 RAW_TYPES = ("completion", "input_output", "pretokenized")
@@ -169,7 +170,10 @@ def recipe_problems(recipe) -> list[Problem]:
     if recipe.test_datasets and recipe.val_set_size and not chat_rows(recipe):  # Axolotl refuses the pair
         out.append(Problem("test_datasets is the eval set, and val_set_size would hold out a second one",
                            where="val_set_size", fix="keep one: remove val_set_size, or test_datasets"))
-    if chat_rows(recipe):  # preference/RL/reward-model datasets name their own types (checked by their path)
+    if chat_rows(recipe):  # preference/RL/reward-model datasets name their own types
+        if recipe.rl not in ("grpo", "gdpo"):  # GRPO reads prompts (data/prompts.py), the others pairs
+            out += [p for key in ("datasets", "test_datasets") for i, d in enumerate(getattr(recipe, key))
+                    if (p := type_problem(d, f"{key}.{i}"))]
         return out
     for key in ("datasets", "test_datasets"):
         for i, d in enumerate(getattr(recipe, key)):

@@ -5,8 +5,8 @@ The stages and what each reads (docs/preflight.md lists every check):
            model_type, device_map, DeepSpeed/FSDP and bitsandbytes settings, warm-up against max_steps)
   model  - the tokenizer and the model's config.json, no weights: the tokenizer must encode and decode a probe
            text unchanged, the model is built on the meta device (accelerate) with the recipe's adapter on it
-  rows   - the prepared rows: a sample of their text must decode back unchanged, the warm-up must not be longer
-           than the run (train: after data preparation; check: with --data)
+  rows   - the prepared rows: a sample of their text must decode back unchanged; a warm-up longer than the run
+           is said (a warning: smoke runs do it on purpose) (train: after data preparation; check: with --data)
 and, in train only, after the weights load: the first batch's loss against loss_watchdog_threshold.
 Train and check call the same functions, so a recipe check refuses is refused by train with the same message.
 """
@@ -42,6 +42,9 @@ class Report:
         try:
             return check(*args)
         except FtkitError as e:
+            for p in e.problems:  # a recipe key without its line gets it here
+                if p.line is None and p.where and p.file == self.recipe.source:
+                    p.line = self.recipe.line_of(p.where)
             self.problems += e.problems
             return None
 
@@ -119,12 +122,14 @@ def _device_map(report: Report) -> None:
 
 
 def _warmup(report: Report, total: int, how: str) -> None:
-    """A warm-up longer than the run: the learning rate climbs from 0 all run, never reaching its value."""
+    """A warm-up longer than the run: the learning rate climbs from 0 all run and never reaches its value. Said,
+    not refused: a smoke run (`--max_steps=2` on a real recipe) is the usual cause and trains as asked."""
     steps = report.recipe.warmup_steps
     if total and steps is not None and steps >= 1 and steps > total:
-        report.problem("warmup_steps", f"the warm-up ({steps:g} steps) is longer than the run ({total} steps, {how}): "
-                       "the learning rate starts at 0 and never reaches learning_rate",
-                       f"set warmup_steps below {total} (e.g. {total // 10}), or use warmup_ratio: 0.03")
+        log.warning(f"warmup_steps: the warm-up ({steps:g} steps) is longer than the run ({total} steps, {how}): "
+                    f"the learning rate climbs from 0 and ends at {total / steps:.0%} of learning_rate. Fine for a "
+                    f"smoke run; for a real one set warmup_steps below {total} (e.g. {total // 10}), or use "
+                    "warmup_ratio: 0.03")
 
 
 def _wandb_login() -> bool:
@@ -283,8 +288,8 @@ def row_checks(report: Report, tokenizer, prepared) -> None:
     r = report.recipe
     n = len(prepared.train)
     per_step = r.micro_batch_size * r.gradient_accumulation_steps * world_size()
-    _warmup(report, total_steps(r, n, world_size()), f"{n} rows x {r.num_epochs:g} epochs / {per_step} rows per step"
-            + (f", max_steps {r.max_steps}" if r.max_steps else ""))
+    if not r.max_steps:  # with max_steps, config_checks said it already
+        _warmup(report, total_steps(r, n, world_size()), f"{n} rows x {r.num_epochs:g} epochs / {per_step} rows per step")
     key, fix = _tokenizer_key(r)
     for where, texts in _sample_texts(r, tokenizer, prepared):
         if lost := round_trip(tokenizer, texts, key, fix, report, where):
