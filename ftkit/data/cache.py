@@ -31,7 +31,7 @@ LOCK = ".lock"  # inside a temp dir: flock-ed by the process writing it
 RECIPE_KEYS = ("rl", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
                "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
                "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
-               "shuffle_before_merging_datasets")
+               "shuffle_before_merging_datasets", "curriculum_sampling")
 _STARTED = time.time()  # temp dirs without a lock count as stale only when older than this process
 _HELD: dict[str, int] = {}  # temp dir -> the descriptor of its lock file, while this process writes it
 

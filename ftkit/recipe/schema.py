@@ -28,7 +28,7 @@ from ftkit.recipe.method_options import RLOptions
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
 from ftkit.recipe.fingerprint import default_output_dir
-from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems
+from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems, order_problems
 
 __all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "UserDefinedFormat"]
 
@@ -50,7 +50,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
-                       + _run_problems(self) + method_problems(self) + name_problems(self))
+                       + _run_problems(self) + method_problems(self) + name_problems(self) + order_problems(self))
         if not self.output_dir:  # set directly: assigning would validate the whole recipe again
             self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
         return self

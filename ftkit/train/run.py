@@ -42,7 +42,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import hub, outputs, relora, runtime
+    from ftkit.train import hub, lisa, outputs, relora, runtime
     from ftkit.train.args import check_optimizer
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
@@ -64,7 +64,8 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     args = method.config(recipe, precision, prepared.eval is not None, len(prepared.train))  # saves, evals, ...
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
-        callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
+        # ReLoRA first: its on_save adds to a checkpoint before ftkit's manifest records the files
+        callbacks=relora.callbacks(recipe) + lisa.callbacks(recipe) + runtime.callbacks(recipe) + list(callbacks),
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
