@@ -88,3 +88,26 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
         stage = "3" if "zero3" in data["deepspeed"] else "2" if "zero2" in data["deepspeed"] else "1"
         out["deepspeed"] = str(ROOT / "recipes" / "deepspeed" / f"zero{stage}.json")
     return out
+
+
+AXOLOTL_CLONE = Path("/work/.mirror/axolotl-ai-cloud+axolotl/repo")  # a bare clone (git show reads it)
+
+
+def axolotl_example(name: str, tmp: Path) -> Path | None:
+    """Axolotl's examples/<name> written under tmp, from $AXOLOTL_EXAMPLES or the bare clone; None when neither is here."""
+    import os
+    import subprocess
+
+    if os.environ.get("AXOLOTL_EXAMPLES") and (Path(os.environ["AXOLOTL_EXAMPLES"]) / name).is_file():
+        text = (Path(os.environ["AXOLOTL_EXAMPLES"]) / name).read_text()
+    elif AXOLOTL_CLONE.is_dir():
+        done = subprocess.run(["git", f"--git-dir={AXOLOTL_CLONE}", "show", f"HEAD:examples/{name}"],
+                              capture_output=True, text=True)
+        if done.returncode:
+            return None
+        text = done.stdout
+    else:
+        return None
+    path = tmp / name.replace("/", "-")
+    path.write_text(text)
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import TrainerCallback
+from axolotl_corpus import axolotl_example, twin_run_overrides
 from twin import ROOT, load_on_twin
 
 from ftkit.errors import ConfigError, FtkitError
@@ -83,3 +84,16 @@ def test_a_wrong_layers_attribute_names_the_layer_lists_the_model_has(tmp_path):
 def test_lisa_settings_that_cannot_run_are_config_errors(tmp_path, overrides, key, fix):
     with pytest.raises(ConfigError, match=rf"full.yml(:\d+)?: {key}: .*Fix: {fix}"):
         load_on_twin(FULL, tmp_path, **overrides)
+
+
+def test_axolotls_lisa_example_trains_two_steps_on_its_twin(tmp_path, said):
+    """examples/llama-2/lisa.yml (full fine-tune, lisa_n_layers 4 every 20 steps, adamw_bnb_8bit) on the 2-layer twin."""
+    from ftkit import train
+    from ftkit.recipe import load_recipe
+
+    path = axolotl_example("llama-2/lisa.yml", tmp_path) or pytest.skip("no Axolotl clone here: set AXOLOTL_EXAMPLES")
+    recipe = load_recipe(path, twin_run_overrides(path, tmp_path, "tiny:llama"))
+    assert (recipe.lisa_n_layers, recipe.lisa_step_interval, recipe.lisa_layers_attribute) == (4, 20, "model.layers")
+    result = train.run(recipe)
+    assert result.steps == 2 and all(loss == loss for _, loss in result.losses)
+    assert any("lisa_n_layers 4 >= the model's 2 layers" in m for m in said)  # the twin has fewer layers: said

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from transformers import TrainerCallback
+from axolotl_corpus import axolotl_example, twin_run_overrides
 from test_adapters import IDS, LORA, QLORA, logits, run_variant
 from twin import load_on_twin
 
@@ -240,3 +241,19 @@ def test_qlora_twin_holds_less_memory_than_its_base(tmp_path):
     plain = footprint(models.load_base(load_on_twin(LORA, tmp_path), tok))
     # the twin is mostly embeddings (2 x 926 x 64 of 172k params stay fp32): only the linears shrink, ~8x
     assert quantized < 0.75 * plain, (quantized, plain)
+
+
+def test_axolotls_relora_example_trains_two_steps_on_its_twin(tmp_path):
+    """examples/llama-2/relora.yml (QLoRA, relora: true, jagged_restart_*, adamw_bnb_8bit) with model and data swapped."""
+    from transformers import AutoModelForCausalLM
+
+    from ftkit import train
+    from ftkit.recipe import load_recipe
+
+    path = axolotl_example("llama-2/relora.yml", tmp_path) or pytest.skip("no Axolotl clone here: set AXOLOTL_EXAMPLES")
+    recipe = load_recipe(path, twin_run_overrides(path, tmp_path, "tiny:llama"))
+    assert recipe.relora_active and recipe.load_in_4bit and (recipe.restart_steps, recipe.relora_prune_ratio) == (150, 0.9)
+    result = train.run(recipe)
+    assert result.steps == 2 and all(loss == loss for _, loss in result.losses)
+    assert not (tmp_path / "out" / "adapter_config.json").exists()
+    assert "quantization_config" not in AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.to_dict()

@@ -16,6 +16,7 @@ model is saved merged, in plain weights (save_merged).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -196,7 +197,9 @@ def save_merged(model, out, main_process: bool = True) -> None:
                                                  for a in layers[name].active_adapters)
                 for name, weight in base_weights(model).items()}
         quantized = any(is_4bit(layer) for layer in layers.values())
-        plain = model.unload()  # the base model without the LoRA layers (changed in place: the trained model too)
+        with warnings.catch_warnings():  # peft: "merge lora module to 4-bit linear ...": overwritten below
+            warnings.simplefilter("ignore")
+            plain = model.merge_and_unload()  # in place; modules_to_save and trainable token rows folded in too
         if quantized:
             plain = plain.dequantize().to(dtype)
         for name, weight in full.items():
