@@ -55,14 +55,13 @@ class Watch(TrainerCallback):
 
     @staticmethod
     def snapshot(model, optimizer=None):
-        from ftkit.train.relora import base_weights, lora_layers
+        from ftkit.train.relora import MOMENTS, base_weights, lora_layers
 
         inner = getattr(optimizer, "optimizer", optimizer)
         base = {n: w.float().clone() for n, w in base_weights(model).items()}
         delta = {n: m.get_delta_weight("default").detach().float().clone() for n, m in lora_layers(model).items()}
-        moments = {n: next(inner.state[p][k] for k in ("exp_avg_sq", "state2") if k in inner.state[p]).clone()
-                   for n, p in model.named_parameters() if "lora_" in n and p in inner.state} if inner else {}
-        # torch's AdamW names its second moment exp_avg_sq; bitsandbytes' (qlora.yml: paged_adamw_8bit) state2
+        moments = {(n, k): inner.state[p][k].clone() for n, p in model.named_parameters() if "lora_" in n
+                   for k in MOMENTS if inner and k in inner.state.get(p, {})}  # qlora.yml: bitsandbytes' state1/2
         return base, delta, moments
 
     def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
@@ -110,6 +109,7 @@ def test_relora_merges_prunes_follows_the_jagged_schedule_and_saves_a_plain_mode
             kept = m1 != 0
             assert int(kept.sum()) <= n - int(0.9 * n) and torch.equal(m1[kept], m0[kept]), name
             assert not kept.any() or m0[kept].abs().min() >= m0[~kept].abs().max(), name
+        assert {k for _, k in moments0} in ({"exp_avg", "exp_avg_sq"}, {"state1", "state2"})  # both moments pruned
         assert sum(int((m != 0).sum()) for m in moments0.values()) > 0.5 * sum(m.numel() for m in moments0.values())
     lr, low = 0.01, 0.01 * 0.001  # the trainer's logged rates: x0.001 after each restart, back after 1 step
     assert logged_lrs(tmp_path / "out") == pytest.approx([lr, lr, low, lr, low], rel=1e-6)
@@ -257,3 +257,12 @@ def test_axolotls_relora_example_trains_two_steps_on_its_twin(tmp_path):
     assert result.steps == 2 and all(loss == loss for _, loss in result.losses)
     assert not (tmp_path / "out" / "adapter_config.json").exists()
     assert "quantization_config" not in AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.to_dict()
+
+
+def test_the_jagged_factor_by_hand():
+    """R = 6, W = 2, A = 3, floor 0.001: the first cycle untouched until its anneal, then drop, warm-up, anneal."""
+    from ftkit.train.schedules import jagged
+
+    f = 0.001
+    want = [1, 1, 1, 1, f + (1 - f) * 2 / 3, f + (1 - f) / 3, f, f + (1 - f) / 2, 1, 1, f + (1 - f) * 2 / 3]
+    assert [jagged(s, 6, 2, 3, f) for s in range(11)] == pytest.approx(want)

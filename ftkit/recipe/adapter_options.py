@@ -65,7 +65,7 @@ class PeftOptions(Strict):
     relora_steps: Optional[int] = option(None, ge=1, methods=NO_REFERENCE, description="ReLoRA every N steps (Axolotl's former name; on its own it turns ReLoRA on, like relora: true with jagged_restart_steps: N).")
     relora_prune_ratio: Optional[float] = option(None, ge=0, le=1, methods=NO_REFERENCE, description="ReLoRA: fraction of the adapter's optimizer moments zeroed at each restart (default 0.9; 0.999 with relora_prune_method: reset).")
     relora_prune_method: Optional[Literal["magnitude", "random", "reset"]] = option("magnitude", methods=NO_REFERENCE, description="ReLoRA: which moments are zeroed: the smallest by |value| (magnitude), a random draw (random), or nearly all (reset: random at 0.999).")
-    relora_cpu_offload: bool = option(False, methods=NO_REFERENCE, description="ReLoRA: do the merge on the CPU (saves GPU memory, slower).")
+    relora_cpu_offload: bool = option(False, methods=NO_REFERENCE, description="ReLoRA on a 4-bit base: keep the full-precision copy each restart merges into in CPU RAM, not on the GPU (4 bytes per adapted parameter).")
 
     @property
     def restart_steps(self) -> Optional[int]:

@@ -85,17 +85,16 @@ class ReLoRACallback(TrainerCallback):
         layers = lora_layers(model)
         with torch.no_grad():
             for layer in layers.values():
-                base = layer.get_base_layer()
-                device = "cpu" if self.cpu_offload else base.weight.device
                 for adapter in layer.active_adapters:
-                    delta = layer.get_delta_weight(adapter).to(device)
+                    delta = layer.get_delta_weight(adapter)
                     if is_4bit(layer):
                         if getattr(layer, "relora_master", None) is None:
-                            layer.relora_master = dequantized(layer).to(device, torch.float32)
-                        layer.relora_master += delta
+                            layer.relora_master = dequantized(layer).to("cpu" if self.cpu_offload else delta.device,
+                                                                        torch.float32)
+                        layer.relora_master += delta.to(layer.relora_master.device)
                         set_4bit(layer, layer.relora_master)
                     else:
-                        base.weight.data += delta.to(base.weight.device, base.weight.dtype)
+                        layer.get_base_layer().weight.data += delta.to(layer.get_base_layer().weight.dtype)
                     layer.reset_lora_parameters(adapter, init_lora_weights=True)
         return len(layers)
 
@@ -116,8 +115,8 @@ class ReLoRACallback(TrainerCallback):
 
         if state.global_step < self.every:
             return
-        found = [d / BASE_FILE for d in (Path(args.output_dir) / f"checkpoint-{state.global_step}",
-                                          Path(self.resume_dir or "")) if (d / BASE_FILE).is_file()]
+        places = [Path(args.output_dir) / f"checkpoint-{state.global_step}", *([self.resume_dir] if self.resume_dir else [])]
+        found = [Path(d) / BASE_FILE for d in places if (Path(d) / BASE_FILE).is_file()]
         if not found:
             raise FtkitError(f"resuming a ReLoRA run at step {state.global_step}, but the checkpoint holds no {BASE_FILE} "
                              "(the base merged at the restarts so far)", where="resume_from_checkpoint",

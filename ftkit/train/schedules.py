@@ -14,7 +14,7 @@ the next one; the first cycle is left to the schedule's own warm-up.
 
     jagged(step) = 1                                  step < R - A
                  = floor + (1 - floor) * t,  t = p / W (p < W),  (R - p) / A (p > R - A),  else 1;  p = step % R
-    e.g. R 4, W 2, A 1, floor 0.001: steps 0-3 x1, step 4 x0.001, step 5 x0.5, steps 6-7 x1, step 8 x0.001, ...
+    e.g. R 4, W 2, A 1, floor 0.001: steps 0-3 x1, step 4 x0.001, step 5 x0.5005, steps 6-7 x1, step 8 x0.001
 
 The Trainer builds its LambdaLR as usual; a callback replaces the factor function before the first step
 (both factors agree at step 0, or the group's lr is set anew). The factor is a function of the step only, so a
