@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,18 +86,39 @@ def logged_lrs(out) -> list[float]:
     return [h["learning_rate"] for h in history if "learning_rate" in h]
 
 
-@pytest.mark.parametrize("recipe_file", [LORA, QLORA], ids=["lora", "qlora-4bit"])
-def test_relora_merges_prunes_follows_the_jagged_schedule_and_saves_a_plain_model(recipe_file, tmp_path, said,
-                                                                               tmp_path_factory):
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
+_RELORA_RUNS: dict = {}
+
+
+def relora_run(recipe_file, tmp_path_factory):
+    """(recipe, TrainResult, Watch, what ftkit said) of a 5-step ReLoRA run with a checkpoint at step 3, run once
+    per session and shared by the tests below."""
+    import logging
 
     from ftkit import train
 
-    shared = tmp_path_factory.getbasetemp() / "prepared"  # one tokenized cache for the runs of this file
-    recipe = load_on_twin(recipe_file, tmp_path, **RELORA, dataset_prepared_path=str(shared))
-    watch = Watch(2)
-    result = train.run(recipe, callbacks=[watch])
+    if recipe_file not in _RELORA_RUNS:
+        tmp = tmp_path_factory.mktemp(recipe_file.stem)
+        recipe = load_on_twin(recipe_file, tmp, **RELORA, save_steps=3,
+                              dataset_prepared_path=str(tmp_path_factory.getbasetemp() / "prepared"))
+        said, watch = [], Watch(2)
+        handler = logging.Handler()
+        handler.emit = lambda record: said.append(record.getMessage())
+        logging.getLogger("ftkit").addHandler(handler)
+        try:
+            result = train.run(recipe, callbacks=[watch])
+        finally:
+            logging.getLogger("ftkit").removeHandler(handler)
+        _RELORA_RUNS[recipe_file] = recipe, result, watch, said
+    return _RELORA_RUNS[recipe_file]
+
+
+@pytest.mark.parametrize("recipe_file", [LORA, QLORA], ids=["lora", "qlora-4bit"])
+def test_relora_merges_prunes_follows_the_jagged_schedule_and_saves_a_plain_model(recipe_file, tmp_path_factory):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    recipe, result, watch, said = relora_run(recipe_file, tmp_path_factory)
+    out = Path(recipe.output_dir)
     assert [m.split(":")[1].strip() for m in said if m.startswith("ReLoRA: step")] == ["step 2", "step 4"]
     assert sorted(watch.after) == [2, 4]  # not after the final step 5
     for step in (2, 4):
@@ -112,9 +134,7 @@ def test_relora_merges_prunes_follows_the_jagged_schedule_and_saves_a_plain_mode
         assert {k for _, k in moments0} in ({"exp_avg", "exp_avg_sq"}, {"state1", "state2"})  # both moments pruned
         assert sum(int((m != 0).sum()) for m in moments0.values()) > 0.5 * sum(m.numel() for m in moments0.values())
     lr, low = 0.01, 0.01 * 0.001  # the trainer's logged rates: x0.001 after each restart, back after 1 step
-    assert logged_lrs(tmp_path / "out") == pytest.approx([lr, lr, low, lr, low], rel=1e-6)
-
-    out = tmp_path / "out"
+    assert logged_lrs(out) == pytest.approx([lr, lr, low, lr, low], rel=1e-6)
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     plain = AutoModelForCausalLM.from_pretrained(out)  # plain transformers: no peft, no bitsandbytes
     assert "quantization_config" not in plain.config.to_dict()
@@ -128,19 +148,17 @@ def test_relora_merges_prunes_follows_the_jagged_schedule_and_saves_a_plain_mode
 
 
 def test_relora_resumes_with_the_base_merged_so_far(tmp_path, tmp_path_factory):
-    """Stopped at step 3 (after the restart at 2) and resumed: the same weights and LR curve as one run."""
+    """Resumed at step 3 (after the restart at 2): the same weights and LR curve as the run that went on."""
     from ftkit import train
 
-    shared = str(tmp_path_factory.getbasetemp() / "prepared")
-    whole = load_on_twin(LORA, tmp_path / "whole", **RELORA, save_steps=3, dataset_prepared_path=shared)
-    one = train.run(whole)
-    checkpoint = tmp_path / "whole" / "out" / "checkpoint-3"
+    whole, one, _, _ = relora_run(LORA, tmp_path_factory)
+    checkpoint = Path(whole.output_dir) / "checkpoint-3"
     assert (checkpoint / "relora_base.safetensors").is_file()
-    resumed = train.run(load_on_twin(LORA, tmp_path / "resumed", **RELORA, resume_from_checkpoint=str(checkpoint),
-                                     dataset_prepared_path=shared))
+    resumed = train.run(load_on_twin(LORA, tmp_path, **RELORA, resume_from_checkpoint=str(checkpoint),
+                                     dataset_prepared_path=str(tmp_path_factory.getbasetemp() / "prepared")))
     assert resumed.steps == 5
     torch.testing.assert_close(logits(resumed.model), logits(one.model), rtol=0, atol=1e-5)
-    assert logged_lrs(tmp_path / "resumed" / "out")[-2:] == pytest.approx(logged_lrs(tmp_path / "whole" / "out")[-2:])
+    assert logged_lrs(tmp_path / "out")[-2:] == pytest.approx(logged_lrs(Path(whole.output_dir))[-2:])
 
 
 def test_pruning_keeps_the_largest_moments_also_in_8bit_optimizer_states():
