@@ -56,6 +56,10 @@ class LISACallback(TrainerCallback):
         self.draws: list[tuple[int, list[int]]] = []  # (first step, layers) of every draw, for tests and logs
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if args.world_size > 1:  # DDP registers the trainable parameters once, when it wraps the model
+            raise FtkitError(Problem(f"LISA changes which parameters train during the run, which {args.world_size} "
+                                     "processes (DDP) cannot follow", self.source, "lisa_n_layers",
+                                     fix="train LISA in one process"))
         self.layers = layer_list(model, self.attribute, self.source)
         self.trainable = [[p for p in layer.parameters() if p.requires_grad] for layer in self.layers]
         if self.n >= len(self.layers):
