@@ -9,19 +9,21 @@ shuffle, dataset_shard_num/idx and the val_set_size split. Packing applies to SF
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.data import cache, dedup, order, packing
 from ftkit.data import preference as preference_rows
+from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
 from ftkit.data.sft import show_mask  # noqa: F401  (part of this module's interface)
+from ftkit.env import idle_cores, usable_cores
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.recipe.base import GRPO, PAIRED, method_of
 
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 # how each drop reason reads in the summary: (total line, per-dataset line)
@@ -41,6 +43,7 @@ class Prepared:
     stats: dict = field(default_factory=dict)
     cache_hit: bool = False
     cache_dir: str | None = None
+    data: dict = field(default_factory=dict)  # what the rows were made from (cache.data_record), kept with checkpoints
 
     def summary(self) -> str:
         s = self.stats
@@ -48,7 +51,7 @@ class Prepared:
                   for r in s["reasons"] if r != "too_short" or s.get(f"dropped_{r}")]
         if "truncated" in s:
             counts.insert(1, f"{s['truncated']} truncated")
-        rows = "preference pairs" if s["method"] in ("dpo", "ipo", "orpo", "simpo") else "rows"
+        rows = "preference pairs" if s["method"] in PAIRED else "prompts" if s["method"] in GRPO else "rows"
         lines = [f"data ({s['method']}): {s['rows_in']} {rows} in, {s['kept']} kept ({', '.join(counts)}); "
                  f"{s['train_rows']} train / {s['eval_rows']} eval"]
         if s.get("len_mean") is not None:
@@ -66,17 +69,6 @@ class Prepared:
         return "\n".join(lines)
 
 
-def idle_cores() -> int:
-    """Cores not busy right now: the CPU count less the 1-minute load average (all of them where the load
-    cannot be read)."""
-    cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cpus
-    return max(1, min(cpus, int(cpus - load + 0.5)))
-
-
 def _processes(recipe: Recipe, rows: int) -> int | None:
     """dataset_processes, else (auto) one worker per idle core from AUTO_PROCESSES_FROM rows. Workers only pay
     off on idle cores: measured on 2 cores busy with other work (load 5), 2 workers took 1.2x one process's
@@ -84,7 +76,7 @@ def _processes(recipe: Recipe, rows: int) -> int | None:
     if recipe.dataset_processes:
         return recipe.dataset_processes if recipe.dataset_processes > 1 else None
     if rows >= AUTO_PROCESSES_FROM and (n := idle_cores()) > 1:
-        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {os.cpu_count()} cores idle; "
+        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {usable_cores()} cores idle; "
                  "set dataset_processes to change)")
         return n
     return None
@@ -125,8 +117,8 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
 
 def _entries(recipe: Recipe) -> list[tuple[str, int, object]]:
     """(key, index, spec) of every dataset entry: datasets, then test_datasets, the eval set of an SFT run (with
-    rl: they are the held-out pairs train/preference_report.py measures, read there)."""
-    keys = ("datasets",) if recipe.rl else ("datasets", "test_datasets")
+    rl: or a reward model they are the held-out pairs train/preference_report.py measures, read there)."""
+    keys = ("datasets", "test_datasets") if method_of(recipe) == "sft" else ("datasets",)
     return [(key, i, spec) for key in keys for i, spec in enumerate(getattr(recipe, key))]
 
 
@@ -145,25 +137,34 @@ def _convert(entries, key: str, rows, recipe: Recipe, tokenizer, hub: dict, fp: 
     return parts, per_dataset
 
 
+def rows_for(recipe: Recipe):
+    """The module converting the method's rows: SFT tokens, GRPO prompts, or preference pairs (rl: preference
+    methods and the reward model)."""
+    method = method_of(recipe)
+    return sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows
+
+
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
     """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
     The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
-    rows = preference_rows if recipe.rl else sft_rows  # the per-dataset conversion is the method's
+    rows = rows_for(recipe)  # the per-dataset conversion is the method's
     entries = _entries(recipe)
     located = [locate_files(spec, recipe, f"{key}.{i}") for key, i, spec in entries]
     hub = {f"{key}.{i}": load_raw(spec, recipe, f"{key}.{i}") for (key, i, spec), (kind, _) in zip(entries, located)
            if kind == "hub"}
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
+    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
     fp = cache.fingerprint(recipe, tokenizer, sources)
+    record = cache.data_record(fp, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
     if cache_dir is not None:
         cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
     if cache_dir is not None and (hit := cache.load(cache_dir, fp)) is not None:
         log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
-        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe, cache_dir)
+        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir), data=record), recipe, cache_dir)
 
     parts, per_dataset = _convert(entries, "datasets", rows, recipe, tokenizer, hub, fp)
     train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
@@ -174,12 +175,12 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
         test_parts, test_counts = _convert(entries, "test_datasets", rows, recipe, tokenizer, hub, fp)
         ev = _mix(test_parts, test_counts, recipe)
         per_dataset.update(test_counts)
-    stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
+    stats = {"method": method_of(recipe), "reasons": list(rows.REASONS) + ["duplicate"],
              **totals, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
              **rows.mixed_stats(train)}
-    prepared = Prepared(train, ev, stats)
+    prepared = Prepared(train, ev, stats, data=record)
     if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
         prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)
         prepared.cache_dir = str(cache_dir)
