@@ -171,6 +171,9 @@ def test_pruning_keeps_the_largest_moments_also_in_8bit_optimizer_states():
 
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(64, 80))  # 5,120 values: 8-bit states (bitsandbytes: >= 4,096), 20 blocks
+    # bitsandbytes keeps the Trainer's "embeddings in 32-bit" override of an earlier run in this process, keyed by
+    # (group, index): (0, 0) would be 32-bit here after any adamw_bnb_8bit run; start from a clean manager
+    bnb.optim.GlobalOptimManager.get_instance().initialize()
     opt = bnb.optim.AdamW8bit([p])
     p.grad = torch.randn_like(p)
     opt.step()
