@@ -87,6 +87,13 @@ def test_lisa_settings_that_cannot_run_are_config_errors(tmp_path, overrides, ke
         load_on_twin(FULL, tmp_path, **overrides)
 
 
+def test_zero_is_off_as_in_axolotl(tmp_path):
+    """Axolotl tests lisa_* and jagged_restart_steps for truth: 0 there is off, and here unset (said)."""
+    recipe = load_on_twin(FULL, tmp_path, lisa_n_layers=0, lisa_step_interval=0, jagged_restart_steps=0)
+    assert (recipe.lisa_n_layers, recipe.lisa_step_interval, recipe.jagged_restart_steps) == (None, None, None)
+    assert {line.key: line.status for line in recipe.report.lines}["lisa_step_interval"] == "empty"
+
+
 def test_axolotls_lisa_example_trains_two_steps_on_its_twin(tmp_path, said):
     """examples/llama-2/lisa.yml (full fine-tune, lisa_n_layers 4 every 20 steps, adamw_bnb_8bit) on the 2-layer twin."""
     from ftkit import train
