@@ -101,6 +101,11 @@ def build_tokenizer(spec: TinySpec):
     specials = [t for t in (spec.bos, spec.eos, spec.pad) if t] + extra
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if spec.isolate:  # GPT-2's split turns "\n\nThe" into "\n" + "\n" + "The" but "\n\n" alone into one token
+        from tokenizers import Regex
+
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(spec.isolate), "isolated"),
+                                                     tok.pre_tokenizer])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
