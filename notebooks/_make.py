@@ -5,8 +5,10 @@
 src/<name>.py         one notebook each (the quickstart, preference tuning, the method lessons)
 src/_family.py        the family lesson, written once per entry of src/families.yml: `{{name}}` in a cell is
                       replaced by that entry's value (title, recipe, twins, lesson; name is the entry's key)
-src/_shared_path.py   the cells every training lesson ends with; a cell `# %% include="_shared_path.py"` pulls
-                      them in
+src/_lesson_start.py  the parameters and setup cells of every family and method lesson
+src/_shared_path.py   the cells every training lesson ends with
+A cell `# %% include="_shared_path.py"` is replaced by that file's cells; its other keys fill the file's
+placeholders: `# %% include="_lesson_start.py" recipe="recipes/quickstart.yml" max_steps=40 ...`
 
 A source opens in any editor, or as a notebook in JupyterLab with jupytext installed (right click > Open With >
 Notebook): markdown cells are `# %% [markdown]` blocks of `# ` lines, code cells `# %%` blocks, the parameters
@@ -43,11 +45,13 @@ def _fill(text: str, values: dict, source: Path) -> str:
 
 
 def cells(source: Path, values: dict) -> list:
-    """The cells of one source, placeholders filled, `include` cells replaced by the included file's cells."""
+    """The cells of one source, placeholders filled, `include` cells replaced by the included file's cells (filled
+    with the include cell's other keys too)."""
     out = []
     for cell in jupytext.read(source, fmt="py:percent").cells:
         if "include" in cell.metadata:
-            out += cells(SRC / cell.metadata["include"], values)
+            given = {k: _fill(v, values, source) if isinstance(v, str) else v for k, v in cell.metadata.items()}
+            out += cells(SRC / given.pop("include"), {**values, **given})
             continue
         tags = cell.metadata.get("tags")
         cell.metadata = {"tags": tags} if tags else {}

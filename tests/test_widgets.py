@@ -42,7 +42,9 @@ def wait_for_step(panel, step: int, timeout: float = 300) -> None:
 def test_the_value_set_in_the_form_is_the_value_trained(tmp_path):
     panel, namespace = lesson_panel(tmp_path, max_steps=40)
     assert list(panel.fields) == ["recipe_path", "tiny", "max_steps", "learning_rate", "output_dir"]
-    assert type(panel.fields["max_steps"]).__name__ == "IntText" and type(panel.fields["tiny"]).__name__ == "Checkbox"
+    kinds = {name: type(field).__name__ for name, field in panel.fields.items()}
+    assert kinds == {"recipe_path": "Text", "tiny": "Checkbox", "max_steps": "IntText", "learning_rate": "FloatText",
+                     "output_dir": "Text"}
     panel.fields["max_steps"].value = 3
     assert namespace["max_steps"] == 3  # re-running a cell sees the form's value too
     assert panel.recipe().max_steps == 3  # the recipe the next cell trains

@@ -143,7 +143,9 @@ class TrainingPanel:
                  overrides: dict | None = None, **fixed):
         self.build, self.namespace, self.fixed = build, namespace, fixed
         self.choices, self.overrides = choices or {}, overrides or {}
-        self.names = [n for n in inspect.signature(build).parameters if n in namespace and n not in fixed]
+        params = inspect.signature(build).parameters
+        self.names = [n for n in params if n in namespace and n not in fixed and n != "overrides"]
+        self.kinds = {n: str(params[n].annotation) for n in self.names}  # "int", "float", ...: the field to show
         self.fields, self.buttons, self.plot, self.status, self.box = {}, {}, None, None, None
         self.recipe_used, self.result, self.error, self.thread = None, None, None, None
         self.stop, self.stopped_at, self.last_values = None, None, None
@@ -259,7 +261,7 @@ class TrainingPanel:
         options = self._options(name)
         if options is not None:
             return w.Dropdown(options=options, value=value if value in options else options[0], description=name)
-        kind = {bool: w.Checkbox, int: w.IntText, float: w.FloatText}.get(type(value), w.Text)
+        kind = {"bool": w.Checkbox, "int": w.IntText, "float": w.FloatText}.get(self.kinds[name], w.Text)
         return kind(value=value, description=name, style={"description_width": "initial"})
 
     def _options(self, name: str) -> list | None:

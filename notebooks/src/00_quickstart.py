@@ -22,7 +22,7 @@
 # Parameters (papermill injects new values here; keep them plain literals)
 family = "llama"  # a family of ftkit/models/families.py: its tiny twin trains (the embedded default is tiny:llama)
 method = "full"  # full (recipes/quickstart.yml), or lora / qlora / dpo where recipes/<family>/ has that recipe
-max_steps = 0  # 0 = the recipe's length (full: 3 epochs, 429 steps, ~15 s on 2 cores): what learning the facts takes
+max_steps = 0  # 0: the recipe's length (full: 3 epochs, 429 steps, ~15 s on 2 cores), what learning the facts takes
 learning_rate = 0.0  # 0 means the recipe's (full: 0.003)
 output_dir = "outputs/nb_quickstart"  # under the git-ignored outputs/
 

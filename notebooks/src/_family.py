@@ -9,26 +9,7 @@
 # the current step and saves a checkpoint, **Resume** continues from it. Run headless (papermill,
 # `ftkit notebooks run`), the parameters cell rules and the notebook runs top to bottom.
 
-# %% tags=["parameters"]
-recipe_path = "{{recipe}}"  # from the repository root (or the installed package); its folder names the twin
-tiny = True  # train the offline tiny twin of the recipe's architecture instead of the real base model
-max_steps = 40  # a few dozen steps on the twin, 0 means the recipe epochs
-learning_rate = 0.01  # for the random init twin, 0 means the recipe value
-output_dir = "outputs/nb-{{name}}"  # under the git-ignored outputs/ of the working directory setup() moves to
-
-# %%
-from ftkit.cookbook import notebook as nb
-root = nb.setup()  # offline; runs from the repository root whatever folder it started in; quiet batch progress
-from ftkit import data, models
-from ftkit.cookbook import evals, workshop
-from ftkit.models import merge
-
-panel = workshop.TrainingPanel(workshop.lesson_recipe, globals(), root=root)
-panel.show()  # Jupyter: the parameters as a form with Train / Stop / Resume; headless: nothing
-recipe = panel.recipe()  # the recipe of the values now: the twin, toy-size settings, the sample prompts
-nb.reset_metrics()
-LOSS_RATIO = 0.95 if tiny and recipe.adapter else 0.8  # twin + LoRA: ~6.6 -> ~6.1 in 40 steps
-print(recipe.base_model, recipe.adapter, recipe.lora_target_modules)
+# %% include="_lesson_start.py" recipe="{{recipe}}" max_steps=40 learning_rate=0.01 name="{{name}}" overrides={}
 
 # %% [markdown]
 # ## The {{title}} family

@@ -6,26 +6,7 @@
 # that path and what it drops. In JupyterLab the training panel (next cell) lets you change the parameters and
 # train from a form.
 
-# %% tags=["parameters"]
-recipe_path = "recipes/quickstart.yml"  # from the repository root (or the installed package); its folder names the twin
-tiny = True  # train the offline tiny twin of the recipe's architecture instead of the real base model
-max_steps = 40  # a few dozen steps on the twin, 0 means the recipe epochs
-learning_rate = 0  # for the random init twin, 0 means the recipe value
-output_dir = "outputs/nb-masking"  # under the git-ignored outputs/ of the working directory setup() moves to
-
-# %%
-from ftkit.cookbook import notebook as nb
-root = nb.setup()  # offline; runs from the repository root whatever folder it started in; quiet batch progress
-from ftkit import data, models
-from ftkit.cookbook import evals, workshop
-from ftkit.models import merge
-
-panel = workshop.TrainingPanel(workshop.lesson_recipe, globals(), root=root)
-panel.show()  # Jupyter: the parameters as a form with Train / Stop / Resume; headless: nothing
-recipe = panel.recipe()
-nb.reset_metrics()
-LOSS_RATIO = 0.8  # full fine-tune of the twin: ~6.9 -> < 5 in 40 steps
-print(recipe.base_model, recipe.adapter, recipe.lora_target_modules)
+# %% include="_lesson_start.py" recipe="recipes/quickstart.yml" max_steps=40 learning_rate=0.0 name="masking" overrides={}
 
 # %%
 from ftkit.formats import get_strategy
