@@ -242,20 +242,19 @@ class TrainingPanel:
         self.box = w.VBox([*self.fields.values(), w.HBox(list(self.buttons.values())), self.status, self.plot])
         return self.box
 
-    def show(self):
-        """Display the form in Jupyter; headless (papermill) or without ipywidgets: nothing, the parameters cell
-        rules. Returns the form or None."""
+    def show(self) -> None:
+        """Display the form in Jupyter (once: nothing returned for Jupyter to echo); headless (papermill) or
+        without ipywidgets: nothing, the parameters cell rules."""
         if not nb.interactive():
-            return None
+            return
         try:
             import ipywidgets  # noqa: F401
         except ImportError:  # the `notebooks` extra is not installed: the parameters cell is the form
             print("[ftkit] install ipywidgets (pip install 'ftkit[notebooks]') for the training panel")
-            return None
+            return
         from IPython.display import display
 
         display(self.form())
-        return self.box
 
     def _field(self, w, name: str, value):
         options = self._options(name)

@@ -41,8 +41,8 @@ from ftkit.cookbook import notebook as nb
 
 nb.setup()  # offline; repository root as the working directory; quiet progress in batch runs
 from ftkit import data, models
+from ftkit.cookbook import evals, workshop
 from ftkit.cookbook import preference as lesson
-from ftkit.cookbook import workshop
 from ftkit.train import preference_report
 
 panel = workshop.TrainingPanel(workshop.preference_recipe, globals(), choices={"method": list(lesson.RECIPES)})
@@ -101,7 +101,9 @@ nb.show_figure(lesson.plot_history(result), plot_png)
 rows = preference_report.heldout_rows(recipe, tokenizer)
 print(preference_report.compare_table(rows, result.heldout_before, result.heldout_after))
 print(result.summary())
-nb.record_run(result)
+ev = evals.judge(result)  # the free answer to the recipe's eval prompt, judged: see below why it stays wrong
+nb.show_markdown(ev.markdown())
+nb.record_run(result, ev)
 nb.record("heldout_accuracy", result.heldout_after["accuracy"])
 
 # %% [markdown]
@@ -112,11 +114,11 @@ nb.record("heldout_accuracy", result.heldout_after["accuracy"])
 # exactly this choice: `.` now beats `!` on every held-out answer and is the most likely next token on most of
 # them, while `!` all but vanished.
 #
-# Ask the twin a question from scratch instead (the `after` answer in the summary above) and it says little more
-# than `.`: its weights are random, it never learned words, so the only thing these pairs can teach it is
-# "`.` beats `!`", and the cheapest way to raise `logp(chosen) - logp(rejected)` is to make `.` likely
-# everywhere. A real instruct model already answers in sentences such as `The capital of Peru is Lima!`; the same
-# training moves only their last token, so its answers change from `...Lima!` to `...Lima.`
+# Ask the twin a question from scratch instead (the judged answer above) and it says little more than `.`: its
+# weights are random, it never learned words, so the only thing these pairs can teach it is "`.` beats `!`", and
+# the cheapest way to raise `logp(chosen) - logp(rejected)` is to make `.` likely everywhere. A real instruct
+# model already answers in sentences such as `The capital of Peru is Lima!`; the same training moves only their
+# last token, so its answers change from `...Lima!` to `...Lima.`
 
 # %%
 ends = lesson.endings(result.model, tokenizer, rows)
@@ -131,6 +133,7 @@ import os
 
 margins = result.series("margin")
 assert prompt_parity, trained_prompt  # TRL trains the prompt inference sends (no prefix warning)
+assert ev.score_before == 0, ev.markdown()  # the untrained twin's words are never judged right
 assert sum(margins[-4:]) / 4 > sum(margins[:4]) / 4, margins  # the training reward margin rose
 assert result.heldout_after["margin"] > result.heldout_before["margin"], result.summary()  # and generalized
 assert result.heldout_after["accuracy"] >= 0.9, result.summary()  # held-out pairs now prefer the calm answer
