@@ -178,8 +178,9 @@ TWO_TURNS = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant
 
 def _llama3_two_turns(tok, user_trained: bool):
     """The llama3 rendering of TWO_TURNS as (tokens, kind) with kind in prompt/user/answer/eot_user/eot_answer."""
-    # "\n\n" before text the tokenizer splits as 'Ċ','Ċ'; a piece that ends with "\n\n" gives 'ĊĊ'
-    nl = ["ĊĊ"] if user_trained else ["Ċ", "Ċ"]
+    # the header's "\n\n" is one token 'ĊĊ' whether text follows it in the same piece or not (as in Llama 3's
+    # tokenizer: the twin keeps a newline run that opens a text piece whole; roles_to_train splits the pieces)
+    nl = ["ĊĊ"]
     return ([(t, "prompt") for t in [BOS, SH, "user", EH, *nl]] + [("H", "user"), ("i", "user"), (EOT, "eot_user")]
             + [(t, "prompt") for t in [SH, "as", "s", "istant", EH, "ĊĊ"]] + [("Y", "answer"), ("o", "answer")]
             + [(EOT, "eot_answer")] + [(t, "prompt") for t in [SH, "user", EH, *nl]]

@@ -23,7 +23,7 @@ class TinySpec:
     template: str | None = None  # ftkit chat template name (formats/chat_templates.py)
     add_bos: bool = True
     config_extra: dict = field(default_factory=dict)
-    isolate: str | None = None  # regex of text the real tokenizer keeps as one pre-token (Llama 3: newline runs)
+    isolate: str | None = None  # regex of text the real tokenizer keeps as one pre-token (see tiny.build_tokenizer)
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ FAMILIES: dict[str, Family] = {
             intermediate_size=3072, vocab_size=50277)),)),
     "llama": Family(
         TinySpec("LlamaConfig", _LLAMA_SIZES, bos="<|begin_of_text|>", eos="<|end_of_text|>",
-                 pad="<|finetune_right_pad_id|>", template="llama3", isolate=r"\s*[\r\n]+",
+                 pad="<|finetune_right_pad_id|>", template="llama3", isolate=r"\A\s*[\r\n]+",
                  config_extra=dict(tie_word_embeddings=False, rope_theta=500000.0)),
         lora_targets=_ATTN_MLP, hub_hints=("llama",),
         real=(_llama("llama-3-70b", r"llama-?3(\.\d)?-70b", hidden_size=8192, num_hidden_layers=80,
