@@ -125,3 +125,19 @@ def test_headless_train_uses_the_parameters_cell(tmp_path):
     assert panel.show() is None and panel.fields == {}
     recipe, result = panel.train()
     assert recipe.rl == "dpo" and result.steps == 2 and panel.stopped_at is None
+
+
+def test_grpo_form_builds_the_recipe_it_shows(tmp_path):
+    """The GRPO lesson's form: the values set are the recipe's; learning_rate 0 is the recipe's own on the real model
+    and the twin's big step on a twin (no training: the lesson's run is the notebook test's)."""
+    namespace = {"base_model": "tiny:llama", "max_steps": 40, "learning_rate": 0.0, "output_dir": str(tmp_path / "g")}
+    panel = workshop.TrainingPanel(workshop.grpo_recipe, namespace)
+    panel.form()
+    assert list(panel.fields) == ["base_model", "max_steps", "learning_rate", "output_dir"]
+    panel.fields["max_steps"].value = 5
+    recipe = panel.recipe()
+    assert recipe.rl == "grpo" and recipe.max_steps == 5 and recipe.learning_rate == 0.03
+    panel.fields["base_model"].value = "meta-llama/Llama-3.2-1B-Instruct"
+    assert panel.recipe().learning_rate == 5e-5 and panel.recipe().base_model == namespace["base_model"]
+    panel.fields["learning_rate"].value = 0.001
+    assert panel.recipe().learning_rate == 0.001

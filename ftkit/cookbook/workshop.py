@@ -11,7 +11,7 @@ top to bottom as any cell does.
     panel.show()                  # Jupyter: the form; headless: nothing
     recipe, result = panel.train()  # the recipe of the form's values now (papermill: the parameters cell)
 
-The builders (`lesson_recipe`, `quickstart_recipe`, `preference_recipe`) turn the parameters into a Recipe; the
+The builders (`lesson_recipe`, `quickstart_recipe`, `preference_recipe`, `grpo_recipe`) turn the parameters into a Recipe; the
 panel's fields are the builder's arguments that the notebook's parameters cell defines.
 """
 from __future__ import annotations
@@ -89,6 +89,18 @@ def preference_recipe(method: str, base_model: str, max_steps: int, output_dir: 
 
     return method_recipe(method, {"base_model": base_model, "max_steps": max_steps, "output_dir": output_dir,
                                   **(overrides or {})})
+
+
+def grpo_recipe(base_model: str, max_steps: int, learning_rate: float, output_dir: str,
+                overrides: dict | None = None) -> Recipe:
+    """The GRPO lesson's recipe: recipes/llama/grpo.yml; learning_rate 0 keeps the recipe's (the 1B model's),
+    except on a twin: a random init needs a big step (0.03) to find the digits the reward pays for."""
+    from ftkit.resources import shipped
+
+    lr = learning_rate or (0.03 if base_model.startswith("tiny:") else None)
+    return load_recipe(shipped("recipes/llama/grpo.yml"), {"base_model": base_model, "max_steps": max_steps,
+                                                           "output_dir": output_dir, **({"learning_rate": lr} if lr else {}),
+                                                           **(overrides or {})})
 
 
 # ---------------------------------------------------------------- stopping cleanly
