@@ -160,8 +160,9 @@ def test_step_metrics_only_on_logged_steps_leave_the_training_unchanged(make_rec
 
 
 def test_a_zero3_run_leaves_later_loads_in_the_process_plain(make_recipe, tmp_path):
-    """A notebook (one process) trains with DeepSpeed ZeRO-3, then loads another recipe's model: transformers'
-    global ZeRO-3 switch is off again, so the weights load as tensors, not ZeRO-3 placeholders on the meta device."""
+    """A notebook (one process) trains with DeepSpeed ZeRO-3, then another recipe: transformers' global ZeRO-3
+    switch is off again (the weights load as tensors, not ZeRO-3 placeholders on the meta device), and accelerate's
+    state is reset (the next Trainer is a plain one, whose evaluation does not ask for ZeRO inference)."""
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     from ftkit import models
@@ -170,6 +171,8 @@ def test_a_zero3_run_leaves_later_loads_in_the_process_plain(make_recipe, tmp_pa
                         save_strategy="no", output_dir=str(tmp_path / "z3"))
     assert train.run(zero3).steps == 1
     assert not is_deepspeed_zero3_enabled()
-    plain = make_recipe(output_dir=str(tmp_path / "plain"))
+    plain = make_recipe(output_dir=str(tmp_path / "plain"), max_steps=1, val_set_size=0.1)
     model = models.load_base(plain, models.load_tokenizer(plain))
     assert all(p.device.type == "cpu" and p.numel() > 0 for p in model.parameters())
+    result = train.run(plain)  # a plain Trainer again: its evaluation is not sent to ZeRO inference
+    assert result.steps == 1 and not (tmp_path / "plain" / "ds_config.json").exists()

@@ -9,6 +9,7 @@ functions) and its before/after measurement. TRL and peft do the training.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import NamedTuple
 
@@ -106,10 +107,21 @@ def run(recipe: Recipe, callbacks=(), overwrite: bool = False, resume_changed_da
         try:
             return _train(recipe, callbacks, overwrite, earlier, resume_changed_data)
         finally:
-            if recipe.deepspeed:  # else every later model load in this process (a notebook) goes through ZeRO-3's
-                from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # zero.Init: meta tensors
+            if recipe.deepspeed or recipe.fsdp:
+                _forget_engine()
 
-                unset_hf_deepspeed_config()
+
+def _forget_engine() -> None:
+    """After a DeepSpeed/FSDP run, the next run in this process (a notebook, a batch of recipes) starts plain:
+    transformers' global ZeRO-3 switch would load every later model as meta placeholders, and accelerate's state
+    singletons would make the next Trainer a DeepSpeed one ("ZeRO inference only makes sense with ZeRO Stage 3")."""
+    from accelerate.state import AcceleratorState
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):  # accelerate reads these to pick the engine
+        os.environ.pop(key, None)
 
 
 def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, changed_ok: bool) -> TrainResult:
