@@ -14,7 +14,7 @@ from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
 from ftkit.recipe.notes import recipe_notes
-from ftkit.recipe.schema import DatasetSpec, Recipe, UserDefinedFormat
+from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, UserDefinedFormat
 
 
 # A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
@@ -277,7 +277,7 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     data, file, text = _read(source, overrides)
     lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
     fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-              "type": set(UserDefinedFormat.model_fields)}
+              "type": set(UserDefinedFormat.model_fields), "pretraining_dataset": set(PretrainingDataset.model_fields)}
     migration = migrate(data, fields, file, lines)
     for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
         migration.report.add(note.where, NOTE, note.problem, note.line)
