@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "check":
             sp.add_argument("--strict", action="store_true", help="options ignored here (speed-only, internal) are errors")
+            sp.add_argument("--data", action="store_true", help="also prepare the rows (cached, as train would) and "
+                            "check them: a trainable row left, their text through the tokenizer, the warm-up length")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
             sp.add_argument("--debug-rows", type=int, default=3, help="how many examples --debug prints")
@@ -153,6 +155,7 @@ def _notebooks(args) -> int:
 
 def _preprocess(recipe, args) -> None:
     from ftkit import data, models
+    from ftkit.formats.chat import chat_rows
     from ftkit.train.outputs import check_paths
 
     check_paths(recipe, ("dataset_prepared_path",))  # a file where the cache goes: an error naming the option
@@ -162,7 +165,7 @@ def _preprocess(recipe, args) -> None:
     if args.debug:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
-            if recipe.rl:  # a preference row as the model sees it
+            if chat_rows(recipe):  # a preference / GRPO / reward-model row as the model sees it
                 from ftkit.train import preference_report
 
                 print(f"--- example {i} ---\n{preference_report.show_pair(tok, ex)}")
@@ -174,7 +177,7 @@ def _preprocess(recipe, args) -> None:
                 continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
-    if args.check_parity and recipe.rl:  # TRL renders the prompt with the template inference uses
+    if args.check_parity and chat_rows(recipe):  # TRL renders the prompt with the template inference uses
         print("parity: rl: prompts are the chat template's own rendering, the ids `ftkit infer` sends "
               "(tests/test_preference.py checks TRL's prompt_ids against them)")
     elif args.check_parity:
@@ -252,10 +255,9 @@ def _check(args, extra) -> int:
     print(text)
     if problems:
         raise FtkitError(problems)
-    if checked.deepspeed:  # the engine file must exist too (train checks it the same way)
-        from ftkit.train.distributed import deepspeed_path
+    from ftkit.train.preflight import check as preflight  # what train checks before loading weights (docs/preflight.md)
 
-        deepspeed_path(checked)
+    preflight(checked, data=args.data).raise_problems()  # says what it could not check, and why
     print("ok: the recipe will train")
     return 0
 

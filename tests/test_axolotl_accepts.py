@@ -3,6 +3,7 @@ data_files without path, a remote-code model_type, lora_target_modules the model
 adapter: lora, 1-token rows dropped, and LoRA's lora_A drawn from the seed (each checked on real rows or weights)."""
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -54,6 +55,37 @@ def test_dataset_keys_that_change_nothing_are_notes_and_the_rest_stay_errors(tin
                           ({"type": "alpaca", "field_instruction": "question"}, "field_instruction", "put it under type:")]:
         with pytest.raises(ConfigError, match=rf"datasets\.0\.{key}: .*{why}"):
             load_recipe({**base, "datasets": [{"path": "x.jsonl", **bad}]})
+
+
+def test_settings_lost_in_axolotl_too_are_said_and_train_the_same(tmp_path, tiny_tokenizer):
+    """Wild configs 24, 28, 36, 52: `wandb: {enabled: true}`, a run name as wandb_log_model, a key written as its
+    default and again empty, and system_prompt beside a named type each train as in Axolotl, said in the report."""
+    from ftkit.train import tracking
+
+    path = tmp_path / "r.yml"
+    path.write_text("base_model: tiny:llama\nlora_fan_in_fan_out: false\ndatasets:\n  - path: a.jsonl\n"
+                    "    type: alpaca_chat.load_qa\n    system_prompt: Be brief.\nwandb:\n  enabled: true\n"
+                    "wandb_project: p\nwandb_mode: offline\nwandb_log_model: my-run-name\nlora_fan_in_fan_out:\n")
+    said = notes(path)
+    assert said["lora_fan_in_fan_out"].startswith("written twice with the default (False) and then empty")
+    assert "not one of checkpoint, end, false: transformers reads it as false" in said["wandb_log_model"]
+    r = load_recipe(path)
+    ignored = {line.key: line.detail for line in r.report.lines if line.status == "ignored"}
+    assert "near use_wandb, which ftkit ignores too" in ignored["wandb"]
+    assert "beside type: alpaca_chat.load_qa, which does not read it" in ignored["datasets.0.system_prompt"]
+    tracking.report_to(r.model_copy(update={"output_dir": str(tmp_path / "out")}))
+    assert os.environ["WANDB_LOG_MODEL"] == "false"
+    # the rows are the same as without system_prompt: Axolotl's load_qa never reads it
+    plain = load_recipe({"base_model": "tiny:llama", "datasets": [{"path": "a.jsonl", "type": "alpaca_chat.load_qa"}]})
+    row = {"question": "Say hi.", "answer": "Hi!"}
+    assert strategy_for(r.datasets[0], r, tiny_tokenizer).encode_batch([row], tiny_tokenizer) == \
+        strategy_for(plain.datasets[0], plain, tiny_tokenizer).encode_batch([row], tiny_tokenizer)
+    # a value written twice differently still stops, and a near miss of a setting that trains still does
+    path.write_text(path.read_text().replace("lora_fan_in_fan_out:\n", "lora_fan_in_fan_out: true\n"))
+    with pytest.raises(ConfigError, match="lora_fan_in_fan_out: written twice in one mapping"):
+        load_recipe(path)
+    with pytest.raises(ConfigError, match="lerning_rate: unknown option. Fix: did you mean learning_rate"):
+        load_recipe({"base_model": "tiny:llama", "datasets": [{"path": "a.jsonl", "type": "alpaca"}], "lerning_rate": 1})
 
 
 def test_group_by_length_with_sample_packing_is_a_note_and_changes_no_sampling():

@@ -50,7 +50,8 @@ def finished(tmp_path_factory, rows64):
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yml", {
         "output_dir": str(tmp / "out"), "dataset_prepared_path": str(tmp / "prepared"), "max_steps": 2,
         "logging_steps": 1, "eval_prompts": [], "val_set_size": 0, "datasets": rows64, "sequence_len": 64,
-        "save_strategy": "epoch"})
+        "save_strategy": "epoch", "warmup_steps": 0,
+        "lr_scheduler": "constant"})  # a step resumed from its checkpoint trains (a 2-step cosine ends at 0)
     train.run(recipe)
     return Path(recipe.output_dir)
 
@@ -313,7 +314,7 @@ def test_a_real_full_disk_at_the_final_save(short, tmp_path):
 def test_sigkill_during_the_final_save_leaves_the_earlier_model_and_resumes(short, tmp_path, finished, said):
     out = tmp_path / "out"
     before = _earlier_model(finished, out)
-    recipe = short(auto_resume_from_checkpoints=True, max_steps=3)
+    recipe = short(auto_resume_from_checkpoints=True, max_steps=3, lr_scheduler="constant")  # `finished`'s schedule
     path = tmp_path / "r.yml"
     path.write_text(yaml.safe_dump(recipe.dump(), sort_keys=False))
     # the tokenizer is written after the weights: kill the process there, half-way through the staged save

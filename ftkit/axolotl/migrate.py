@@ -88,6 +88,11 @@ class _Walker:
                 self.put(out, key, self.field(key, value, level, where), where)
             elif (entry := cat.lookup(level, key)) is not None:
                 self.catalogued(entry, value, where, out, raw)
+            elif level == "dataset" and key in self.fields["type"] and isinstance(raw.get("type"), str) \
+                    and not key.startswith("field_"):  # a column renamed beside a named type: an error (below)
+                self.note(where, IGNORED, f"a custom-format key beside type: {raw['type']}, which does not read it "
+                                          "(Axolotl drops it too, so the rows are formatted without it); to use it, "
+                                          f"write a custom format: type: {{{key}: ...}}")
             elif level == "dataset" and key in self.fields["type"]:
                 self.problem(where, "a custom-format key written at the dataset level",
                              f"put it under type: (a custom format), e.g. type: {{{key}: ...}}")
@@ -102,6 +107,12 @@ class _Walker:
             self.note(where, IGNORED, f"{NOT_AXOLOTL} (Axolotl drops it silently; so does ftkit, and says so)")
             return
         entry = cat.lookup(level, guess)
+        if entry is not None and (entry.status in (cat.INTERNAL, cat.IGNORED) or
+                                  entry.why == cat.DATA["reasons"]["logging"]):
+            # spelt right it would change nothing trained here either (`wandb:` beside use_wandb); a kernel or
+            # placement option's near miss stays an error: spelt right, Axolotl would run differently
+            self.note(where, IGNORED, f"{NOT_AXOLOTL} (near {guess}, which ftkit ignores too: nothing is lost)")
+            return
         also = f" (another name of {entry.canonical})" if entry and entry.status == ALIAS else ""
         self.problem(where, "unknown option", f"did you mean {guess}?{also}")
 
@@ -128,6 +139,8 @@ class _Walker:
             return [self.dataset(d, f"{where}.{i}.", entry) if isinstance(d, dict) else d for i, d in enumerate(value)]
         if key in cat.OPTION_BLOCKS and isinstance(value, dict):
             return self.block(key, value, where)
+        if key in cat.CHECKED_BLOCKS and isinstance(value, dict):  # trl: its fields kept, trl.beta -> rl_beta
+            return self.checked_block(key, value, where, self.m.data)
         return value
 
     def dataset(self, raw: dict, prefix: str, level: str = "dataset") -> dict:
@@ -160,6 +173,8 @@ class _Walker:
     def catalogued(self, entry: cat.Entry, value, where: str, out: dict, raw: dict) -> None:
         if entry.status == ALIAS:
             self.alias(entry, value, where, out, raw)
+        elif entry.name in cat.CHECKED_BLOCKS and entry.level == "top" and isinstance(value, dict):
+            self.checked_block(entry.name, value, where, out)  # vllm: each key says what it is
         elif entry.status in LABELS:
             if entry.name == "plugins" and entry.level == "top":
                 for i, plugin in enumerate(value if isinstance(value, list) else [value]):
@@ -167,8 +182,6 @@ class _Walker:
                     if status == REFUSED:
                         self.refuse(f"{where}.{i}", f"plugin {plugin}: {why}", None)
             self.note(where, IGNORED, LABELS[entry.status] + entry.why)
-        elif entry.name in cat.CHECKED_BLOCKS and entry.level == "top" and isinstance(value, dict):
-            self.checked_block(entry.name, value, where, out)
         elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
             self.note(where, IGNORED, f"Axolotl's default ({value!r}): the feature is off")
         elif value in (False, [], {}) and entry.default in (cat.NO_DEFAULT, None):
@@ -176,21 +189,28 @@ class _Walker:
         else:
             self.refuse(where, entry.why, entry.nearest)
 
-    def checked_block(self, level: str, raw: dict, where: str, out: dict) -> None:
-        """trl:/vllm: as Axolotl dumps them: every key at its default is accepted; trl.beta is rl_beta."""
+    def checked_block(self, level: str, raw: dict, where: str, out: dict) -> dict:
+        """trl:/vllm: as Axolotl dumps them, key by key: the block's fields are kept (returned), aliases set their
+        option in `out` (trl.beta is rl_beta), speed-only keys are said, a refused key at Axolotl's default is off."""
+        kept = {}
         for key, value in raw.items():
             path = f"{where}.{key}"
             entry = cat.lookup(level, key)
             if value is None:
                 self.note(path, EMPTY)
+            elif key in self.fields.get(level, ()):
+                kept[key] = value
             elif entry is None:
                 self.unknown(key, level, path)
             elif entry.status == ALIAS:
                 self.alias(entry, value, path, out, raw)
+            elif entry.status in LABELS:
+                self.note(path, IGNORED, LABELS[entry.status] + entry.why)
             elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
                 self.note(path, IGNORED, "Axolotl's default: off")
             else:
                 self.refuse(path, entry.why, entry.nearest)
+        return kept
 
     def alias(self, entry: cat.Entry, value, where: str, out: dict, raw: dict) -> None:
         try:

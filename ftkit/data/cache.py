@@ -29,7 +29,7 @@ PREPARE_VERSION = "6"  # bump when row preparation changes, so older caches are 
 MARKER = "ftkit_prepared.json"
 TMP_PREFIX = ".ftkit-tmp-"
 LOCK = ".ftkit-prepare.lock"  # inside a temp dir: says ftkit made it, flock-ed by the process writing it
-RECIPE_KEYS = ("rl", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
+RECIPE_KEYS = ("rl", "reward_model", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
                "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
                "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
                "shuffle_before_merging_datasets")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ftkit.data import cache, dedup, order, packing
 from ftkit.data import preference as preference_rows
+from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
@@ -22,6 +23,7 @@ from ftkit.env import idle_cores, usable_cores
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.recipe.base import GRPO, PAIRED, method_of
 
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 # how each drop reason reads in the summary: (total line, per-dataset line)
@@ -49,7 +51,7 @@ class Prepared:
                   for r in s["reasons"] if r != "too_short" or s.get(f"dropped_{r}")]
         if "truncated" in s:
             counts.insert(1, f"{s['truncated']} truncated")
-        rows = "preference pairs" if s["method"] in ("dpo", "ipo", "orpo", "simpo") else "rows"
+        rows = "preference pairs" if s["method"] in PAIRED else "prompts" if s["method"] in GRPO else "rows"
         lines = [f"data ({s['method']}): {s['rows_in']} {rows} in, {s['kept']} kept ({', '.join(counts)}); "
                  f"{s['train_rows']} train / {s['eval_rows']} eval"]
         if s.get("len_mean") is not None:
@@ -115,8 +117,8 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
 
 def _entries(recipe: Recipe) -> list[tuple[str, int, object]]:
     """(key, index, spec) of every dataset entry: datasets, then test_datasets, the eval set of an SFT run (with
-    rl: they are the held-out pairs train/preference_report.py measures, read there)."""
-    keys = ("datasets",) if recipe.rl else ("datasets", "test_datasets")
+    rl: or a reward model they are the held-out pairs train/preference_report.py measures, read there)."""
+    keys = ("datasets", "test_datasets") if method_of(recipe) == "sft" else ("datasets",)
     return [(key, i, spec) for key in keys for i, spec in enumerate(getattr(recipe, key))]
 
 
@@ -135,18 +137,26 @@ def _convert(entries, key: str, rows, recipe: Recipe, tokenizer, hub: dict, fp: 
     return parts, per_dataset
 
 
+def rows_for(recipe: Recipe):
+    """The module converting the method's rows: SFT tokens, GRPO prompts, or preference pairs (rl: preference
+    methods and the reward model)."""
+    method = method_of(recipe)
+    return sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows
+
+
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
     """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
     The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
-    rows = preference_rows if recipe.rl else sft_rows  # the per-dataset conversion is the method's
+    rows = rows_for(recipe)  # the per-dataset conversion is the method's
     entries = _entries(recipe)
     located = [locate_files(spec, recipe, f"{key}.{i}") for key, i, spec in entries]
     hub = {f"{key}.{i}": load_raw(spec, recipe, f"{key}.{i}") for (key, i, spec), (kind, _) in zip(entries, located)
            if kind == "hub"}
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
+    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
     fp = cache.fingerprint(recipe, tokenizer, sources)
     record = cache.data_record(fp, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
@@ -165,7 +175,7 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
         test_parts, test_counts = _convert(entries, "test_datasets", rows, recipe, tokenizer, hub, fp)
         ev = _mix(test_parts, test_counts, recipe)
         per_dataset.update(test_counts)
-    stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
+    stats = {"method": method_of(recipe), "reasons": list(rows.REASONS) + ["duplicate"],
              **totals, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
              "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,

@@ -304,6 +304,12 @@ class ChatTemplateStrategy(PromptStrategy):
         return self.render([{"role": "user", "content": text}], gen=True)
 
 
+def chat_rows(recipe) -> bool:
+    """Rows TRL renders with the tokenizer's chat template (every rl: method and reward_model: true), not SFT
+    rows that ftkit's prompt formats tokenize."""
+    return bool(getattr(recipe, "rl", None) or getattr(recipe, "reward_model", False))
+
+
 def preference_type_template(type_name) -> str | None:
     """The template a preference type names: `chatml.intel` -> chatml; `chat_template.intel` -> None (the
     recipe's). The shape part (intel) is data/preference.py's."""
@@ -316,9 +322,9 @@ def _asked_templates(recipe) -> list[tuple[str, str]]:
     out = []
     for i, d in enumerate(recipe.datasets):
         t = d.type if isinstance(d.type, str) else ""
-        if getattr(recipe, "rl", None) and (named := preference_type_template(t)):
+        if chat_rows(recipe) and (named := preference_type_template(t)):
             out.append((f"datasets.{i}.type", named))
-        elif d.chat_template and (getattr(recipe, "rl", None) or t == "chat_template"):
+        elif d.chat_template and (chat_rows(recipe) or t == "chat_template"):
             out.append((f"datasets.{i}.chat_template", d.chat_template))
     return out
 
@@ -356,7 +362,7 @@ def configure_tokenizer(tokenizer, recipe) -> None:
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
         log.info(f"chat template: added special tokens {missing} (embeddings will be resized)")
-    rl = getattr(recipe, "rl", None)
+    rl = chat_rows(recipe)  # rl: methods and the reward model: TRL renders every row with this template
     chosen = _one_template(recipe, asked) if rl else (
         recipe.chat_template or next((o for _, o in asked if o != "tokenizer_default"), None))
     if chosen and not (chosen == "tokenizer_default" or (chosen.startswith(FALLBACK) and tokenizer.chat_template)):

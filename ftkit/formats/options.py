@@ -12,8 +12,9 @@ import string
 from ftkit.errors import Problem
 from ftkit.formats.alpaca import FORMATS
 from ftkit.formats.base import role_names
-from ftkit.formats.chat import template_option_problem
+from ftkit.formats.chat import chat_rows, template_option_problem
 from ftkit.formats.fastchat import templates as fastchat_templates
+from ftkit.formats.preference_types import type_problem
 
 CHAT_TYPES = ("chat_template", "sharegpt")
 RAW_TYPES = ("completion", "input_output", "pretokenized")
@@ -166,10 +167,13 @@ def recipe_problems(recipe) -> list[Problem]:
             if d.shards is not None and d.shards_idx >= d.shards:
                 out.append(Problem(f"is {d.shards_idx} but there are only {d.shards} shards", where=f"{key}.{i}.shards_idx",
                                    fix=f"use 0 to {d.shards - 1}"))
-    if recipe.test_datasets and recipe.val_set_size and not getattr(recipe, "rl", None):  # Axolotl refuses the pair
+    if recipe.test_datasets and recipe.val_set_size and not chat_rows(recipe):  # Axolotl refuses the pair
         out.append(Problem("test_datasets is the eval set, and val_set_size would hold out a second one",
                            where="val_set_size", fix="keep one: remove val_set_size, or test_datasets"))
-    if getattr(recipe, "rl", None):  # preference/RL datasets name their own types (checked by the RL path)
+    if chat_rows(recipe):  # preference/RL/reward-model datasets name their own types
+        if recipe.rl not in ("grpo", "gdpo"):  # GRPO reads prompts (data/prompts.py), the others pairs
+            out += [p for key in ("datasets", "test_datasets") for i, d in enumerate(getattr(recipe, key))
+                    if (p := type_problem(d, f"{key}.{i}"))]
         return out
     for key in ("datasets", "test_datasets"):
         for i, d in enumerate(getattr(recipe, key)):

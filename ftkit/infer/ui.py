@@ -138,7 +138,9 @@ def launch(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None, blo
            auth: tuple[str, str] | None = None, load: dict | None = None, **sampling):
     """Load the trained model and serve the chat page; returns the app (block=False: keeps running).
     `load`: load_trained's untrained / allow_other_base."""
+    from ftkit.infer.generate import refuse_reward_model
     from ftkit.models.trained import load_trained
 
+    refuse_reward_model(recipe)
     model, tok = load_trained(recipe, **(load or {}))
     return serve(build_app(model, tok, recipe, **sampling), host, port, auth, block)

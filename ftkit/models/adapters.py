@@ -13,6 +13,7 @@ from ftkit.log import log
 from ftkit.recipe import Recipe
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+SCORE_HEADS = ("score", "classifier")  # a sequence-classification head (peft's SEQ_CLS modules_to_save)
 
 
 def linear_names(model) -> set[str]:
@@ -23,7 +24,8 @@ def linear_names(model) -> set[str]:
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
     found = _maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules
-    return {name.rsplit(".", 1)[-1] for name in found}
+    heads = SCORE_HEADS if type(model).__name__.endswith("ForSequenceClassification") else ()
+    return {name.rsplit(".", 1)[-1] for name in found} - set(heads)  # a reward model's head is trained whole
 
 
 def missing_targets(model, names: list[str]) -> list[str]:
@@ -100,7 +102,12 @@ def lora_config(recipe: Recipe, model):
         fan_in_fan_out=recipe.lora_fan_in_fan_out, use_dora=recipe.peft_use_dora, use_rslora=recipe.peft_use_rslora,
         init_lora_weights=_init_weights(recipe),
         loftq_config=LoftQConfig(loftq_bits=loftq.loftq_bits, loftq_iter=loftq.loftq_iter) if loftq else {},
-        bias="none", task_type="CAUSAL_LM", **_variant_kwargs(recipe))
+        bias="none", task_type=_task_type(recipe), **_variant_kwargs(recipe))
+
+
+def _task_type(recipe: Recipe) -> str:
+    """peft's task: a reward model's (SEQ_CLS) trains and saves its new score head with the adapter."""
+    return "SEQ_CLS" if getattr(recipe, "reward_model", False) else "CAUSAL_LM"
 
 
 def _variant_kwargs(recipe: Recipe) -> dict:

@@ -5,6 +5,7 @@ auto-corrected (e.g. `bf16: auto` on a CPU -> fp32).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,16 @@ def _config_kwargs(recipe: Recipe) -> dict:
     return {"config": config}
 
 
+def model_config(recipe: Recipe):
+    """The config the model is built from (base_model_config, cls_model_config and overrides applied), read
+    without the weights (train/preflight.py builds the model from it on the meta device)."""
+    import transformers
+
+    return _config_kwargs(recipe).get("config") or _from_pretrained(
+        transformers.AutoConfig, recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
+        revision=getattr(recipe, "revision_of_model", None))
+
+
 def attention_kernel(requested: str | None) -> str | None:
     """The attention implementation to load with: the requested one where it runs here, else transformers'
     default for the model (sdpa where the model has it, else eager), announced.
@@ -281,6 +292,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
         raise FtkitError(f"transformers has no class {recipe.model_type!r}", where="model_type",
                          fix="use AutoModelForCausalLM")
     kwargs = _load_kwargs(recipe, precision)
+    head = contextlib.nullcontext()
+    if getattr(recipe, "reward_model", False):  # one output: the score of prompt + answer
+        from trl.trainer.reward_trainer import suppress_seqcls_warning  # the expected missing head / unused lm_head
+
+        kwargs["num_labels"], head = 1, suppress_seqcls_warning()
+        log.info(f"reward_model: {recipe.model_type} with a new 1-output score head on {recipe.base_model}")
     if getattr(recipe, "reinit_weights", False):
         transformers.set_seed(recipe.seed)
         config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config", recipe)
@@ -288,7 +305,8 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
                                      attn_implementation=kwargs.get("attn_implementation"))
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
-        model = _from_pretrained(auto_cls, recipe.base_model, "model", recipe, **kwargs)
+        with head:
+            model = _from_pretrained(auto_cls, recipe.base_model, "model", recipe, **kwargs)
     if recipe.load_in_4bit:
         from ftkit.models.quant import cpu_safe_4bit
 

@@ -25,6 +25,7 @@ def load_trained(recipe: Recipe, dequantize: bool = False, untrained: bool = Fal
     the base model when no trained model is there. `allow_other_base`: the adapter was trained on a copy of
     base_model under another name (its layer shapes are checked all the same).
     """
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ftkit.models import adapters
@@ -48,8 +49,9 @@ def load_trained(recipe: Recipe, dequantize: bool = False, untrained: bool = Fal
             return adapters.load_adapter(base, adapter_dir, where=where), tok
         except RuntimeError as e:  # peft's "size mismatch for ...": the adapter was trained on another model
             raise _misfit(recipe, adapter_dir, where, e) from None
-    if (out / "config.json").is_file():  # full fine-tune, or a ReLoRA run (saved merged)
-        return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    if (out / "config.json").is_file():  # full fine-tune (a reward model: its classifier class), or ReLoRA (merged)
+        cls = getattr(transformers, recipe.model_type, AutoModelForCausalLM)
+        return cls.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     if not untrained:
         raise FtkitError(_no_model(recipe, adapter_dir if recipe.adapter else out, where))
     log.info(f"--untrained: answering with the base model {recipe.base_model} (no trained model in {out})")

@@ -143,7 +143,7 @@ class DataOptions(Strict):
     datasets: list[DatasetSpec] = option(default_factory=list, description="Training data (required unless pretraining_dataset streams it); see data_samples/README.md for the formats.")
     sequence_len: int = option(512, ge=8, le=1_048_576, description="Longest example in tokens; longer rows are dropped and counted (completion rows are split).")
     train_on_inputs: bool = option(False, methods=SFT, description="Also train on prompt tokens (default: only the response is trained).")
-    test_datasets: list[DatasetSpec] = option(default_factory=list, description="The eval set, instead of a val_set_size split (same entry options as datasets); with rl, also the held-out pairs whose logp(chosen) - logp(rejected) is measured before and after training.")
+    test_datasets: list[DatasetSpec] = option(default_factory=list, description="The eval set of a supervised run, instead of a val_set_size split (same entry options as datasets). With rl: or reward_model: held-out rows of the same types, measured before and after training: preference pairs (logp(chosen) - logp(rejected)), GRPO prompts (mean reward) or reward-model pairs (score(chosen) > score(rejected)).")
     min_sample_len: int = option(2, ge=1, description="Rows with fewer tokens are dropped and counted (Axolotl's default 2: a 1-token row has nothing to predict).")
     val_set_size: float = option(0.0, ge=0, description="Held-out fraction (<1) or row count (>=1) for evaluation.")
     dataset_prepared_path: Optional[str] = option(None, description="Directory for the tokenized-data cache (keyed by a fingerprint).")

@@ -14,7 +14,7 @@ from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
 from ftkit.recipe.notes import recipe_notes
-from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, UserDefinedFormat
+from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, TRLBlock, UserDefinedFormat
 
 
 # A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
@@ -24,6 +24,20 @@ MAX_VALUES = 100_000
 def _value(node):
     """The Python value of one YAML node (to compare two writings of a key); a copy, as merge keys rewrite nodes."""
     return yaml.SafeLoader("").construct_object(copy.deepcopy(node), deep=True)
+
+
+def _same_in_effect(key: str, first, last) -> str | None:
+    """How two writings of one key train the same, or None: equal values, an empty first one (YAML keeps the last),
+    or an empty last one (the option's default, then) after the default written out (`lora_fan_in_fan_out: false`
+    and, further down, `lora_fan_in_fan_out:`)."""
+    if first == last:
+        return "the same value"
+    if first is None:
+        return "the first one empty (the second is kept)"
+    field = Recipe.model_fields.get(key) if last is None else None
+    if field is not None and not field.is_required() and field.get_default(call_default_factory=True) == first:
+        return f"the default ({first!r}) and then empty (the default again)"
+    return None
 
 
 def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem], list[Problem]]:
@@ -63,9 +77,9 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                 key = f"{prefix}{k.value}"
                 line = k.start_mark.line + 1
                 if first_time and isinstance(k, yaml.ScalarNode) and k.value != "<<":
-                    if k.value in where and _value(where[k.value][1]) == _value(v):
-                        notes.append(Problem(f"written twice with the same value, lines {where[k.value][0]} and "
-                                             f"{line}", file, key, line, "keep one of them"))
+                    if k.value in where and (same := _same_in_effect(key, _value(where[k.value][1]), _value(v))):
+                        notes.append(Problem(f"written twice with {same}, lines {where[k.value][0]} and {line}",
+                                             file, key, line, "keep one of them"))
                     elif k.value in where:
                         problems.append(Problem(f"written twice in one mapping (lines {where[k.value][0]} and {line}); "
                                                 "YAML would keep the last value silently", file, key, line,
@@ -277,7 +291,8 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     data, file, text = _read(source, overrides)
     lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
     fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-              "type": set(UserDefinedFormat.model_fields), "pretraining_dataset": set(PretrainingDataset.model_fields)}
+              "type": set(UserDefinedFormat.model_fields), "trl": set(TRLBlock.model_fields),
+              "pretraining_dataset": set(PretrainingDataset.model_fields)}
     migration = migrate(data, fields, file, lines)
     for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
         migration.report.add(note.where, NOTE, note.problem, note.line)

@@ -15,4 +15,13 @@ def recipe_notes(recipe) -> list[tuple[str, str]]:
         why = "trust_remote_code" if recipe.trust_remote_code else "gptq"
         out.append(("model_type", f"{recipe.model_type} is not used with {why}: AutoModelForCausalLM loads the class "
                                   "the model names, as Axolotl does"))
+    for key, known in W_AND_B_VALUES.items():
+        if (value := getattr(recipe, key)) is not None and value not in known:
+            out.append((key, f"{value!r} is not one of {', '.join(known)}: transformers reads it as false (nothing "
+                             "uploaded or watched), as in Axolotl"))
     return out
+
+
+# what transformers' W&B callback acts on; any other text is read as false (it warns and disables)
+W_AND_B_VALUES = {"wandb_log_model": ("checkpoint", "end", "false"),
+                  "wandb_watch": ("gradients", "parameters", "all", "false")}

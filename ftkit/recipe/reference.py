@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from pydantic import BaseModel
+
 from ftkit.axolotl import catalogue as cat
 from ftkit.recipe.base import METHODS, field_methods, is_ftkit_only
-from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, UserDefinedFormat
+from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, TRLBlock, UserDefinedFormat
 
 
 # What a first recipe sets (recipes/quickstart.yml): the reference opens with these, then every group in order.
@@ -34,7 +36,8 @@ def _fields_table(model, skip=("source",)) -> list[str]:
         f = model.model_fields[name]
         if name in skip:
             continue
-        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        value = None if f.is_required() else f.get_default(call_default_factory=True)
+        default = "required" if f.is_required() else "{}" if isinstance(value, BaseModel) else repr(value)  # a block: own table
         mark = " (ftkit's own)" if is_ftkit_only(f) else ""
         rows.append(f"| `{name}`{mark} | `{default}` | {_methods(f)} | {f.description or ''} |")
     return rows
@@ -109,5 +112,6 @@ def options_reference() -> str:
     rows += _fields_table(Recipe)
     rows += ["", "`datasets[]` (and `test_datasets[]`) entries:", ""] + _fields_table(DatasetSpec)
     rows += ["", "`datasets[].type` as a mapping (a custom format):", ""] + _fields_table(UserDefinedFormat)
+    rows += ["", "`trl:` (rl: grpo / gdpo; empty = TRL's default):", ""] + _fields_table(TRLBlock)
     rows += _catalogue_section()
     return "\n".join(rows) + "\n"

@@ -15,9 +15,11 @@ from typing import Optional
 from pydantic import PrivateAttr, model_validator
 
 from ftkit.errors import Problem
+from ftkit.formats.chat import chat_rows
 from ftkit.recipe.adapter_options import AdapterOptions, LoftQOptions, PeftBlock, PeftOptions, adapter_problems
 from ftkit.recipe.base import (
     METHODS,
+    PREFERENCE,
     field_methods,
     method_label,
     method_of,
@@ -34,7 +36,8 @@ from ftkit.recipe.data_options import (
     UserDefinedFormat,
     stream_problems,
 )
-from ftkit.recipe.method_options import RLOptions
+from ftkit.recipe.method_options import RLOptions, TRLBlock
+from ftkit.recipe.method_options import method_problems as rl_problems
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
 from ftkit.recipe.fingerprint import default_output_dir
@@ -44,7 +47,9 @@ from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, 
 # itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
 FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from_checkpoint")
 
-__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "PretrainingDataset", "Precision", "Recipe", "UserDefinedFormat"]
+__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "PretrainingDataset", "Precision", "Recipe", "TRLBlock",
+           "UserDefinedFormat"]
+SCORE_HEAD = "AutoModelForSequenceClassification"  # what reward_model: true loads unless model_type names a class
 
 
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
@@ -71,8 +76,11 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
     def _consistent(self):
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
+        if self.reward_model and self.model_type == "AutoModelForCausalLM":  # Axolotl's default for reward models
+            self.__dict__["model_type"] = SCORE_HEAD  # (models/load.py announces it when loading)
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
-                       + _run_problems(self) + method_problems(self) + name_problems(self) + stream_problems(self))
+                       + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self)
+                       + stream_problems(self))
         if not self.output_dir:  # set directly: assigning would validate the whole recipe again
             self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
         for key in FOLDERS:  # resolved once, so the Trainer, ftkit and every later reader use the same folder
@@ -91,6 +99,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
 
 def _core_problems(r: Recipe) -> list:
     p = problem
+    pairs = r.rl in PREFERENCE or r.reward_model  # GRPO prompt rows without a type are read as they are
     cosine_only = [k for k in ("cosine_min_lr_ratio", "cosine_constant_lr_ratio") if getattr(r, k) is not None]
     if r.lr_quadratic_warmup:
         cosine_only.append("lr_quadratic_warmup")
@@ -113,9 +122,9 @@ def _core_problems(r: Recipe) -> list:
             "lr_quadratic_warmup", "conflicts with cosine_min_lr_ratio (Axolotl drops the minimum then)", "keep one"),
         r.cosine_min_lr_ratio is not None and "min_lr_rate" in r.lr_scheduler_kwargs and p(
             "cosine_min_lr_ratio", "conflicts with lr_scheduler_kwargs.min_lr_rate", "keep one"),
-        r.rl and any(d.type is None for d in [*r.datasets, *r.test_datasets]) and p(
+        pairs and any(d.type is None for d in [*r.datasets, *r.test_datasets]) and p(
             "datasets", "a preference dataset needs a type", "add type:, e.g. chat_template.prompt_pairs (see data_samples/PREFERENCE.md)"),
-        r.rl and any(d.type is not None and not isinstance(d.type, str) for d in [*r.datasets, *r.test_datasets]) and p(
+        chat_rows(r) and any(d.type is not None and not isinstance(d.type, str) for d in [*r.datasets, *r.test_datasets]) and p(
             "datasets", "custom preference formats (type: as a mapping) are not implemented",
             "convert the rows to one of the shapes in data_samples/PREFERENCE.md, e.g. chat_template.prompt_pairs"),
         r.rl == "orpo" and r.rl_beta is not None and p("rl_beta", "ORPO has no reference model, so no beta",
@@ -182,7 +191,8 @@ def method_problems(r) -> list[Problem]:
             default, value = field.get_default(call_default_factory=True), getattr(obj, name)
             if value == default or (value is False and default is None):  # a value, not "was it written" (a dumped
                 continue  # recipe.yml writes every key); `false` for an option that is off by default is off too
-            to = "remove it" + (f", or set rl: {methods[0]}" if methods[0] != "sft" else ", or remove rl:")
+            to = "remove it, or " + {"sft": "remove rl:" if r.rl else "remove reward_model:",
+                                     "reward": "set reward_model: true"}.get(methods[0], f"set rl: {methods[0]}")
             out.append(problem(prefix + name, f"is not read by {method_label(method)} (only by {_readers(methods)})", to))
 
     scan(r, "")

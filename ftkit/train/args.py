@@ -12,20 +12,6 @@ from ftkit.recipe import Recipe
 from ftkit.train import hub, runtime
 
 
-def check_optimizer(recipe: Recipe) -> None:
-    """An optimizer whose package is not installed fails before data and model load, naming the package (the
-    Trainer would raise its ImportError after both, from deep inside transformers)."""
-    from ftkit.errors import ConfigError, Problem
-    from ftkit.recipe.train_options import missing_optimizer_package
-
-    name = recipe.optimizer
-    if pip := missing_optimizer_package(name):
-        raise ConfigError(Problem(
-            f"optimizer {name} comes from the {pip} package, which is not installed", recipe.source,
-            "optimizer", recipe.line_of("optimizer"),
-            fix=f"pip install {pip}, or use an optimizer torch has (adamw_torch, adamw_torch_fused, sgd, adafactor)"))
-
-
 def total_steps(recipe: Recipe, n_train: int, world: int = 1) -> int:
     """Axolotl's estimate of the run length: ceil(rows x epochs / (micro batch x accumulation x processes)),
     capped by max_steps; 0 when the row count is not known. 1,000 rows, 2 epochs, 4 x 2 x 1 -> 250 steps."""
@@ -83,7 +69,6 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
 
     from ftkit.train.distributed import world_size
 
-    hub.check(recipe)  # a push that cannot work fails now, before training
     total = total_steps(recipe, n_train, world_size())
     plumbing = runtime.trainer_kwargs(recipe, has_eval, n_train)  # engine, logging, saves, evals
     if recipe.eval_strategy and has_eval and recipe.eval_strategy != "steps" and not (recipe.eval_steps or recipe.evals_per_epoch):

@@ -28,8 +28,9 @@ def trainer_kwargs(recipe) -> dict:
     return out
 
 
-def check(recipe) -> None:
-    """Raise a ConfigError now when the push could not work (offline, no token, rejected token)."""
+def check(recipe, verify: bool = True) -> None:
+    """Raise a ConfigError now when the push could not work (offline, no token, rejected token). `verify`: ask
+    the hub whether it takes the token (`ftkit check` reads no network, so it only says it did not)."""
     if not pushes(recipe):
         return
     where, file = "hub_model_id", recipe.source
@@ -43,6 +44,10 @@ def check(recipe) -> None:
     if not token:
         raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs a hub token, and none is set", file, where,
                                   fix="run `hf auth login` (or set HF_TOKEN); or set push_to_hub: false"))
+    if not verify:
+        log.info(f"hub_model_id: a hub token is set; ftkit train asks the hub whether it takes the push to "
+                 f"{recipe.hub_model_id} before training starts")
+        return
     try:
         user = HfApi().whoami(token=token)
     except Exception as e:  # network down or token rejected: either way the push would fail later  # noqa: BLE001

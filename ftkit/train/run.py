@@ -2,9 +2,9 @@
 
 build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
 trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. The method (train/sft.py, train/preference.py) supplies only what
-differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model) and its
-before/after measurement. TRL and peft do the training.
+(resume) -> measure after -> save. The method (train/sft.py, preference.py, grpo.py, reward.py) supplies only
+what differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model, reward
+functions) and its before/after measurement. TRL and peft do the training.
 """
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ from ftkit.train.result import TrainResult
 
 
 def method_for(recipe: Recipe) -> Method:
-    """SFT, or the recipe's `rl:` method."""
-    from ftkit.train import preference, sft
+    """SFT, the recipe's `rl:` method (preference tuning or GRPO), or the reward model."""
+    from ftkit.recipe.base import GRPO
+    from ftkit.train import grpo, preference, reward, sft
 
-    return preference.method(recipe.rl) if recipe.rl else sft.SFT
+    if recipe.rl in GRPO:
+        return grpo.method(recipe)  # imports the reward functions now: a bad path fails before data and model
+    return preference.method(recipe.rl) if recipe.rl else reward.REWARD if recipe.reward_model else sft.SFT
 
 
 class Built(NamedTuple):
@@ -42,23 +45,22 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import hub, outputs, relora, runtime
-    from ftkit.train.args import check_optimizer
+    from ftkit.train import outputs, preflight, relora, runtime
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
-    from ftkit.train.distributed import deepspeed_path
     from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
-    if recipe.deepspeed:
-        deepspeed_path(recipe)  # a missing or malformed engine config fails now, not after data preparation
-    check_optimizer(recipe)  # torchao, galore_torch, ...: a missing package fails now, named
-    hub.check(recipe)  # a push_to_hub that cannot work (offline, no token) fails before any data is prepared
+    checked = preflight.before_data(recipe)  # what `ftkit check` refuses: optimizer, hub, model_type, LoRA targets...
+    checked.raise_problems()
+    recipe = checked.recipe  # announced corrections (W&B offline without a login)
     method = method_for(recipe)
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
-    tokenizer = models.load_tokenizer(recipe)  # special tokens, the run's chat template, pad check
+    tokenizer = checked.tokenizer  # special tokens, the run's chat template, pad check; round-tripped
     prepared = data.prepare(recipe, tokenizer)  # the method's rows, drops counted, cached, packed (SFT)
     log.info(prepared.summary())
+    preflight.row_checks(checked, tokenizer, prepared)  # the rows' text survives the tokenizer; warm-up < run
+    checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
     args = method.config(recipe, precision, prepared.eval is not None, len(prepared.train))  # saves, evals, ...
@@ -69,6 +71,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
     no_draft_card(trainer)  # TRL's draft README.md at each checkpoint would replace the card in output_dir
+    preflight.first_loss(recipe, trainer)  # loss_watchdog_threshold below the loss before step 1: refused now
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
