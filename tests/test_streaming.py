@@ -4,6 +4,7 @@ same next row as the uninterrupted run (the stream's position saved in each chec
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -119,3 +120,18 @@ def test_a_stream_trains_and_a_sigkilled_run_resumes_at_the_same_next_row(tmp_pa
     assert result.runtime["resumed_from"].endswith("checkpoint-2") and result.steps == 4
     assert _steps(resumed) == {s: expected[s] for s in (3, 4)}  # the same next rows, in the same order
     assert any("nothing re-read" in m for m in said), said
+
+
+def test_axolotl_tiny_llama_pretrain_example_trains_two_steps_on_its_twin(tmp_path):
+    """examples/tiny-llama/pretrain.yml (allenai/c4 streamed) with the model and the stream swapped for local ones."""
+    from ftkit import train
+
+    from axolotl_corpus import twin_run_overrides
+
+    path = ROOT / "tests" / "data" / "axolotl_examples" / "tiny-llama-pretrain.yml"
+    recipe = load_recipe(path, twin_run_overrides(path, tmp_path, "tiny:llama"))
+    assert recipe.pretraining_dataset[0].type == "pretrain" and recipe.sample_packing and not recipe.datasets
+    result = train.run(recipe)
+    assert result.steps == 2 and all(math.isfinite(v) for _, v in result.losses), result.summary()
+    assert result.tokens_seen > 2 * recipe.micro_batch_size * recipe.gradient_accumulation_steps * 8
+    assert not (tmp_path / "prepared").exists()  # dataset_prepared_path is set, and a stream writes nothing there
