@@ -135,3 +135,12 @@ def test_axolotl_tiny_llama_pretrain_example_trains_two_steps_on_its_twin(tmp_pa
     assert result.steps == 2 and all(math.isfinite(v) for _, v in result.losses), result.summary()
     assert result.tokens_seen > 2 * recipe.micro_batch_size * recipe.gradient_accumulation_steps * 8
     assert not (tmp_path / "prepared").exists()  # dataset_prepared_path is set, and a stream writes nothing there
+
+
+def test_a_wrong_text_column_names_the_entry_and_the_columns(tmp_path, tiny_tokenizer):
+    from ftkit.data import prepare
+    from ftkit.errors import DataError
+
+    recipe = load_recipe(_stream_recipe(tmp_path, pretraining_dataset=[{"path": str(TEXTS), "text_column": "body"}]))
+    with pytest.raises(DataError, match=r"pretraining_dataset\.0\.text_column.*'body' is not a column.*they have text"):
+        prepare(recipe, tiny_tokenizer)
