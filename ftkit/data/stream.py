@@ -3,8 +3,8 @@ while training, its position kept in every checkpoint. Nothing is prepared or ca
 
 Each entry (local jsonl/json/parquet/csv/txt files, a save_to_disk folder or a hub name) is opened with
 `datasets.load_dataset(..., streaming=True)`. Every streaming_multipack_buffer_size documents are tokenized as
-raw text (formats/raw.py: bos + text + eos, every token trained, documents longer than sequence_len split into
-chunks) and put into rows of up to sequence_len tokens: sample_packing bins them (data/packing.py) and shuffles
+raw text (formats/raw.py: bos + text + eos, every token after bos trained, documents longer than sequence_len
+split into chunks) and put into rows of up to sequence_len tokens: sample_packing bins them (data/packing.py) and shuffles
 the rows of the buffer (seeded by seed and the buffer's first document, so a resume rebuilds the same rows);
 otherwise one chunk per row, or consecutive chunks (pretraining_sample_concatenation). Rows carry seq_lengths, so
 position_ids restart per document and attention stays inside it, as in ftkit's packed datasets (one length per
