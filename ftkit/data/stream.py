@@ -28,14 +28,14 @@ from __future__ import annotations
 import functools
 import json
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from transformers import TrainerCallback
 
 from ftkit.data import packing
-from ftkit.data.files import BUILDERS, load_hub, locate_files, resolve_data_path
-from ftkit.data.prepare import Prepared
+from ftkit.data.files import BUILDERS, load_hub, locate_files
 from ftkit.errors import DataError, Problem
 from ftkit.formats.base import RowError
 from ftkit.formats.raw import CompletionStrategy
@@ -47,8 +47,15 @@ SUFFIXES = {**BUILDERS, ".txt": "text"}  # a .txt file is one document per line 
 POSITION = "ftkit_stream.json"  # in each checkpoint: the stream's position after the consumed batches
 
 
-class StreamPrepared(Prepared):
-    """A stream as data.prepare's result: `train` is a datasets.IterableDataset of packed rows, with no length."""
+@dataclass
+class StreamPrepared:
+    """A stream as data.prepare's result (data/prepare.Prepared's fields that training reads): `train` is a
+    datasets.IterableDataset of packed rows, with no length; no eval split."""
+
+    train: object
+    stats: dict
+    data: dict
+    eval: None = None
 
     def summary(self) -> str:
         s = self.stats
@@ -86,7 +93,7 @@ def prepare(recipe: Recipe, tokenizer) -> StreamPrepared:
     stats = {"method": "stream", "sources": sources, "buffer": recipe.streaming_multipack_buffer_size,
              "sequence_len": recipe.sequence_len, "rows": layout, "max_steps": recipe.max_steps,
              "rows_per_step": per_step, "stream_rows": recipe.max_steps * per_step}
-    return StreamPrepared(stream, None, stats, data=_record(recipe, tokenizer, files, sources))
+    return StreamPrepared(stream, stats, _record(recipe, tokenizer, files, sources))
 
 
 def _row_features():
