@@ -163,8 +163,10 @@ def _preprocess(recipe, args) -> None:
     prepared = data.prepare(recipe, tok)  # with rl: conversational rows, tokenized by TRL at train time
     print(prepared.summary())
     if args.debug:
-        for i in range(min(args.debug_rows, len(prepared.train))):
-            ex = prepared.train[i]
+        train = prepared.train  # a stream (pretraining_dataset) has no length: its first rows, built now
+        rows = train.take(args.debug_rows) if not hasattr(train, "__len__") else train.select(
+            range(min(args.debug_rows, len(train))))
+        for i, ex in enumerate(rows):
             if chat_rows(recipe):  # a preference / GRPO / reward-model row as the model sees it
                 from ftkit.train import preference_report
 

@@ -78,7 +78,7 @@ def preference_rows(spec: dict, method: str) -> list[dict]:
 
 
 def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
-    """base_model -> the twin, each dataset -> data_samples rows of its type, 2 steps written under tmp.
+    """base_model -> the twin, each dataset -> data_samples rows of its type (a stream: documents), 2 steps under tmp.
 
     Every step is logged (to see both losses), external loggers are switched off (they only log), sequence_len is capped at 256 (the sample rows are
     shorter; padded 4-bit steps at 2048 tokens take seconds on a CPU), so is GRPO's trl.max_completion_length (at 16:
@@ -107,6 +107,10 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
         for key in ("split", "name", "data_files"):
             if spec.get(key):
                 out[f"datasets.{i}.{key}"] = "train" if key == "split" else None
+    for i, _ in enumerate(data.get("pretraining_dataset") or []):  # a hub stream -> a local file of documents
+        file = tmp / f"stream-{i}.jsonl"
+        file.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in _rows("completion.jsonl", 64)))
+        out.update({f"pretraining_dataset.{i}.path": str(file), f"pretraining_dataset.{i}.name": None})
     if data.get("deepspeed"):
         stage = "3" if "zero3" in data["deepspeed"] else "2" if "zero2" in data["deepspeed"] else "1"
         out["deepspeed"] = str(ROOT / "recipes" / "deepspeed" / f"zero{stage}.json")

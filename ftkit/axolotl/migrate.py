@@ -52,7 +52,8 @@ def _zero(value) -> bool:
 class _Walker:
     """One pass over the raw recipe data; collects the clean data, the report and the problems.
 
-    fields: the recipe's field names per level: top, dataset (an entry of datasets), type (a custom format)."""
+    fields: the recipe's field names per level: top, dataset (an entry of datasets), type (a custom format),
+    pretraining_dataset (an entry of it)."""
 
     def __init__(self, fields: dict, file: str | None, lines: dict[str, int], base_dir: Path | None):
         self.fields, self.file, self.lines, self.base_dir = fields, file, lines, base_dir
@@ -133,17 +134,18 @@ class _Walker:
             self.refuse(where, f"{key}: {value!r} -- {refused[0]}", refused[1])
             return value
         self.note(where, USED)
-        if key in ("datasets", "test_datasets") and isinstance(value, list):
-            return [self.dataset(d, f"{where}.{i}.") if isinstance(d, dict) else d for i, d in enumerate(value)]
+        if key in ("datasets", "test_datasets", "pretraining_dataset") and isinstance(value, list):
+            entry = "pretraining_dataset" if key == "pretraining_dataset" else "dataset"
+            return [self.dataset(d, f"{where}.{i}.", entry) if isinstance(d, dict) else d for i, d in enumerate(value)]
         if key in cat.OPTION_BLOCKS and isinstance(value, dict):
             return self.block(key, value, where)
         if key in cat.CHECKED_BLOCKS and isinstance(value, dict):  # trl: its fields kept, trl.beta -> rl_beta
             return self.checked_block(key, value, where, self.m.data)
         return value
 
-    def dataset(self, raw: dict, prefix: str) -> dict:
+    def dataset(self, raw: dict, prefix: str, level: str = "dataset") -> dict:
         out: dict = {}
-        self.mapping(raw, "dataset", prefix, out)
+        self.mapping(raw, level, prefix, out)
         return out
 
     def block(self, level: str, raw: dict, where: str) -> dict:
@@ -230,7 +232,7 @@ class _Walker:
             self.problem(where, f"conflicts with {entry.canonical}: {target[key]!r}", "keep one")
             return
         target[key] = value
-        full = where.rsplit(".", 1)[0] + "." + entry.canonical if entry.level == "dataset" else entry.canonical
+        full = where.rsplit(".", 1)[0] + "." + entry.canonical if entry.level in ("dataset", "pretraining_dataset") else entry.canonical
         self.m.origin[full] = where
 
     def jinja_text(self, value, where: str) -> str:

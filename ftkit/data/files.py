@@ -63,12 +63,12 @@ def _listing(root: Path, n: int = 5) -> str:
     return (", ".join(names[:n]) + more) if names else "nothing"
 
 
-def _data_files(spec: DatasetSpec, root: Path, recipe: Recipe, where: str) -> list[Path]:
+def _data_files(spec: DatasetSpec, root: Path, recipe: Recipe, where: str, suffixes=BUILDERS) -> list[Path]:
     """The files of one entry: data_files names or glob patterns inside `path`, else every data file under it."""
     if not root.is_dir():
         return [root]
     if not spec.data_files:
-        return sorted(f for f in root.rglob("*") if f.suffix in BUILDERS and f.is_file()
+        return sorted(f for f in root.rglob("*") if f.suffix in suffixes and f.is_file()
                       and not any(part.startswith(".") for part in f.relative_to(root).parts))
     out = []
     for name in [spec.data_files] if isinstance(spec.data_files, str) else spec.data_files:
@@ -94,8 +94,9 @@ def locate_row(files: list[str], idx: int) -> tuple[str, int | None, int]:
     return files[0], None, idx
 
 
-def locate_files(spec: DatasetSpec, recipe: Recipe, where: str) -> tuple[str, list[Path]]:
-    """('files' | 'saved' | 'hub', paths) for one `datasets:` entry; missing local paths are errors."""
+def locate_files(spec: DatasetSpec, recipe: Recipe, where: str, suffixes=BUILDERS) -> tuple[str, list[Path]]:
+    """('files' | 'saved' | 'hub', paths) for one `datasets:` entry (a folder: its files with `suffixes`); missing
+    local paths are errors."""
     root = resolve_data_path(spec.path, recipe)
     if root.is_dir() and any((root / m).is_file() for m in SAVED_MARKERS):
         return "saved", [root]
@@ -105,14 +106,14 @@ def locate_files(spec: DatasetSpec, recipe: Recipe, where: str) -> tuple[str, li
         raise DataError(Problem(f"dataset path {spec.path!r} does not exist", recipe.source, f"{where}.path",
                                 fix="give a local file or directory (relative to the working directory or the "
                                     "recipe), or a hub dataset name like owner/name"))
-    files = _data_files(spec, root, recipe, where)
+    files = _data_files(spec, root, recipe, where, suffixes)
     for f in files:
         if not f.is_file():  # a FIFO, /dev/zero, a socket: reading it may block forever or never end
             raise DataError(Problem(f"dataset path {str(f)!r} is not a regular file ({_kind(f)}): reading it could "
                                     "wait forever or never end", recipe.source, f"{where}.path",
                                     fix="save the rows to a file first and point path at that file"))
     if not files:
-        raise DataError(Problem(f"no .jsonl/.json/.parquet/.csv/.arrow files in {root} (it holds {_listing(root)})",
+        raise DataError(Problem(f"no {'/'.join(suffixes)} files in {root} (it holds {_listing(root)})",
                                 recipe.source, f"{where}.path", fix="point path at a data file or a folder of them"))
     return "files", files
 
@@ -138,13 +139,14 @@ def _builder(spec: DatasetSpec, files: list[Path], recipe: Recipe, where: str) -
 
 # ---------------------------------------------------------------- loading
 
-def _load_hub(spec: DatasetSpec, recipe: Recipe, where: str):
+def load_hub(spec: DatasetSpec, recipe: Recipe, where: str, streaming: bool = False):
+    """A hub dataset (streamed: a datasets.IterableDataset); offline or not found: one clear DataError."""
     import datasets
 
     try:
         names = spec.name if isinstance(spec.name, list) else [spec.name]  # several configurations: concatenated
         parts = [datasets.load_dataset(spec.path, name=n, data_files=spec.data_files, split=spec.split,
-                                       revision=spec.revision) for n in names]
+                                       revision=spec.revision, streaming=streaming) for n in names]
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     except Exception as e:  # offline / not found / wrong split: one clear message, not datasets' traceback
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -196,7 +198,7 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
 
     kind, files = locate_files(spec, recipe, where)
     if kind == "hub":
-        ds = _load_hub(spec, recipe, where)
+        ds = load_hub(spec, recipe, where)
     elif kind == "saved":
         ds = _load_saved(files[0], spec, recipe, where)
     else:

@@ -45,6 +45,11 @@ class Prepared:
     cache_dir: str | None = None
     data: dict = field(default_factory=dict)  # what the rows were made from (cache.data_record), kept with checkpoints
 
+    @property
+    def n_train(self) -> int:
+        """Rows the Trainer is given (a stream, with no length, says how many max_steps reads)."""
+        return len(self.train)
+
     def summary(self) -> str:
         s = self.stats
         counts = [f"{s[f'dropped_{r}']} dropped {DROP_LABELS[r][0].format(n=s['sequence_len'], m=s.get('min_sample_len'))}"
@@ -150,6 +155,10 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
+    if recipe.pretraining_dataset:  # raw text read while training: nothing prepared or cached here
+        from ftkit.data import stream
+
+        return stream.prepare(recipe, tokenizer)
     rows = rows_for(recipe)  # the per-dataset conversion is the method's
     entries = _entries(recipe)
     located = [locate_files(spec, recipe, f"{key}.{i}") for key, i, spec in entries]

@@ -55,7 +55,8 @@ def check_gptq(recipe: Recipe) -> None:
     if missing:
         raise FtkitError(f"gptq: true loads a GPTQ-quantized base through transformers, which needs "
                          f"{' and '.join(missing)} (not installed)", where="gptq",
-                         fix=f"pip install {' '.join(missing)} (gptqmodel builds CUDA kernels: use a GPU machine), "
+                         fix=f"pip install {' '.join(missing)} on a GPU machine (gptqmodel needs torch >= 2.14.1, "
+                             "not ftkit's pinned 2.13, and compiles its CPU kernel at first use: docs/gptq.md), "
                              "or use load_in_4bit + adapter: qlora on the unquantized base")
     if not torch.cuda.is_available() and not is_gptqmodel_available():
         raise FtkitError("GPTQ kernels need a CUDA device here", where="gptq", fix="run on a GPU machine")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Optional, Union
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
-from ftkit.recipe.base import PAIRED, SFT, Strict, option
+from ftkit.recipe.base import PAIRED, SFT, Strict, option, problem
 
 
 class UserDefinedFormat(Strict):
@@ -88,8 +88,59 @@ class DatasetSpec(DatasetLoadOptions, DatasetFormatOptions):
     type: Optional[Union[str, UserDefinedFormat]] = option(None, description="Prompt format (see data_samples/README.md), or a mapping for a format written in the recipe. Empty: rows with input_ids pass through as tokenized, other rows are read as alpaca.")
 
 
+class PretrainingDataset(Strict):
+    """One entry of `pretraining_dataset:`: raw text read as a stream while training (ftkit/data/stream.py)."""
+
+    path: str = option(description="Local file or folder (jsonl/json/parquet/csv/txt) or a hub dataset name, read with datasets' streaming mode.")
+    name: Optional[str] = option(None, description="Configuration (subset) of a hub dataset, e.g. en for allenai/c4.")
+    split: str = option("train", description="Split to stream.")
+    data_files: Optional[Union[str, list[str]]] = option(None, description="Files inside `path` (names or globs) to stream (default: all).")
+    ds_type: Optional[Literal["json", "parquet", "csv", "text"]] = option(None, description="File format when the suffix does not tell (.txt: text, one document per line).")
+    revision: Optional[str] = option(None, description="Hub revision (branch, tag or commit) of a hub dataset.")
+    text_column: str = option("text", description="Column holding each document's text.")
+    type: Optional[Literal["pretrain", "completion"]] = option("pretrain", description="pretrain (or completion): every token of the text is trained.")
+    skip: Optional[int] = option(None, ge=0, description="Documents skipped at the start of the stream.")
+
+
+class StreamOptions(Strict):
+    """Streaming pre-training: raw text tokenized and packed on the fly, never prepared or cached (data/stream.py)."""
+
+    pretraining_dataset: Optional[list[PretrainingDataset]] = option(None, methods=SFT, description="Raw text streamed while training (entries read one after the other, then again from the start); needs max_steps; replaces datasets. Not cached: a resume continues at the saved position of the stream.")
+    streaming: Optional[bool] = option(None, methods=SFT, description="true with pretraining_dataset (it streams anyway); streaming `datasets:` (SFT rows) is not implemented.")
+    streaming_multipack_buffer_size: int = option(10_000, ge=1, methods=SFT, description="Documents of a stream read, tokenized and packed together (a larger buffer packs tighter and shuffles wider).")
+    pretrain_multipack_attn: bool = option(True, methods=SFT, description="Streamed packed rows: attention stays inside each document (position_ids restart); false lets a row attend across its documents.")
+    pretraining_sample_concatenation: bool = option(False, methods=SFT, description="Streams without sample_packing: concatenate documents in order into rows of up to sequence_len (attending across them) instead of one document per row.")
+
+    @field_validator("pretraining_dataset", mode="before")
+    @classmethod
+    def _path_alone(cls, v):
+        """`pretraining_dataset: owner/name` (Axolotl's short form) -> one entry with that path; a list of paths too."""
+        v = [v] if isinstance(v, str) else v
+        return [{"path": e} if isinstance(e, str) else e for e in v] if isinstance(v, list) else v
+
+
+def stream_problems(r) -> list:
+    """What a stream needs (max_steps: it has no length) and the options that cannot apply to one."""
+    if not r.pretraining_dataset:
+        return [not r.datasets and problem("datasets", "required option is missing (at least 1 entry)",
+                                           "add `datasets:` (or `pretraining_dataset:` to stream raw text)"),
+                r.streaming and problem("streaming", "streaming `datasets:` (SFT rows) is not implemented; "
+                                        "pretraining_dataset streams raw text", "remove streaming (datasets are "
+                                        "prepared and cached), or put raw text under pretraining_dataset")]
+    no = "a stream has no length to split, shard or deduplicate"
+    return [r.max_steps is None and problem("max_steps", "a stream has no length, so the run's length must be given",
+                                            "add max_steps: N (one step trains micro_batch_size x "
+                                            "gradient_accumulation_steps rows of up to sequence_len tokens)"),
+            r.datasets and problem("datasets", "pretraining_dataset streams the training rows; datasets would not be "
+                                   "read", "keep one: remove datasets, or pretraining_dataset"),
+            r.test_datasets and problem("test_datasets", "evaluation next to a stream is not implemented",
+                                        "remove test_datasets (eval_prompts show what the model learned)"),
+            *[getattr(r, k) and problem(k, f"{no}", f"remove {k}") for k in
+              ("val_set_size", "dataset_shard_num", "dataset_exact_deduplication")]]
+
+
 class DataOptions(Strict):
-    datasets: list[DatasetSpec] = option(min_length=1, description="Training data; see data_samples/README.md for the formats.")
+    datasets: list[DatasetSpec] = option(default_factory=list, description="Training data (required unless pretraining_dataset streams it); see data_samples/README.md for the formats.")
     sequence_len: int = option(512, ge=8, le=1_048_576, description="Longest example in tokens; longer rows are dropped and counted (completion rows are split).")
     train_on_inputs: bool = option(False, methods=SFT, description="Also train on prompt tokens (default: only the response is trained).")
     test_datasets: list[DatasetSpec] = option(default_factory=list, description="The eval set of a supervised run, instead of a val_set_size split (same entry options as datasets). With rl: or reward_model: held-out rows of the same types, measured before and after training: preference pairs (logp(chosen) - logp(rejected)), GRPO prompts (mean reward) or reward-model pairs (score(chosen) > score(rejected)).")

@@ -14,7 +14,7 @@ from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
 from ftkit.recipe.notes import recipe_notes
-from ftkit.recipe.schema import DatasetSpec, Recipe, TRLBlock, UserDefinedFormat
+from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, TRLBlock, UserDefinedFormat
 
 
 # A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
@@ -293,7 +293,8 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     for dotted in overrides:  # a value set on the command line is not the one on the file's line
         lines = {k: v for k, v in lines.items() if k != dotted and not k.startswith(dotted + ".")}
     fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-              "type": set(UserDefinedFormat.model_fields), "trl": set(TRLBlock.model_fields)}
+              "type": set(UserDefinedFormat.model_fields), "trl": set(TRLBlock.model_fields),
+              "pretraining_dataset": set(PretrainingDataset.model_fields)}
     migration = migrate(data, fields, file, lines)
     for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
         migration.report.add(note.where, NOTE, note.problem, note.line)

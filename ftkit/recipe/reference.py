@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from ftkit.axolotl import catalogue as cat
 from ftkit.recipe.base import METHODS, field_methods, is_ftkit_only
-from ftkit.recipe.schema import DatasetSpec, Recipe, TRLBlock, UserDefinedFormat
+from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, TRLBlock, UserDefinedFormat
 
 
 # What a first recipe sets (recipes/quickstart.yml): the reference opens with these, then every group in order.
@@ -46,7 +46,8 @@ def _fields_table(model, skip=("source",)) -> list[str]:
 def _implemented() -> dict[str, set[str]]:
     """The names that are recipe fields, per level (nested levels: the keys of a field's option block)."""
     return {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-            "type": set(UserDefinedFormat.model_fields), **{k: set(v) for k, v in cat.NESTED_FIELDS.items()}}
+            "type": set(UserDefinedFormat.model_fields), "pretraining_dataset": set(PretrainingDataset.model_fields),
+            **{k: set(v) for k, v in cat.NESTED_FIELDS.items()}}
 
 
 def option_status(level: str, name: str, implemented: dict[str, set[str]] | None = None) -> str | None:

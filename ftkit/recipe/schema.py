@@ -27,7 +27,15 @@ from ftkit.recipe.base import (
     problem,
     raise_problems,
 )
-from ftkit.recipe.data_options import DataOptions, DatasetSpec, PromptOptions, UserDefinedFormat
+from ftkit.recipe.data_options import (
+    DataOptions,
+    DatasetSpec,
+    PretrainingDataset,
+    PromptOptions,
+    StreamOptions,
+    UserDefinedFormat,
+    stream_problems,
+)
 from ftkit.recipe.method_options import RLOptions, TRLBlock
 from ftkit.recipe.method_options import method_problems as rl_problems
 from ftkit.recipe.model_options import ModelOptions, model_problems
@@ -39,12 +47,13 @@ from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, 
 # itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
 FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from_checkpoint")
 
-__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "TRLBlock", "UserDefinedFormat"]
+__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "PretrainingDataset", "Precision", "Recipe", "TRLBlock",
+           "UserDefinedFormat"]
 SCORE_HEAD = "AutoModelForSequenceClassification"  # what reward_model: true loads unless model_type names a class
 
 
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
-             RunOptions, PackingOptions):
+             RunOptions, PackingOptions, StreamOptions):
     """A validated recipe. `source` is the file it came from (for error messages); `report` says what
     load_recipe did with each key of the file (ftkit/axolotl/migrate.py), e.g. for `ftkit check`."""
 
@@ -71,7 +80,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
             self.__dict__["model_type"] = SCORE_HEAD  # (models/load.py announces it when loading)
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
                        + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self)
-                       + order_problems(self))
+                       + order_problems(self) + stream_problems(self))
         if not self.output_dir:  # set directly: assigning would validate the whole recipe again
             self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
         for key in FOLDERS:  # resolved once, so the Trainer, ftkit and every later reader use the same folder

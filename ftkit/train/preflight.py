@@ -286,7 +286,7 @@ def row_checks(report: Report, tokenizer, prepared) -> None:
     from ftkit.train.args import total_steps
 
     r = report.recipe
-    n = len(prepared.train)
+    n = prepared.n_train  # a stream: the rows max_steps reads
     per_step = r.micro_batch_size * r.gradient_accumulation_steps * world_size()
     if not r.max_steps:  # with max_steps, config_checks said it already
         _warmup(report, total_steps(r, n, world_size()), f"{n} rows x {r.num_epochs:g} epochs / {per_step} rows per step")

@@ -47,7 +47,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     from transformers import set_seed
 
     from ftkit.train import lisa, outputs, preflight, relora, runtime
-    from ftkit.data import packing
+    from ftkit.data import packing, stream
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.save import no_draft_card
 
@@ -64,12 +64,12 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
-    args = method.config(recipe, precision, prepared.eval is not None, len(prepared.train))  # saves, evals, ...
+    args = method.config(recipe, precision, prepared.eval is not None, prepared.n_train)  # saves, evals, ...
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
-        # ReLoRA first: its on_save adds to a checkpoint before ftkit's manifest records the files
-        callbacks=relora.callbacks(recipe) + lisa.callbacks(recipe) + runtime.callbacks(recipe, prepared.data)
-        + list(callbacks),
+        # ReLoRA and a stream's position first: their on_save adds to a checkpoint before ftkit's manifest records it
+        callbacks=relora.callbacks(recipe) + lisa.callbacks(recipe) + stream.callbacks(prepared)
+        + runtime.callbacks(recipe, prepared.data) + list(callbacks),
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
@@ -127,6 +127,7 @@ def _forget_engine() -> None:
 def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, changed_ok: bool) -> TrainResult:
     import torch
 
+    from ftkit.data import stream
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
     from ftkit.train import checkpoint_files, checkpoints, interrupt, outputs, runtime
@@ -137,7 +138,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
         return_freed_memory()  # CPU: what backward frees goes back to the OS (see train/memory.py)
     method, tokenizer, prepared, trainer = build(recipe, callbacks, overwrite)
     if outputs.is_main_process():
-        outputs.check_space(recipe, trainer.model, len(prepared.train))  # a warning now, not a lost run at the end
+        outputs.check_space(recipe, trainer.model, prepared.n_train)  # a warning now, not a lost run at the end
     trainable, total = models.count_parameters(trainer.model)
     prompts = recipe.eval_prompts
     samples_before = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
@@ -145,6 +146,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     resumed_from = runtime.resume(recipe, prepared.data, changed_ok)  # explicit or newest complete checkpoint
     if not resumed_from:
         outputs.start_afresh(recipe, earlier, overwrite)  # the earlier run's checkpoints would mix with this run's
+    stream.resume(trainer, resumed_from)  # a stream continues at its saved position, nothing re-read
     existing = {d.name for _, d in checkpoint_files.numbered(recipe.output_dir)}
     ctrl_c = interrupt.of(trainer)
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 
 from ftkit import models
-from ftkit.data import packing
+from ftkit.data import packing, stream
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.args import training_args
@@ -103,7 +103,10 @@ def trainer_class():
 
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
-    """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one)."""
+    """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one); so do
+    the rows of a stream (data/stream.py)."""
+    if recipe.pretraining_dataset:
+        return {"data_collator": stream.collator(recipe, tokenizer, model)}
     return {"data_collator": packing.collator(recipe, tokenizer, model)}
 
 
