@@ -44,8 +44,6 @@ _DROPPED = "a key Axolotl's schema does not define (Axolotl drops it without a w
 REFUSED_TODAY: dict[str, str] = {}  # empty since the door, data and wild-config fixes
 # Configs check accepts that do not train today: number -> why (check and train disagree on them).
 FAILS_IN_TRAIN_TODAY = {
-    "33": "QLoRA + DeepSpeed ZeRO-3 with a token added to the vocabulary: DeepSpeed's stage-3 defragment asserts "
-          "on mixed dtypes (a traceback)",
     "40": "roles_to_train: [gpt] is not mapped through the role names (Axolotl maps gpt -> assistant): train finds "
           "nothing to train in any row",
 }
