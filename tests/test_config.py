@@ -105,6 +105,15 @@ def test_override_adds_list_entry_and_reports_bad_values(tmp_path):
         parse_overrides(["lora_r"])
 
 
+def test_a_bad_override_names_no_recipe_line(tmp_path):
+    """The value came from the command line, so the error must not point at the file's line holding the old one."""
+    assert "r.yml:5: sequence_len" in error_of(tmp_path, GOOD.replace("256", "-1"))
+    msg = error_of(tmp_path, GOOD, ["--sequence_len=-1"])
+    assert "r.yml: sequence_len: input should be greater than" in msg and "r.yml:5" not in msg
+    msg = error_of(tmp_path, GOOD, ["--datasets.0.type=alpacca"])
+    assert "r.yml: datasets.0.type: unsupported dataset type 'alpacca'" in msg
+
+
 def test_override_misspelled_is_caught(tmp_path):
     msg = error_of(tmp_path, GOOD, ["--lora_rr=4"])
     assert "lora_rr: unknown option" in msg and "did you mean lora_r" in msg
