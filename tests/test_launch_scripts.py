@@ -83,3 +83,10 @@ def test_ssh_pair_runs_the_same_command_on_both_hosts_with_their_ranks(tmp_path)
         assert words[3:] == ["exec", "ftkit", "train", "recipes/llama/lora.yml", "--num_machines", "2",
                              "--machine_rank", rank, "--main_process_ip", "gpu0", "--main_process_port", "29500",
                              "--num_processes", "8", "--max_steps=10", "--wandb_project=a b"]
+
+
+def test_multi_gpu_check_script_is_valid_bash():
+    """It needs several GPUs to mean anything (docs/multi-gpu.md); here: it parses, and knows every engine."""
+    script = ROOT / "ftkit" / "bench" / "multi_gpu_checks.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    assert all(f"[{engine}]=" in script.read_text() for engine in ("ddp", "zero2", "zero3", "fsdp"))

@@ -27,10 +27,6 @@ FSDP_CONFIG_KEYS = {"version", "reshard_after_forward", "cpu_offload", "activati
 FSDP_RENAMES = {"offload_params": "cpu_offload"}  # Axolotl's name -> TrainingArguments'
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def deepspeed_path(recipe: Recipe) -> str:
     """The recipe's DeepSpeed JSON, found as given, next to the recipe, or among the shipped ones; validated."""
     given = Path(recipe.deepspeed)
