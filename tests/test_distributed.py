@@ -107,3 +107,10 @@ def test_fsdp_on_cpu_says_it_trains_unsharded(make_recipe, said, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert distributed.engine_kwargs(make_recipe(fsdp=["full_shard", "auto_wrap"]))["fsdp"] is True
     assert any("fsdp on CPU: accelerate keeps FSDP for GPU processes only" in line for line in said)
+
+
+def test_a_dotted_override_fills_an_empty_fsdp_config(make_recipe):
+    """A recipe written with `fsdp_config:` empty (as `ftkit bench memory`'s dumped recipes are) takes
+    --fsdp_config.KEY=VALUE as its first entry, not a traceback."""
+    recipe = make_recipe(fsdp_config=None, **{"fsdp_config.fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"})
+    assert recipe.fsdp_config == {"transformer_layer_cls_to_wrap": "LlamaDecoderLayer"}  # prefix dropped, as ever
