@@ -80,6 +80,13 @@ def test_node_flag_mistakes_are_said_before_anything_starts():
                                          r"--main_process_ip: every machine needs the address of machine 0.*"
                                          r"--num_processes: --num_processes 3 .* is not a multiple of --num_machines 2"):
         distributed.launch("r.yml", [], 3, {"num_machines": 2, "machine_rank": 2})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(FtkitError, match=rf"--main_process_port: port {port} is in use on this machine"):
+            distributed.launch("r.yml", [], None, {"num_machines": 2, "machine_rank": 0,
+                                                   "main_process_ip": "127.0.0.1", "main_process_port": port})
     proc = run_cli("train", "recipes/quickstart.yml", "--num_machines=2", "--machine_rank=0")
     assert proc.returncode != 0 and "ftkit: error" in proc.stderr and "--main_process_ip" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -172,7 +172,11 @@ def launch(recipe_file: str, overrides: list[str], num_processes: int | None, no
     elif not torch.cuda.is_available():
         argv.append("--cpu")
     argv += ["-m", "ftkit", "train", recipe_file, *overrides]
-    launch_command(launch_command_parser().parse_args(argv))
+    try:
+        launch_command(launch_command_parser().parse_args(argv))
+    except ConnectionError:  # accelerate's check on machine 0, before anything starts
+        raise FtkitError(f"port {nodes.get('main_process_port', 29500)} is in use on this machine (machine 0)",
+                         where="--main_process_port", fix="choose a free port, the same on every machine") from None
 
 
 def _check_nodes(nodes: dict, num_processes: int) -> None:
