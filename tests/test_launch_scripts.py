@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import OFFLINE, ROOT
+from test_multinode import clean_env
 
 CLOUD = ROOT / "recipes" / "cloud"
 SCRIPTS = ["slurm.sbatch", "ssh-pair.sh"]
@@ -43,7 +44,7 @@ def stand_ins(tmp_path: Path, **scripts: str) -> dict:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
-    return {**os.environ, **OFFLINE, "PATH": path, "PYTHONPATH": str(ROOT), "FTKIT_THREADS": "1"}
+    return {**clean_env(), **OFFLINE, "PATH": path, "PYTHONPATH": str(ROOT), "FTKIT_THREADS": "1"}
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

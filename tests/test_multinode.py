@@ -20,13 +20,19 @@ from conftest import OFFLINE, ROOT, run_cli
 from ftkit.errors import FtkitError
 from ftkit.train import distributed
 
+WORLD_VARS = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
 RUN = ["--sequence_len=64", "--micro_batch_size=2", "--max_steps=3", "--logging_steps=1", "--eval_prompts=[]",
        "--val_set_size=0", "--warmup_steps=0", "--lr_scheduler=constant"]
 
 
+def clean_env() -> dict:
+    """This process's environment without a world another in-process test may have described (RANK, ...)."""
+    return {k: v for k, v in os.environ.items() if k not in WORLD_VARS}
+
+
 def ftkit(log: Path, *args: str) -> subprocess.Popen:
     """Start `ftkit train` in the background, its output into `log` (a pipe could fill and stall a rank)."""
-    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), "FTKIT_THREADS": "1"}
+    env = {**clean_env(), **OFFLINE, "PYTHONPATH": str(ROOT), "FTKIT_THREADS": "1"}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ftkit", "train", "recipes/quickstart.yml", *RUN, *args],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
