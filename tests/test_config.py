@@ -39,9 +39,9 @@ def test_good_recipe_loads_with_defaults(tmp_path):
 BAD_RECIPES = [
     # (description, recipe text, [substrings the message must contain])
     ("misspelled key", GOOD + "lerning_rate: 0.1\n", ["r.yml:7", "lerning_rate", "unknown option", "did you mean learning_rate"]),
-    ("refused axolotl key", GOOD + "relora_anneal_steps: 10\n",
-     ["r.yml:7: relora_anneal_steps", "ReLoRA also prunes optimizer state", "ftkit refuses rather than ignores",
-      "Fix: remove it; nearest supported: relora_steps"]),
+    ("refused axolotl key", GOOD + "loraplus_lr_ratio: 16\n",
+     ["r.yml:7: loraplus_lr_ratio", "per-group learning rates need optimizer parameter groups",
+      "ftkit refuses rather than ignores", "Fix: remove it; nearest supported: learning_rate"]),
     ("wrong type", GOOD.replace("sequence_len: 256", "sequence_len: long"),
      ["sequence_len", "r.yml:5", "valid integer", "'long'", "Fix: expected: Longest example"]),
     ("out of range", GOOD + "micro_batch_size: 0\n", ["micro_batch_size", "greater than or equal to 1", "Fix:"]),
