@@ -71,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--port", type=int, default=None, help="--gradio port (default: gradio picks 7860+)")
         if verb == "train":
             sp.add_argument("--num_processes", "--num-processes", type=int, default=None,
-                            help="run N processes through `accelerate launch` (DDP, or the recipe's deepspeed/fsdp)")
+                            help="run N processes through `accelerate launch` (DDP, or the recipe's deepspeed/fsdp); "
+                                 "with --num_machines, the processes of all machines together")
+            for flag, kind, help_ in NODE_FLAGS:
+                sp.add_argument(f"--{flag}", f"--{flag.replace('_', '-')}", type=kind, default=None, help=help_)
             sp.add_argument("--overwrite", action="store_true",
                             help="write into an output_dir ftkit did not create (its files of the names ftkit writes, "
                                  "README.md, config.json, ..., are replaced; the others stay), or start afresh over "
@@ -222,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+# `ftkit train` flags handed to accelerate's launcher as they are (accelerate passes them to torchrun)
+NODE_FLAGS = [("num_machines", int, "machines in the run (run the same command on each, with its --machine_rank)"),
+              ("machine_rank", int, "this machine's number, 0 on the machine at --main_process_ip"),
+              ("main_process_ip", str, "the address of machine 0, the same on every machine"),
+              ("main_process_port", int, "a free port on machine 0 (default 29500)"),
+              ("rdzv_backend", str, "torchrun's rendezvous: static (default: ranks follow --machine_rank) or c10d")]
 TORCH_VERBS = ("train", "infer", "evaluate", "merge-lora")  # verbs that run a model: their torch threads count
 
 
@@ -307,13 +316,15 @@ def _run(args, extra) -> int:
         from ftkit.log import log
 
         log.info(recipe.report.summary())  # "42 options used, 3 aliases, 2 speed-only ignored: ..."
-    if args.verb in TORCH_VERBS and not getattr(args, "num_processes", None):  # the launcher's children choose
+    launcher = args.verb == "train" and bool(args.num_processes or args.num_machines)
+    if args.verb in TORCH_VERBS and not launcher:  # the launcher's children choose
         _torch_threads(to_stderr=args.verb == "infer")
-    if args.verb == "train" and args.num_processes:
+    if launcher:
         from ftkit.train import distributed
 
         distributed.launch(args.recipe, extra + ["--overwrite"] * args.overwrite
-                           + ["--resume-changed-data"] * args.resume_changed_data, args.num_processes)
+                           + ["--resume-changed-data"] * args.resume_changed_data, args.num_processes,
+                           {flag: getattr(args, flag) for flag, _, _ in NODE_FLAGS})
     elif args.verb == "preprocess":
         _preprocess(recipe, args)
     elif args.verb == "train":

@@ -99,3 +99,18 @@ def test_fsdp_mistakes_are_config_errors(make_recipe):
         distributed.fsdp_kwargs(recipe)
     with pytest.raises(ConfigError, match="fsdp: conflicts with deepspeed. Fix: use one engine"):
         make_recipe(fsdp=["full_shard"], deepspeed="recipes/deepspeed/zero3.json")
+
+
+def test_fsdp_on_cpu_says_it_trains_unsharded(make_recipe, said, monkeypatch):
+    """accelerate 1.15 keeps the FSDP plugin for accelerator processes only: on CPU the run is DDP, and ftkit says so."""
+    monkeypatch.setenv("RANK", "0")  # a launcher's world: engine_kwargs leaves the environment alone
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.engine_kwargs(make_recipe(fsdp=["full_shard", "auto_wrap"]))["fsdp"] is True
+    assert any("fsdp on CPU: accelerate keeps FSDP for GPU processes only" in line for line in said)
+
+
+def test_a_dotted_override_fills_an_empty_fsdp_config(make_recipe):
+    """A recipe written with `fsdp_config:` empty (as `ftkit bench memory`'s dumped recipes are) takes
+    --fsdp_config.KEY=VALUE as its first entry, not a traceback."""
+    recipe = make_recipe(fsdp_config=None, **{"fsdp_config.fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"})
+    assert recipe.fsdp_config == {"transformer_layer_cls_to_wrap": "LlamaDecoderLayer"}  # prefix dropped, as ever

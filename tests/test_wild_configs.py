@@ -43,10 +43,7 @@ _DROPPED = "a key Axolotl's schema does not define (Axolotl drops it without a w
 # policy, dataset behaviours): number -> the reason (docs/wild-configs.md). xfail(strict=True): they flip when fixed.
 REFUSED_TODAY: dict[str, str] = {}  # empty since the door, data and wild-config fixes
 # Configs check accepts that do not train today: number -> why (check and train disagree on them).
-FAILS_IN_TRAIN_TODAY = {
-    "33": "QLoRA + DeepSpeed ZeRO-3 with a token added to the vocabulary: DeepSpeed's stage-3 defragment asserts "
-          "on mixed dtypes (a traceback)",
-}
+FAILS_IN_TRAIN_TODAY: dict[str, str] = {}  # empty since configs 33 and 40 train
 
 # Trained 2 steps in the default run (in-process; a few seconds each on an idle machine)
 FAST = {"11": "llama, lora, chat_template with field mappings, packing", "19": "qwen2, qlora, completion, packing"}

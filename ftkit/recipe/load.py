@@ -202,7 +202,9 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
                 if not isinstance(node, dict):
                     raise ConfigError(Problem("cannot set a key inside a non-mapping value", where=dotted,
                                               fix="check the dotted path"))
-                node = node.setdefault(part, [] if nxt_is_index else {})
+                if node.get(part) is None:  # an empty key (`fsdp_config:` left blank) takes its first entry
+                    node[part] = [] if nxt_is_index else {}
+                node = node[part]
         last = path[-1]
         if last.isdigit() and isinstance(node, list):
             idx = int(last)

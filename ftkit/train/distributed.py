@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ftkit.env import world_size  # noqa: F401  (re-exported: callers ask distributed.world_size())
-from ftkit.errors import ConfigError, Problem
+from ftkit.errors import ConfigError, FtkitError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.resources import shipped
@@ -25,10 +25,6 @@ FSDP_CONFIG_KEYS = {"version", "reshard_after_forward", "cpu_offload", "activati
                     "min_num_params", "backward_prefetch", "forward_prefetch", "use_orig_params", "sync_module_states",
                     "limit_all_gathers", "xla", "xla_fsdp_settings", "xla_fsdp_grad_ckpt"}
 FSDP_RENAMES = {"offload_params": "cpu_offload"}  # Axolotl's name -> TrainingArguments'
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def deepspeed_path(recipe: Recipe) -> str:
@@ -143,20 +139,59 @@ def engine_kwargs(recipe: Recipe) -> dict:
     if recipe.fsdp:
         out.update(fsdp_kwargs(recipe))
         _single_process_env()
+        if not torch.cuda.is_available():
+            log.warning("fsdp on CPU: accelerate keeps FSDP for GPU processes only, so this run is plain data "
+                        "parallel (every process holds the whole model); the same recipe shards on GPUs")
     return out
 
 
-def launch(recipe_file: str, overrides: list[str], num_processes: int) -> None:
+def launch(recipe_file: str, overrides: list[str], num_processes: int | None, nodes: dict | None = None) -> None:
     """`ftkit train RECIPE --num_processes N` = `accelerate launch --num_processes N -m ftkit train RECIPE`
-    (`overrides` carries the other arguments too, e.g. --overwrite)."""
+    (`overrides` carries the other arguments too, e.g. --overwrite).
+
+    `nodes` holds accelerate's multi-node flags (num_machines, machine_rank, main_process_ip/port, rdzv_backend),
+    passed through as given: accelerate hands them to torchrun. As in accelerate, num_processes counts the
+    processes of all machines; left out, it is one per device on each machine.
+    """
     import torch
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    argv = ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+    nodes = {k: v for k, v in (nodes or {}).items() if v is not None}
+    machines = nodes.get("num_machines", 1)
+    if num_processes is None:
+        num_processes = machines * max(1, torch.cuda.device_count())
+    if machines > 1:
+        _check_nodes(nodes, num_processes)
+    argv = ["--num_processes", str(num_processes), "--num_machines", str(machines), "--mixed_precision", "no",
             "--dynamo_backend", "no"]
+    for key, value in nodes.items():
+        if key != "num_machines":
+            argv += [f"--{key}", str(value)]
     if num_processes > 1:
         argv.append("--multi_gpu")  # accelerate's torchrun path; on CPU each process gets gloo (--cpu needs MPI)
     elif not torch.cuda.is_available():
         argv.append("--cpu")
     argv += ["-m", "ftkit", "train", recipe_file, *overrides]
-    launch_command(launch_command_parser().parse_args(argv))
+    try:
+        launch_command(launch_command_parser().parse_args(argv))
+    except ConnectionError:  # accelerate's check on machine 0, before anything starts
+        raise FtkitError(f"port {nodes.get('main_process_port', 29500)} is in use on this machine (machine 0)",
+                         where="--main_process_port", fix="choose a free port, the same on every machine") from None
+
+
+def _check_nodes(nodes: dict, num_processes: int) -> None:
+    """What torchrun would otherwise fail on later, or wait forever for, said before anything starts."""
+    machines, where = nodes["num_machines"], "command line"
+    problems = []
+    if nodes.get("machine_rank") is None or not 0 <= nodes["machine_rank"] < machines:
+        problems.append(Problem(f"--machine_rank must be 0..{machines - 1} on each of the {machines} machines",
+                                where, "--machine_rank", fix="0 on the machine at --main_process_ip, 1.. on the others"))
+    if not nodes.get("main_process_ip"):
+        problems.append(Problem("every machine needs the address of machine 0", where, "--main_process_ip",
+                                fix="--main_process_ip=ADDRESS_OF_MACHINE_0 (the same on all machines)"))
+    if num_processes % machines:
+        problems.append(Problem(f"--num_processes {num_processes} (all machines together) is not a multiple of "
+                                f"--num_machines {machines}", where, "--num_processes",
+                                fix=f"use {machines} x the devices of one machine"))
+    if problems:
+        raise FtkitError(problems)

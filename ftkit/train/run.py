@@ -84,11 +84,18 @@ def _full_modules_in_compute_dtype(model, precision) -> None:
     """TRL casts every trainable weight of a 4/8-bit model to bf16 (QLoRA's recipe). LoRA layers cast their input
     to their own dtype, but a module trained in full (lora_modules_to_save: lm_head, embed_tokens) does not: in
     an fp32 run (a CPU) its bf16 weight meets fp32 activations and the matmul fails. Put those back in the
-    run's compute dtype; LoRA A/B keep TRL's choice."""
-    dtype = precision.dtype
+    run's compute dtype; LoRA A/B keep TRL's choice, except under ZeRO-3, which flattens every trainable weight
+    into one buffer of one dtype (its optimizer asserts on two)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    dtype, zero3, cast = precision.dtype, is_deepspeed_zero3_enabled(), []
     for name, param in model.named_parameters():
-        if param.requires_grad and "lora_" not in name and param.dtype != dtype and param.is_floating_point():
+        if param.requires_grad and (zero3 or "lora_" not in name) and param.dtype != dtype \
+                and param.is_floating_point():
             param.data = param.data.to(dtype)
+            cast.append(name)
+    if zero3 and any("lora_" in name for name in cast):
+        log.info(f"ZeRO-3: LoRA weights in {dtype} too, like every weight trained (ZeRO-3 holds them in one buffer)")
 
 
 def run(recipe: Recipe, callbacks=(), overwrite: bool = False, resume_changed_data: bool = False) -> TrainResult:
