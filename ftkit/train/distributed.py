@@ -108,6 +108,18 @@ def _skip_shm_compile_on_cpu() -> None:
     log.info("DeepSpeed on CPU: gloo collectives, shm helper not compiled (FTKIT_DEEPSPEED_SHM=1 builds it)")
 
 
+_WORLD_OF_ONE: dict[str, str] = {}  # what _single_process_env set, taken back by forget_single_process_env
+
+
+def forget_single_process_env() -> None:
+    """Take back the world of one: a subprocess started later (`ftkit train` from a notebook or a test) would read
+    RANK/WORLD_SIZE and try to listen on MASTER_PORT, which this process's group holds."""
+    for key, value in list(_WORLD_OF_ONE.items()):
+        if os.environ.get(key) == value:
+            del os.environ[key]
+        del _WORLD_OF_ONE[key]
+
+
 def _single_process_env() -> None:
     """DeepSpeed and FSDP need a process group even for one process; without a launcher, describe a world
     of one (otherwise DeepSpeed falls back to MPI discovery and fails with an mpi4py ImportError)."""
@@ -120,7 +132,8 @@ def _single_process_env() -> None:
         port = s.getsockname()[1]
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port)}.items():
-        os.environ.setdefault(key, value)
+        if key not in os.environ:
+            os.environ[key] = _WORLD_OF_ONE[key] = value
     log.info(f"deepspeed/fsdp without a launcher: running as a single process (port {port}); "
              "use --num_processes N or `accelerate launch` for more")
 
