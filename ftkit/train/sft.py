@@ -18,6 +18,7 @@ from ftkit.data import packing
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.args import training_args
+from ftkit.train import lm_head
 from ftkit.train.method import Method
 
 HISTORY_KEYS = {"loss": "loss", "mean_token_accuracy": "accuracy"}  # TRL's log key -> TrainResult.history key
@@ -71,8 +72,12 @@ def trainer_class():
 
     class FtkitSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
+            lm_head.use_on_cpu()  # TRL's fused head, ftkit's chunked cross-entropy on CPU
             super().__init__(*args, **kwargs)
             self._lean = lean_lm_head(self.model)
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            log.info(lm_head.describe(self.args.per_device_train_batch_size * (self.args.max_length or 0), vocab,
+                                      self.args.device.type))
 
         def _logged_step(self) -> bool:
             """Will the optimizer step in progress be logged (DefaultFlowCallback's rule)? Other logging
