@@ -290,7 +290,7 @@ def _run(args, extra) -> int:
 
         evaluate.run(recipe, args.dataset, args.json_out)
     elif args.verb == "memory":
-        from ftkit.train import memory
+        from ftkit.bench import estimate as memory
 
         print(memory.run(recipe, args.num_processes))
     elif args.verb == "merge-lora":

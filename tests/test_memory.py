@@ -7,7 +7,7 @@ it needs a ~58M-parameter model for the measurement to rise above interpreter no
 import pytest
 
 from ftkit.errors import FtkitError
-from ftkit.train import memory
+from ftkit.bench import estimate as memory
 
 GB = 1e9
 
@@ -120,7 +120,7 @@ def test_lean_cpu_malloc_is_applied_announced_and_can_be_switched_off(monkeypatc
     it says); FTKIT_CPU_MALLOC=glibc keeps glibc's default."""
     import sys
 
-    from ftkit.train.memory import return_freed_memory
+    from ftkit.train.allocator import return_freed_memory
 
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt is Linux-only")

@@ -119,7 +119,7 @@ def _measure_in_child(recipe, env: dict | None = None) -> dict:
 
 def compare(recipes: dict) -> list[dict]:
     """For each named recipe: estimate, measured peak, ratio."""
-    from ftkit.train.memory import estimate
+    from ftkit.bench.estimate import estimate
 
     rows = []
     for name, recipe in recipes.items():

@@ -51,7 +51,7 @@ def run_tool(tool: str, verb: str, python: str, cfg_dict: dict, work: Path) -> t
     cfg = work / f"{tool}-{verb}.yml"
     cfg.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))  # the same YAML for both tools
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # both print the Trainer's dicts
-    if tool == "ftkit-glibc":  # ftkit with glibc's malloc as Axolotl runs it (train/memory.py)
+    if tool == "ftkit-glibc":  # ftkit with glibc's malloc as Axolotl runs it (train/allocator.py)
         env["FTKIT_CPU_MALLOC"] = "glibc"
     t = time.perf_counter()
     proc = subprocess.run(command(tool, verb, python, cfg), capture_output=True, text=True,
@@ -67,7 +67,7 @@ TOOLS = ("ftkit", "ftkit-glibc", "axolotl")
 
 
 def training(python: str, twin: str, data: Path, steps: int, rounds: int, work: Path, print_=print) -> dict:
-    """ftkit as a user runs it on a CPU (lean memory: train/memory.py), ftkit with glibc's malloc (what
+    """ftkit as a user runs it on a CPU (lean memory: train/allocator.py), ftkit with glibc's malloc (what
     Axolotl runs with), and Axolotl, in rotating order."""
     times, losses = [], {}
     print_(f"\n== training vs Axolotl (its own venv): same YAML, tiny Llama twin, {steps} steps x 16 rows, "

@@ -1,4 +1,5 @@
-"""`ftkit memory RECIPE`: expected peak training memory per device, with the arithmetic shown.
+"""`ftkit memory RECIPE`: expected peak training memory per device, with the arithmetic shown (bench/memory.py
+measures it).
 
 Reads only the base model's config (local file, the HF cache, or a built-in table of well-known
 configs when offline), counts parameters exactly on the meta device (no weights loaded), then adds:
@@ -28,13 +29,11 @@ Adam: 4 bytes x 4 = 16 bytes/param, e.g. 7B -> 112 GB) is printed next to the es
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from ftkit.errors import FtkitError
-from ftkit.log import log
 from ftkit.models.families import known_config, known_labels
 from ftkit.recipe import Recipe
 
@@ -260,37 +259,6 @@ def _cuda_bf16() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-
-
-def return_freed_memory(threshold: int = 1 << 20) -> bool:
-    """CPU training under glibc: give allocations of >= 1 MiB their own mappings, unmapped when freed.
-
-    glibc starts with a 128 KiB mmap threshold and raises it to the size of each large block freed (up to
-    32 MiB), so after the first step activation-sized tensors come from the heap, and what backward frees
-    stays resident, fragmented: a LoRA run of the 58M twin in `ftkit bench memory` peaked at 1.44 GB of
-    RSS for 0.78 GB estimated (full fine-tune: 1.58 for 1.29); with the fixed threshold 0.79 and 1.36. A
-    fixed threshold switches that adjustment off (as MALLOC_MMAP_THRESHOLD_ does). The cost is page faults
-    on every re-use: measured 28-30 s vs 21.7 s for 20 steps of the 58M twin (about 1.35x the time per
-    step), the same on the tiny twin. FTKIT_CPU_MALLOC=glibc keeps glibc's behaviour (faster, more memory).
-    Returns whether it was applied (not on other C libraries or systems, nor with FTKIT_CPU_MALLOC=glibc)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux") or os.environ.get("FTKIT_CPU_MALLOC", "lean") == "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        applied = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
-    if applied:
-        log.info("CPU: tensors >= 1 MiB get their own memory mappings, so what backward frees goes back to the OS "
-                 "(peak memory near the live tensors, as `ftkit memory` estimates; steps about 1.3x slower). "
-                 "FTKIT_CPU_MALLOC=glibc trades that back")
-    return applied
 
 
 def run(recipe: Recipe, devices: int = 1) -> str:
