@@ -190,12 +190,12 @@ def test_aliases_equal_their_canonical_option_and_save_canonically():
 def test_speed_only_options_leave_training_identical(make_recipe, said):
     from ftkit import train
 
-    speed = {"liger_rms_norm": True, "liger_fused_linear_cross_entropy": True, "flash_attn_cross_entropy": True,
+    speed = {"liger_rms_norm_gated": True, "liger_swiglu": True, "flash_attn_cross_entropy": True,
              "dataloader_num_workers": 4, "strict": True, "flash_attention": True, "local_rank": 0}
     plain = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4)
     fast = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4, **speed)
     summary = fast.report.summary()
-    assert "5 speed-only ignored: liger_rms_norm, liger_fused_linear_cross_entropy, flash_attn_cross_entropy, " \
+    assert "5 speed-only ignored: liger_rms_norm_gated, liger_swiglu, flash_attn_cross_entropy, " \
            "dataloader_num_workers, strict" in summary and "1 alias," in summary
     a = train.run(plain)
     b = train.run(fast)

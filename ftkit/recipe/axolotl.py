@@ -97,9 +97,8 @@ _add(SPEED_ONLY, "a faster kernel for the same computation; ftkit uses transform
     flash_attn_cross_entropy flash_attn_fuse_mlp flash_optimum use_kernels large_head_attention flash_attn_d512
     gemma4_hybrid_attn_impl sdpa_varlen fused_attn_kernel experts_implementation lora_mlp_kernel lora_qkv_kernel
     lora_o_kernel lora_embedding_kernel chunked_cross_entropy chunked_cross_entropy_num_chunks tiled_mlp
-    tiled_mlp_num_shards tiled_mlp_use_original_mlp=true cut_cross_entropy=true liger_rope liger_rms_norm
-    liger_rms_norm_gated liger_layer_norm liger_glu_activation liger_swiglu liger_cross_entropy
-    liger_fused_linear_cross_entropy use_scattermoe use_sonicmoe use_dsv4_kernels use_glm_dsa_kernels
+    tiled_mlp_num_shards tiled_mlp_use_original_mlp=true
+    liger_rms_norm_gated liger_swiglu use_scattermoe use_sonicmoe use_dsv4_kernels use_glm_dsa_kernels
     dsv4_fp8_lora_kernel dsv4_shared_mlp_lora_kernel expert_backend moe_grouped_backend moe_dequant_chunk_size
     moe_bnb_fast dpo_use_liger_kernel dpo_padding_free batch_flattening flex_attn_compile_kwargs
     torch_compile_options deepcompile embeddings_skip_upcast precompute_ref_log_probs""")

@@ -107,6 +107,13 @@ class TrainOptions(Strict):
     torch_compile_backend: Optional[str] = option(None, description="torch.compile backend (default inductor).")
     torch_compile_mode: Optional[Literal["default", "reduce-overhead", "max-autotune"]] = option(None, description="torch.compile mode.")
     dataloader_drop_last: bool = option(False, description="Drop the last incomplete batch of each epoch.")
+    liger_rope: bool = option(False, methods=SFT, description="CUDA with liger-kernel: Liger's fused rotary embedding (speed only; elsewhere transformers' code, announced).")
+    liger_rms_norm: bool = option(False, methods=SFT, description="CUDA with liger-kernel: Liger's fused RMSNorm (speed and memory only; elsewhere transformers' code, announced).")
+    liger_layer_norm: bool = option(False, methods=SFT, description="CUDA with liger-kernel: Liger's fused LayerNorm (speed and memory only; elsewhere transformers' code, announced).")
+    liger_glu_activation: bool = option(False, methods=SFT, description="CUDA with liger-kernel: Liger's fused SwiGLU/GeGLU MLP (speed and memory only; elsewhere transformers' code, announced).")
+    liger_fused_linear_cross_entropy: bool = option(False, methods=SFT, description="Accepted and announced: ftkit's LM head never builds the logits anyway (TRL's fused head, Triton on CUDA; a chunked kernel on CPU).")
+    liger_cross_entropy: bool = option(False, methods=SFT, description="Accepted and announced: ftkit's LM head never builds the logits anyway (see liger_fused_linear_cross_entropy).")
+    cut_cross_entropy: bool = option(False, methods=SFT, description="CUDA with cut-cross-entropy: Cut Cross-Entropy computes the LM head's loss on steps that log no metrics (exact gradients; elsewhere ftkit's chunked LM head, announced).")
     eval_prompts: list[str] = option(default_factory=list, ftkit_only=True, description="ftkit: prompts generated before and after training to show what the model learned.")
     max_new_tokens: int = option(48, ge=1, ftkit_only=True, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
 

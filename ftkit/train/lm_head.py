@@ -8,7 +8,7 @@ On CPU TRL folds them with about ten fp32 torch passes per tile and scores every
 included. One 4,096-token micro-batch, vocabulary 128,256, hidden 256, forward + backward on this 2-core CPU
 (/tmp-free script in docs/performance-gpu.md): full logits 6.2 GB peak, 17.5 s CPU; TRL's tiles 4.8 GB, 44.6 s.
 
-So on CPU ftkit stands `ChunkedCrossEntropy` where TRL calls its function (`use_on_cpu`): slices of at most
+So on CPU ftkit stands `ChunkedCrossEntropy` where TRL calls its function (`install`, `Dispatch`): slices of at most
 TILE logits (1 << 25: 261 tokens at a 128k vocabulary, the whole micro-batch of a tiny twin), log-softmax by
 torch's fused logsumexp, labelled positions only; backward recomputes each slice and turns it into the
 logits' gradient in place (softmax - one-hot). Same batch: 0.4 GB, 21.6 s. The loss and gradients equal the
@@ -110,34 +110,50 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                 gb.to(bias.dtype) if gb is not None else None, None, None, None, None, None)
 
 
-class _OnCpu:
-    """Stands where TRL's fused head calls ChunkedLogProbFunction.apply: CPU tensors with the fields SFT asks
-    for go to ChunkedCrossEntropy, everything else to TRL's kernel (`trl`)."""
+def route(device: str, outputs, plain: bool, cce: bool) -> str:
+    """Which kernel scores a call: "ftkit" (CPU, the fields SFT asks for), "cce" (CUDA, Cut Cross-Entropy asked
+    for, log-probabilities only, no bias/scale/temperature: `plain`), else "trl"."""
+    if device == "cpu" and set(outputs) <= OWN_OUTPUTS:
+        return "ftkit"
+    if device == "cuda" and cce and tuple(outputs) == ("log_probs",) and plain:
+        return "cce"
+    return "trl"
+
+
+class Dispatch:
+    """Stands where TRL's fused head calls ChunkedLogProbFunction.apply and sends each call to `route`'s kernel
+    (`trl`: TRL's function; `cce`: set by train/kernels.py when the recipe asks for Cut Cross-Entropy)."""
 
     trl = None
+    cce = None
 
     @classmethod
     def apply(cls, hidden, weight, bias, targets, temperature, chunk_size, softcap=None, scale=1.0,
               outputs=("log_probs",)):
-        if hidden.device.type == "cpu" and set(outputs) <= OWN_OUTPUTS:
+        plain = bias is None and scale == 1.0 and temperature == 1.0
+        kernel = route(hidden.device.type, outputs, plain, cls.cce is not None)
+        if kernel == "ftkit":
             return ChunkedCrossEntropy.apply(hidden, weight, bias, targets, temperature, softcap, scale, tuple(outputs))
+        if kernel == "cce":
+            return cls.cce(hidden, weight, targets, softcap), None, None, None, None
         return cls.trl.apply(hidden, weight, bias, targets, temperature, chunk_size, softcap, scale, outputs)
 
 
-def use_on_cpu() -> bool:
-    """Route TRL's fused LM head through ChunkedCrossEntropy on CPU, and have it pass only labelled positions
-    (TRL compacts them where its Triton kernel runs; on CPU it scores every position). Idempotent; False
-    (announced) when TRL's fused head no longer has the names this relies on."""
+def install() -> bool:
+    """Put Dispatch where TRL's fused LM head calls its kernel, and have the head pass only labelled positions
+    on CPU too (TRL compacts them where its Triton kernel runs; on CPU it scores every position, padding
+    included). Process-wide (every TRL trainer's fused head) and idempotent; False (announced) when TRL's
+    fused head no longer has the names this relies on."""
     from trl.trainer import utils
 
-    if getattr(utils, "_ChunkedLogProbFunction", None) is _OnCpu:
+    if getattr(utils, "_ChunkedLogProbFunction", None) is Dispatch:
         return True
     if not (hasattr(utils, "_ChunkedLogProbFunction") and hasattr(utils, "_use_triton")):
         log.warning("LM head: TRL's fused head changed (no _ChunkedLogProbFunction/_use_triton in trl.trainer.utils); "
                     "on CPU its own tiles compute the loss (slower, more memory)")
         return False
-    _OnCpu.trl, on_triton = utils._ChunkedLogProbFunction, utils._use_triton
-    utils._ChunkedLogProbFunction = _OnCpu
+    Dispatch.trl, on_triton = utils._ChunkedLogProbFunction, utils._use_triton
+    utils._ChunkedLogProbFunction = Dispatch
     utils._use_triton = lambda device: device.type == "cpu" or on_triton(device)  # compact: labelled rows only
     return True
 

@@ -18,7 +18,7 @@ from ftkit.data import packing
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.args import training_args
-from ftkit.train import lm_head
+from ftkit.train import kernels, lm_head
 from ftkit.train.method import Method
 
 HISTORY_KEYS = {"loss": "loss", "mean_token_accuracy": "accuracy"}  # TRL's log key -> TrainResult.history key
@@ -72,7 +72,7 @@ def trainer_class():
 
     class FtkitSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
-            lm_head.use_on_cpu()  # TRL's fused head, ftkit's chunked cross-entropy on CPU
+            lm_head.install()  # TRL's fused head, ftkit's chunked cross-entropy on CPU
             super().__init__(*args, **kwargs)
             self._lean = lean_lm_head(self.model)
             vocab = self.model.get_output_embeddings().weight.shape[0]
@@ -108,8 +108,31 @@ def trainer_class():
 
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
-    """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one)."""
+    """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one).
+    The model gets the CUDA kernels the recipe names first (train/kernels.py; said, and skipped elsewhere)."""
+    kernels.apply(recipe, model)
+    _varlen(recipe, model)
     return {"data_collator": packing.collator(recipe, tokenizer, model)}
+
+
+def _varlen(recipe: Recipe, model) -> None:
+    """Packed rows on a GPU with flash-attention: switch the model to it (packing.varlen_kernel says when)."""
+    import torch
+    from transformers.utils import import_utils as iu
+
+    from ftkit.log import quiet
+
+    with quiet():
+        precision = models.resolve_precision(recipe)
+    available = {"flash_attention_2": iu.is_flash_attn_2_available,
+                 "flash_attention_3": iu.is_flash_attn_3_available}
+    kernel, said = packing.varlen_kernel(recipe, torch.cuda.is_available(),
+                                         bool(precision.bf16 or precision.fp16 or precision.weights),
+                                         lambda name: available[name]())
+    if said:
+        log.info(said)
+    if kernel:
+        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation(kernel)
 
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
