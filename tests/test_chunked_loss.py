@@ -72,8 +72,9 @@ def test_sft_loss_and_gradients_equal_the_full_logits_loss(make_recipe, rows64, 
 
     from ftkit.train.run import build
 
-    recipe = make_recipe(datasets=rows64, sample_packing=True, sequence_len=128, micro_batch_size=2,
-                         adapter=adapter, lora_target_linear=True, logging_steps=logging_steps, learning_rate=1e-3)
+    recipe = make_recipe(datasets=rows64, sample_packing=True, sequence_len=128, micro_batch_size=2, bf16=False,
+                         tf32=False, adapter=adapter, lora_target_linear=True, logging_steps=logging_steps,
+                         learning_rate=1e-3)  # fp32 on a GPU too (gpu_speed.sh runs this file there)
     trainer = build(recipe).trainer
     model = trainer.model
     model.train()
@@ -90,7 +91,8 @@ def test_sft_loss_and_gradients_equal_the_full_logits_loss(make_recipe, rows64, 
         mp.setattr(lm_head.ChunkedCrossEntropy, "apply", lambda h, *a: (seen.append(h.shape[0]), original(h, *a))[1])
         chunked_loss, chunked = _grads(model, model.get_decoder().norm,
                                        lambda: trainer.compute_loss(model, dict(inputs), num_items_in_batch=items))
-    assert seen == [labelled]  # ftkit's kernel ran, on the labelled positions only
+    if trainer.args.device.type == "cpu":  # on CUDA TRL's Triton kernel runs (route()), compacted as well
+        assert seen == [labelled]  # ftkit's kernel ran, on the labelled positions only
     assert labelled > 5 * 3  # several slices
 
     plain = {k: v for k, v in inputs.items() if k != "labels"}

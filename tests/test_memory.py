@@ -133,17 +133,36 @@ def test_activations_match_what_autograd_saves(make_recipe, tiny_llama_dir, adap
     assert abs(est["activations"] / measured - 1) < 0.08, (est["activations"], measured)
 
 
-def test_lean_cpu_malloc_is_applied_announced_and_can_be_switched_off(monkeypatch, said):
-    """`ftkit train` on a CPU fixes glibc's mmap threshold (peak memory near the live tensors, at a speed cost
-    it says); FTKIT_CPU_MALLOC=glibc keeps glibc's default."""
+def test_cpu_malloc_is_glibcs_by_default_and_lean_on_request(monkeypatch, said):
+    """`ftkit train` on a CPU keeps glibc's malloc (speed) and says what it costs in memory; FTKIT_CPU_MALLOC=lean
+    fixes the mmap threshold (memory back to the OS, slower steps), announced."""
     import sys
 
-    from ftkit.train.allocator import return_freed_memory
+    from ftkit.train.allocator import set_cpu_malloc
 
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt is Linux-only")
-    monkeypatch.setenv("FTKIT_CPU_MALLOC", "glibc")
-    assert return_freed_memory() is False and not said
-    monkeypatch.delenv("FTKIT_CPU_MALLOC")
-    assert return_freed_memory() is True
-    assert any("FTKIT_CPU_MALLOC=glibc trades that back" in s and "1.3x slower" in s for s in said)
+    monkeypatch.delenv("FTKIT_CPU_MALLOC", raising=False)
+    assert set_cpu_malloc() is False
+    assert any("glibc's malloc keeps what backward frees resident" in s and "FTKIT_CPU_MALLOC=lean" in s for s in said)
+    monkeypatch.setenv("FTKIT_CPU_MALLOC", "lean")
+    assert set_cpu_malloc() is True
+    assert any("FTKIT_CPU_MALLOC=lean: tensors >= 1 MiB get their own memory mappings" in s for s in said)
+
+
+def test_cpu_estimate_states_glibcs_overhead_apart_from_the_tensors(make_recipe, monkeypatch):
+    """On CPU under glibc's malloc the estimate adds an allocator row (one more copy of activations + backward)
+    beside the tensors' peak; with FTKIT_CPU_MALLOC=lean, and on a GPU, there is none."""
+    recipe = make_recipe(base_model="meta-llama/Llama-2-7b-hf", micro_batch_size=1, sequence_len=512, bf16=False)
+    monkeypatch.delenv("FTKIT_CPU_MALLOC", raising=False)
+    est = memory.estimate(recipe, cpu=True)
+    r = rows(est)
+    assert r["allocator"] == r["activations"] + r["backward"]
+    assert est.resident == est.total + r["allocator"]
+    table = est.table()
+    assert "+ allocator" in table and f"peak RSS    {est.resident / GB:9.3f} GB" in table
+    assert table.index("  peak ") < table.index("+ allocator")  # shown apart, after the tensors' peak
+    monkeypatch.setenv("FTKIT_CPU_MALLOC", "lean")
+    lean = memory.estimate(recipe, cpu=True)
+    assert "allocator" not in rows(lean) and lean.resident == lean.total == est.total
+    assert "allocator" not in rows(memory.estimate(recipe, half=True, cpu=False))

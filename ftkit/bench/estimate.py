@@ -23,6 +23,10 @@ configs when offline), counts parameters exactly on the meta device (no weights 
               CUDA TRL's tile (4,096 tokens x 32,768 vocabulary entries in the compute dtype) and the fp32
               gradient of the hidden states. What the full logits would cost is printed beside it.
 
+  allocator   CPU under glibc's malloc (ftkit's CPU default, train/allocator.py): freed activations stay
+              resident, about one more copy of activations + backward; shown apart from the peak of the
+              tensors, summed into `peak RSS`. Not with FTKIT_CPU_MALLOC=lean, nor on GPUs.
+
 Peak = weights + optimizer + the larger of (activations + max(backward, lm head)) and gradients: backward
 frees each layer's activations as it writes gradients, and the optimizer step runs after both (gradients do sit
 next to activations when gradient_accumulation_steps > 1). ZeRO-1/2/3 and FSDP divide optimizer /
@@ -33,6 +37,7 @@ Adam: 4 bytes x 4 = 16 bytes/param, e.g. 7B -> 112 GB) is printed next to the es
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -122,20 +127,28 @@ class Estimate:
         accumulating."""
         grads = self.bytes("gradients")
         working = self.bytes("activations") + max(self.bytes("backward"), self.bytes("lm head"))
-        rest = sum(b for n, b, _ in self.rows if n not in ("gradients", "activations", "backward", "lm head"))
+        rest = sum(b for n, b, _ in self.rows if n not in ("gradients", "activations", "backward", "lm head", "allocator"))
         return rest + (grads + working if self.accumulating else max(grads, working))
+
+    @property
+    def resident(self) -> float:
+        """What a process holds at its peak: the tensors' peak plus what the CPU allocator keeps (0 elsewhere)."""
+        return self.total + self.bytes("allocator")
 
     def add(self, name: str, nbytes: float, how: str) -> None:
         self.rows.append((name, nbytes, how))
 
     def table(self) -> str:
         lines = [self.title]
-        lines += [f"  {name:<12}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows]
+        lines += [f"  {name:<12}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows if name != "allocator"]
         how = ("weights + optimizer + gradients + activations + max(backward, lm head): gradients accumulate over "
                "micro-batches" if self.accumulating else
                "weights + optimizer + max(activations + max(backward, lm head), gradients): backward frees activations as "
                "it writes gradients")
         lines.append(f"  {'peak':<12}{self.total / GB:>9.3f} GB   per device = {how}")
+        lines += [f"  + {name:<10}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows if name == "allocator"]
+        if self.bytes("allocator"):
+            lines.append(f"  {'peak RSS':<12}{self.resident / GB:>9.3f} GB   peak + allocator: what the process holds")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -245,6 +258,10 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
     act, one_layer, act_how = _activations(config, recipe, 2 if half else 4, counts, cpu)
     est.add("activations", act, act_how)
     est.add("backward", one_layer, "one layer's activations again: the gradients of its intermediates")
+    if cpu and os.environ.get("FTKIT_CPU_MALLOC", "glibc") != "lean":  # train/allocator.py
+        est.add("allocator", act + one_layer, "CPU, glibc's malloc (ftkit's default): what backward frees stays "
+                "resident, about one more copy of activations + backward (`ftkit bench memory --sections allocator`); "
+                "FTKIT_CPU_MALLOC=lean returns it to the OS at ~1.1-1.2x the time per step")
     head, head_how, logits = _lm_head(config, recipe, 2 if half else 4, cpu)
     est.add("lm head", head, head_how)
     est.notes.append(f"the chunked LM head saves {(logits - head) / GB:.3f} GB: the micro-batch's full logits would "
@@ -254,8 +271,7 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
         est.notes.append(f"workshop rule of thumb (fp32 + Adam: 4 B x 4 = 16 B/param): 16 x {total / 1e9:.2f}B = "
                          f"{16 * total / GB:.1f} GB before activations")
     est.notes.append("left out: " + ("the process itself (Python, torch, the data; ~0.1-0.2 GB above the RSS "
-                                     "before the model loads), glibc keeping freed tensor memory resident "
-                                     "(see `ftkit bench memory`), " if cpu else
+                                     "before the model loads), " if cpu else
                                      "the CUDA context and kernels (~0.3-0.5 GB per GPU), the caching "
                                      "allocator's reserve and fragmentation, ")
                      + "a padded or packed batch's attention mask (micro_batch x sequence_len^2 per layer where "

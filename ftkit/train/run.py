@@ -105,12 +105,12 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> 
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
     from ftkit.train import checkpoint_files, checkpoints, outputs, runtime
-    from ftkit.train.allocator import return_freed_memory
+    from ftkit.train.allocator import set_cpu_malloc
     from ftkit.train.save import save_run
 
     t0 = time.time()
     if not torch.cuda.is_available():
-        return_freed_memory()  # CPU: what backward frees goes back to the OS (see train/allocator.py)
+        set_cpu_malloc()  # CPU: glibc's malloc, or FTKIT_CPU_MALLOC=lean (see train/allocator.py)
     method, tokenizer, prepared, trainer = build(recipe, callbacks, overwrite)
     trainable, total = models.count_parameters(trainer.model)
     prompts = recipe.eval_prompts
