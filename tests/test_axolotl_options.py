@@ -328,14 +328,14 @@ def test_check_verb_reports_and_exits(tmp_path, capsys):
     from ftkit.cli import main
 
     path = tmp_path / "ax.yml"
-    path.write_text(yaml.safe_dump({**BASE, "dataset_num_proc": 2, "liger_rope": True, "lora_r": None}))
+    path.write_text(yaml.safe_dump({**BASE, "dataset_num_proc": 2, "liger_swiglu": True, "lora_r": None}))
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "alias    dataset_num_proc" in out and "-> dataset_processes" in out
-    assert "ignored  liger_rope" in out and "speed only" in out and "empty    lora_r" in out
-    assert "1 alias, 1 speed-only ignored: liger_rope" in out and "ok: the recipe will train" in out
+    assert "ignored  liger_swiglu" in out and "speed only" in out and "empty    lora_r" in out
+    assert "1 alias, 1 speed-only ignored: liger_swiglu" in out and "ok: the recipe will train" in out
     assert main(["check", str(path), "--strict"]) == 2
-    assert "liger_rope: ignored here" in capsys.readouterr().err
+    assert "liger_swiglu: ignored here" in capsys.readouterr().err
     path.write_text(yaml.safe_dump({**BASE, "qat": {"group_size": 32}}))
     assert main(["check", str(path)]) == 2
     assert "quantization-aware training" in capsys.readouterr().err

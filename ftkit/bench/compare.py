@@ -355,8 +355,26 @@ def ftkit_train(steps: int, out: Path) -> dict:
     return timer.per_step()
 
 
+@contextlib.contextmanager
+def _trls_own_head():
+    """TRL's fused LM head as TRL ships it, for the bare script: ftkit puts its CPU kernel under TRL's head
+    process-wide (train/lm_head.install) once an ftkit run has started in this process."""
+    from trl.trainer import utils
+
+    from ftkit.train.lm_head import Dispatch
+
+    patched = utils._ChunkedLogProbFunction, utils._use_triton
+    if Dispatch.trl is not None:
+        utils._ChunkedLogProbFunction, utils._use_triton = Dispatch.trl, Dispatch.trl_compacts
+    try:
+        yield
+    finally:
+        utils._ChunkedLogProbFunction, utils._use_triton = patched
+
+
 def bare_train(steps: int, out: Path) -> dict:
-    """A bare TRL script: the same twin, rows (alpaca prompt/completion text), batch, steps and learning rate."""
+    """A bare TRL script: the same twin, rows (alpaca prompt/completion text), batch, steps and learning rate,
+    with TRL's own LM head."""
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -373,7 +391,8 @@ def bare_train(steps: int, out: Path) -> dict:
                      logging_steps=min(10, steps), max_length=256, bf16=False, use_cpu=True, report_to=[], save_strategy="no",
                      gradient_checkpointing=False, dataloader_pin_memory=False, seed=42, disable_tqdm=True)
     timer = _timer()
-    SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer]).train()
+    with _trls_own_head():
+        SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer]).train()
     return timer.per_step()
 
 

@@ -6,16 +6,8 @@
 # Offline: every model is a random-init twin built here. Each step is bounded; a failing step does not stop
 # the rest. Usage: [STEPS="kernels varlen"] bash ftkit/bench/gpu_speed.sh [OUTDIR]
 set -u
-OUT=${1:-${OUT:-/tmp/ftkit-gpu-speed}}; mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTHONUNBUFFERED=1 WANDB_MODE=disabled FTKIT_CACHE=${FTKIT_CACHE:-/tmp/ftkit-cache}
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-step() { local name=$1 limit=$2; shift 2
-  [[ " ${STEPS:-all} " == *" all "* || " ${STEPS:-} " == *" $name "* ]] || return 0
-  echo "=== $name"; local t0=$(date +%s)
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
-  echo "    rc=$rc in $(( $(date +%s) - t0 ))s"; grep -E "$GREP" "$OUT/$name.log" | tail -n 30; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+OUT=${1:-${OUT:-/tmp/ftkit-gpu-speed}}
+source "$(dirname "$0")/gpu_steps.sh"
 python3 - <<'EOF'
 import importlib.util as u, torch, transformers, trl
 from transformers.utils import import_utils as iu

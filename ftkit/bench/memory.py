@@ -13,7 +13,8 @@ Sections:
   estimate   full fine-tune and LoRA (all linear layers) of a ~58M random-init Llama on rows of 85-100% of
              sequence_len, 3 steps: `ftkit memory`'s estimate vs the measured peak.
   lm-head    LoRA of a twin with Llama 3's 128,256-token vocabulary, 4 x 512 tokens per micro-batch: the
-             chunked LM head (the default) vs the model's own loss over the full logits; then the loss alone
+             chunked LM head (the default) vs the model's own loss over the full logits, no step logged (so
+             neither computes TRL's entropy/accuracy metrics); then the loss alone
              (bench/lm_head.py): full logits, TRL's CPU tiles, ftkit's kernel.
   allocator  the estimate's runs under glibc's malloc (the default) and FTKIT_CPU_MALLOC=lean, interleaved
              rounds: CPU seconds per step, peak, estimate / peak.
@@ -206,7 +207,9 @@ def lm_head_section(work: Path, print_=print) -> dict:
     model's own loss over the full logits; then the loss alone, three ways."""
     from ftkit.bench.estimate import estimate
 
-    recipe = bench_recipes(work, VOCAB_SIZE, seq_len=512, micro_batch_size=4)["lora"]
+    # no logged step: both sides compute the loss only (a logged step adds the entropy and top-1 accuracy)
+    recipe = bench_recipes(work, VOCAB_SIZE, seq_len=512, micro_batch_size=4)["lora"].model_copy(
+        update={"logging_steps": 100})
     tokens, vocab = recipe.micro_batch_size * recipe.sequence_len, VOCAB_SIZE["vocab_size"]
     print_(f"\n== lm head: LoRA of a twin with a {vocab:,}-token vocabulary (hidden {VOCAB_SIZE['hidden_size']}, "
            f"{VOCAB_SIZE['num_hidden_layers']} layers), {recipe.micro_batch_size} x {recipe.sequence_len} = "

@@ -68,7 +68,7 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                 top1[s:s + step] = z.argmax(-1) == targets[s:s + step]
             if entropy is not None:  # H = -sum p log p (not log Z - sum p z: that cancels digits away)
                 log_p = z.sub_(lse[:, None])
-                entropy[s:s + step] = -(log_p.exp() * log_p).sum(-1)
+                entropy[s:s + step] = -log_p.exp().mul_(log_p).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy)
         ctx.args = (scale, softcap, 1 / temperature, dtype)
         if top1 is not None:
@@ -86,20 +86,21 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         gw = torch.zeros(weight.shape, dtype=torch.float32) if need_w else None
         gb = torch.zeros(weight.shape[0], dtype=torch.float32) if need_b else None
         for s in range(0, n, step):
-            h = hidden[s:s + step]
+            h, rows = hidden[s:s + step], slice(s, s + step)
             z, t = _project(h, w, b, scale, softcap, inv_t)
-            log_p = z.sub_(log_z[s:s + step, None])
-            grad = torch.zeros_like(log_p)
-            if g_ent is not None:  # dH/dz_j = -p_j (log p_j + H)
-                grad -= log_p.exp() * (log_p + entropy[s:s + step, None]) * g_ent[s:s + step, None]
-            if g_logp is not None:  # d log p_y / dz_j = 1[j = y] - p_j
-                g = g_logp[s:s + step, None].float()
-                grad -= log_p.exp_().mul_(g)
-                grad.scatter_add_(-1, targets[s:s + step, None], g)
-            grad.mul_(inv_t)
-            if t is not None:
-                grad.mul_(1 - t * t)
-            grad = grad.mul_(scale).to(dtype)
+            log_p = z.sub_(log_z[rows, None])
+            # dH/dz_j = -p_j (log p_j + H); d log p_y / dz_j = 1[j = y] - p_j, the latter in place on the slice
+            ent = None if g_ent is None else log_p.exp() * (log_p + entropy[rows, None]) * -g_ent[rows, None]
+            g = (log_z.new_zeros(h.shape[0]) if g_logp is None else g_logp[rows].float())[:, None]
+            grad = log_p.exp_().mul_(-g)
+            grad.scatter_add_(-1, targets[rows, None], g)
+            if ent is not None:
+                grad += ent
+            if t is not None:  # through softcap * tanh(scale * y / softcap) / temperature
+                grad.mul_((1 - t * t).mul_(scale * inv_t))
+            elif scale * inv_t != 1.0:
+                grad.mul_(scale * inv_t)
+            grad = grad.to(dtype)
             if gh is not None:
                 gh[s:s + step] = grad @ w
             if gw is not None:
@@ -124,7 +125,8 @@ class Dispatch:
     """Stands where TRL's fused head calls ChunkedLogProbFunction.apply and sends each call to `route`'s kernel
     (`trl`: TRL's function; `cce`: set by train/kernels.py when the recipe asks for Cut Cross-Entropy)."""
 
-    trl = None
+    trl = None  # TRL's ChunkedLogProbFunction
+    trl_compacts = None  # TRL's _use_triton: where its head passes labelled positions only
     cce = None
 
     @classmethod
@@ -152,9 +154,9 @@ def install() -> bool:
         log.warning("LM head: TRL's fused head changed (no _ChunkedLogProbFunction/_use_triton in trl.trainer.utils); "
                     "on CPU its own tiles compute the loss (slower, more memory)")
         return False
-    Dispatch.trl, on_triton = utils._ChunkedLogProbFunction, utils._use_triton
+    Dispatch.trl, Dispatch.trl_compacts = utils._ChunkedLogProbFunction, utils._use_triton
     utils._ChunkedLogProbFunction = Dispatch
-    utils._use_triton = lambda device: device.type == "cpu" or on_triton(device)  # compact: labelled rows only
+    utils._use_triton = lambda device: device.type == "cpu" or Dispatch.trl_compacts(device)  # labelled rows only
     return True
 
 
