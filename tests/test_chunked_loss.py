@@ -128,3 +128,4 @@ def test_the_log_line_says_what_the_slices_save():
     # 32,768 tokens x 128,256 x 4 B = 16.81 GB of logits; slices of 2^25 // 128,256 = 261 tokens
     assert "slices of 261 tokens" in line and "16.81 GB" in line
     assert "tiles of at most 4,096 tokens" in lm_head.describe(tokens=8 * 4096, vocab=128_256, device="cuda")
+    assert "fit in one slice" in lm_head.describe(tokens=16 * 256, vocab=926, device="cpu")  # the tiny twin

@@ -17,8 +17,8 @@ from ftkit import models
 from ftkit.data import packing
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.train.args import training_args
 from ftkit.train import kernels, lm_head
+from ftkit.train.args import training_args
 from ftkit.train.method import Method
 
 HISTORY_KEYS = {"loss": "loss", "mean_token_accuracy": "accuracy"}  # TRL's log key -> TrainResult.history key
