@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ftkit-installed
-# Offline and headless: nothing may reach a model hub.
+# Offline and headless: nothing may reach a model hub (the `ftkit` command alone is online, as transformers is).
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export WANDB_MODE=offline WANDB_SILENT=true HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
 

@@ -276,8 +276,11 @@ measures every file below. Exact token ids and masks for each format are asserte
 - `chat_template:` (recipe level, or per dataset): `tokenizer_default`, `tokenizer_default_fallback_NAME`,
   a name (chatml, llama3, mistral, gemma, qwen, phi3, and Axolotl's qwen_25, qwen3, gemma3, phi_3; their
   special tokens are added) or Jinja text (`chat_template_jinja`: the text or a file). The
-  recipe-level one is written into the saved tokenizer. sharegpt's `conversation:` takes the same names
-  (also llama-3, phi-3, qwen-7b-chat); FastChat names such as vicuna_v1.1 are an error naming these.
+  recipe-level one is written into the saved tokenizer.
+- sharegpt with `conversation:` names a FastChat template (vicuna_v1.1, alpaca, llama-2, mistral, chatml,
+  llama3, zephyr, gemma, ...): the rows are rendered as FastChat wrote them, as Axolotl's sharegpt type did,
+  and the assistant turns are trained (see docs/axolotl-data.md for the list and the masking). Without
+  `conversation:` sharegpt rows are rendered by the tokenizer's chat template, like chat_template.
 """
 
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-from ftkit.env import die_with_parent, go_offline
+from ftkit.env import die_with_parent, set_process_env
 from ftkit.errors import FtkitError
 
 VERBS = {
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yml")
         if verb == "check":
             sp.add_argument("--strict", action="store_true", help="options ignored here (speed-only, internal) are errors")
+            sp.add_argument("--data", action="store_true", help="also prepare the rows (cached, as train would) and "
+                            "check them: a trainable row left, their text through the tokenizer, the warm-up length")
         if verb == "preprocess":
             sp.add_argument("--debug", action="store_true", help="print decoded examples; trained tokens in [[...]]")
             sp.add_argument("--debug-rows", type=int, default=3, help="how many examples --debug prints")
@@ -73,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="write into an output_dir ftkit did not create (its files of the names ftkit writes, "
                                  "README.md, config.json, ..., are replaced; the others stay), or start afresh over "
                                  "the checkpoints of an unfinished run")
+            sp.add_argument("--resume-changed-data", action="store_true",
+                            help="resume a checkpoint although the data changed since it was written (said in the "
+                                 "log; without it that is an error)")
         if verb == "memory":
             sp.add_argument("--num_processes", "--num-processes", type=int, default=1,
                             help="devices the run is spread over (ZeRO / FSDP shard states across them)")
@@ -98,6 +104,17 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "merge-lora":
             sp.add_argument("--output-dir", dest="merge_output_dir", default=None,
                             help="where to save (default: OUTPUT_DIR/merged)")
+            sp.add_argument("--overwrite", action="store_true",
+                            help="write into a folder ftkit did not create (files of the names a merge writes are "
+                                 "replaced, keeping their modes; the others stay)")
+        if verb in ("merge-lora", "infer", "evaluate"):
+            sp.add_argument("--allow-other-base", action="store_true",
+                            help="base_model is a renamed copy of the model the adapter was trained on (its layer "
+                                 "shapes are still checked)")
+        if verb in ("infer", "evaluate"):
+            sp.add_argument("--untrained", action="store_true",
+                            help="answer with the untrained base model when output_dir holds no trained model "
+                                 "(without it, that is an error: a mistyped output_dir never answers as the base)")
     _notebooks_parser(sub)
     _fetch_parser(sub)
     return p
@@ -139,6 +156,7 @@ def _notebooks(args) -> int:
 
 def _preprocess(recipe, args) -> None:
     from ftkit import data, models
+    from ftkit.formats.chat import chat_rows
     from ftkit.train.outputs import check_paths
 
     check_paths(recipe, ("dataset_prepared_path",))  # a file where the cache goes: an error naming the option
@@ -148,7 +166,7 @@ def _preprocess(recipe, args) -> None:
     if args.debug:
         for i in range(min(args.debug_rows, len(prepared.train))):
             ex = prepared.train[i]
-            if recipe.rl:  # a preference row as the model sees it
+            if chat_rows(recipe):  # a preference / GRPO / reward-model row as the model sees it
                 from ftkit.train import preference_report
 
                 print(f"--- example {i} ---\n{preference_report.show_pair(tok, ex)}")
@@ -160,7 +178,7 @@ def _preprocess(recipe, args) -> None:
                 continue
             print(f"--- example {i} ({len(ex['input_ids'])} tokens; trained text in [[...]]) ---")
             print(data.show_mask(ex, tok, color=sys.stdout.isatty()))
-    if args.check_parity and recipe.rl:  # TRL renders the prompt with the template inference uses
+    if args.check_parity and chat_rows(recipe):  # TRL renders the prompt with the template inference uses
         print("parity: rl: prompts are the chat template's own rendering, the ids `ftkit infer` sends "
               "(tests/test_preference.py checks TRL's prompt_ids against them)")
     elif args.check_parity:
@@ -177,26 +195,57 @@ def _preprocess(recipe, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    go_offline()
+    set_process_env()  # online unless HF_HUB_OFFLINE=1 says otherwise, as transformers is
     die_with_parent()  # a killed ftkit takes its datasets.map workers with it (env.py)
     args, extra = _parser().parse_known_args(argv)
     try:
         return _run(args, extra)
     except FtkitError as e:
-        print(f"ftkit: error: {e}", file=sys.stderr)
+        print(f"ftkit: {'stopped' if getattr(e, 'exit_code', 2) == 130 else 'error'}: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        return _interrupted()
     except BrokenPipeError:  # `ftkit options | head`: the reader left; not an error of ours
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - python flushes stdout again at exit
         return 0
-    except (OSError, RuntimeError) as e:  # a full disk where no step names it (data cache, logs): no traceback
-        from ftkit.errors import is_disk_full
+    except Exception as e:  # a full disk where no step names it (data cache, logs), or Ctrl-C inside a library
+        from ftkit.errors import interrupted, is_disk_full
 
-        if not is_disk_full(e):
+        if interrupted(e):  # datasets' worker pool turns Ctrl-C into a TimeoutError on its way out
+            return _interrupted()
+        if not isinstance(e, (OSError, RuntimeError)) or not is_disk_full(e):
             raise
         print(f"ftkit: error: the disk is full ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Fix: free "
               "space (or point output_dir / dataset_prepared_path / HF_HOME at a larger disk) and run again",
               file=sys.stderr)
         return 3
+
+
+TORCH_VERBS = ("train", "infer", "evaluate", "merge-lora")  # verbs that run a model: their torch threads count
+
+
+def _torch_threads(to_stderr: bool) -> None:
+    """torch threads from the free cores, or FTKIT_THREADS / OMP_NUM_THREADS; one line says which."""
+    import torch
+
+    from ftkit.env import torch_threads
+    from ftkit.log import log, to_stderr as on_stderr
+
+    try:
+        n, why = torch_threads()
+    except ValueError as e:
+        var, value = e.args
+        raise FtkitError(f"{var}={value!r} is not a number of threads", where=var,
+                         fix=f"set {var} to a whole number >= 1, or unset it (`unset {var}`) to use the free cores") from None
+    torch.set_num_threads(n)
+    with on_stderr() if to_stderr else contextlib.nullcontext():  # `infer`: stdout carries only answers
+        log.info(f"torch threads: {n} ({why})")
+
+
+def _interrupted() -> int:
+    print("ftkit: interrupted (Ctrl-C): nothing half-written was published (an output folder keeps its earlier model "
+          "and intact checkpoints; a half-written data cache is never used)", file=sys.stderr)
+    return 130
 
 
 def _check(args, extra) -> int:
@@ -207,10 +256,9 @@ def _check(args, extra) -> int:
     print(text)
     if problems:
         raise FtkitError(problems)
-    if checked.deepspeed:  # the engine file must exist too (train checks it the same way)
-        from ftkit.train.distributed import deepspeed_path
+    from ftkit.train.preflight import check as preflight  # what train checks before loading weights (docs/preflight.md)
 
-        deepspeed_path(checked)
+    preflight(checked, data=args.data).raise_problems()  # says what it could not check, and why
     print("ok: the recipe will train")
     return 0
 
@@ -260,10 +308,13 @@ def _run(args, extra) -> int:
         from ftkit.log import log
 
         log.info(recipe.report.summary())  # "42 options used, 3 aliases, 2 speed-only ignored: ..."
+    if args.verb in TORCH_VERBS and not getattr(args, "num_processes", None):  # the launcher's children choose
+        _torch_threads(to_stderr=args.verb == "infer")
     if args.verb == "train" and args.num_processes:
         from ftkit.train import distributed
 
-        distributed.launch(args.recipe, extra + ["--overwrite"] * args.overwrite, args.num_processes)
+        distributed.launch(args.recipe, extra + ["--overwrite"] * args.overwrite
+                           + ["--resume-changed-data"] * args.resume_changed_data, args.num_processes)
     elif args.verb == "preprocess":
         _preprocess(recipe, args)
     elif args.verb == "train":
@@ -271,12 +322,12 @@ def _run(args, extra) -> int:
         from ftkit.errors import Problem
         from ftkit.train.outputs import RunFailed
 
-        result = train.run(recipe, overwrite=args.overwrite)
+        result = train.run(recipe, overwrite=args.overwrite, resume_changed_data=args.resume_changed_data)
         if result.diverged:  # exit 3: the run ended without a model
             what, _, fix = result.runtime["stop_reason"].partition(". Fix: ")
             raise RunFailed(Problem(f"{what}; no model was saved (the loss curve and metrics are in {result.saved_to}; "
                                     f"{recipe.output_dir} keeps what it held before)", recipe.source,
-                                    "loss_watchdog_threshold", fix=fix or None))
+                                    result.runtime.get("stop_key", "loss_watchdog_threshold"), fix=fix or None))
     elif args.verb == "infer":
         from ftkit import infer
 
@@ -284,14 +335,17 @@ def _run(args, extra) -> int:
             from ftkit.infer import ui
 
             ui.launch(recipe, args.host, args.port, auth=ui.parse_auth(args.auth), max_new_tokens=args.max_new_tokens,
-                      temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+                      temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                      load=dict(untrained=args.untrained, allow_other_base=args.allow_other_base))
             return 0
         infer.run(recipe, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                  top_p=args.top_p, seed=args.seed, stream=not args.no_stream)
+                  top_p=args.top_p, seed=args.seed, stream=not args.no_stream,
+                  load=dict(untrained=args.untrained, allow_other_base=args.allow_other_base))
     elif args.verb == "evaluate":
         from ftkit.cookbook import evaluate
 
-        evaluate.run(recipe, args.dataset, args.json_out)
+        evaluate.run(recipe, args.dataset, args.json_out,
+                     load=dict(untrained=args.untrained, allow_other_base=args.allow_other_base))
     elif args.verb == "memory":
         from ftkit.bench import estimate as memory
 
@@ -299,7 +353,7 @@ def _run(args, extra) -> int:
     elif args.verb == "merge-lora":
         from ftkit.models import merge
 
-        merge.run(recipe, args.merge_output_dir)
+        merge.run(recipe, args.merge_output_dir, overwrite=args.overwrite, allow_other_base=args.allow_other_base)
     elif args.verb == "bench" and args.what == "packing":
         from ftkit.bench import packing as packing_bench
 

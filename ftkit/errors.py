@@ -49,20 +49,48 @@ class DataError(FtkitError):
     """A dataset file or row that cannot be used."""
 
 
+class DiskFull(FtkitError):
+    """A full disk (or quota) that stopped a command: exit code 3, as a run that produced no model."""
+
+    exit_code = 3
+
+
 DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "StorageFull", "os error 28", "file write failed")
+# What torch.save's zip writer says when a write came up short, without the OS error behind it: a full disk
+# when the folder written to has (almost) no space left, some other I/O failure otherwise.
+SHORT_WRITE_TEXT = ("unexpected pos", "iostream error", "PytorchStreamWriter failed")
+NEARLY_FULL = 64 << 20  # bytes free below which a short write is taken for a full disk
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """A full disk (or quota), however the writer reports it: OSError ENOSPC/EDQUOT, safetensors' "StorageFull",
-    torch.save's "file write failed" (a RuntimeError), anywhere in the exception's chain."""
-    import errno
-
+def _chain(exc: BaseException | None):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(text in str(exc) for text in DISK_FULL_TEXT):
-            return True
+        yield exc
         exc = exc.__cause__ or exc.__context__
+
+
+def is_disk_full(exc: BaseException, folder=None) -> bool:
+    """A full disk (or quota), however the writer reports it, anywhere in the exception's chain: OSError
+    ENOSPC/EDQUOT, safetensors' "StorageFull"; torch.save's short-write texts when `folder` (where it wrote) has
+    less than NEARLY_FULL bytes free (on a real full disk torch says only "unexpected pos N vs M")."""
+    import errno
+    import shutil
+
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(e) for text in DISK_FULL_TEXT):
+            return True
+        if folder is not None and any(text in str(e) for text in SHORT_WRITE_TEXT):
+            try:
+                return shutil.disk_usage(folder).free < NEARLY_FULL
+            except OSError:
+                return False
     return False
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, even when a library turned it into another error on its way out (datasets' worker pool raises a
+    TimeoutError while it handles the KeyboardInterrupt)."""
+    return any(isinstance(e, KeyboardInterrupt) for e in _chain(exc))

@@ -13,9 +13,9 @@ import yaml
 
 from axolotl_corpus import ROOT, twin_run_overrides
 from ftkit import train
+from ftkit.axolotl import NOT_AXOLOTL, USED
 from ftkit.errors import ConfigError
 from ftkit.recipe import inspect_recipe, load_recipe
-from ftkit.recipe.migration import USED
 
 CORPUS = sorted((ROOT / "tests" / "axolotl_configs").glob("*.yml"))
 # trained 2 steps on the CPU (the others are validated; their features are trained by other tests or need a GPU:
@@ -40,6 +40,7 @@ def test_corpus_config_validates_as_written(path):
     reported = {line.key.split(".")[0] for line in recipe.report.lines}
     assert set(written) <= reported  # every key of the file has a status
     assert not recipe.report.of("refused")
+    assert not [line.key for line in recipe.report.lines if line.detail.startswith(NOT_AXOLOTL)]  # none dropped
     assert recipe.report.of(USED)
 
 
@@ -80,13 +81,14 @@ SNIPPETS = list(yaml.safe_load_all((ROOT / "tests" / "data" / "reference_snippet
 # problems ftkit reports for them, all at once. Every other snippet validates.
 ALTERNATIVES = {
     "precision choices": ["load_in_8bit: load_in_4bit and load_in_8bit are both true",
-                          "load_in_4bit: a 4-bit base needs adapter: qlora", "load_in_8bit: 8-bit weights cannot be trained",
+                          "load_in_4bit: 4-bit weights cannot be trained directly", "load_in_8bit: 8-bit weights cannot be trained",
                           "float16: bfloat16 and float16 are both true"],
     "all options": ["gptq: a GPTQ base is already quantized", "fp16: bf16 and fp16 are both true",
                     "float16: bfloat16 and float16 are both true", "warmup_ratio: conflicts with warmup_steps",
                     "default_system_message: the chat template has no built-in default system text",
                     "early_stopping_patience: needs evaluations during training",
-                    "test_datasets: is not read by supervised fine-tuning"],
+                    "val_set_size: test_datasets is the eval set",  # with lora + load_in_4bit (a QLoRA, as Axolotl):
+                    "loftq_config: LoftQ initialises a LoRA on the full-precision base"],
 }
 
 
@@ -109,6 +111,7 @@ def _kind(doc) -> str | None:
 def test_reference_doc_snippet_validates(doc):
     _, migration, problems = inspect_recipe(_snippet_recipe(doc))
     assert not [p for p in problems if "unknown option" in p.problem]  # every name is an option with a status
+    assert not [line.key for line in migration.report.lines if line.detail.startswith(NOT_AXOLOTL)]  # not dropped
     expected = ALTERNATIVES.get(_kind(doc), [])
     got = [str(p) for p in problems]
     assert len(got) == len(expected) and all(any(e in g for g in got) for e in expected), got

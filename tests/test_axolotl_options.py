@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
+from ftkit.axolotl import EMPTY, IGNORED
+from ftkit.axolotl import catalogue as cat
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe import Recipe, inspect_recipe, load_recipe
-from ftkit.recipe import axolotl as cat
 from ftkit.recipe.base import METHODS, field_methods, method_label
 from ftkit.recipe.data_options import DatasetSpec, UserDefinedFormat
-from ftkit.recipe.migration import EMPTY, IGNORED
-from ftkit.recipe.reference import option_counts, options_reference
+from ftkit.recipe.reference import option_counts, option_status, options_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"base_model": "tiny:llama", "datasets": [{"path": "data_samples/alpaca.jsonl", "type": "alpaca"}]}
@@ -28,34 +29,50 @@ def problems_of(data: dict) -> list[str]:
 
 # ---------------------------------------------------------------- one status per option
 
-def axolotl_names() -> list[tuple[str, str]]:
-    text = (ROOT / "tests" / "data" / "axolotl_option_names.txt").read_text()
-    return [tuple(line.split()) for line in text.splitlines() if line and not line.startswith("#")]
-
-
-def test_every_axolotl_option_has_exactly_one_status():
-    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-              "type": set(UserDefinedFormat.model_fields), **{k: set(v.split()) for k, v in cat.NESTED_FIELDS.items()}}
-    names = axolotl_names()
-    assert len(names) == len(set(names)) == 764
-    statuses = {}
-    for level, name in names:
-        implemented, catalogued = name in fields.get(level, ()), (level, name) in cat.CATALOGUE
-        assert implemented != catalogued, (level, name, implemented, catalogued)  # exactly one
-        statuses[(level, name)] = "implemented" if implemented else cat.CATALOGUE[(level, name)].status
-    assert set(cat.CATALOGUE) <= set(names)  # nothing catalogued that Axolotl does not have
+def test_every_name_axolotl_shipped_has_a_status():
+    """ftkit/axolotl/harvested_names.txt: every option name of Axolotl's releases v0.3.0 (2023-09) .. v0.18.0."""
+    rows = cat.harvested()
+    assert len(rows) == len({(level, name) for level, name, _ in rows}) >= 800
+    assert [(level, name) for level, name, _ in rows if option_status(level, name) is None] == []
     counted = option_counts()
-    assert sum(counted.values()) == len(names)
-    assert counted == {s: list(statuses.values()).count(s) for s in counted}
+    assert "none" not in counted and sum(counted.values()) == len(rows)
+    assert counted["implemented"] >= 230 and counted["refused"] >= 280 and counted["alias"] >= 15
+    shipped = {(level, name): when for level, name, when in rows}
+    assert shipped[("top", "eval_table_max_new_tokens")] == "main@2023-10-main@2024-02"  # renamed in 2024-02
+    assert cat.lookup("top", "eval_table_max_new_tokens").canonical == "eval_max_new_tokens"
+    assert shipped[("top", "base_model")] == "v0.3.0-v0.18.0"
+
+
+def test_each_option_has_exactly_one_status_and_a_provenance():
+    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
+              "type": set(UserDefinedFormat.model_fields), **{k: set(v) for k, v in cat.NESTED_FIELDS.items()}}
+    shipped = {(level, name): when for level, name, when in cat.harvested()}
+    for (level, name), entry in cat.CATALOGUE.items():
+        assert name not in fields.get(level, ()), (level, name)  # a recipe field is never catalogued too
+        assert entry.shipped == shipped.get((level, name)), (level, name)  # harvest.py --update wrote it
+        assert entry.shipped or entry.source, (level, name)  # from Axolotl's releases, or said where from
+
+
+def test_catalogue_file_has_no_key_written_twice():
+    """YAML keeps the last of two equal keys silently: an entry written twice would lose one status."""
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            keys = [k.value for k, _ in node.value]
+            assert len(keys) == len(set(keys)), (path, sorted(k for k in keys if keys.count(k) > 1))
+            for k, v in node.value:
+                walk(v, f"{path}.{k.value}")
+
+    walk(yaml.compose(cat.FILE.read_text()), "catalogue")
 
 
 def test_options_reference_shows_every_status():
     ref = options_reference()
-    assert "Axolotl options by status: implemented" in ref and "(764 in all)" in ref
+    counted = option_counts()
+    assert "Axolotl options by status: implemented" in ref and f"({sum(counted.values())} in all" in ref
     for level, name in cat.CATALOGUE:
         shown = name if level == "top" else f"datasets[].{name}" if level == "dataset" else f"{level}.{name}"
         assert f"`{shown}`" in ref, shown
-    assert "`rl_beta` | `None` | dpo, ipo, kto, simpo |" in ref  # the methods that read an option
+    assert "`rl_beta` | `None` | dpo, ipo, kto, simpo, grpo, gdpo |" in ref  # the methods that read an option
 
 
 def test_refused_entries_name_a_reason_and_aliases_a_field():
@@ -205,14 +222,14 @@ def test_speed_only_options_leave_training_identical(make_recipe, said):
 
 REFUSALS = [
     ({"qat": {"weight_dtype": "int8"}}, "qat: quantization-aware training", "adapter: qlora"),
-    ({"rl": "grpo"}, "rl: 'grpo' -- online RL", "rl: dpo"),
+    ({"rl": "ebft"}, "rl: 'ebft' -- EBFT", "rl: grpo"),
     ({"optimizer": "muon"}, "optimizer: 'muon' -- this optimizer is Axolotl's own", "adamw_torch_fused"),
     ({"bf16": "full"}, "bf16: 'full' -- pure-bf16 training", "bfloat16: true"),
     ({"plugins": ["axolotl.integrations.kd.KDPlugin"]}, "plugins.0: plugin axolotl.integrations.kd.KDPlugin: knowledge distillation", "remove it"),
-    ({"trl": {"num_generations": 8}}, "trl.num_generations: online RL", "rl: dpo"),
+    ({"trl": {"async_prefetch": True}}, "trl.async_prefetch: Axolotl's async GRPO pipeline", "rl: grpo (on-policy)"),
     ({"relora": True, "jagged_restart_steps": 100}, "relora: Axolotl's ReLoRA also prunes", "relora_steps"),
     ({"chat_template": "mistral_v1"}, "chat_template: 'mistral_v1' -- ftkit has no copy", "tokenizer_default"),
-    ({"datasets": [{"path": "x.jsonl", "type": "bradley_terry.chat_template"}]}, "reward-model training", "rl: dpo"),
+    ({"datasets": [{"path": "x.jsonl", "type": "stepwise_supervised"}]}, "TRL 1.16 removed PRMTrainer", "reward_model: true"),
     ({"save_safetensors": False}, "save_safetensors: False -- ftkit writes safetensors only", "save_safetensors: true"),
 ]
 
@@ -285,6 +302,8 @@ def _sample(field, default):
             if inner is DatasetSpec else ["x"]
     if origin is dict:
         return {"a": "b"}
+    if isinstance(first, type) and issubclass(first, BaseModel):  # an option block (trl:)
+        return {"num_generations": 4}
     raise AssertionError(f"no sample value for {field}")
 
 
@@ -382,3 +401,157 @@ def test_axolotl_warmup_and_logging_rules():
 def test_silent_recipe_gets_axolotl_defaults():
     r = load_recipe({**BASE, "adapter": "lora"})
     assert (r.micro_batch_size, r.lora_dropout, r.save_total_limit, r.warmup_steps, r.logging_steps) == (1, 0.0, 4, None, None)
+
+
+# ---------------------------------------------------------------- keys Axolotl drops silently (issue 20, item 3)
+
+def _file(tmp_path, body: str) -> Path:
+    path = tmp_path / "r.yml"
+    path.write_text("base_model: tiny:llama\ndatasets:\n  - path: data_samples/alpaca.jsonl\n    type: alpaca\n" + body)
+    return path
+
+
+NEAR_MISSES = [("lerning_rate: 0.1", "learning_rate"), ("micro_batchsize: 2", "micro_batch_size"),
+               ("lora_rank: 16", "lora_r"), ("train_on_input: true", "train_on_inputs"),
+               ("gradient_acumulation_steps: 4", "gradient_accumulation_steps"), ("flash_attn: true", "flash_attention"),
+               ("max_seq_len: 256", "sequence_len"), ("model_name_or_path: x", "base_model")]
+
+
+@pytest.mark.parametrize("line,meant", NEAR_MISSES, ids=[n[1] for n in NEAR_MISSES])
+def test_a_near_miss_stays_an_error_with_its_suggestion(tmp_path, line, meant):
+    key = line.split(":")[0]
+    with pytest.raises(ConfigError) as e:
+        load_recipe(_file(tmp_path, line + "\n"))
+    assert f"r.yml:5: {key}: unknown option. Fix: did you mean {meant}?" in str(e.value)
+
+
+def test_suggestions_go_by_meaning_not_by_spelling_alone():
+    """Plain difflib (what ftkit used before) picks the wrong option for each of these; the meaning table does not."""
+    import difflib
+
+    from ftkit.axolotl.suggest import suggest
+
+    top = [*Recipe.model_fields, *cat.names_at("top")]
+    dataset = [*DatasetSpec.model_fields, *cat.names_at("dataset")]
+    wrong = {"report_to": ("eot_tokens", top), "lora_rank": ("local_rank", top), "train_on_input": ("train_on_split", dataset)}
+    for key, (bad, names) in wrong.items():
+        assert difflib.get_close_matches(key, [n for n in names if n != key], n=1, cutoff=0.6) == [bad]
+        assert suggest(key, names, cat.MEANING) != bad, key
+    assert suggest("lora_rank", top, cat.MEANING) == "lora_r" and suggest("report_to", top, cat.MEANING) is None
+    assert suggest("train_on_input", top, cat.MEANING) == "train_on_inputs"
+    for unrelated in ("comment", "notes", "author", "version", "my_experiment", "tags", "description"):
+        assert suggest(unrelated, top, cat.MEANING) is None, unrelated  # accepted and said, not an error
+
+
+def test_a_key_axolotl_would_drop_is_accepted_named_in_one_line_and_trains(make_recipe):
+    from ftkit import train
+
+    plain = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4)
+    extra = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4, image="axolotl:main", gpu="h100",
+                        my_note="first try")
+    summary = extra.report.summary().splitlines()
+    assert summary[1] == "ignored: not an option Axolotl reads: image, gpu, my_note"
+    assert len(summary) == 2 and "image" not in summary[0]
+    assert [loss for _, loss in train.run(plain).losses] == [loss for _, loss in train.run(extra).losses]
+
+
+def test_strict_check_refuses_every_ignored_key(tmp_path, capsys):
+    from ftkit.cli import main
+
+    path = _file(tmp_path, "image: axolotl:main\nmy_note: first try\nhub_private_repo: true\n")
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ignored: not an option Axolotl reads: image, my_note" in out and "ok: the recipe will train" in out
+    assert main(["check", str(path), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems" in err and "image: ignored here (not an option Axolotl reads" in err
+    assert "my_note: ignored here" in err and "hub_private_repo: ignored here (hub transport only" in err
+
+
+# (TrainingArguments name, value, the TrainingArguments key it must reach, the value there)
+TRAINING_ARGUMENTS = [
+    ("per_device_train_batch_size", 3, "per_device_train_batch_size", 3),
+    ("per_gpu_train_batch_size", 3, "per_device_train_batch_size", 3),
+    ("per_device_eval_batch_size", 5, "per_device_eval_batch_size", 5),
+    ("per_gpu_eval_batch_size", 5, "per_device_eval_batch_size", 5),
+    ("num_train_epochs", 2, "num_train_epochs", 2),
+    ("lr_scheduler_type", "linear", "lr_scheduler_type", "linear"),
+    ("optim", "sgd", "optim", "sgd"),
+    ("activation_checkpointing", True, "activation_checkpointing", True),
+    ("activation_checkpointing_kwargs", {"use_reentrant": True}, "activation_checkpointing_kwargs", {"use_reentrant": True}),
+    ("run_name", "first-try", "run_name", "first-try"),
+    ("data_seed", 7, "data_seed", 7),
+    ("logging_first_step", True, "logging_first_step", True),
+    ("report_to", ["tensorboard"], "report_to", ["tensorboard"]),
+    ("max_seq_length", 96, "max_length", 96),
+    ("train_sampling_strategy", "group_by_length", "train_sampling_strategy", "group_by_length"),
+]
+
+
+@pytest.mark.parametrize("name,value,key,expected", TRAINING_ARGUMENTS, ids=[t[0] for t in TRAINING_ARGUMENTS])
+def test_training_arguments_names_reach_the_built_trainer_arguments(tmp_path, name, value, key, expected):
+    """The trainer's config is built for a tiny recipe as train.run builds it; the value is read back from it."""
+    from ftkit.models import Precision
+    from ftkit.train.sft import sft_config
+
+    r = load_recipe({**BASE, "output_dir": str(tmp_path / "out"), name: value})
+    config = sft_config(r, Precision(False, False, False), has_eval=False, n_train=100)
+    assert getattr(config, key) == expected
+    field = name in Recipe.model_fields  # data_seed, logging_first_step: recipe fields of their own
+    assert {line.key: line.status for line in r.report.lines}[name] == ("used" if field else "alias")
+    assert (name in r.dump()) == field  # recipe.yml is written with ftkit's names
+
+
+def test_training_arguments_names_without_a_mapping_are_said_or_refused():
+    r = load_recipe({**BASE, "logging_dir": "logs", "overwrite_output_dir": True, "push_adapter_to_hub": True,
+                     "eval_accumulation_steps": 4, "label_smoothing_factor": 0.1, "preprocessing_num_workers": 3,
+                     "push_to_hub_model_id": None, "eval_table_max_new_tokens": 64, "packing": True})
+    ignored = {line.key: line.detail for line in r.report.of(IGNORED)}
+    assert "output_dir/runs/" in ignored["logging_dir"] and "ftkit train --overwrite" in ignored["overwrite_output_dir"]
+    assert ignored["push_adapter_to_hub"].startswith("hub transport only")
+    assert ignored["eval_accumulation_steps"].startswith("speed only: memory only")
+    # Axolotl drops TrainingArguments names it does not read, so it trains without label smoothing: so does ftkit
+    assert "Axolotl drops" in ignored["label_smoothing_factor"]
+    assert (r.dataset_processes, r.eval_max_new_tokens, r.sample_packing) == (3, 64, True)  # read by data prep
+    got = problems_of({**BASE, "train_sampling_strategy": "sequential"})
+    assert any("train_sampling_strategy: sequential: batches in the data's order" in p for p in got), got
+
+
+def test_report_to_maps_onto_the_tracking_options():
+    assert load_recipe({**BASE, "report_to": "comet_ml"}).use_comet is True
+    assert load_recipe({**BASE, "report_to": ["wandb"], "wandb_project": "p"}).wandb_project == "p"
+    assert load_recipe({**BASE, "report_to": "none"}).use_comet is False
+    # as in Axolotl (which drops report_to), the loggers follow their own keys: harmless configs train
+    alone = load_recipe({**BASE, "report_to": "wandb"})
+    assert alone.wandb_project is None and "whatever report_to says" in {l.key: l.detail for l in alone.report.lines}["report_to"]
+    assert load_recipe({**BASE, "report_to": "none", "mlflow_tracking_uri": "file:./mlruns"}).mlflow_tracking_uri
+
+
+def test_benchmark_evaluation_is_not_run_here_and_says_so():
+    r = load_recipe({**BASE, "do_bench_eval": True, "bench_dataset": "mmlu", "lm_eval_tasks": ["hellaswag"]})
+    ignored = {line.key: line.detail for line in r.report.of(IGNORED)}
+    for key in ("do_bench_eval", "bench_dataset", "lm_eval_tasks"):
+        assert ignored[key].startswith("not run by ftkit: use `ftkit evaluate`"), ignored[key]
+    assert "3 ignored (not run by ftkit: use `ftkit evaluate`): do_bench_eval, bench_dataset, lm_eval_tasks" in \
+        r.report.summary() and "speed-only ignored:" not in r.report.summary()
+
+
+def test_dataset_entries_and_checked_blocks_follow_the_same_policy():
+    r = load_recipe({**DPO, "trl": {"beta": 0.2, "my_flag": 1},
+                     "datasets": [{**DPO["datasets"][0], "source_url": "https://example.org"}]})
+    assert r.rl_beta == 0.2
+    assert r.report.summary().splitlines()[1] == "ignored: not an option Axolotl reads: datasets.0.source_url, trl.my_flag"
+    got = problems_of({**DPO, "trl": {"bta": 0.2}, "datasets": [{**DPO["datasets"][0], "feild_messages": "m"}]})
+    assert any("trl.bta: unknown option. Fix: did you mean beta?" in p for p in got), got
+    assert any("datasets.0.feild_messages: unknown option. Fix: did you mean field_messages?" in p for p in got), got
+
+
+# ---------------------------------------------------------------- a key written twice (issue 20, item 4)
+
+def test_a_key_written_twice_with_the_same_value_is_a_note(tmp_path):
+    r = load_recipe(_file(tmp_path, "lora_r: 8\nadapter: lora\nlora_r: 8\n"))
+    notes = [(line.key, line.detail, line.line) for line in r.report.of("note")]
+    assert notes == [("lora_r", "written twice with the same value, lines 5 and 7", 7)] and r.lora_r == 8
+    assert "1 note: lora_r (written twice with the same value, lines 5 and 7)" in r.report.summary()
+    with pytest.raises(ConfigError, match=r"r.yml:7: lora_r: written twice in one mapping \(lines 5 and 7\)"):
+        load_recipe(_file(tmp_path, "lora_r: 8\nadapter: lora\nlora_r: 16\n"))

@@ -1,4 +1,5 @@
 """Recipe validation: every bad recipe names the file, the key (and line), what is wrong, and the fix."""
+import os
 import textwrap
 
 import pytest
@@ -89,7 +90,7 @@ def test_overrides_are_typed_by_schema(tmp_path):
     assert r.lora_r == 16 and isinstance(r.lora_r, int)
     assert r.learning_rate == 3e-4 and r.adapter == "lora" and r.train_on_inputs is True
     assert r.datasets[0].path == "other.jsonl"
-    assert r.output_dir == "123"  # a str field keeps the text, not the int YAML would make of it
+    assert r.output_dir == os.path.abspath("123")  # a str field keeps the text (made absolute), not an int
     assert r.special_tokens == {"pad_token": "<pad>"}
 
 

@@ -235,22 +235,21 @@ def test_a_cache_missing_its_eval_split_is_prepared_again(tmp_path, tok, said):
 
 
 def test_temp_dirs_of_killed_runs_are_removed_and_a_live_writers_is_kept(tmp_path, tok, said):
-    import os
-
     from ftkit.data import cache
 
     prepared = tmp_path / "prepared"
-    stale = prepared / ".tmp-killed"
+    stale = prepared / ".ftkit-tmp-killed"
     (stale / "train").mkdir(parents=True)
     (stale / "train" / "data.arrow").write_bytes(b"x" * 1000)
-    os.utime(stale, (0, 0))  # older than this process, no lock: left by a killed run
-    live = prepared / ".tmp-live"
+    cache._lock(stale)
+    cache._unlock(stale)  # ftkit's lock file, held by nobody: left by a killed run
+    live = prepared / ".ftkit-tmp-live"
     live.mkdir()
     cache._lock(live)  # a writer holds its lock
     try:
         data.prepare(recipe(tmp_path, [{"path": jsonl(tmp_path / "x.jsonl", ALPACA)}]), tok)
         assert not stale.exists() and live.is_dir()
-        assert any("removed 1 temporary dir(s) left by killed preprocess runs" in s and ".tmp-killed" in s
+        assert any("removed 1 temporary dir(s) left by killed preprocess runs" in s and ".ftkit-tmp-killed" in s
                    for s in said)
     finally:
         cache._unlock(live)

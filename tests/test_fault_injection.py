@@ -50,7 +50,8 @@ def finished(tmp_path_factory, rows64):
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yml", {
         "output_dir": str(tmp / "out"), "dataset_prepared_path": str(tmp / "prepared"), "max_steps": 2,
         "logging_steps": 1, "eval_prompts": [], "val_set_size": 0, "datasets": rows64, "sequence_len": 64,
-        "save_strategy": "epoch"})
+        "save_strategy": "epoch", "warmup_steps": 0,
+        "lr_scheduler": "constant"})  # a step resumed from its checkpoint trains (a 2-step cosine ends at 0)
     train.run(recipe)
     return Path(recipe.output_dir)
 
@@ -106,11 +107,11 @@ def test_default_output_dir_is_per_recipe(tmp_path):
 
     a = tmp_path / "my-lora.yml"
     a.write_text("base_model: tiny:llama\ndatasets:\n  - path: x.jsonl\n    type: alpaca\n")
-    assert load_recipe(a).output_dir == "outputs/my-lora"
+    assert load_recipe(a).output_dir == os.path.abspath("outputs/my-lora")  # made absolute at load (round 2, #1)
     spec = {"base_model": "tiny:llama", "datasets": [{"path": "x.jsonl", "type": "alpaca"}]}
     one, longer, other = (load_recipe({**spec, **kw}).output_dir for kw in ({}, {"max_steps": 9}, {"learning_rate": 0.1}))
-    assert one.startswith("outputs/run-") and one == longer != other  # more steps: the same run; another lr: not
-    assert default_output_dir(None, load_recipe(spec).dump()) == one
+    assert one.startswith(os.path.abspath("outputs/run-")) and one == longer != other  # more steps: same run
+    assert os.path.abspath(default_output_dir(None, load_recipe(spec).dump())) == one
 
 
 def test_a_second_training_into_a_locked_folder_fails_at_once_naming_the_holder(short, tmp_path):
@@ -313,7 +314,7 @@ def test_a_real_full_disk_at_the_final_save(short, tmp_path):
 def test_sigkill_during_the_final_save_leaves_the_earlier_model_and_resumes(short, tmp_path, finished, said):
     out = tmp_path / "out"
     before = _earlier_model(finished, out)
-    recipe = short(auto_resume_from_checkpoints=True, max_steps=3)
+    recipe = short(auto_resume_from_checkpoints=True, max_steps=3, lr_scheduler="constant")  # `finished`'s schedule
     path = tmp_path / "r.yml"
     path.write_text(yaml.safe_dump(recipe.dump(), sort_keys=False))
     # the tokenizer is written after the weights: kill the process there, half-way through the staged save

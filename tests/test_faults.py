@@ -195,6 +195,5 @@ def test_an_optimizer_whose_package_is_missing_fails_before_data_and_model(tmp_p
     assert f"{recipe}:4: optimizer: optimizer adamw_torch_4bit comes from the torchao package, which is not " \
            "installed. Fix: pip install torchao" in err and "Traceback" not in err
     assert not (tmp_path / "prepared").exists()
-    assert main(["check", str(recipe)]) == 0  # the recipe is valid; this machine lacks the package: a note
-    assert "note: optimizer adamw_torch_4bit needs the torchao package, which is not installed here" in \
-        capsys.readouterr().out
+    assert main(["check", str(recipe)]) == 2  # check says what train will do (train/preflight.py)
+    assert "optimizer adamw_torch_4bit comes from the torchao package" in capsys.readouterr().err

@@ -91,7 +91,8 @@ def test_relora_run_restarts_and_saves_the_merged_model(tmp_path, said):
 
 @pytest.mark.parametrize("overrides, key, fix", [
     ({"load_in_4bit": True, "load_in_8bit": True, "adapter": "qlora"}, "load_in_8bit", "choose one"),
-    ({"load_in_4bit": True, "adapter": "lora"}, "load_in_4bit", "set adapter: qlora"),
+    ({"load_in_4bit": True, "adapter": "lora", "loftq_config": {"loftq_bits": 4}}, "loftq_config",
+     "set adapter: lora without load_in_4bit"),
     ({"load_in_4bit": True, "adapter": None}, "load_in_4bit", "set adapter: qlora"),
     ({"adapter": "qlora"}, "adapter", "add load_in_4bit: true"),
     ({"load_in_8bit": True, "adapter": None}, "load_in_8bit", "set adapter: lora"),

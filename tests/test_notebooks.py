@@ -39,7 +39,7 @@ def _recipe_missing(path: Path) -> bool:
 
 def test_notebooks_found():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"mistral", "qwen", "gemma", "rwkv", "datasets_and_masking", "evaluation"} <= names, names
+    assert {"mistral", "qwen", "gemma", "rwkv", "datasets_and_masking", "evaluation", "grpo"} <= names, names
     assert len(NOTEBOOKS) >= 14
 
 
@@ -232,7 +232,8 @@ def _untracked() -> list[str]:
 
 def test_quickstart_from_the_repository_root_with_plain_papermill_and_its_checks_can_fail():
     """`papermill notebooks/00_quickstart.ipynb out.ipynb` from the repo root runs every cell (paths come from the
-    root, the plot is embedded without a batch runner); with 1 step the answers are wrong and the last cell says so."""
+    root, the plot is embedded without a batch runner); with 25 steps the answers are wrong and the last cell says so
+    (fewer than the recipe's 20 warm-up steps would be refused before training: train/preflight.py)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,9 +241,9 @@ def test_quickstart_from_the_repository_root_with_plain_papermill_and_its_checks
         status = _untracked()
         env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/00_quickstart.ipynb", str(out),
-                               "-p", "max_steps", "1", "--no-progress-bar"], cwd=ROOT, env=env,
+                               "-p", "max_steps", "25", "--no-progress-bar"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=600)
-        assert proc.returncode != 0, "one step cannot teach Madrid: the quickstart's checks must fail"
+        assert proc.returncode != 0, "25 steps cannot teach Madrid: the quickstart's checks must fail"
         nb = json.loads(out.read_text(encoding="utf-8"))
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         failed = [c for c in code if any(o["output_type"] == "error" for o in c["outputs"])]

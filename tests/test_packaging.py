@@ -45,9 +45,11 @@ def test_wheel_ships_every_module_and_every_shipped_file(wheel):
     shipped = {f"ftkit/_shipped/{p}" for folder in SHIPPED for p in shipped_files(folder, ROOT)}
     assert shipped <= names, sorted(shipped - names)
     for must in ("recipes/quickstart.yml", "recipes/deepspeed/zero2.json", "recipes/llama/dpo.yml",
-                 "notebooks/00_quickstart.ipynb", "data_samples/alpaca.jsonl", "data_samples/make_samples.py"):
+                 "recipes/llama/rewards.py", "notebooks/00_quickstart.ipynb", "data_samples/alpaca.jsonl",
+                 "data_samples/make_samples.py"):
         assert f"ftkit/_shipped/{must}" in names, must
     assert "ftkit/assets/tiny_corpus.txt" in names
+    assert {"ftkit/axolotl/catalogue.yaml", "ftkit/axolotl/harvested_names.txt"} <= names  # the Axolotl door's data
     assert not [n for n in names if n.startswith(("recipes/", "notebooks/", "data_samples/"))]  # no top-level clutter
     assert not [n for n in names if "_make.py" in n or "__pycache__" in n]
 
@@ -62,7 +64,9 @@ from ftkit.resources import root, shipped
 from ftkit.cookbook import runner, preference
 from ftkit.train.distributed import deepspeed_path
 from ftkit.recipe import load_recipe
+from ftkit.recipe.reference import option_counts
 print("root", root())
+print("axolotl", sum(option_counts().values()))
 print("notebooks", len(runner.find_notebooks()))
 print("dpo", preference.method_recipe("dpo").rl)
 print("ds", deepspeed_path(load_recipe(shipped("recipes/quickstart.yml"), {"deepspeed": "zero2.json"})))
@@ -73,6 +77,7 @@ print("ds", deepspeed_path(load_recipe(shipped("recipes/quickstart.yml"), {"deep
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert lines["root"] == str(site / "ftkit" / "_shipped"), proc.stdout
     assert int(lines["notebooks"]) >= 14 and lines["dpo"] == "dpo"
+    assert int(lines["axolotl"]) >= 800  # catalogue.yaml and harvested_names.txt came with the wheel
     assert lines["ds"] == str(site / "ftkit" / "_shipped" / "recipes" / "deepspeed" / "zero2.json")
     fetch = subprocess.run([sys.executable, "-m", "ftkit", "fetch", "examples", "--dest", "ex"], capture_output=True,
                            text=True, cwd=work, env=env, timeout=300)

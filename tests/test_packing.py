@@ -13,7 +13,6 @@ import torch
 
 from ftkit import train
 from ftkit.data import packing
-from ftkit.errors import ConfigError
 from ftkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,11 +53,6 @@ def test_bins_keep_every_example_once_and_fit():
 def test_too_long_example_is_refused():
     with pytest.raises(ValueError, match="longer than the bin"):
         packing.assign_bins([3, 9], 8)
-
-
-def test_group_by_length_with_packing_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"group_by_length: has no effect with sample_packing.*Fix: remove group_by_length"):
-        load_recipe(ROOT / "recipes" / "quickstart.yml", {"sample_packing": True, "group_by_length": True})
 
 
 # ---------------------------------------------------------------- never more bins than TRL's bfd

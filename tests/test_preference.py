@@ -137,10 +137,9 @@ def test_bad_row_names_file_line_and_field(tmp_path, tiny_tokenizer):
     recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.intel"}])
     with pytest.raises(DataError, match=r"intel\.jsonl:3: field 'rejected': missing\. Fix: add 'rejected'"):
         data.prepare(recipe, tiny_tokenizer)
-    recipe = recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.pairs"}])
     with pytest.raises(FtkitError, match=r"datasets\.0\.type: unsupported preference dataset type 'chat_template\.pairs'"
-                                        r".*prompt_pairs"):
-        data.prepare(recipe, tiny_tokenizer)
+                                        r".*prompt_pairs"):  # refused when the recipe loads, before any row is read
+        recipe_for("dpo", tmp_path, datasets=[{"path": path, "type": "chat_template.pairs"}])
 
 
 SHAPES = {  # sample file, type -> the normalized prompt of its first row

@@ -223,16 +223,127 @@ def test_chatml_via_recipe_chat_template_adds_tokens(tok, tiny_llama_dir, said):
     assert ex["labels"][0] == [M] * 12 + t.convert_tokens_to_ids(["Y", "o", "<|im_end|>"]) + [M]
 
 
-def test_sharegpt_roles_and_conversation(tok):
+# ---------------------------------------------------------------- sharegpt with a FastChat `conversation:`
+
+SHARE = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"},
+                           {"from": "human", "value": "Why?"}, {"from": "gpt", "value": "Sky."}]}
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+                 "detailed, and polite answers to the user's questions.")
+# What FastChat's Conversation.get_prompt() returns for SHARE (lm-sys/FastChat fastchat/conversation.py at commit
+# 27a05b04, the commit Axolotl pinned; chatml and llama3 as Axolotl registered them in
+# src/axolotl/prompt_strategies/sharegpt.py), written out by hand from each template's separator style:
+FASTCHAT_TEXT = {
+    # ADD_COLON_TWO: system + sep, then "ROLE: message" + sep / sep2 alternating
+    "vicuna_v1.1": VICUNA_SYSTEM + " USER: Hi ASSISTANT: Yo</s>USER: Why? ASSISTANT: Sky.</s>",
+    "alpaca": ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+               "request.\n\n### Instruction: Hi\n\n### Response: Yo</s>### Instruction: Why?\n\n### Response: Sky.</s>"),
+    # LLAMA2 without a system message: "[INST] " + first message + " ", then "TAG message" + sep / sep2
+    "llama-2": "[INST] Hi [/INST] Yo </s><s>[INST] Why? [/INST] Sky. </s><s>",
+    "mistral": "[INST] Hi [/INST] Yo</s>[INST] Why? [/INST] Sky.</s>",
+    # CHATML: system_template + sep + "\n" when not empty, then role + "\n" + message + sep + "\n"
+    "chatml": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+               "<|im_start|>assistant\nYo<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\nSky.<|im_end|>\n"),
+    "zephyr": "<|system|>\n</s>\n<|user|>\nHi</s>\n<|assistant|>\nYo</s>\n<|user|>\nWhy?</s>\n<|assistant|>\nSky.</s>\n",
+    # LLAMA3 (FastChat writes <|begin_of_text|> as text; ftkit lets the tokenizer add its bos, as Axolotl did)
+    "llama-3": (f"{SH}user{EH}\n\nHi{EOT}{SH}assistant{EH}\n\nYo{EOT}{SH}user{EH}\n\nWhy?{EOT}"
+                f"{SH}assistant{EH}\n\nSky.{EOT}"),
+}
+
+
+def fastchat(tok, conversation, **extra):
+    recipe = load_recipe({"base_model": "tiny:llama", "datasets": [{"path": "unused.jsonl", "type": "sharegpt",
+                                                                    "conversation": conversation, **extra}]})
+    return strategy_for(recipe.datasets[0], recipe, tok)
+
+
+@pytest.mark.parametrize("conversation", list(FASTCHAT_TEXT))
+def test_sharegpt_conversation_renders_fastchat_text_and_trains_the_answers(tok, conversation):
+    strat = fastchat(tok, conversation)
+    segs = strat.segments(SHARE)
+    # the text is FastChat's, plus eos after an answer whose separator does not hold it (Axolotl appended it too;
+    # the tiny tokenizer's eos is <|end_of_text|>, so "</s>" is text here)
+    want = FASTCHAT_TEXT[conversation]
+    for answer in ("Yo", "Sky."):
+        sep = {"vicuna_v1.1": "</s>", "alpaca": "</s>", "llama-2": " </s><s>", "mistral": "</s>", "zephyr": "</s>\n",
+               "chatml": "<|im_end|>\n", "llama-3": EOT}[conversation]
+        want = want.replace(answer + sep, answer + sep + EOS, 1)
+    assert "".join(s.text for s in segs) == want
+    # trained: the answers with what follows their header (the space or newline), their separator and eos
+    trained = [s.text for s in segs if s.trainable]
+    head = {"vicuna_v1.1": " ", "alpaca": " ", "llama-2": " ", "mistral": " ", "chatml": "\n", "zephyr": "\n",
+            "llama-3": "\n\n"}[conversation]
+    assert trained == [head + "Yo" + sep + EOS, head + "Sky." + sep + EOS]
+    # the inference prompt is the text before the first trained token
+    assert strat.prompt_for("Hi") == want[:want.index(trained[0])]
+
+
+def test_sharegpt_conversation_token_mask(tok):
+    got_ids, labels = encode(tok, {"conversations": SHARE["conversations"][:2]}, type="sharegpt",
+                             conversation="vicuna_v1.1")
+    prompt = text_ids(tok, VICUNA_SYSTEM + " USER: Hi ASSISTANT:")
+    answer = text_ids(tok, " Yo</s>") + ids(tok, EOS)
+    assert got_ids == ids(tok, BOS) + prompt + answer
+    assert labels == [M] * (1 + len(prompt)) + answer  # bos + system + user turn + header masked
+
+
+def test_sharegpt_conversation_roles_system_weight_and_default_system(tok):
+    row = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "prompter", "value": "Hi"},
+                             {"from": "bot", "value": "Yo"}, {"from": "prompter", "value": "Why?"},
+                             {"from": "bot", "value": "Sky.", "weight": 0}]}
+    strat = fastchat(tok, "chatml", field_human="prompter", field_model="bot")
+    segs = strat.segments(row)
+    assert "".join(s.text for s in segs).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi")
+    assert [s.text for s in segs if s.trainable] == ["\nYo<|im_end|>\n" + EOS]  # weight 0: context only
+    recipe = load_recipe({"base_model": "tiny:llama", "default_system_message": "Answer in French.", "datasets": [
+        {"path": "x.jsonl", "type": "sharegpt", "conversation": "chatml"}]})
+    assert strategy_for(recipe.datasets[0], recipe, tok).prompt_for("Hi").startswith(
+        "<|im_start|>system\nAnswer in French.<|im_end|>")  # Axolotl registered chatml with default_system_message
+    with pytest.raises(RowError, match=r"role 'tool' has no place in the FastChat chatml template"):
+        strat.segments({"conversations": [{"from": "tool", "value": "x"}]})
+
+
+def test_sharegpt_conversation_prepares_rows_with_chatml_tokens_added(tiny_llama_dir, tmp_path):
+    import json
+
+    from ftkit import data, models
+
+    rows = [SHARE] * 6
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = load_recipe({"base_model": "tiny:llama", "datasets": [
+        {"path": str(tmp_path / "s.jsonl"), "type": "sharegpt", "conversation": "chatml"}]})
+    tok = models.load_tokenizer(recipe)  # chatml's special tokens are added, as for chat_template: chatml
+    assert len(tok.tokenize("<|im_start|>")) == 1 and len(tok.tokenize("<|im_end|>")) == 1
+    prepared = data.prepare(recipe, tok)
+    assert prepared.stats["kept"] == 6
+    ex = prepared.train[0]
+    assert tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"]) if lab != M]) == \
+        "\nYo<|im_end|>\n" + EOS + "\nSky.<|im_end|>\n" + EOS
+
+
+def test_sharegpt_unknown_conversation_names_the_key_and_the_templates(tok):
+    with pytest.raises(ConfigError, match=r"datasets\.0\.conversation: conversation 'vicuna' is not one of the "
+                                          r"FastChat templates.*did you mean vicuna_v1\.1\?.*llama-2.*chat_template"):
+        load_recipe({"base_model": "tiny:llama", "datasets": [{"path": "x", "type": "sharegpt", "conversation": "vicuna"}]})
+
+
+def test_sharegpt_without_conversation_uses_the_tokenizer_template_and_maps_roles(tok):
     row = {"conversations": [{"from": "prompter", "value": "Hi"}, {"from": "bot", "value": "Yo"}]}
-    got_ids, labels = encode(tok, row, type="sharegpt", conversation="llama3", field_human="prompter",
-                             field_model="bot")
+    got_ids, labels = encode(tok, row, type="sharegpt", field_human="prompter", field_model="bot")
     chat_ids, chat_labels = encode(tok, {"messages": TWO_TURNS["messages"][:2]}, type="chat_template")
     assert (got_ids, labels) == (chat_ids, chat_labels)
     assert tok.decode([t for t in labels if t != M]) == "Yo" + EOT
-    with pytest.raises(ConfigError, match=r"datasets\.0\.conversation.*vicuna_v1\.1.*Fix: .*chatml"):
-        load_recipe({"base_model": "tiny:llama", "datasets": [{"path": "x", "type": "sharegpt",
-                                                               "conversation": "vicuna_v1.1"}]})
+
+
+def test_roles_to_train_goes_through_the_role_mapping(tok):
+    # Axolotl maps roles_to_train through `roles` (prompter.roles.get(role, role)): [gpt] trains the assistant turns
+    row = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]}
+    got_ids, labels = encode(tok, row, type="chat_template", field_messages="conversations",
+                             message_property_mappings={"role": "from", "content": "value"},
+                             roles={"assistant": ["gpt"], "user": ["human"]}, roles_to_train=["gpt"])
+    spelled = [(BOS, 0), (SH, 0), ("user", 0), (EH, 0), ("Ċ", 0), ("Ċ", 0), ("H", 0), ("i", 0), (EOT, 0),
+               (SH, 0), ("as", 0), ("s", 0), ("istant", 0), (EH, 0), ("ĊĊ", 0), ("Y", 1), ("o", 1), (EOT, 1)]
+    assert got_ids == ids(tok, *[t for t, _ in spelled])
+    assert labels == [tok.convert_tokens_to_ids(t) if trained else M for t, trained in spelled]
 
 
 def test_chat_row_errors_name_the_field(tok):

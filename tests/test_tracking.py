@@ -18,7 +18,7 @@ def logged_run(tmp_path_factory):
     recipe = load_recipe(QUICKSTART, {
         "output_dir": str(tmp / "out"), "dataset_prepared_path": str(tmp / "prepared"), "max_steps": 2,
         "logging_steps": 1, "eval_prompts": [], "val_set_size": 0, "sequence_len": 64, "micro_batch_size": 2,
-        "wandb_project": "ftkit-test", "wandb_mode": "offline", "wandb_name": "tiny-run",
+        "warmup_steps": 0, "wandb_project": "ftkit-test", "wandb_mode": "offline", "wandb_name": "tiny-run",
         "mlflow_tracking_uri": f"file:{tmp / 'mlruns'}", "mlflow_experiment_name": "ftkit-test"})
     result = train.run(recipe)
     return recipe, result, tmp

@@ -16,6 +16,7 @@ import time
 
 from ftkit import data, models
 from ftkit.data import packing
+from ftkit.errors import FtkitError, Problem
 from ftkit.log import log
 
 
@@ -98,6 +99,10 @@ def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: s
     packed, _ = packing.pack(rows, recipe.sequence_len, recipe.sample_packing_group_size)
     mbs = max(1, min(recipe.micro_batch_size, STEP_TOKENS // recipe.sequence_len))
     steps = min(steps, len(packed) // mbs - 1)
+    if steps < 1:  # step 0 only warms up: at least one more is needed to time anything
+        raise FtkitError(Problem(f"{len(packed)} packed rows make no timed step of {mbs} rows after the warm-up step",
+                                 recipe.source, "micro_batch_size",
+                                 fix=f"use more rows, or a smaller micro_batch_size (--micro_batch_size={max(1, len(packed) // 2)})"))
     base = twin(tokenizer, recipe.sequence_len, hidden, layers, attn, device)
     kinds = layouts(attn, device)
     runs = {name: copy.deepcopy(base) for name in kinds}
@@ -135,8 +140,8 @@ def _starts(lengths: list[int]) -> list[int]:
     return [sum(lengths[:i]) for i in range(len(lengths))]
 
 
-def run(recipe, steps: int = 6, hidden: int = 256, layers: int = 4, attn: str = "sdpa") -> dict:
-    """Print the efficiency table and the packed/padded speed ratio; return the figures."""
+def run(recipe, steps: int | None = None, hidden: int = 256, layers: int = 4, attn: str = "sdpa") -> dict:
+    """Print the efficiency table and the packed/padded speed ratio; return the figures. steps: 6 when None."""
     quiet = recipe.model_copy(update={"sample_packing": False, "eval_sample_packing": False})
     tokenizer = models.load_tokenizer(quiet)
     rows = data.prepare(quiet, tokenizer).train
@@ -145,7 +150,7 @@ def run(recipe, steps: int = 6, hidden: int = 256, layers: int = 4, attn: str = 
              f"(real tokens / token slots, last partial row included) ==")
     for name, count, eff in table:
         log.info(f"  {name:<40} {count:>6} rows/batches  efficiency {eff:.4f}  ({eff / table[0][2]:.3f}x ftkit)")
-    s = speed(rows, recipe, tokenizer, steps, hidden, layers, attn)
+    s = speed(rows, recipe, tokenizer, steps or 6, hidden, layers, attn)
     log.info(f"\n== training speed: Llama twin hidden {s['hidden']}, {s['layers']} layers, {s['params'] / 1e6:.1f}M "
              f"params, {s['device']}; {s['steps']} steps x {s['rows']} packed rows, vs the same examples shuffled "
              f"into {s['steps']} padded batches ==")

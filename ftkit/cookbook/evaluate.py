@@ -71,15 +71,16 @@ def assertion_evals(recipe: Recipe, model, tokenizer) -> dict | None:
                         for p, out, r in result.rows]}
 
 
-def run(recipe: Recipe, dataset: str | None = None, json_out: str | None = None) -> dict:
-    """`ftkit evaluate`: eval loss, perplexity and assertion evals of the trained model; returns the JSON object."""
+def run(recipe: Recipe, dataset: str | None = None, json_out: str | None = None, load: dict | None = None) -> dict:
+    """`ftkit evaluate`: eval loss, perplexity and assertion evals of the trained model; returns the JSON object.
+    `load`: load_trained's untrained / allow_other_base."""
     from ftkit.models.trained import load_trained
 
     if recipe.rl:
         raise FtkitError(f"evaluate measures supervised (SFT) runs; this recipe trains with rl: {recipe.rl}",
                          file=recipe.source, where="rl",
                          fix="a preference run's held-out margins and accuracy are in output_dir/metrics.json")
-    model, tokenizer = load_trained(recipe)
+    model, tokenizer = load_trained(recipe, **(load or {}))
     rows, source = _rows(recipe, tokenizer, dataset)
     scores = eval_loss(recipe, model, tokenizer, rows)
     report = {"recipe": recipe.source, "model": recipe.lora_model_dir or recipe.output_dir,

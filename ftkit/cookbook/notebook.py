@@ -42,16 +42,16 @@ def workspace(start: Path | None = None, marker: str = "recipes") -> Path:
 
 
 def setup() -> Path:
-    """Call first in a notebook: offline env, quiet batch progress, and paths that do not depend on the folder
+    """Call first in a notebook: ftkit's process env (the hub as the environment says), quiet batch progress, and paths that do not depend on the folder
     the notebook runs from. Moves the working directory to `workspace()` (the repository root in a checkout:
     Jupyter starts in notebooks/, papermill wherever it is called), so `outputs/...`, a recipe's
     `dataset_prepared_path` and every relative path mean what they mean for `ftkit train` from the root.
     Returns the folder recipes are read from: the workspace if it holds recipes/, else the installed package's.
     """
-    from ftkit.env import go_offline
+    from ftkit.env import set_process_env
     from ftkit.resources import root as shipped_root
 
-    go_offline()
+    set_process_env()
     if not interactive():
         quiet_progress()
     ws = workspace()

@@ -24,6 +24,7 @@ import yaml
 
 from ftkit.cookbook.notebook import BATCH_ENV, METRICS_ENV
 from ftkit.cookbook.twins import twin_for_model
+from ftkit.env import usable_cores
 from ftkit.errors import ConfigError, FtkitError, Problem
 from ftkit.log import log
 from ftkit.resources import shipped
@@ -119,11 +120,6 @@ def _metrics(path: Path) -> dict:
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # torch reads OMP at start-up
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def plan(n_notebooks: int, jobs: int | None = None, cores: int | None = None) -> tuple[int, int]:

@@ -7,8 +7,10 @@ Layout under dataset_prepared_path:
                                           packer reads (packing version, sequence_len, group size), own marker
 A directory is trusted only if its marker names the same fingerprint (or key) and version, and every split
 the marker names exists and reads back with the row count it recorded: a preprocess killed mid-write, or a
-cache missing a split, is prepared again. Writes go to a `.tmp-*` directory that is renamed when complete;
-the writer holds a lock on it, so temp directories left by killed runs are recognised and removed.
+cache missing a split, is prepared again. Writes go to a `.ftkit-tmp-*` directory that is renamed when
+complete; the writer holds a lock file in it that says ftkit made it, so a temp directory left by a killed run
+is recognised (its lock says ftkit's, and no live process holds it) and removed. Nothing else is: the folder may
+be shared, and another program's `.tmp-*` folders are its own.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from ftkit.log import log
@@ -26,13 +27,12 @@ from ftkit.recipe import Recipe
 
 PREPARE_VERSION = "6"  # bump when row preparation changes, so older caches are never trusted
 MARKER = "ftkit_prepared.json"
-TMP_PREFIX = ".tmp-"
-LOCK = ".lock"  # inside a temp dir: flock-ed by the process writing it
-RECIPE_KEYS = ("rl", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
+TMP_PREFIX = ".ftkit-tmp-"
+LOCK = ".ftkit-prepare.lock"  # inside a temp dir: says ftkit made it, flock-ed by the process writing it
+RECIPE_KEYS = ("rl", "reward_model", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
                "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
                "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
                "shuffle_before_merging_datasets")
-_STARTED = time.time()  # temp dirs without a lock count as stale only when older than this process
 _HELD: dict[str, int] = {}  # temp dir -> the descriptor of its lock file, while this process writes it
 
 
@@ -68,6 +68,24 @@ def fingerprint(recipe: Recipe, tokenizer, sources: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def data_record(fp: str, sources: list[str]) -> dict:
+    """The fingerprint of the prepared rows and each data file's size and mtime: recorded with every checkpoint,
+    so a resume sees that a data file was edited since (train/checkpoints.py) and can name which one."""
+    files = {}
+    for s in sources:
+        p = Path(s)
+        for f in [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []:
+            st = f.stat()
+            files[str(f.absolute())] = [st.st_size, st.st_mtime_ns]
+    return {"fingerprint": fp, "files": files}
+
+
+def changed_files(then: dict, now: dict) -> list[str]:
+    """Data files whose size or mtime differ between two data_records, and those added or gone."""
+    a, b = then.get("files", {}), now.get("files", {})
+    return sorted(f for f in set(a) | set(b) if a.get(f) != b.get(f))
+
+
 # ---------------------------------------------------------------- temp dirs: atomic writes, stale ones removed
 
 def _lock(tmp: Path) -> None:
@@ -78,6 +96,7 @@ def _lock(tmp: Path) -> None:
         return
     fd = os.open(tmp / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, json.dumps({"written_by": "ftkit", "pid": os.getpid()}).encode())
     _HELD[str(tmp)] = fd
 
 
@@ -88,28 +107,25 @@ def _unlock(tmp: Path) -> None:
 
 
 def _is_stale(tmp: Path) -> bool:
-    """Left by a killed run: its lock file is not held by any live process, or (no lock file: an older ftkit,
-    or killed before locking) it is older than this process."""
+    """Left by a killed ftkit run: its lock file says ftkit wrote it and no live process holds the lock. A temp
+    dir without that proof (another program's, or older than lock files) is not ftkit's to remove."""
     if str(tmp) in _HELD:
-        return False
-    lock = tmp / LOCK
-    if not lock.exists():
-        with contextlib.suppress(OSError):
-            return tmp.stat().st_mtime < _STARTED
         return False
     try:
         import fcntl
-    except ImportError:
-        return tmp.stat().st_mtime < _STARTED
+    except ImportError:  # no flock (Windows): nothing can be proven stale
+        return False
     try:
-        fd = os.open(lock, os.O_RDWR)
+        fd = os.open(tmp / LOCK, os.O_RDWR | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
+        if json.loads(os.pread(fd, 4096, 0) or b"{}").get("written_by") != "ftkit":
+            return False
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True  # nobody holds it
-    except OSError:
-        return False  # a live process is writing this dir
+        return True  # ftkit's, and nobody holds it
+    except (OSError, ValueError, AttributeError):
+        return False  # a live process is writing this dir, or the lock file is not ftkit's
     finally:
         os.close(fd)
 
@@ -125,7 +141,7 @@ def clean_stale(*folders: Path) -> list[str]:
         if not folder.is_dir():
             continue
         for tmp in sorted(folder.glob(TMP_PREFIX + "*")):
-            if tmp.is_dir() and _is_stale(tmp):
+            if tmp.is_dir() and not tmp.is_symlink() and _is_stale(tmp):
                 with contextlib.suppress(OSError):
                     freed += _size(tmp)
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ftkit.data.file_checks import check_json_lines, check_utf8, explain_failure
-from ftkit.errors import DataError, Problem
+from ftkit.errors import DataError, DiskFull, Problem, is_disk_full
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
 
@@ -106,10 +106,23 @@ def locate_files(spec: DatasetSpec, recipe: Recipe, where: str) -> tuple[str, li
                                 fix="give a local file or directory (relative to the working directory or the "
                                     "recipe), or a hub dataset name like owner/name"))
     files = _data_files(spec, root, recipe, where)
+    for f in files:
+        if not f.is_file():  # a FIFO, /dev/zero, a socket: reading it may block forever or never end
+            raise DataError(Problem(f"dataset path {str(f)!r} is not a regular file ({_kind(f)}): reading it could "
+                                    "wait forever or never end", recipe.source, f"{where}.path",
+                                    fix="save the rows to a file first and point path at that file"))
     if not files:
         raise DataError(Problem(f"no .jsonl/.json/.parquet/.csv/.arrow files in {root} (it holds {_listing(root)})",
                                 recipe.source, f"{where}.path", fix="point path at a data file or a folder of them"))
     return "files", files
+
+
+def _kind(path: Path) -> str:
+    import stat
+
+    mode = path.stat().st_mode
+    return ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
 
 
 def _builder(spec: DatasetSpec, files: list[Path], recipe: Recipe, where: str) -> str:
@@ -204,6 +217,12 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
             ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split=spec.split,
                                        **_csv_as_text(files, builder))
         except Exception as e:  # datasets raises many types; say which rows and why, without its traceback
+            if is_disk_full(e, datasets.config.HF_DATASETS_CACHE):  # its Arrow cache, not the data file, is at fault
+                raise DiskFull(Problem(
+                    f"the disk holding the datasets cache ({datasets.config.HF_DATASETS_CACHE}) is full while it "
+                    f"converts {', '.join(f.name for f in files)} to Arrow", recipe.source, f"{where}.path",
+                    fix="free space there, or set HF_DATASETS_CACHE (or HF_HOME) to a folder on a larger disk")
+                ) from None
             raise explain_failure(files, builder, e) from None
     if len(ds) == 0:
         raise DataError(Problem("the dataset has no rows", ", ".join(map(str, files)) or spec.path, f"{where}.path",

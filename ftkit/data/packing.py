@@ -538,7 +538,7 @@ def apply(prepared, recipe, store=None):
 def sft_args(recipe) -> dict:
     """SFTConfig arguments for packing/padding. Rows arrive packed, so TRL's own packing stays off."""
     return {"pad_to_multiple_of": recipe.sequence_len if recipe.pad_to_sequence_len else None,
-            "train_sampling_strategy": "group_by_length" if recipe.group_by_length else "random",
+            "train_sampling_strategy": "group_by_length" if recipe.group_by_length and not recipe.sample_packing else "random",
             "eval_packing": False}
 
 

@@ -30,13 +30,9 @@ from pathlib import Path
 
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, FtkitError, Problem
-from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.formats.preference_types import ANSWER_FIELDS, PROMPT_FIELD, split_type, type_problem
 from ftkit.recipe import DatasetSpec, Recipe
 
-PROMPT_FIELD = {"prompt_pairs": "prompt", "intel": "question", "argilla": "instruction", "icr": "input"}
-ANSWER_FIELDS = {"argilla": ("chosen_response", "rejected_response")}  # others: ("chosen", "rejected")
-LIST_SHAPES = ("ultra", "argilla_chat", "default")
-SHAPES = tuple(PROMPT_FIELD) + LIST_SHAPES
 REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as stats["dropped_<reason>"]
 
 # What the SFT rows honour and preference rows cannot: (key, refused value, why, fix). Plain data, so the
@@ -44,30 +40,27 @@ REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as
 # Values preference training cannot honour. Options no `rl:` method reads at all (sample_packing,
 # train_on_inputs, relora_steps, ...) say so in their schema metadata and are refused when the recipe loads.
 NOT_WITH_RL = (
-    ("excess_length_strategy", "truncate", "a pair cut at sequence_len loses the ends of the answers it compares",
-     "use excess_length_strategy: drop (too-long pairs are dropped and counted), or raise sequence_len"),
+    ("excess_length_strategy", "truncate", "a row cut at sequence_len loses its end: the answers a pair compares, "
+     "or the question of a prompt", "use excess_length_strategy: drop (too-long rows are dropped and counted), or "
+     "raise sequence_len"),
 )
 
 
 def unsupported_options(recipe: Recipe) -> list[Problem]:
-    """Problems for options set to a value preference training cannot honour (none without `rl:`)."""
-    if not recipe.rl:
+    """Problems for options set to a value that rl: and reward-model training cannot honour (none for SFT)."""
+    method = recipe.rl or ("reward_model: true" if recipe.reward_model else None)
+    if not method:
         return []
-    return [Problem(f"{value} is not supported with rl: {recipe.rl} ({why})", recipe.source, key, fix=fix)
+    label = f"rl: {method}" if recipe.rl else method
+    return [Problem(f"{value} is not supported with {label} ({why})", recipe.source, key, fix=fix)
             for key, value, why, fix in NOT_WITH_RL if getattr(recipe, key) == value]
 
 
 def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | None, str]:
-    """`chatml.intel` -> ("chatml", "intel"); `chat_template.argilla` -> (None, "ultra")."""
-    name = spec.type if isinstance(spec.type, str) else ""
-    template, _, shape = name.partition(".")
-    if template == "chat_template" and shape == "argilla":
-        shape = "ultra"  # Axolotl's ORPO name for prompt + chosen/rejected message lists
-    if shape not in SHAPES or (template != "chat_template" and template not in TEMPLATES):
-        raise FtkitError(f"unsupported preference dataset type {spec.type!r}", file=file, where=f"{where}.type",
-                         fix=f"write TEMPLATE.SHAPE with TEMPLATE chat_template (the recipe's) or one of "
-                             f"{', '.join(TEMPLATES)} and SHAPE one of {', '.join(SHAPES)}, e.g. chat_template.intel")
-    return (None if template == "chat_template" else template), shape
+    """`chatml.intel` -> ("chatml", "intel"); the recipe check refused any other name already."""
+    if problem := type_problem(spec, where):
+        raise FtkitError(problem.problem, file=file, where=problem.where, fix=problem.fix)
+    return split_type(spec.type)
 
 
 # ---------------------------------------------------------------- messages as TRL renders them
@@ -217,14 +210,19 @@ def convert_rows(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, whe
                   new_fingerprint=fingerprint and f"{fingerprint}-pref", desc=f"reading {Path(spec.path).name}")
 
 
+def keep_marked(marked, rows_in: int, reasons: tuple, fingerprint: str) -> tuple[object, dict, Counter]:
+    """Rows whose `_drop` reason is empty, the column removed; stats count the rest per reason."""
+    counts = Counter(marked["_drop"])
+    kept = marked.filter(lambda b: [r == "" for r in b["_drop"]], batched=True, load_from_cache_file=False,
+                         new_fingerprint=f"{fingerprint}-keep").remove_columns("_drop")
+    return kept, {"rows_in": rows_in, "kept": len(kept), **{f"dropped_{r}": counts.get(r, 0) for r in reasons}}, counts
+
+
 def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,
             fingerprint: str) -> tuple[object, dict]:
     """One dataset as conversational rows with drops counted per reason; no usable row at all is an error."""
     converted = convert_rows(raw, spec, recipe, tokenizer, where, num_proc=num_proc, fingerprint=fingerprint)
-    counts = Counter(converted["_drop"])
-    kept = converted.filter(lambda b: [r == "" for r in b["_drop"]], batched=True, load_from_cache_file=False,
-                            new_fingerprint=f"{fingerprint}-keep").remove_columns("_drop")
-    stats = {"rows_in": len(raw.rows), "kept": len(kept), **{f"dropped_{r}": counts.get(r, 0) for r in REASONS}}
+    kept, stats, counts = keep_marked(converted, len(raw.rows), REASONS, fingerprint)
     if not len(kept):
         raise DataError(Problem(f"no usable preference rows: {counts['empty']} with an empty field, "
                                 f"{counts['identical']} with chosen == rejected, {counts['too_long']} longer than "

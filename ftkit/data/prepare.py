@@ -9,23 +9,26 @@ shuffle, dataset_shard_num/idx and the val_set_size split. Packing applies to SF
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.data import cache, dedup, order, packing
 from ftkit.data import preference as preference_rows
+from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
 from ftkit.data.sft import show_mask  # noqa: F401  (part of this module's interface)
+from ftkit.env import idle_cores, usable_cores
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.recipe.base import GRPO, PAIRED, method_of
 
 AUTO_PROCESSES_FROM = 20_000  # rows; below this, worker start-up costs more than it saves
 # how each drop reason reads in the summary: (total line, per-dataset line)
 DROP_LABELS = {"too_long": ("longer than sequence_len={n}", "too long"),
+               "too_short": ("shorter than min_sample_len={m} tokens", "too short"),
                "no_trainable": ("with nothing to train on", "untrainable"),
                "empty": ("with an empty field", "empty"), "identical": ("with chosen == rejected", "identical"),
                "duplicate": ("as exact duplicates (dataset_exact_deduplication)", "duplicate")}
@@ -40,21 +43,23 @@ class Prepared:
     stats: dict = field(default_factory=dict)
     cache_hit: bool = False
     cache_dir: str | None = None
+    data: dict = field(default_factory=dict)  # what the rows were made from (cache.data_record), kept with checkpoints
 
     def summary(self) -> str:
         s = self.stats
-        counts = [f"{s[f'dropped_{r}']} dropped {DROP_LABELS[r][0].format(n=s['sequence_len'])}"
-                  for r in s["reasons"]]
+        counts = [f"{s[f'dropped_{r}']} dropped {DROP_LABELS[r][0].format(n=s['sequence_len'], m=s.get('min_sample_len'))}"
+                  for r in s["reasons"] if r != "too_short" or s.get(f"dropped_{r}")]
         if "truncated" in s:
             counts.insert(1, f"{s['truncated']} truncated")
-        rows = "preference pairs" if s["method"] in ("dpo", "ipo", "orpo", "simpo") else "rows"
+        rows = "preference pairs" if s["method"] in PAIRED else "prompts" if s["method"] in GRPO else "rows"
         lines = [f"data ({s['method']}): {s['rows_in']} {rows} in, {s['kept']} kept ({', '.join(counts)}); "
                  f"{s['train_rows']} train / {s['eval_rows']} eval"]
         if s.get("len_mean") is not None:
             lines.append(f"tokens per row: mean {s['len_mean']:.1f}, p95 {s['len_p95']}, max {s['len_max']}; "
                          f"trained-token fraction {s['trained_fraction']:.2f}")
         for name, d in s.get("per_dataset", {}).items():
-            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"] if f"dropped_{r}" in d]
+            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"] if f"dropped_{r}" in d
+                      and (r != "too_short" or d[f"dropped_{r}"])]
             if "truncated" in d:
                 counts.insert(1, f"{d['truncated']} truncated")
             mean = f"; mean {d['len_mean']:.1f} tokens" if "len_mean" in d else ""
@@ -64,17 +69,6 @@ class Prepared:
         return "\n".join(lines)
 
 
-def idle_cores() -> int:
-    """Cores not busy right now: the CPU count less the 1-minute load average (all of them where the load
-    cannot be read)."""
-    cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cpus
-    return max(1, min(cpus, int(cpus - load + 0.5)))
-
-
 def _processes(recipe: Recipe, rows: int) -> int | None:
     """dataset_processes, else (auto) one worker per idle core from AUTO_PROCESSES_FROM rows. Workers only pay
     off on idle cores: measured on 2 cores busy with other work (load 5), 2 workers took 1.2x one process's
@@ -82,7 +76,7 @@ def _processes(recipe: Recipe, rows: int) -> int | None:
     if recipe.dataset_processes:
         return recipe.dataset_processes if recipe.dataset_processes > 1 else None
     if rows >= AUTO_PROCESSES_FROM and (n := idle_cores()) > 1:
-        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {os.cpu_count()} cores idle; "
+        log.info(f"dataset_processes: {n} (auto: {rows} rows, {n} of {usable_cores()} cores idle; "
                  "set dataset_processes to change)")
         return n
     return None
@@ -121,38 +115,72 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
     return split["train"], split["test"], duplicates
 
 
+def _entries(recipe: Recipe) -> list[tuple[str, int, object]]:
+    """(key, index, spec) of every dataset entry: datasets, then test_datasets, the eval set of an SFT run (with
+    rl: or a reward model they are the held-out pairs train/preference_report.py measures, read there)."""
+    keys = ("datasets", "test_datasets") if method_of(recipe) == "sft" else ("datasets",)
+    return [(key, i, spec) for key in keys for i, spec in enumerate(getattr(recipe, key))]
+
+
+def _convert(entries, key: str, rows, recipe: Recipe, tokenizer, hub: dict, fp: str) -> tuple[list, dict]:
+    """The `key` entries converted by the method (kept rows and counts per dataset)."""
+    parts, per_dataset = [], {}
+    for k, i, spec in entries:
+        if k != key:
+            continue
+        where = f"{key}.{i}"
+        raw = hub[where] if where in hub else load_raw(spec, recipe, where)
+        label = f"{i}:{Path(spec.path).name}" if key == "datasets" else f"test {i}:{Path(spec.path).name}"
+        kept, per_dataset[label] = rows.convert(raw, spec, recipe, tokenizer, where, _processes(recipe, len(raw.rows)),
+                                                f"{fp}-{i}" if key == "datasets" else f"{fp}-test{i}")
+        parts.append(kept)
+    return parts, per_dataset
+
+
+def rows_for(recipe: Recipe):
+    """The module converting the method's rows: SFT tokens, GRPO prompts, or preference pairs (rl: preference
+    methods and the reward model)."""
+    method = method_of(recipe)
+    return sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows
+
+
 def prepare(recipe: Recipe, tokenizer) -> Prepared:
-    """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed)."""
+    """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
+    The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
 
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
-    rows = preference_rows if recipe.rl else sft_rows  # the per-dataset conversion is the method's
-    located = [locate_files(spec, recipe, f"datasets.{i}") for i, spec in enumerate(recipe.datasets)]
-    hub = {i: load_raw(spec, recipe, f"datasets.{i}") for i, (spec, (kind, _)) in
-           enumerate(zip(recipe.datasets, located)) if kind == "hub"}
+    rows = rows_for(recipe)  # the per-dataset conversion is the method's
+    entries = _entries(recipe)
+    located = [locate_files(spec, recipe, f"{key}.{i}") for key, i, spec in entries]
+    hub = {f"{key}.{i}": load_raw(spec, recipe, f"{key}.{i}") for (key, i, spec), (kind, _) in zip(entries, located)
+           if kind == "hub"}
     sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
+    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
     fp = cache.fingerprint(recipe, tokenizer, sources)
+    record = cache.data_record(fp, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
     if cache_dir is not None:
         cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
     if cache_dir is not None and (hit := cache.load(cache_dir, fp)) is not None:
         log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
-        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir)), recipe, cache_dir)
+        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir), data=record), recipe, cache_dir)
 
-    parts, per_dataset = [], {}
-    for i, spec in enumerate(recipe.datasets):
-        raw = hub[i] if i in hub else load_raw(spec, recipe, f"datasets.{i}")
-        kept, per_dataset[f"{i}:{Path(spec.path).name}"] = rows.convert(
-            raw, spec, recipe, tokenizer, f"datasets.{i}", _processes(recipe, len(raw.rows)), f"{fp}-{i}")
-        parts.append(kept)
+    parts, per_dataset = _convert(entries, "datasets", rows, recipe, tokenizer, hub, fp)
     train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
     counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
                or k.startswith("dropped_")]
-    stats = {"method": recipe.rl or "sft", "reasons": list(rows.REASONS) + ["duplicate"],
-             **{k: sum(d[k] for d in per_dataset.values()) for k in counted}, "dropped_duplicate": duplicates,
+    totals = {k: sum(d[k] for d in per_dataset.values()) for k in counted}  # the training rows'
+    if any(key == "test_datasets" for key, _, _ in entries):
+        test_parts, test_counts = _convert(entries, "test_datasets", rows, recipe, tokenizer, hub, fp)
+        ev = _mix(test_parts, test_counts, recipe)
+        per_dataset.update(test_counts)
+    stats = {"method": method_of(recipe), "reasons": list(rows.REASONS) + ["duplicate"],
+             **totals, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
-             "sequence_len": recipe.sequence_len, "per_dataset": per_dataset, **rows.mixed_stats(train)}
-    prepared = Prepared(train, ev, stats)
+             "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
+             **rows.mixed_stats(train)}
+    prepared = Prepared(train, ev, stats, data=record)
     if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
         prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)
         prepared.cache_dir = str(cache_dir)

@@ -26,7 +26,7 @@ from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
 
-REASONS = ("too_long", "no_trainable")  # why a row is dropped, counted as stats["dropped_<reason>"]
+REASONS = ("too_long", "too_short", "no_trainable")  # why a row is dropped, counted as stats["dropped_<reason>"]
 BYTES_PER_TOKEN = 32  # rows with more text bytes than sequence_len x this are too long without tokenizing
 TOKEN_COLUMNS = ("input_ids", "labels", "attention_mask")
 
@@ -259,29 +259,31 @@ def _truncated(ds, limit: int, fingerprint: str | None):
 
 
 def _filter(ds, recipe: Recipe, fingerprint: str | None = None, skipped=()):
-    """Drop (or truncate) rows longer than sequence_len and drop rows with no trained token; all counted.
+    """Drop (or truncate) rows longer than sequence_len, drop rows shorter than min_sample_len tokens (Axolotl's
+    filter, default 2: one token has nothing to predict) and rows with no trained token; all counted.
 
-    Returns (kept rows, too long, untrainable, truncated, tokens per kept row, trained tokens per kept row).
+    Returns (kept rows, {reason: rows dropped}, truncated, tokens per kept row, trained tokens per kept row).
     `skipped` rows (too big to tokenize, so empty here) count as too long."""
     limit = recipe.sequence_len
     truncate = recipe.excess_length_strategy == "truncate"
     lengths, trained = row_token_counts(ds, limit if truncate else None)
     over = lengths > limit
     over[np.asarray(skipped, dtype=np.int64)] = True
+    short = ~over & (lengths < recipe.min_sample_len)
     too_long, truncated = int(over.sum()), 0
     if truncate:
         truncated, too_long = too_long, 0
         if truncated:
             ds = _truncated(ds, limit, fingerprint)
             lengths = np.minimum(lengths, limit)
-        fits = np.ones(len(lengths), dtype=bool)
+        fits = ~short
     else:
-        fits = ~over
+        fits = ~over & ~short
     keep = fits & (trained > 0)
-    untrainable = int((fits & (trained == 0)).sum())
+    dropped = {"too_long": too_long, "too_short": int(short.sum()), "no_trainable": int((fits & (trained == 0)).sum())}
     if not keep.all():
         ds = ds.select(np.flatnonzero(keep))
-    return ds, too_long, untrainable, truncated, lengths[keep], trained[keep]
+    return ds, dropped, truncated, lengths[keep], trained[keep]
 
 
 def _stats(lengths: np.ndarray, trained: np.ndarray) -> dict:
@@ -310,16 +312,18 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: s
     tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, where, num_proc, fingerprint, skip, strategy)
     tokenized = tokenized.add_column(order.ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
     dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
-    kept, too_long, empty, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
+    kept, drops, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
     stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept),
-             "dropped_too_long": too_long, "truncated": truncated, "dropped_no_trainable": empty,
+             "dropped_too_long": drops["too_long"], "truncated": truncated, "dropped_too_short": drops["too_short"],
+             "dropped_no_trainable": drops["no_trainable"],
              **({"over_byte_limit": len(skip)} if len(skip) else {}), **_stats(lengths, trained)}
     if not len(kept):
         longest = int(row_token_counts(tokenized)[0].max(initial=0))
         unread = f"; {len(skip)} hold more than {limit:,} bytes and were not tokenized" if len(skip) else ""
-        raise DataError(Problem(f"no usable rows: {too_long} of {len(raw.rows)} are longer than sequence_len="
-                                f"{recipe.sequence_len} (the longest has {longest} tokens{unread}), {empty} have "
-                                "nothing to train on", raw.files[0], f"{where}.path",
+        short = f", {drops['too_short']} are shorter than {recipe.min_sample_len} tokens" if drops["too_short"] else ""
+        raise DataError(Problem(f"no usable rows: {drops['too_long']} of {len(raw.rows)} are longer than sequence_len="
+                                f"{recipe.sequence_len} (the longest has {longest} tokens{unread}){short}, "
+                                f"{drops['no_trainable']} have nothing to train on", raw.files[0], f"{where}.path",
                                 fix=f"raise sequence_len to at least {longest}, set excess_length_strategy: truncate, "
                                     "or check that the dataset type matches the rows"))
     return kept, stats

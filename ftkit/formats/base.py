@@ -1,7 +1,18 @@
-"""The strategy interface every prompt format implements, and the row checks they share."""
+"""The strategy interface every prompt format implements, and what they share: row checks, role names."""
 from __future__ import annotations
 
 from ftkit.formats.tokenize import Segment, encode_batch
+
+
+DEFAULT_ROLES = {"system": ["system"], "user": ["user", "human"], "assistant": ["assistant", "gpt", "model"],
+                 "tool": ["tool"]}
+
+
+def role_names(roles: dict[str, list[str]] | None) -> dict[str, str]:
+    """Role name in the data -> role: `roles` (else DEFAULT_ROLES), plus the roles' own names, which always pass."""
+    out = {r: r for r in DEFAULT_ROLES}
+    out.update({alias: role for role, aliases in (roles or DEFAULT_ROLES).items() for alias in aliases})
+    return out
 
 
 class RowError(Exception):

@@ -15,15 +15,11 @@ from __future__ import annotations
 import difflib
 
 from ftkit.errors import FtkitError
-from ftkit.formats.base import PromptStrategy, RowError, Segment
+from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
 from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.formats.fastchat import special_tokens
 from ftkit.log import log
 
-DEFAULT_ROLES = {"system": ["system"], "user": ["user", "human"], "assistant": ["assistant", "gpt", "model"],
-                 "tool": ["tool"]}
-# sharegpt `conversation:` names (FastChat-style) -> ftkit template names
-CONVERSATIONS = {"chatml": "chatml", "qwen": "qwen", "qwen-7b-chat": "qwen", "llama3": "llama3", "llama-3": "llama3",
-                 "mistral": "mistral", "gemma": "gemma", "phi3": "phi3", "phi-3": "phi3"}
 FALLBACK = "tokenizer_default_fallback_"
 
 
@@ -40,17 +36,6 @@ def template_option_problem(value: str) -> str | None:
     guess = difflib.get_close_matches(value, list(TEMPLATES) + ["tokenizer_default"], n=1, cutoff=0.4)
     return ((f"did you mean {guess[0]}? " if guess else "") +
             f"use tokenizer_default, one of {', '.join(TEMPLATES)}, {FALLBACK}NAME, or Jinja text")
-
-
-def conversation_template(name: str | None) -> str:
-    """sharegpt `conversation:` -> a chat_template option value (unknown names are a FtkitError)."""
-    if name is None:
-        return "tokenizer_default"
-    if name not in CONVERSATIONS:
-        guess = difflib.get_close_matches(name, CONVERSATIONS, n=1, cutoff=0.3)
-        raise FtkitError(f"conversation {name!r} is not a chat template ftkit provides", where="conversation",
-                         fix=(f"did you mean {guess[0]}? " if guess else "") + f"use one of {', '.join(CONVERSATIONS)}")
-    return CONVERSATIONS[name]
 
 
 def resolve_template(option: str | None, tokenizer) -> tuple[str, str | None]:
@@ -126,9 +111,9 @@ class ChatTemplateStrategy(PromptStrategy):
         self.train_all = train_on_inputs
         self.tokenizer = tokenizer
         self.field, self.role_key, self.content_key = field_messages, message_field_role, message_field_content
-        self.role_of = {r: r for r in DEFAULT_ROLES}  # the template's own role names always pass through
-        self.role_of.update({alias: role for role, aliases in (roles or DEFAULT_ROLES).items() for alias in aliases})
-        self.roles_to_train = set(roles_to_train)
+        self.role_of = role_names(roles)
+        # names go through the role mapping, as in Axolotl: roles_to_train [gpt] trains the assistant turns
+        self.roles_to_train = {self.role_of.get(r, r) for r in roles_to_train}
         self.train_on_eos = train_on_eos
         self.train_on_eot = train_on_eot or train_on_eos
         self.properties = dict(message_properties or {})  # template property -> key in the data (besides role/content)
@@ -319,6 +304,12 @@ class ChatTemplateStrategy(PromptStrategy):
         return self.render([{"role": "user", "content": text}], gen=True)
 
 
+def chat_rows(recipe) -> bool:
+    """Rows TRL renders with the tokenizer's chat template (every rl: method and reward_model: true), not SFT
+    rows that ftkit's prompt formats tokenize."""
+    return bool(getattr(recipe, "rl", None) or getattr(recipe, "reward_model", False))
+
+
 def preference_type_template(type_name) -> str | None:
     """The template a preference type names: `chatml.intel` -> chatml; `chat_template.intel` -> None (the
     recipe's). The shape part (intel) is data/preference.py's."""
@@ -331,12 +322,10 @@ def _asked_templates(recipe) -> list[tuple[str, str]]:
     out = []
     for i, d in enumerate(recipe.datasets):
         t = d.type if isinstance(d.type, str) else ""
-        if getattr(recipe, "rl", None) and (named := preference_type_template(t)):
+        if chat_rows(recipe) and (named := preference_type_template(t)):
             out.append((f"datasets.{i}.type", named))
-        elif d.chat_template and (getattr(recipe, "rl", None) or t == "chat_template"):
+        elif d.chat_template and (chat_rows(recipe) or t == "chat_template"):
             out.append((f"datasets.{i}.chat_template", d.chat_template))
-        elif t == "sharegpt" and CONVERSATIONS.get(d.conversation):
-            out.append((f"datasets.{i}.conversation", CONVERSATIONS[d.conversation]))
     return out
 
 
@@ -357,8 +346,9 @@ def configure_tokenizer(tokenizer, recipe) -> None:
     """The one chat-template resolver (SFT and rl:): add the special tokens named templates need and write the
     run's template into the tokenizer.
 
-    The template is the one `chat_template:` names, else one a dataset names (its chat_template, sharegpt
-    conversation, or a preference type such as `chatml.intel`), else the tokenizer's own. The tokenizer saved
+    The template is the one `chat_template:` names, else one a dataset names (its chat_template, or a
+    preference type such as `chatml.intel`), else the tokenizer's own. A sharegpt `conversation:` (a FastChat
+    template, formats/fastchat.py) adds the special tokens it writes and leaves the template alone. The tokenizer saved
     with the model then carries the template the data was rendered with, so any server that calls
     apply_chat_template builds the training prompt. With `rl:` every row is rendered by that one template
     (TRL), so two different names are an error and a tokenizer without a template needs `chat_template:`.
@@ -366,11 +356,13 @@ def configure_tokenizer(tokenizer, recipe) -> None:
     asked = _asked_templates(recipe)
     options = [recipe.chat_template] + [o for _, o in asked]
     vocab = tokenizer.get_vocab()
+    fastchat = [t for d in recipe.datasets if d.type == "sharegpt" for t in special_tokens(d.conversation)]
     missing = list(dict.fromkeys(t for o in options for t in needed_tokens(o) if t not in vocab))
+    missing += [t for t in dict.fromkeys(fastchat) if t not in vocab and t not in missing]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
         log.info(f"chat template: added special tokens {missing} (embeddings will be resized)")
-    rl = getattr(recipe, "rl", None)
+    rl = chat_rows(recipe)  # rl: methods and the reward model: TRL renders every row with this template
     chosen = _one_template(recipe, asked) if rl else (
         recipe.chat_template or next((o for _, o in asked if o != "tokenizer_default"), None))
     if chosen and not (chosen == "tokenizer_default" or (chosen.startswith(FALLBACK) and tokenizer.chat_template)):

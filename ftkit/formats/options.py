@@ -1,4 +1,9 @@
-"""Which `datasets[].type` names exist, which options each takes, and the recipe-time checks."""
+"""Which `datasets[].type` names exist, which options each takes, and the recipe-time checks.
+
+A format option written for a type that does not read it is an error, unless its value asks for what the type
+does anyway (NEUTRAL: `field: text` on sharegpt, `roles_to_train: [assistant]` on oasst, alpaca's
+`field_instruction: instruction`): Axolotl ignores those keys and so does ftkit, said in a note.
+"""
 from __future__ import annotations
 
 import difflib
@@ -6,7 +11,10 @@ import string
 
 from ftkit.errors import Problem
 from ftkit.formats.alpaca import FORMATS
-from ftkit.formats.chat import CONVERSATIONS, template_option_problem
+from ftkit.formats.base import role_names
+from ftkit.formats.chat import chat_rows, template_option_problem
+from ftkit.formats.fastchat import templates as fastchat_templates
+from ftkit.formats.preference_types import type_problem
 
 CHAT_TYPES = ("chat_template", "sharegpt")
 RAW_TYPES = ("completion", "input_output", "pretokenized")
@@ -20,7 +28,19 @@ OPTION_TYPES = {
                                "message_field_training", "drop_system_message", "field_tools")},
     "chat_template": ("chat_template",),
     **{k: ("sharegpt",) for k in ("conversation", "field_human", "field_model")},
+    **{k: () for k in ("field_instruction", "field_input", "field_output", "field_system")},  # custom formats: type:
 }
+# what sharegpt with a FastChat `conversation:` reads (formats/fastchat.py)
+FASTCHAT_OPTIONS = ("conversation", "field_human", "field_model", "field_messages", "message_field_role",
+                    "message_field_content", "message_property_mappings", "roles", "roles_to_train")
+# values that ask for what any type does anyway: a note where the type does not read the option
+NEUTRAL = {"field": ("text",), "field_messages": ("messages", "conversations"), "message_field_role": ("role", "from"),
+           "message_field_content": ("content", "value"), "roles_to_train": (["assistant"],),
+           "train_on_eos": ("turn", "last", "all"), "train_on_eot": ("turn", "last", "all"),
+           "chat_template": ("tokenizer_default",), "field_human": ("human",), "field_model": ("gpt",),
+           "message_property_mappings": ({"role": "role", "content": "content"}, {"role": "from", "content": "value"}),
+           "field_instruction": ("instruction",), "field_input": ("input",), "field_output": ("output",),
+           "field_system": ("system",)}
 
 
 def is_type(name) -> bool:
@@ -53,8 +73,46 @@ def _user_defined_problems(t, key: str) -> list[Problem]:
     return out
 
 
-def _type_label(t) -> str:
+def _type_label(d) -> str:
+    t = d.type
+    if t == "sharegpt" and d.conversation:
+        return "sharegpt with a FastChat conversation"
     return t if isinstance(t, str) else "a custom format" if t is not None else "an empty type (alpaca or tokenized rows)"
+
+
+def _reads(d, option: str) -> bool:
+    if d.type == "sharegpt" and d.conversation:
+        return option in FASTCHAT_OPTIONS
+    return d.type in OPTION_TYPES[option]
+
+
+def _neutral(option: str, value) -> bool:
+    if option == "roles_to_train" and isinstance(value, list):
+        value = [role_names(None).get(r, r) for r in value]  # [gpt] asks for the assistant turns too
+    return value in NEUTRAL.get(option, ())
+
+
+def _misplaced(d, key: str) -> tuple[list[Problem], list[tuple[str, str]]]:
+    """(problems, notes) for the format options set on a type that does not read them."""
+    problems, notes = [], []
+    fields = type(d).model_fields
+    for option in OPTION_TYPES:
+        value = getattr(d, option)
+        if value == fields[option].get_default() or _reads(d, option):
+            continue
+        where, label = f"{key}.{option}", _type_label(d)
+        if _neutral(option, value):
+            notes.append((where, f"{value!r} changes nothing for {label}, which does not read it (Axolotl ignores it "
+                                 "there too)"))
+        elif not OPTION_TYPES[option]:
+            problems.append(Problem("a custom-format key written at the dataset level (Axolotl ignores it there)",
+                                    where=where, fix=f"put it under type: (a custom format), e.g. type: {{{option}: ...}}"))
+        else:
+            readers = "sharegpt without conversation, or chat_template" if d.type == "sharegpt" else \
+                " or ".join(OPTION_TYPES[option])
+            problems.append(Problem(f"applies only to type {readers}, not {label}", where=where,
+                                    fix="remove it or change the type"))
+    return problems, notes
 
 
 def _dataset_problems(d, key: str) -> list[Problem]:
@@ -64,22 +122,35 @@ def _dataset_problems(d, key: str) -> list[Problem]:
         out += _user_defined_problems(d.type, f"{key}.type")
     elif d.type is not None and not is_type(d.type):
         return [Problem(f"unsupported dataset type {d.type!r}", where=f"{key}.type", fix=unknown_type_fix(d.type))]
-    fields = type(d).model_fields
-    for option, types in OPTION_TYPES.items():
-        if getattr(d, option) != fields[option].get_default() and d.type not in types:
-            out.append(Problem(f"applies only to type {' or '.join(types)}, not {_type_label(d.type)}",
-                               where=f"{key}.{option}", fix="remove it or change the type"))
+    out += _misplaced(d, key)[0]
     if d.chat_template and (fix := template_option_problem(d.chat_template)):
         out.append(Problem(f"unknown chat template {d.chat_template!r}", where=f"{key}.chat_template", fix=fix))
-    if d.conversation and d.conversation not in CONVERSATIONS:
-        guess = difflib.get_close_matches(d.conversation, CONVERSATIONS, n=1, cutoff=0.3)
-        out.append(Problem(f"conversation {d.conversation!r} is not a chat template ftkit provides", where=f"{key}.conversation",
-                           fix=(f"did you mean {guess[0]}? " if guess else "") + f"use one of {', '.join(CONVERSATIONS)}"))
+    if d.conversation and d.type == "sharegpt" and d.conversation not in fastchat_templates():
+        guess = difflib.get_close_matches(d.conversation, list(fastchat_templates()), n=1, cutoff=0.4)
+        out.append(Problem(f"conversation {d.conversation!r} is not one of the FastChat templates ftkit renders",
+                           where=f"{key}.conversation",
+                           fix=(f"did you mean {guess[0]}? " if guess else "") + f"use one of {', '.join(fastchat_templates())}"
+                               "; for a Jinja chat template use type: chat_template with chat_template: NAME"))
     mapping = d.message_property_mappings or {}
     for prop, legacy in (("role", d.message_field_role), ("content", d.message_field_content)):
         if legacy and prop in mapping and mapping[prop] != legacy:
             out.append(Problem(f"message_field_{prop} is {legacy!r} but message_property_mappings.{prop} is {mapping[prop]!r}",
                                where=f"{key}.message_property_mappings", fix="keep one"))
+    return out
+
+
+def format_notes(recipe) -> list[tuple[str, str]]:
+    """(key, note) for dataset options that change nothing (NEUTRAL values on a type that does not read them),
+    and for sharegpt rows rendered with the tokenizer's template where Axolotl's sharegpt used vicuna_v1.1."""
+    if getattr(recipe, "rl", None):
+        return []
+    out = []
+    for key, i, d in [(k, i, d) for k in ("datasets", "test_datasets") for i, d in enumerate(getattr(recipe, k))]:
+        out += _misplaced(d, f"{key}.{i}")[1]
+        if d.type == "sharegpt" and not d.conversation:
+            out.append((f"{key}.{i}.type", "sharegpt without conversation: rendered with the tokenizer's chat "
+                                              "template (Axolotl's sharegpt, through v0.4, used FastChat's vicuna_v1.1 "
+                                              "here: write conversation: vicuna_v1.1 for that)"))
     return out
 
 
@@ -96,10 +167,17 @@ def recipe_problems(recipe) -> list[Problem]:
             if d.shards is not None and d.shards_idx >= d.shards:
                 out.append(Problem(f"is {d.shards_idx} but there are only {d.shards} shards", where=f"{key}.{i}.shards_idx",
                                    fix=f"use 0 to {d.shards - 1}"))
-    if getattr(recipe, "rl", None):  # preference/RL datasets name their own types (checked by the RL path)
+    if recipe.test_datasets and recipe.val_set_size and not chat_rows(recipe):  # Axolotl refuses the pair
+        out.append(Problem("test_datasets is the eval set, and val_set_size would hold out a second one",
+                           where="val_set_size", fix="keep one: remove val_set_size, or test_datasets"))
+    if chat_rows(recipe):  # preference/RL/reward-model datasets name their own types
+        if recipe.rl not in ("grpo", "gdpo"):  # GRPO reads prompts (data/prompts.py), the others pairs
+            out += [p for key in ("datasets", "test_datasets") for i, d in enumerate(getattr(recipe, key))
+                    if (p := type_problem(d, f"{key}.{i}"))]
         return out
-    for i, d in enumerate(recipe.datasets):
-        out += _dataset_problems(d, f"datasets.{i}")
+    for key in ("datasets", "test_datasets"):
+        for i, d in enumerate(getattr(recipe, key)):
+            out += _dataset_problems(d, f"{key}.{i}")
     if recipe.dataset_shard_num is not None and recipe.dataset_shard_idx >= recipe.dataset_shard_num:
         out.append(Problem(f"is {recipe.dataset_shard_idx} but dataset_shard_num is {recipe.dataset_shard_num}",
                            where="dataset_shard_idx", fix=f"use 0 to {recipe.dataset_shard_num - 1}"))

@@ -19,7 +19,7 @@ import json
 
 from ftkit.formats import strategy_for
 from ftkit.formats.alpaca import InstructStrategy
-from ftkit.formats.chat import ChatTemplateStrategy
+from ftkit.formats.chat import ChatTemplateStrategy, chat_rows
 from ftkit.formats.raw import PretokenizedStrategy
 from ftkit.formats.tokenize import uses_bos
 
@@ -41,7 +41,7 @@ def _around(rendered: str) -> tuple[str, str]:
 def serving_template(recipe, tokenizer) -> str | None:
     """Jinja that renders the recipe's training prompt, for the saved tokenizer; None = keep the tokenizer's
     (chat formats, preference data, pretokenized rows: there is no prompt text to render)."""
-    if getattr(recipe, "rl", None) or not recipe.datasets:
+    if chat_rows(recipe) or not recipe.datasets:
         return None
     spec = recipe.datasets[0]
     strategy = strategy_for(spec, recipe, tokenizer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ftkit.errors import FtkitError
 from ftkit.formats import strategy_for
 from ftkit.formats.chat import end_of_turn_ids
 from ftkit.formats.tokenize import encode_prompt_text
@@ -83,15 +84,25 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     return out
 
 
+def refuse_reward_model(recipe: Recipe) -> None:
+    """A reward model (a score head) has nothing to generate with: say so before loading it."""
+    if getattr(recipe, "reward_model", False):
+        raise FtkitError("this recipe trains a reward model: it scores a conversation with one number, it does not "
+                         "generate", file=recipe.source, where="reward_model",
+                         fix="score with ftkit.train.reward.score(model, tokenizer, messages), or use the output_dir "
+                             "as a GRPO reward (trl: {reward_funcs: [OUTPUT_DIR]})")
+
+
 def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, temperature=0.0, top_p=1.0,
-        seed=None, stream=True, stdin=None, stdout=None) -> list[str]:
+        seed=None, stream=True, stdin=None, stdout=None, load: dict | None = None) -> list[str]:
     """`ftkit infer`: one --prompt (streamed), or one prompt per stdin line -> one JSON line each (on a terminal
-    it first says it is waiting for prompts)."""
+    it first says it is waiting for prompts). `load`: load_trained's untrained / allow_other_base."""
     from transformers import TextStreamer
 
     stdout = stdout or sys.stdout
+    refuse_reward_model(recipe)
     with to_stderr():  # stdout carries only the answers
-        model, tok = load_trained(recipe)
+        model, tok = load_trained(recipe, **(load or {}))
     if prompt is not None:
         streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True) if stream else None
         text = generate(model, tok, recipe, [prompt], max_new_tokens=max_new_tokens, temperature=temperature,

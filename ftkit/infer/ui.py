@@ -121,15 +121,26 @@ def serve(app, host: str, port: int | None, auth: tuple[str, str] | None = None,
         else:
             log.warning(f"serving on {host} WITHOUT A LOGIN: anyone who can reach this machine can use the model (and "
                         f"its compute). Add --auth user:password (or {AUTH_ENV}=user:password), or serve on 127.0.0.1")
-    app.launch(server_name=host, server_port=port, share=False, auth=auth, prevent_thread_lock=not block,
-               quiet=not block)
+    try:
+        app.launch(server_name=host, server_port=port, share=False, auth=auth, prevent_thread_lock=not block,
+                   quiet=not block)
+    except OSError as e:  # gradio: "Cannot find empty port in range: 7860-7860. ..."; the OS: cannot assign address
+        taken = "empty port" in str(e)
+        raise FtkitError(f"cannot serve on {host}:{port or '7860+'}: "
+                         + ("the port is in use by another program" if taken else str(e).splitlines()[0][:200]),
+                         where="--port" if taken else "--host",
+                         fix="pass another --port (or stop the program using it)" if taken else
+                         "use an address of this machine, e.g. --host 127.0.0.1") from None
     return app
 
 
 def launch(recipe: Recipe, host: str = "127.0.0.1", port: int | None = None, block: bool = True,
-           auth: tuple[str, str] | None = None, **sampling):
-    """Load the trained model and serve the chat page; returns the app (block=False: keeps running)."""
+           auth: tuple[str, str] | None = None, load: dict | None = None, **sampling):
+    """Load the trained model and serve the chat page; returns the app (block=False: keeps running).
+    `load`: load_trained's untrained / allow_other_base."""
+    from ftkit.infer.generate import refuse_reward_model
     from ftkit.models.trained import load_trained
 
-    model, tok = load_trained(recipe)
+    refuse_reward_model(recipe)
+    model, tok = load_trained(recipe, **(load or {}))
     return serve(build_app(model, tok, recipe, **sampling), host, port, auth, block)

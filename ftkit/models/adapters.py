@@ -13,6 +13,7 @@ from ftkit.log import log
 from ftkit.recipe import Recipe
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+SCORE_HEADS = ("score", "classifier")  # a sequence-classification head (peft's SEQ_CLS modules_to_save)
 
 
 def linear_names(model) -> set[str]:
@@ -23,7 +24,8 @@ def linear_names(model) -> set[str]:
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
     found = _maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules
-    return {name.rsplit(".", 1)[-1] for name in found}
+    heads = SCORE_HEADS if type(model).__name__.endswith("ForSequenceClassification") else ()
+    return {name.rsplit(".", 1)[-1] for name in found} - set(heads)  # a reward model's head is trained whole
 
 
 def missing_targets(model, names: list[str]) -> list[str]:
@@ -33,15 +35,30 @@ def missing_targets(model, names: list[str]) -> list[str]:
     return [t for t in names if not any(m == t or m.endswith("." + t) for m in modules)]
 
 
+def _check_listed(recipe: Recipe, model, modules: list[str]) -> None:
+    """Listed names the model lacks: a note when others are adapted (peft adapts the ones it finds, as in Axolotl),
+    an error when none of the list exists and lora_target_linear does not add any."""
+    missing = missing_targets(model, modules)
+    if not missing:
+        return
+    names = ", ".join(map(repr, missing))
+    if len(missing) < len(modules) or recipe.lora_target_linear:
+        log.warning(f"lora_target_modules: the model ({model.config.model_type}) has no module named {names}; "
+                    "the others are adapted (as peft and Axolotl do)")
+        return
+    raise FtkitError(f"the model ({model.config.model_type}) has none of the modules lora_target_modules names "
+                     f"({names}), so nothing would be adapted", file=recipe.source, where="lora_target_modules",
+                     fix=f"use its linear layers: {', '.join(sorted(linear_names(model)))} (or lora_target_linear: "
+                         "true for all of them)")
+
+
 def lora_targets(recipe: Recipe, model) -> list[str] | str:
     """Explicit list (or one regex), every linear layer except the head (lora_target_linear), both (their
-    union, as Axolotl does), or the architecture's default. A listed name the model lacks is an error."""
+    union, as Axolotl does), or the architecture's default. Listed names the model lacks are left out (said);
+    an error only when none of them exists."""
     modules = recipe.lora_target_modules
-    if modules and not isinstance(modules, str) and (missing := missing_targets(model, list(modules))):
-        raise FtkitError(f"the model ({model.config.model_type}) has no module named {', '.join(map(repr, missing))}, "
-                         "so nothing would be adapted there", file=recipe.source, where="lora_target_modules",
-                         fix=f"use its linear layers: {', '.join(sorted(linear_names(model)))} (or lora_target_linear: "
-                             "true for all of them)")
+    if modules and not isinstance(modules, str):
+        _check_listed(recipe, model, list(modules))
     if modules and recipe.lora_target_linear:
         if isinstance(modules, str):
             raise FtkitError("lora_target_modules as one regex cannot be combined with lora_target_linear",
@@ -85,7 +102,12 @@ def lora_config(recipe: Recipe, model):
         fan_in_fan_out=recipe.lora_fan_in_fan_out, use_dora=recipe.peft_use_dora, use_rslora=recipe.peft_use_rslora,
         init_lora_weights=_init_weights(recipe),
         loftq_config=LoftQConfig(loftq_bits=loftq.loftq_bits, loftq_iter=loftq.loftq_iter) if loftq else {},
-        bias="none", task_type="CAUSAL_LM", **_variant_kwargs(recipe))
+        bias="none", task_type=_task_type(recipe), **_variant_kwargs(recipe))
+
+
+def _task_type(recipe: Recipe) -> str:
+    """peft's task: a reward model's (SEQ_CLS) trains and saves its new score head with the adapter."""
+    return "SEQ_CLS" if getattr(recipe, "reward_model", False) else "CAUSAL_LM"
 
 
 def _variant_kwargs(recipe: Recipe) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ftkit.recipe import Recipe
+from ftkit.recipe.base import method_of
 from ftkit.recipe.reference import option_order
 
 # kind -> (library that loads it, hub base_model_relation, the card's first words)
@@ -26,9 +27,7 @@ PLOT = "loss.png"
 
 
 def _method(recipe: Recipe) -> str:
-    if recipe.rl:
-        return recipe.rl
-    return "sft"
+    return method_of(recipe)
 
 
 def card_data(recipe: Recipe, kind: str) -> dict:
@@ -38,7 +37,7 @@ def card_data(recipe: Recipe, kind: str) -> dict:
     tags += [d.type for d in recipe.datasets if isinstance(d.type, str)]
     return {"base_model": recipe.base_model, "library_name": library, "base_model_relation": relation,
             "tags": list(dict.fromkeys(tags)), "datasets": list(dict.fromkeys(d.path for d in recipe.datasets)),
-            "pipeline_tag": "text-generation"}
+            "pipeline_tag": "text-classification" if recipe.reward_model else "text-generation"}
 
 
 def _metrics_rows(m: dict) -> list[tuple[str, str]]:
@@ -56,6 +55,9 @@ def _metrics_rows(m: dict) -> list[tuple[str, str]]:
     if m.get("heldout_after"):
         b, a = m["heldout_before"], m["heldout_after"]
         rows.append(("held-out pairs preferred (before -> after)", f"{b['accuracy']:.0%} -> {a['accuracy']:.0%}"))
+    if m.get("reward_after"):  # GRPO
+        b, a = m["reward_before"], m["reward_after"]
+        rows.append(("held-out mean reward (before -> after)", f"{b['mean']:.3f} -> {a['mean']:.3f}"))
     for key, label in (("steps", "optimizer steps"), ("seconds", "seconds")):
         if m.get(key):
             rows.append((label, f"{m[key]:.1f}" if isinstance(m[key], float) else str(m[key])))
@@ -64,7 +66,21 @@ def _metrics_rows(m: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _reward_usage(recipe: Recipe) -> str:
+    """A reward model scores a conversation (its last assistant turn) with one number."""
+    return ("```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            "model = AutoModelForSequenceClassification.from_pretrained(THIS_FOLDER, num_labels=1)" +
+            ("  # base + adapter + score head" if recipe.adapter else "") +
+            "\ntok = AutoTokenizer.from_pretrained(THIS_FOLDER)\n"
+            'ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of Spain?"},\n'
+            '                               {"role": "assistant", "content": "Madrid."}], return_tensors="pt")\n'
+            "print(model(**ids).logits[0, 0].item())  # higher = more like the chosen answers\n```\n\n"
+            "or as a GRPO reward: `trl: {reward_funcs: [THIS_FOLDER]}`")
+
+
 def _usage(kind: str, recipe: Recipe) -> str:
+    if recipe.reward_model:
+        return _reward_usage(recipe)
     if kind == "adapter":
         load = (f"from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
                 f"base = AutoModelForCausalLM.from_pretrained({recipe.base_model!r})\n"

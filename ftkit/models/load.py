@@ -5,10 +5,11 @@ auto-corrected (e.g. `bf16: auto` on a CPU -> fp32).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.errors import FtkitError
+from ftkit.errors import FtkitError, Problem
 from ftkit.log import log, quiet
 from ftkit.models.remote_code import remote_code_notice
 from ftkit.models.tiny import is_tiny, tiny_path
@@ -20,16 +21,20 @@ def resolve_model_path(name: str) -> str:
     return str(tiny_path(name)) if is_tiny(name) else name
 
 
-def _from_pretrained(loader, name: str, what: str, **kwargs):
-    """from_pretrained with the offline/missing case turned into one clear error."""
+def _from_pretrained(loader, name: str, what: str, recipe: Recipe | None = None, key: str = "base_model", **kwargs):
+    """from_pretrained with a folder's or the hub's failure turned into one clear error naming the recipe line."""
+    path = resolve_model_path(name)  # a twin that cannot be built says why itself: there is nothing to download
     try:
-        return loader.from_pretrained(resolve_model_path(name), **kwargs)
+        return loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
-        local = Path(name).exists()
-        fix = ("check that the directory holds config.json and weights" if local else
-               f"download it once with `huggingface-cli download {name}` on a machine with network, then point "
-               f"base_model at the local directory, or use `tiny:llama` for an offline twin")
-        raise FtkitError(f"cannot load {what} {name!r}: {str(e).splitlines()[0]}", where="base_model", fix=fix) from None
+        from ftkit.models.hub_access import hub_problem
+
+        file, report = (recipe.source, recipe.report) if recipe is not None else (None, None)
+        line = next((x.line for x in report.lines if x.key == key), None) if report else None
+        if Path(name).exists() or is_tiny(name) or name.startswith(("/", ".", "~")):  # a folder, not a hub name
+            raise FtkitError(Problem(f"cannot load {what} from {name}: {str(e).splitlines()[0]}", file, key, line,
+                                     "check that the folder exists and holds config.json and the weights")) from None
+        raise FtkitError(hub_problem(name, what, e, file, key, line)) from None
 
 
 # ---------------------------------------------------------------- precision
@@ -90,9 +95,17 @@ def load_tokenizer(recipe: Recipe):
     from tokenizers import AddedToken
 
     remote_code_notice(recipe)  # trust_remote_code: the files that will run, named before anything loads
+    for key in ("base_model", "tokenizer_config"):  # a twin's name or cache: the error names the recipe line
+        if getattr(recipe, key) and is_tiny(getattr(recipe, key)):
+            try:
+                tiny_path(getattr(recipe, key))
+            except FtkitError as e:
+                raise FtkitError([Problem(p.problem, recipe.source, key, recipe.line_of(key), p.fix)
+                                  for p in e.problems]) from None
     cls = _tokenizer_class(recipe)
     extra = {"legacy": recipe.tokenizer_legacy} if getattr(recipe, "tokenizer_legacy", None) is not None else {}
-    tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer",
+    tok = _from_pretrained(cls, recipe.tokenizer_config or recipe.base_model, "tokenizer", recipe,
+                           "tokenizer_config" if recipe.tokenizer_config else "base_model",
                            trust_remote_code=recipe.trust_remote_code, use_fast=getattr(recipe, "tokenizer_use_fast", True),
                            revision=getattr(recipe, "revision_of_model", None), **extra)
     for key, value in (recipe.special_tokens or {}).items():
@@ -175,13 +188,24 @@ def _config_kwargs(recipe: Recipe) -> dict:
     if cls is None:
         raise FtkitError(f"transformers has no config class {cls_name!r}", where="cls_model_config",
                          fix="use AutoConfig, or a class such as LlamaConfig")
-    config = _from_pretrained(cls, source or recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
+    config = _from_pretrained(cls, source or recipe.base_model, "model config", recipe,
+                              "base_model_config" if source else "base_model", trust_remote_code=recipe.trust_remote_code,
                               revision=getattr(recipe, "revision_of_model", None))
     for key, value in overrides.items():
         setattr(config, key, value)  # a mapping replaces the attribute whole (e.g. rope_scaling), as in Axolotl
     if overrides:
         log.info(f"overrides_of_model_config: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
     return {"config": config}
+
+
+def model_config(recipe: Recipe):
+    """The config the model is built from (base_model_config, cls_model_config and overrides applied), read
+    without the weights (train/preflight.py builds the model from it on the meta device)."""
+    import transformers
+
+    return _config_kwargs(recipe).get("config") or _from_pretrained(
+        transformers.AutoConfig, recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
+        revision=getattr(recipe, "revision_of_model", None))
 
 
 def attention_kernel(requested: str | None) -> str | None:
@@ -258,19 +282,31 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
     if precision is None:
         with quiet():
             precision = resolve_precision(recipe)
-    auto_cls = getattr(transformers, recipe.model_type, None)
+    cls_name = recipe.model_type
+    if cls_name != "AutoModelForCausalLM" and (recipe.trust_remote_code or recipe.gptq):  # Axolotl ignores it then
+        log.info(f"model_type {cls_name} not used with {'trust_remote_code' if recipe.trust_remote_code else 'gptq'}: "
+                 "AutoModelForCausalLM loads the class the model names, as Axolotl does")
+        cls_name = "AutoModelForCausalLM"
+    auto_cls = getattr(transformers, cls_name, None)
     if auto_cls is None:
         raise FtkitError(f"transformers has no class {recipe.model_type!r}", where="model_type",
                          fix="use AutoModelForCausalLM")
     kwargs = _load_kwargs(recipe, precision)
+    head = contextlib.nullcontext()
+    if getattr(recipe, "reward_model", False):  # one output: the score of prompt + answer
+        from trl.trainer.reward_trainer import suppress_seqcls_warning  # the expected missing head / unused lm_head
+
+        kwargs["num_labels"], head = 1, suppress_seqcls_warning()
+        log.info(f"reward_model: {recipe.model_type} with a new 1-output score head on {recipe.base_model}")
     if getattr(recipe, "reinit_weights", False):
         transformers.set_seed(recipe.seed)
-        config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config")
+        config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config", recipe)
         model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
                                      attn_implementation=kwargs.get("attn_implementation"))
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
-        model = _from_pretrained(auto_cls, recipe.base_model, "model", **kwargs)
+        with head:
+            model = _from_pretrained(auto_cls, recipe.base_model, "model", recipe, **kwargs)
     if recipe.load_in_4bit:
         from ftkit.models.quant import cpu_safe_4bit
 

@@ -47,8 +47,8 @@ def _spec_for(name: str) -> tuple[str, TinySpec]:
 
         guess = difflib.get_close_matches(family, FAMILIES, n=1)
         raise FtkitError(f"no tiny twin for family {family!r}", where="base_model",
-                         fix=f"use one of: {', '.join('tiny:' + f for f in FAMILIES)}"
-                         + (f" (did you mean tiny:{guess[0]}?)" if guess else ""))
+                         fix=(f"did you mean tiny:{guess[0]}? " if guess else "")
+                         + f"The twins: {', '.join('tiny:' + f for f in FAMILIES)}")
     return family, FAMILIES[family].twin
 
 
@@ -63,8 +63,16 @@ def tiny_path(name: str) -> Path:
     target = cache_root() / f"{family}-{_key(family, spec)}"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
+    except OSError as e:  # a read-only home: the twin is built locally, nothing to download
+        from ftkit.errors import FtkitError
+
+        raise FtkitError(f"cannot build the tiny twin {TINY_PREFIX}{family} in {target.parent} ({e.strerror})",
+                         where="base_model", fix="set FTKIT_CACHE to a folder you can write (the twins are built "
+                         "there, offline; e.g. export FTKIT_CACHE=/tmp/ftkit-cache), and HF_HOME too if the Hugging "
+                         "Face cache is under the same read-only home") from None
     try:
         _build(family, spec, tmp)
         try:

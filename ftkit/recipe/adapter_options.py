@@ -58,7 +58,7 @@ class PeftOptions(Strict):
     loftq_config: Optional[LoftQOptions] = option(None, description="LoftQ init (e.g. {loftq_bits: 4}); the base weights become their quantized values. Axolotl: peft.loftq_config.")
     peft: Optional[PeftBlock] = option(None, description="Axolotl's spelling: peft.loftq_config.")
     load_in_8bit: bool = option(False, description="Load the base in 8-bit (bitsandbytes LLM.int8) and train a LoRA on it.")
-    load_in_4bit: bool = option(False, description="Load the base in 4-bit (bitsandbytes nf4, double quant); use with adapter: qlora.")
+    load_in_4bit: bool = option(False, description="Load the base in 4-bit (bitsandbytes nf4, double quant) and train adapter: qlora on it. With adapter: lora it is read as Axolotl (v0.13 on) reads it: the base loads unquantized (said).")
     bnb_config_kwargs: dict[str, Any] = option(default_factory=dict, description="Extra transformers BitsAndBytesConfig arguments (e.g. bnb_4bit_quant_type: fp4).")
     gptq: bool = option(False, description="The base is already GPTQ-quantized; transformers loads it (needs optimum + gptqmodel).")
     relora_steps: Optional[int] = option(None, ge=1, methods=NO_REFERENCE, description="ReLoRA: merge the adapter into the base and restart it every N steps (Axolotl's former name; it now writes relora + jagged_restart_steps).")
@@ -78,8 +78,8 @@ def adapter_problems(r) -> list:
     p = problem
     return [
         r.load_in_4bit and r.load_in_8bit and p("load_in_8bit", "load_in_4bit and load_in_8bit are both true", "choose one"),
-        r.load_in_4bit and adapter != "qlora" and p("load_in_4bit", f"a 4-bit base needs adapter: qlora (adapter is {adapter})",
-                                                   "set adapter: qlora, or remove load_in_4bit"),
+        r.load_in_4bit and not adapter and p("load_in_4bit", "4-bit weights cannot be trained directly (adapter is empty)",
+                                             "set adapter: qlora"),
         adapter == "qlora" and not r.load_in_4bit and p("adapter", "qlora trains on a 4-bit base but load_in_4bit is not set",
                                                         "add load_in_4bit: true (or use adapter: lora)"),
         r.load_in_8bit and adapter != "lora" and p("load_in_8bit", f"8-bit weights cannot be trained directly (adapter is {adapter})",
@@ -88,7 +88,7 @@ def adapter_problems(r) -> list:
                                                             "remove load_in_4bit/load_in_8bit"),
         r.gptq and adapter != "lora" and p("gptq", "a GPTQ base can only be trained through an adapter", "set adapter: lora"),
         r.loftq_config and r.peft and r.peft.loftq_config and p("loftq_config", "set both here and under peft:", "keep one"),
-        loftq and adapter != "lora" and p("loftq_config", "LoftQ initialises a LoRA on the full-precision base",
+        loftq and (adapter != "lora" or r.load_in_4bit or r.load_in_8bit) and p("loftq_config", "LoftQ initialises a LoRA on the full-precision base",
                                           "set adapter: lora without load_in_4bit/load_in_8bit"),
         loftq and r.peft_init_lora_weights not in (None, "loftq") and p(
             "peft_init_lora_weights", f"{r.peft_init_lora_weights!r} conflicts with loftq_config", "set it to loftq or remove loftq_config"),

@@ -12,14 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ftkit.errors import Problem
 
-METHODS = ("sft", "dpo", "ipo", "kto", "orpo", "simpo")
+METHODS = ("sft", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "gdpo", "reward")
 SFT = ("sft",)
-PREFERENCE = ("dpo", "ipo", "kto", "orpo", "simpo")
-PAIRED = ("dpo", "ipo", "orpo", "simpo")  # chosen/rejected pairs (KTO reads unpaired rows)
+PREFERENCE = ("dpo", "ipo", "kto", "orpo", "simpo")  # offline preference rows (TRL renders them)
+PAIRED = ("dpo", "ipo", "orpo", "simpo", "reward")  # chosen/rejected pairs (KTO reads unpaired rows)
+GRPO = ("grpo", "gdpo")  # online RL: prompts in, completions generated and scored by reward functions
+REWARD = ("reward",)  # `reward_model: true`: a sequence-classification head trained on chosen/rejected pairs
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `weight_decay: .inf` (YAML's infinity) is an error naming the key, not NaN weights
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def option(default: Any = ..., *, methods: tuple[str, ...] = METHODS, ftkit_only: bool = False, **kwargs) -> Any:
@@ -45,12 +48,12 @@ def is_ftkit_only(field) -> bool:
 
 
 def method_of(recipe) -> str:
-    """'sft' for supervised fine-tuning, else the rl: method."""
-    return getattr(recipe, "rl", None) or "sft"
+    """'sft' for supervised fine-tuning, the rl: method, or 'reward' for `reward_model: true`."""
+    return getattr(recipe, "rl", None) or ("reward" if getattr(recipe, "reward_model", False) else "sft")
 
 
 def method_label(method: str) -> str:
-    return "supervised fine-tuning (no rl:)" if method == "sft" else f"rl: {method}"
+    return {"sft": "supervised fine-tuning (no rl:)", "reward": "reward_model: true"}.get(method, f"rl: {method}")
 
 
 class ProblemsError(ValueError):

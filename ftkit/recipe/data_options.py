@@ -1,7 +1,10 @@
 """Recipe options of the data path: datasets and their formats, lengths, masking, mixing, the prepared cache."""
 from __future__ import annotations
 
+import os
 from typing import Any, Literal, Optional, Union
+
+from pydantic import model_validator
 
 from ftkit.recipe.base import PAIRED, SFT, Strict, option
 
@@ -51,9 +54,13 @@ class DatasetFormatOptions(Strict):
     drop_system_message: bool = option(False, methods=SFT, description="chat_template: drop a conversation's first message when it is a system message.")
     field_tools: Optional[str] = option(None, methods=SFT, description="chat_template: column with tool definitions passed to the template as `tools` (default: tools, when the column exists).")
     chat_template: Optional[str] = option(None, methods=SFT, description="chat_template: tokenizer_default, a name (chatml, llama3, mistral, gemma, qwen, phi3) or Jinja text; default: the recipe's.")
-    conversation: Optional[str] = option(None, methods=SFT, description="sharegpt: chat template name the conversations are rendered with (default: the tokenizer's).")
+    conversation: Optional[str] = option(None, methods=SFT, description="sharegpt: a FastChat conversation template (vicuna_v1.1, alpaca, llama-2, chatml, ...; see docs/axolotl-data.md) the rows are rendered with, as Axolotl's sharegpt did; default: the tokenizer's chat template.")
     field_human: Optional[str] = option(None, methods=SFT, description="sharegpt: the data's role name for the user (added to roles.user).")
     field_model: Optional[str] = option(None, methods=SFT, description="sharegpt: the data's role name for the model (added to roles.assistant).")
+    field_instruction: Optional[str] = option(None, methods=SFT, ftkit_only=True, description="Belongs under type: (a custom format); written here only its default (instruction) is accepted, a no-op as in Axolotl.")
+    field_input: Optional[str] = option(None, methods=SFT, ftkit_only=True, description="Belongs under type: (a custom format); written here only its default (input) is accepted, a no-op as in Axolotl.")
+    field_output: Optional[str] = option(None, methods=SFT, ftkit_only=True, description="Belongs under type: (a custom format); written here only its default (output) is accepted, a no-op as in Axolotl.")
+    field_system: Optional[str] = option(None, methods=SFT, ftkit_only=True, description="Belongs under type: (a custom format); written here only its default (system) is accepted, a no-op as in Axolotl.")
     field_chosen: Optional[str] = option(None, methods=PAIRED, description="Preference rows: the column of the chosen answer (default: chosen).")
     field_rejected: Optional[str] = option(None, methods=PAIRED, description="Preference rows: the column of the rejected answer (default: rejected).")
 
@@ -61,7 +68,23 @@ class DatasetFormatOptions(Strict):
 class DatasetSpec(DatasetLoadOptions, DatasetFormatOptions):
     """One entry of `datasets:`."""
 
-    path: str = option(description="Local file or directory (json/jsonl/parquet/csv/arrow), a save_to_disk directory, or a hub dataset name.")
+    path: str = option(description="Local file or directory (json/jsonl/parquet/csv/arrow), a save_to_disk directory, or a hub dataset name. May be left out when data_files names the files (their folder becomes path).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_from_data_files(cls, data):
+        """No path but data_files (Axolotl loads them with the builder of their suffix or ds_type): path is their
+        common folder and data_files are named inside it. {data_files: [d/a.jsonl, d/b.jsonl]} -> path d, [a, b]."""
+        if not isinstance(data, dict) or data.get("path") is not None or not data.get("data_files"):
+            return data
+        files = [data["data_files"]] if isinstance(data["data_files"], str) else data["data_files"]
+        if not all(isinstance(f, str) for f in files):
+            return data
+        folder = os.path.commonpath([os.path.dirname(f) or "." for f in files]) if len({os.path.isabs(f) for f in files}) == 1 else ""
+        if not folder:
+            return data
+        names = [os.path.relpath(f, folder) for f in files]
+        return {**data, "path": folder, "data_files": names[0] if isinstance(data["data_files"], str) else names}
     type: Optional[Union[str, UserDefinedFormat]] = option(None, description="Prompt format (see data_samples/README.md), or a mapping for a format written in the recipe. Empty: rows with input_ids pass through as tokenized, other rows are read as alpaca.")
 
 
@@ -69,6 +92,8 @@ class DataOptions(Strict):
     datasets: list[DatasetSpec] = option(min_length=1, description="Training data; see data_samples/README.md for the formats.")
     sequence_len: int = option(512, ge=8, le=1_048_576, description="Longest example in tokens; longer rows are dropped and counted (completion rows are split).")
     train_on_inputs: bool = option(False, methods=SFT, description="Also train on prompt tokens (default: only the response is trained).")
+    test_datasets: list[DatasetSpec] = option(default_factory=list, description="The eval set of a supervised run, instead of a val_set_size split (same entry options as datasets). With rl: or reward_model: held-out rows of the same types, measured before and after training: preference pairs (logp(chosen) - logp(rejected)), GRPO prompts (mean reward) or reward-model pairs (score(chosen) > score(rejected)).")
+    min_sample_len: int = option(2, ge=1, description="Rows with fewer tokens are dropped and counted (Axolotl's default 2: a 1-token row has nothing to predict).")
     val_set_size: float = option(0.0, ge=0, description="Held-out fraction (<1) or row count (>=1) for evaluation.")
     dataset_prepared_path: Optional[str] = option(None, description="Directory for the tokenized-data cache (keyed by a fingerprint).")
     dataset_exact_deduplication: bool = option(False, description="Drop rows identical to an earlier one (after tokenizing; counted), as Axolotl does.")

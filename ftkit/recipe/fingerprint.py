@@ -16,7 +16,7 @@ OPERATIONAL = {"output_dir", "max_steps", "num_epochs", "logging_steps", "save_s
                "early_stopping_patience", "resume_from_checkpoint", "auto_resume_from_checkpoints", "eval_prompts",
                "max_new_tokens", "dataset_prepared_path", "dataset_processes", "dataset_num_proc",
                "loss_watchdog_threshold", "loss_watchdog_patience", "use_comet", "eval_batch_size",
-               "eval_table_size", "eval_max_new_tokens", "debug", "strict", "seed_note"}
+               "eval_table_size", "eval_max_new_tokens", "debug", "strict", "seed_note", "logging_first_step"}
 OPERATIONAL_PREFIXES = ("wandb_", "mlflow_", "hub_", "push_", "comet_", "tensorboard")
 
 

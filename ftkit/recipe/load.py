@@ -1,6 +1,7 @@
 """Reading a recipe: YAML -> `--key=value` overrides -> validation, every problem with file, line, key and fix."""
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from pathlib import Path
@@ -9,24 +10,45 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
-from ftkit.recipe.migration import Migration, migrate
-from ftkit.recipe.schema import Recipe
+from ftkit.recipe.notes import recipe_notes
+from ftkit.recipe.schema import DatasetSpec, Recipe, TRLBlock, UserDefinedFormat
 
 
 # A real recipe holds a few hundred values; YAML aliases can make 300 bytes expand to billions (an alias bomb).
 MAX_VALUES = 100_000
 
 
-def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem]]:
+def _value(node):
+    """The Python value of one YAML node (to compare two writings of a key); a copy, as merge keys rewrite nodes."""
+    return yaml.SafeLoader("").construct_object(copy.deepcopy(node), deep=True)
+
+
+def _same_in_effect(key: str, first, last) -> str | None:
+    """How two writings of one key train the same, or None: equal values, an empty first one (YAML keeps the last),
+    or an empty last one (the option's default, then) after the default written out (`lora_fan_in_fan_out: false`
+    and, further down, `lora_fan_in_fan_out:`)."""
+    if first == last:
+        return "the same value"
+    if first is None:
+        return "the first one empty (the second is kept)"
+    field = Recipe.model_fields.get(key) if last is None else None
+    if field is not None and not field.is_required() and field.get_default(call_default_factory=True) == first:
+        return f"the default ({first!r}) and then empty (the default again)"
+    return None
+
+
+def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem], list[Problem]]:
     """The line of every dotted key path (for messages), and what only the node tree shows: a key written twice in
-    one mapping (YAML keeps the last one silently). Aliases are sized first, each node counted once, and a recipe
-    that expands to more than MAX_VALUES values is refused before anything walks it expanded."""
+    one mapping, which YAML keeps the last of silently (with two values: a problem; with the same value twice: a
+    note). Aliases are sized first, each node counted once, and a recipe that expands to more than MAX_VALUES
+    values is refused before anything walks it expanded."""
     try:
         root = yaml.compose(text)
     except (yaml.YAMLError, RecursionError):
-        return {}, []  # safe_load already reported it
+        return {}, [], []  # safe_load already reported it
     sizes: dict[int, int] = {}
 
     def size(node) -> int:  # values after alias expansion, each distinct node computed once
@@ -43,22 +65,26 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                                   file, fix="write the values out, or use each alias at most a few times"))
     lines: dict[str, int] = {}
     problems: list[Problem] = []
+    notes: list[Problem] = []
     seen_mappings: set[int] = set()
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
             first_time = id(node) not in seen_mappings  # a mapping reused through an alias is checked once
             seen_mappings.add(id(node))
-            where: dict[str, int] = {}
+            where: dict[str, tuple[int, yaml.Node]] = {}
             for k, v in node.value:
                 key = f"{prefix}{k.value}"
                 line = k.start_mark.line + 1
                 if first_time and isinstance(k, yaml.ScalarNode) and k.value != "<<":
-                    if k.value in where:
-                        problems.append(Problem(f"written twice in one mapping (lines {where[k.value]} and {line}); "
+                    if k.value in where and (same := _same_in_effect(key, _value(where[k.value][1]), _value(v))):
+                        notes.append(Problem(f"written twice with {same}, lines {where[k.value][0]} and {line}",
+                                             file, key, line, "keep one of them"))
+                    elif k.value in where:
+                        problems.append(Problem(f"written twice in one mapping (lines {where[k.value][0]} and {line}); "
                                                 "YAML would keep the last value silently", file, key, line,
                                                 "keep one of them"))
-                    where.setdefault(k.value, line)
+                    where.setdefault(k.value, (line, v))
                 lines.setdefault(key, line)
                 walk(v, key + ".")
         elif isinstance(node, yaml.SequenceNode):
@@ -67,7 +93,7 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                 walk(v, f"{prefix}{i}.")
 
     walk(root, "")
-    return lines, problems
+    return lines, problems, notes
 
 
 def _field_hint(loc: tuple) -> str:
@@ -192,6 +218,21 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     return data
 
 
+def _read_text(path: Path, file: str) -> str:
+    """The recipe's text; an unreadable or non-UTF-8 file is a ConfigError naming it (and the line), not a traceback."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(Problem(f"cannot read the recipe file ({e.strerror})", file,
+                                  fix=f"make it readable (chmod u+r {file}) or copy it somewhere you can read")
+                          ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(Problem(f"not UTF-8 text (byte {raw[e.start]:#x})", file, line=raw[:e.start].count(b"\n") + 1,
+                                  fix="re-save the file as UTF-8")) from None
+
+
 def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
     """(raw data with overrides applied, file, YAML text) of a recipe file or dict."""
     file, text = None, ""
@@ -202,7 +243,7 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
         file = str(source)
         if not path.is_file():
             raise ConfigError(Problem("recipe file not found", file, fix="check the path (recipes live under recipes/)"))
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, file)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -229,7 +270,7 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
 
 def _notes(recipe: Recipe, migration: Migration) -> None:
     """Options that validate but do nothing with the rest of the recipe, as in Axolotl: said in the report."""
-    split = recipe.val_set_size or (recipe.rl and recipe.test_datasets)
+    split = recipe.val_set_size or recipe.test_datasets
     for key in ("eval_steps", "evals_per_epoch"):
         if getattr(recipe, key) and not split:
             migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
@@ -240,15 +281,25 @@ def _notes(recipe: Recipe, migration: Migration) -> None:
         if interval and strategy not in (None, "steps"):
             migration.report.add(f"{kind}_strategy", "ignored", f"{strategy}: the {kind} interval wins (steps), as in "
                                                                "Axolotl")
+    for key, note in recipe_notes(recipe):  # settings that change nothing, or read as Axolotl reads them
+        migration.report.add(key, "note", note)
 
 
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
     data, file, text = _read(source, overrides)
-    lines, yaml_problems = _yaml_tree(text, file)
-    migration = migrate(data, Recipe.model_fields, file, lines)
+    lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
+    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
+              "type": set(UserDefinedFormat.model_fields), "trl": set(TRLBlock.model_fields)}
+    migration = migrate(data, fields, file, lines)
+    for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
+        migration.report.add(note.where, NOTE, note.problem, note.line)
     problems = yaml_problems + list(migration.problems)
+    if migration.data.get("load_in_4bit") and migration.data.get("adapter") == "lora":
+        migration.data["load_in_4bit"] = False  # Axolotl (v0.13 on) builds no 4-bit config for adapter: lora
+        migration.report.add("load_in_4bit", NOTE, "with adapter: lora the base loads unquantized, as Axolotl (v0.13 on) "
+                                                   "loads it; for a 4-bit base write adapter: qlora", lines.get("load_in_4bit"))
     recipe = None
     try:
         recipe = Recipe.model_validate({**migration.data, "source": file})
@@ -265,7 +316,7 @@ def load_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str]
     """Read, override and validate a recipe; every problem is reported at once with file, key, line and fix.
 
     An empty value means "not set" (the default) at every level; Axolotl's other names, speed-only and
-    refused options are handled as recipe/axolotl.py says (recipe.report tells what was done with each key).
+    refused options are handled as ftkit/axolotl/catalogue.yaml says (recipe.report tells what was done with each key).
     """
     recipe, _, problems = inspect_recipe(source, overrides)
     if problems:

@@ -7,7 +7,7 @@ from ftkit.recipe.base import Strict, option, problem
 
 # attn_implementation values: the exact kernels transformers provides (same attention maths, different speed);
 # `xformers` has no transformers backend and runs as sdpa (also exact). Approximate kernels are refused
-# by the Axolotl catalogue (recipe/axolotl.py).
+# by the Axolotl catalogue (ftkit/axolotl/catalogue.yaml).
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention", "xformers")
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ftkit.recipe import axolotl as cat
+from pydantic import BaseModel
+
+from ftkit.axolotl import catalogue as cat
 from ftkit.recipe.base import METHODS, field_methods, is_ftkit_only
-from ftkit.recipe.schema import DatasetSpec, Recipe, UserDefinedFormat
+from ftkit.recipe.schema import DatasetSpec, Recipe, TRLBlock, UserDefinedFormat
 
 
 # What a first recipe sets (recipes/quickstart.yml): the reference opens with these, then every group in order.
@@ -34,20 +36,39 @@ def _fields_table(model, skip=("source",)) -> list[str]:
         f = model.model_fields[name]
         if name in skip:
             continue
-        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        value = None if f.is_required() else f.get_default(call_default_factory=True)
+        default = "required" if f.is_required() else "{}" if isinstance(value, BaseModel) else repr(value)  # a block: own table
         mark = " (ftkit's own)" if is_ftkit_only(f) else ""
         rows.append(f"| `{name}`{mark} | `{default}` | {_methods(f)} | {f.description or ''} |")
     return rows
 
 
+def _implemented() -> dict[str, set[str]]:
+    """The names that are recipe fields, per level (nested levels: the keys of a field's option block)."""
+    return {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
+            "type": set(UserDefinedFormat.model_fields), **{k: set(v) for k, v in cat.NESTED_FIELDS.items()}}
+
+
+def option_status(level: str, name: str, implemented: dict[str, set[str]] | None = None) -> str | None:
+    """What ftkit does with one Axolotl option: implemented, a catalogue status, or, for a key inside a block
+    that is refused or ignored whole (pretraining_dataset.path, capabilities.n_gpu), that block's; else None."""
+    if name in (implemented or _implemented()).get(level, ()):
+        return cat.IMPLEMENTED
+    if (entry := cat.lookup(level, name)) is not None:
+        return entry.status
+    block = cat.lookup("top", level.split(".")[0])
+    return block.status if block and level not in ("top", "dataset") and block.status != cat.ALIAS else None
+
+
 def option_counts() -> dict[str, int]:
-    """Axolotl options by status (implemented = recipe fields that are Axolotl options, and nested keys of fields)."""
-    fields = {"top": [n for n, f in Recipe.model_fields.items() if not is_ftkit_only(f)],
-              "dataset": [n for n, f in DatasetSpec.model_fields.items() if not is_ftkit_only(f)],
-              "type": list(UserDefinedFormat.model_fields)}
-    for level, names in cat.NESTED_FIELDS.items():
-        fields[level] = names.split()
-    return cat.counts(fields)
+    """Every name Axolotl shipped (ftkit/axolotl/harvested_names.txt) by status here; "none" counts the names
+    without one (tests/test_axolotl_options.py keeps that at 0)."""
+    implemented = _implemented()
+    out = {status: 0 for status in (cat.IMPLEMENTED, *cat.STATUSES)}
+    for level, name, _ in cat.harvested():
+        status = option_status(level, name, implemented) or "none"
+        out[status] = out.get(status, 0) + 1
+    return out
 
 
 def _catalogue_section() -> list[str]:
@@ -56,12 +77,14 @@ def _catalogue_section() -> list[str]:
         where = "" if e.level == "top" else ("datasets[]." if e.level == "dataset" else f"{e.level}.")
         groups[(e.status, e.why, e.nearest or "", e.canonical or "")].append(where + e.name)
     out = ["", "## Axolotl options that are not recipe fields", "",
-           "Statuses: alias (both names work; recipe.yml is saved with the canonical one), speed only / internal "
-           "(accepted, announced, never change what is trained), refused (an error naming the feature and the "
-           "nearest supported option; a value equal to Axolotl's default is accepted as off). `ftkit check "
-           "RECIPE` shows what a given config uses.", ""]
+           "Statuses: alias (both names work; recipe.yml is saved with the canonical one), speed only / internal / "
+           "ignored (accepted, announced, never change what is trained), refused (an error naming the feature and the "
+           "nearest supported option; a value equal to Axolotl's default is accepted as off). A key that is no option "
+           "at all is an error when it is a near miss of one (did-you-mean), else accepted and named in the summary, "
+           "as Axolotl drops it silently. `ftkit check RECIPE` shows what a given config uses; "
+           "docs/axolotl-options.md explains the door.", ""]
     titles = {cat.ALIAS: "Aliases", cat.SPEED_ONLY: "Speed only (ignored here)", cat.INTERNAL: "Internal (ignored here)",
-              cat.REFUSED: "Refused"}
+              cat.IGNORED: "Ignored here, with why", cat.REFUSED: "Refused"}
     for status, title in titles.items():
         out += [f"### {title}", ""]
         for (st, why, nearest, canonical), names in sorted(groups.items()):
@@ -82,10 +105,12 @@ def options_reference() -> str:
     """Markdown reference of every option, generated from the schema and the Axolotl catalogue."""
     counts = option_counts()
     rows = ["# ftkit options", "", "Axolotl options by status: " + ", ".join(f"{k} {v}" for k, v in counts.items()) +
-            f" ({sum(counts.values())} in all). An empty value (`key:` with nothing) means the default, at every level.",
+            f" ({sum(counts.values())} in all: every name Axolotl shipped since v0.3.0). An empty value (`key:` with "
+            "nothing) means the default, at every level.",
             "", "## Recipe options", ""]
     rows += _fields_table(Recipe)
     rows += ["", "`datasets[]` (and `test_datasets[]`) entries:", ""] + _fields_table(DatasetSpec)
     rows += ["", "`datasets[].type` as a mapping (a custom format):", ""] + _fields_table(UserDefinedFormat)
+    rows += ["", "`trl:` (rl: grpo / gdpo; empty = TRL's default):", ""] + _fields_table(TRLBlock)
     rows += _catalogue_section()
     return "\n".join(rows) + "\n"

@@ -26,8 +26,8 @@ class RunOptions(Strict):
     wandb_name: Optional[str] = option(None, description="W&B run name.")
     wandb_run_id: Optional[str] = option(None, description="W&B run id (set it to resume the same W&B run).")
     wandb_mode: Optional[Literal["online", "offline", "disabled"]] = option(None, description="online, offline (writes a local run dir, no network) or disabled.")
-    wandb_watch: Optional[Literal["false", "gradients", "parameters", "all"]] = option(None, description="W&B model watching: gradients, parameters, all, or false (WANDB_WATCH).")
-    wandb_log_model: Optional[Literal["false", "checkpoint", "end"]] = option(None, description="Upload the model to W&B artifacts: checkpoint (every save), end, or false (WANDB_LOG_MODEL).")
+    wandb_watch: Optional[str] = option(None, description="W&B model watching: gradients, parameters, all, or false (WANDB_WATCH; any other text watches nothing, as in transformers).")
+    wandb_log_model: Optional[str] = option(None, description="Upload the model to W&B artifacts: checkpoint (every save), end, or false (WANDB_LOG_MODEL; any other text uploads nothing, as in transformers).")
     mlflow_tracking_uri: Optional[str] = option(None, description="Log to MLflow here (a file store such as file:./mlruns works offline).")
     mlflow_experiment_name: Optional[str] = option(None, description="MLflow experiment name.")
     use_comet: bool = option(False, description="Log to Comet (needs the comet_ml package).")
@@ -66,7 +66,7 @@ class RunOptions(Strict):
     @field_validator("wandb_watch", "wandb_log_model", mode="before")
     @classmethod
     def _false_is_a_value(cls, v):
-        return "false" if v is False else v
+        return "false" if v is False else None if v == "" else v  # Axolotl types both as any string
 
     @field_validator("save_strategy", "eval_strategy", mode="before")
     @classmethod

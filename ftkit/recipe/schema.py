@@ -2,20 +2,24 @@
 
 The fields live in topic modules (model_options, data_options, adapter_options, train_options, run_options,
 method_options); each field's description is its only documentation (`ftkit options` prints the reference
-generated from it, together with the Axolotl options that are not fields: recipe/axolotl.py). This module
+generated from it, together with the Axolotl options that are not fields: ftkit/axolotl/catalogue.yaml). This module
 composes them into `Recipe` and holds the checks that relate fields of different topics, including the
 generated one: an option set for a method that does not read it is an error naming both.
 """
 from __future__ import annotations
 
+import math
+import os
 from typing import Optional
 
 from pydantic import PrivateAttr, model_validator
 
 from ftkit.errors import Problem
+from ftkit.formats.chat import chat_rows
 from ftkit.recipe.adapter_options import AdapterOptions, LoftQOptions, PeftBlock, PeftOptions, adapter_problems
 from ftkit.recipe.base import (
     METHODS,
+    PREFERENCE,
     field_methods,
     method_label,
     method_of,
@@ -24,19 +28,25 @@ from ftkit.recipe.base import (
     raise_problems,
 )
 from ftkit.recipe.data_options import DataOptions, DatasetSpec, PromptOptions, UserDefinedFormat
-from ftkit.recipe.method_options import RLOptions
+from ftkit.recipe.method_options import RLOptions, TRLBlock
+from ftkit.recipe.method_options import method_problems as rl_problems
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
 from ftkit.recipe.fingerprint import default_output_dir
 from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems
 
-__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "UserDefinedFormat"]
+# Folders ftkit writes or reads as a whole: `~` expanded and made absolute at load (the Trainer expands `~` by
+# itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
+FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from_checkpoint")
+
+__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "Precision", "Recipe", "TRLBlock", "UserDefinedFormat"]
+SCORE_HEAD = "AutoModelForSequenceClassification"  # what reward_model: true loads unless model_type names a class
 
 
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
              RunOptions, PackingOptions):
     """A validated recipe. `source` is the file it came from (for error messages); `report` says what
-    load_recipe did with each key of the file (recipe/migration.py), e.g. for `ftkit check`."""
+    load_recipe did with each key of the file (ftkit/axolotl/migrate.py), e.g. for `ftkit check`."""
 
     source: Optional[str] = option(None, exclude=True, ftkit_only=True, description="Internal: the file this recipe was read from.")
     _report: object = PrivateAttr(default=None)
@@ -45,15 +55,32 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
     def report(self):
         return self._report
 
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data):
+        """Every number finite, at any depth: YAML's `.inf`/`.nan` would train NaN weights (checked before the
+        fields, so a step count or a scheduler argument is named once, by its key)."""
+        raise_problems(_non_finite(data) if isinstance(data, dict) else [])
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
+        if self.reward_model and self.model_type == "AutoModelForCausalLM":  # Axolotl's default for reward models
+            self.__dict__["model_type"] = SCORE_HEAD  # (models/load.py announces it when loading)
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
-                       + _run_problems(self) + method_problems(self) + name_problems(self))
+                       + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self))
         if not self.output_dir:  # set directly: assigning would validate the whole recipe again
             self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
+        for key in FOLDERS:  # resolved once, so the Trainer, ftkit and every later reader use the same folder
+            if getattr(self, key):
+                self.__dict__[key] = os.path.abspath(os.path.expanduser(getattr(self, key)))
         return self
+
+    def line_of(self, key: str) -> int | None:
+        """The line `key` is written on in the recipe file (None when it is not written there)."""
+        return next((entry.line for entry in (self._report.lines if self._report else []) if entry.key == key), None)
 
     def dump(self) -> dict:
         """The resolved recipe as plain data (written next to the trained model)."""
@@ -62,6 +89,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
 
 def _core_problems(r: Recipe) -> list:
     p = problem
+    pairs = r.rl in PREFERENCE or r.reward_model  # GRPO prompt rows without a type are read as they are
     cosine_only = [k for k in ("cosine_min_lr_ratio", "cosine_constant_lr_ratio") if getattr(r, k) is not None]
     if r.lr_quadratic_warmup:
         cosine_only.append("lr_quadratic_warmup")
@@ -73,9 +101,6 @@ def _core_problems(r: Recipe) -> list:
                                                         "set num_epochs: 1 or max_steps"),
         r.bf16 is True and r.fp16 is True and p("fp16", "bf16 and fp16 are both true", "choose one precision"),
         r.bfloat16 and r.float16 and p("float16", "bfloat16 and float16 are both true", "choose one weight dtype"),
-        r.group_by_length and r.sample_packing and p(
-            "group_by_length", "has no effect with sample_packing: true (packed rows have no padding to save)",
-            "remove group_by_length, or set sample_packing: false"),
         r.warmup_steps is not None and r.warmup_ratio is not None and p(
             "warmup_ratio", "conflicts with warmup_steps", "keep one of warmup_steps / warmup_ratio"),
         *[r.lr_scheduler != "cosine" and p(k, f"shapes the cosine schedule but lr_scheduler is {r.lr_scheduler}",
@@ -87,14 +112,22 @@ def _core_problems(r: Recipe) -> list:
             "lr_quadratic_warmup", "conflicts with cosine_min_lr_ratio (Axolotl drops the minimum then)", "keep one"),
         r.cosine_min_lr_ratio is not None and "min_lr_rate" in r.lr_scheduler_kwargs and p(
             "cosine_min_lr_ratio", "conflicts with lr_scheduler_kwargs.min_lr_rate", "keep one"),
-        r.rl and any(d.type is None for d in [*r.datasets, *r.test_datasets]) and p(
+        pairs and any(d.type is None for d in [*r.datasets, *r.test_datasets]) and p(
             "datasets", "a preference dataset needs a type", "add type:, e.g. chat_template.prompt_pairs (see data_samples/PREFERENCE.md)"),
-        r.rl and any(d.type is not None and not isinstance(d.type, str) for d in [*r.datasets, *r.test_datasets]) and p(
+        chat_rows(r) and any(d.type is not None and not isinstance(d.type, str) for d in [*r.datasets, *r.test_datasets]) and p(
             "datasets", "custom preference formats (type: as a mapping) are not implemented",
             "convert the rows to one of the shapes in data_samples/PREFERENCE.md, e.g. chat_template.prompt_pairs"),
         r.rl == "orpo" and r.rl_beta is not None and p("rl_beta", "ORPO has no reference model, so no beta",
                                                        "use orpo_alpha for the odds-ratio weight"),
     ]
+
+
+def _non_finite(value, where: str = "") -> list[Problem]:
+    """Infinite or NaN numbers anywhere in the raw recipe, each with its key path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [problem(where, f"{value} is not a finite number", "write a finite number")]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [p for k, v in items for p in _non_finite(v, f"{where}.{k}" if where else str(k))]
 
 
 def _run_problems(r: Recipe) -> list:
@@ -148,7 +181,8 @@ def method_problems(r) -> list[Problem]:
             default, value = field.get_default(call_default_factory=True), getattr(obj, name)
             if value == default or (value is False and default is None):  # a value, not "was it written" (a dumped
                 continue  # recipe.yml writes every key); `false` for an option that is off by default is off too
-            to = "remove it" + (f", or set rl: {methods[0]}" if methods[0] != "sft" else ", or remove rl:")
+            to = "remove it, or " + {"sft": "remove rl:" if r.rl else "remove reward_model:",
+                                     "reward": "set reward_model: true"}.get(methods[0], f"set rl: {methods[0]}")
             out.append(problem(prefix + name, f"is not read by {method_label(method)} (only by {_readers(methods)})", to))
 
     scan(r, "")

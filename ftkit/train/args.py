@@ -12,21 +12,6 @@ from ftkit.recipe import Recipe
 from ftkit.train import hub, runtime
 
 
-def check_optimizer(recipe: Recipe) -> None:
-    """An optimizer whose package is not installed fails before data and model load, naming the package (the
-    Trainer would raise its ImportError after both, from deep inside transformers)."""
-    from ftkit.errors import ConfigError, Problem
-    from ftkit.recipe.train_options import missing_optimizer_package
-    from ftkit.train.outputs import recipe_line
-
-    name = recipe.optimizer
-    if pip := missing_optimizer_package(name):
-        raise ConfigError(Problem(
-            f"optimizer {name} comes from the {pip} package, which is not installed", recipe.source,
-            "optimizer", recipe_line(recipe, "optimizer"),
-            fix=f"pip install {pip}, or use an optimizer torch has (adamw_torch, adamw_torch_fused, sgd, adafactor)"))
-
-
 def total_steps(recipe: Recipe, n_train: int, world: int = 1) -> int:
     """Axolotl's estimate of the run length: ceil(rows x epochs / (micro batch x accumulation x processes)),
     capped by max_steps; 0 when the row count is not known. 1,000 rows, 2 epochs, 4 x 2 x 1 -> 250 steps."""
@@ -71,7 +56,7 @@ def _optional(recipe: Recipe) -> dict:
              "optim_args": "optim_args", "optim_target_modules": "optim_target_modules",
              "torch_compile_backend": "torch_compile_backend", "torch_compile_mode": "torch_compile_mode",
              "accelerator_config": "accelerator_config", "metric_for_best_model": "metric_for_best_model",
-             "greater_is_better": "greater_is_better"}
+             "greater_is_better": "greater_is_better", "wandb_name": "run_name"}
     out = {ta: getattr(recipe, name) for name, ta in names.items() if getattr(recipe, name) is not None}
     if isinstance(out.get("optim_args"), dict):
         out["optim_args"] = ",".join(f"{k}={v}" for k, v in out["optim_args"].items())
@@ -84,7 +69,6 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
 
     from ftkit.train.distributed import world_size
 
-    hub.check(recipe)  # a push that cannot work fails now, before training
     total = total_steps(recipe, n_train, world_size())
     plumbing = runtime.trainer_kwargs(recipe, has_eval, n_train)  # engine, logging, saves, evals
     if recipe.eval_strategy and has_eval and recipe.eval_strategy != "steps" and not (recipe.eval_steps or recipe.evals_per_epoch):
@@ -106,8 +90,9 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
         weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm,
         seed=recipe.seed,
-        data_seed=recipe.seed,
+        data_seed=recipe.seed if recipe.data_seed is None else recipe.data_seed,
         logging_steps=logging_steps(recipe, total),
+        logging_first_step=recipe.logging_first_step,
         bf16=precision.bf16,
         fp16=precision.fp16,
         tf32=precision.tf32 if torch.cuda.is_available() else None,

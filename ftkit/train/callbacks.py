@@ -107,7 +107,8 @@ class ProgressLines(TrainerCallback):
             return
         if "eval_loss" in logs:
             when = f"step {state.global_step}/{state.max_steps}" if state.global_step else "before training"
-            log.info(f"{when}: eval loss {logs['eval_loss']:.4f}")
+            reward = f", mean reward {logs['eval_reward']:.3f}" if "eval_reward" in logs else ""  # GRPO
+            log.info(f"{when}: eval loss {logs['eval_loss']:.4f}{reward}")
         if "loss" not in logs:
             return
         last = state.global_step >= state.max_steps
@@ -117,6 +118,7 @@ class ProgressLines(TrainerCallback):
             self.next_at += self.every
         lr = logs.get("learning_rate")
         log.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}"
+                 + (f", reward {logs['reward']:.3f}" if "reward" in logs else "")  # GRPO: the number that moves
                  + (f", lr {lr:.2e}" if isinstance(lr, (int, float)) else "") + f" ({time.time() - self.t0:.0f}s)")
 
 

@@ -7,7 +7,13 @@ every file's size and sha256, plus the recipe options that shape training, in `f
 (written last, atomically). A checkpoint is resumable only when that manifest matches the files.
 
 Rotation (`save_total_limit`) is ftkit's too: it deletes only `checkpoint-<number>` folders that carry
-ftkit's manifest, never a user's `checkpoint-important-backup/` (the Trainer's glob would).
+ftkit's manifest, never a user's `checkpoint-important-backup/` (the Trainer's glob would). A `checkpoint-N`
+that is a symbolic link, or a numbered folder that was there before the run without a manifest, is the user's:
+never resumed automatically, never rotated, never written into (that step's checkpoint is skipped, said).
+
+An ftkit from before manifests left checkpoints without one: a checkpoint whose files all load (the Trainer's
+trainer_state.json, written last; every safetensors file covered by its header; every torch zip intact) is
+adopted, its manifest written then, as older output folders are adopted.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ftkit.log import log
+from ftkit.models.card import make_readable
 from ftkit.recipe.fingerprint import training_options  # noqa: F401  (re-exported: checkpoints.py)
 
 MANIFEST = "ftkit_checkpoint.json"
@@ -35,13 +42,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(checkpoint: Path, recipe_dump: dict) -> None:
-    """Record every file of `checkpoint` (size + sha256) and the training options (recipe/fingerprint.py); the
-    manifest is written last."""
+def write_manifest(checkpoint: Path, recipe_dump: dict | None, data: dict | None = None, **extra) -> None:
+    """Record every file of `checkpoint` (size + sha256), the training options (recipe/fingerprint.py) and the
+    data the rows came from (data/cache.data_record); the manifest is written last."""
     files = {str(p.relative_to(checkpoint)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
              for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    record = {"files": files, "recipe": training_options(recipe_dump) if recipe_dump else {}, "data": data or {},
+              **extra}
     tmp = checkpoint / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"files": files, "recipe": training_options(recipe_dump)}, indent=1, default=str))
+    tmp.write_text(json.dumps(record, indent=1, default=str))
     os.replace(tmp, checkpoint / MANIFEST)
 
 
@@ -65,19 +74,66 @@ def problem_with(checkpoint: Path) -> str | None:
     return None
 
 
-def recipe_of(checkpoint: Path) -> dict:
-    """The training options recorded with a checkpoint ({} when it has no manifest)."""
+def recipe_of(checkpoint: Path, part: str = "recipe") -> dict:
+    """The training options (or, part="data", the data record) kept with a checkpoint ({} when not recorded)."""
     try:
-        return json.loads((checkpoint / MANIFEST).read_text()).get("recipe", {})
+        return json.loads((checkpoint / MANIFEST).read_text()).get(part) or {}
     except (OSError, ValueError):
         return {}
 
 
 def numbered(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every checkpoint-<number> folder, newest first."""
+    """(step, folder) of every checkpoint-<number> folder, newest first; symbolic links are not ftkit's."""
     found = [(int(m.group(1)), d) for d in Path(output_dir).glob("checkpoint-*")
-             if d.is_dir() and (m := NUMBERED.fullmatch(d.name))]
+             if d.is_dir() and not d.is_symlink() and (m := NUMBERED.fullmatch(d.name))]
     return sorted(found, reverse=True)
+
+
+def theirs(output_dir: str | Path) -> list[Path]:
+    """checkpoint-<number> entries ftkit must not write into: symbolic links, and folders without a manifest."""
+    return sorted(d for d in Path(output_dir).glob("checkpoint-*") if NUMBERED.fullmatch(d.name)
+                  and (d.is_symlink() or (d.is_dir() and not (d / MANIFEST).is_file())))
+
+
+def _load_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint without a manifest cannot be resumed as it is; None when every file of it loads."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable trainer_state.json (the Trainer writes it last)"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights or not (checkpoint / "optimizer.pt").is_file() or not (checkpoint / "scheduler.pt").is_file():
+        return "weights, optimizer.pt or scheduler.pt is missing"
+    for path in weights:
+        try:
+            with safe_open(str(path), "pt"):  # checks that the header's tensors cover the file exactly
+                pass
+        except Exception:  # noqa: BLE001 - safetensors raises its own error type for every kind of damage
+            return f"{path.name} is cut short or damaged"
+    for path in sorted(checkpoint.glob("*.pt")) + sorted(checkpoint.glob("*.pth")):
+        try:
+            with zipfile.ZipFile(path) as z:
+                if z.testzip() is not None:
+                    return f"{path.name} is damaged"
+        except (OSError, zipfile.BadZipFile):
+            return f"{path.name} is cut short or damaged"
+    return None
+
+
+def adopt(checkpoint: Path) -> bool:
+    """A checkpoint without a manifest whose files all load (an older ftkit's): its manifest written now, said."""
+    if (checkpoint / MANIFEST).is_file() or checkpoint.is_symlink() or _load_problem(checkpoint):
+        return False
+    write_manifest(checkpoint, None, adopted=True)
+    log.warning(f"{checkpoint} has no {MANIFEST} (written by an ftkit before checksums, or cut off just before "
+                "ftkit recorded it) but all its files load: adopted (its training options and data were not "
+                "recorded, so they cannot be compared)")
+    return True
 
 
 def rotate(output_dir: str | Path, keep: int | None, protect: str | None = None) -> list[Path]:
@@ -93,10 +149,28 @@ def rotate(output_dir: str | Path, keep: int | None, protect: str | None = None)
 
 
 class CheckpointManifest(TrainerCallback):
-    """After every save: the manifest of the new checkpoint, then rotation of ftkit's own checkpoints."""
+    """After every save: the manifest of the new checkpoint, then rotation of ftkit's own checkpoints. Before a
+    save into a name that is the user's (see `theirs`): that checkpoint is skipped, said."""
 
-    def __init__(self, recipe_dump: dict, save_total_limit: int | None):
-        self.recipe_dump, self.limit = recipe_dump, save_total_limit
+    def __init__(self, recipe_dump: dict, save_total_limit: int | None, data: dict | None = None):
+        self.recipe_dump, self.limit, self.data = recipe_dump, save_total_limit, data
+        self.theirs: set[str] = set()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.theirs = {d.name for d in theirs(args.output_dir)}
+        for d in theirs(args.output_dir):
+            kind = f"a symbolic link to {os.readlink(d)}" if d.is_symlink() else "a folder without ftkit's manifest"
+            log.warning(f"{d} is {kind}: treated as yours (not resumed automatically, never rotated, never "
+                        "written into)")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        name = f"checkpoint-{state.global_step}"
+        if control.should_save and name in self.theirs:
+            control.should_save = False
+            log.warning(f"not writing {name}: {Path(args.output_dir) / name} is yours (see above); this step's "
+                        "checkpoint is skipped (rename it to keep a checkpoint here)")
+
+    on_epoch_end = on_step_end
 
     def on_save(self, args, state, control, **kwargs):
         import torch.distributed as dist
@@ -105,8 +179,9 @@ class CheckpointManifest(TrainerCallback):
             dist.barrier()  # every rank has written its own rng_state_<rank>.pth
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if checkpoint.is_dir():
-                write_manifest(checkpoint, self.recipe_dump)
+            if checkpoint.is_dir() and not checkpoint.is_symlink():
+                make_readable(checkpoint)  # the Trainer writes safetensors 0600; this run's files get the umask's mode
+                write_manifest(checkpoint, self.recipe_dump, self.data)
                 for d in rotate(args.output_dir, self.limit, state.best_model_checkpoint):
                     log.info(f"save_total_limit={self.limit}: removed {d.name}")
         return control

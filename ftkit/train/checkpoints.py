@@ -3,17 +3,23 @@
 The HF Trainer writes `checkpoint-N/` (weights, optimizer, scheduler, RNG states, data position); ftkit
 then records a manifest of its files (checkpoint_files.py). Auto-resume takes the newest checkpoint whose
 files match their manifest, skipping damaged ones with the reason, and refuses one written by a different
-recipe. Resuming restores the data order and RNG, so the loss curve continues where it stopped.
+recipe or from other data (a data file edited in place since: the run would train on two datasets spliced
+together), unless told to resume anyway (`--resume-changed-data`), which it then says. An older ftkit's
+checkpoint without a manifest is adopted when its files load (checkpoint_files.adopt). Resuming restores the
+data order and RNG, so the loss curve continues where it stopped.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ftkit.data.cache import changed_files
 from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.checkpoint_files import (
+    MANIFEST,
+    adopt,
     numbered,
     problem_with,
     recipe_of,
@@ -46,11 +52,35 @@ def _recipe_changes(recipe: Recipe, checkpoint: Path) -> list[str]:
     return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
 
 
-def latest_complete(recipe: Recipe) -> str | None:
-    """The newest checkpoint-N in output_dir whose files match its manifest; damaged newer ones are skipped
-    (each with the reason). One written by a different recipe is an error, not a silent resume."""
+def _check_data(recipe: Recipe, checkpoint: Path, data: dict | None, changed_ok: bool) -> None:
+    """The data the checkpoint was trained on is the data this run prepared (fingerprint of the rows), else an
+    error naming the files that changed; with `changed_ok` the resume goes on, said."""
+    then = recipe_of(checkpoint, "data")
+    if not (data and then) or then.get("fingerprint") == data.get("fingerprint"):
+        return
+    files = changed_files(then, data)
+    what = (f"the data changed since {checkpoint} was written ("
+            + (f"{', '.join(files[:3])}{' ...' if len(files) > 3 else ''} differ" if files else
+               "the prepared rows differ: same files, other bytes or tokenizer") + ")")
+    if changed_ok:
+        log.warning(f"{what}; resuming anyway (--resume-changed-data): the rest of the run trains on the new data")
+        return
+    raise ConfigError(Problem(f"{what}: resuming would train the rest of the run on other rows than its first "
+                              "steps, two datasets spliced together", recipe.source, "datasets",
+                              recipe.line_of("datasets"),
+                              fix="put the data back as it was, or pass --resume-changed-data to continue on the new "
+                                  "data (said in the log), or --overwrite with auto_resume_from_checkpoints: false to "
+                                  "start afresh"))
+
+
+def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
+    """The newest checkpoint-N in output_dir whose files match its manifest (or an older ftkit's that loads);
+    damaged newer ones are skipped (each with the reason). One written by a different recipe or from other data
+    is an error, not a silent resume."""
     for _, d in numbered(recipe.output_dir):
         wrong = problem_with(d)
+        if wrong and not (d / MANIFEST).is_file() and adopt(d):
+            wrong = None
         if wrong:
             log.warning(f"skipping {d}: {wrong}; trying an older checkpoint")
             continue
@@ -60,15 +90,19 @@ def latest_complete(recipe: Recipe) -> str | None:
                                       f"{'; ...' if len(changes) > 4 else ''}), so resuming it would train the old "
                                       "run under this recipe's name", recipe.source, "auto_resume_from_checkpoints",
                                       fix="use a new output_dir for this recipe, or set the changed options back"))
+        _check_data(recipe, d, data, changed_ok)
         return str(d)
     return None
 
 
-def resume_from(recipe: Recipe) -> str | None:
-    """The checkpoint this run continues from: the explicit one, the newest complete one, or none."""
+def resume_from(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
+    """The checkpoint this run continues from: the explicit one, the newest complete one, or none. `data`: this
+    run's data record (data/cache.data_record), compared with the checkpoint's."""
     if recipe.resume_from_checkpoint:
         path = Path(recipe.resume_from_checkpoint)
         wrong = "it is not a directory" if not path.is_dir() else problem_with(path)
+        if wrong and path.is_dir() and not (path / MANIFEST).is_file() and adopt(path):
+            wrong = None
         if wrong:
             older = [str(d) for _, d in numbered(path.parent) if d != path and not problem_with(d)]
             raise ConfigError(Problem(f"{path} cannot be resumed: {wrong}", recipe.source, "resume_from_checkpoint",
@@ -78,9 +112,10 @@ def resume_from(recipe: Recipe) -> str | None:
         changes = _recipe_changes(recipe, path)
         if changes:
             log.warning(f"resuming {path}, written with other training options: {'; '.join(changes)}")
+        _check_data(recipe, path, data, changed_ok)
         return str(path)
     if recipe.auto_resume_from_checkpoints:
-        found = latest_complete(recipe)
+        found = latest_complete(recipe, data, changed_ok)
         log.info(f"resuming from {found}" if found else
                  f"auto_resume_from_checkpoints: no intact checkpoint in {recipe.output_dir}; starting fresh")
         return found

@@ -9,9 +9,13 @@
 - Lock: `.ftkit-train.lock` holds the pid of the training writing there, under fcntl.flock, which the kernel
   releases when that process dies: a second training into the folder fails at once naming the holder, and a
   lock left by a killed run is taken over, with a line saying so.
-- A fresh start (no resume) removes the earlier run's checkpoints (ftkit's, with their manifest), announced:
-  otherwise rotation, which keeps the highest step numbers, would keep them and delete the new ones.
-- The final model is staged in `.ftkit-final.tmp/` and moved into place when complete (train/save.py).
+- A fresh start (no resume) removes the earlier run's checkpoints (ftkit's, with their manifest, and an older
+  ftkit's that load, adopted), announced: otherwise rotation, which keeps the highest step numbers, would keep
+  them and delete the new ones.
+- The final model is staged in `.ftkit-final.tmp/` and moved into place when complete (train/save.py, with the
+  folder rules shared with merge-lora in models/folder.py). Free space is compared with what the run will write
+  at the start (a warning); a full disk at the end with no checkpoint to resume from saves the finished model
+  beside the data cache or in the system temp dir, and says where.
 """
 from __future__ import annotations
 
@@ -23,16 +27,22 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ftkit.errors import ConfigError, FtkitError, Problem
+from ftkit.errors import ConfigError, FtkitError, Problem, is_disk_full
 from ftkit.log import log
+from ftkit.models.folder import (  # noqa: F401  (MARKER, LOCK, STAGING, read_marker, write_marker: re-exported)
+    LOCK,
+    MARKER,
+    STAGING,
+    check_writable,
+    foreign_entries,
+    problem,
+    read_marker,
+    refuse_foreign,
+    write_marker,
+)
 from ftkit.recipe import Recipe
 from ftkit.recipe.fingerprint import training_options
 from ftkit.train import checkpoint_files as cf
-
-MARKER = "ftkit_output.json"
-LOCK = ".ftkit-train.lock"
-STAGING = ".ftkit-final.tmp"
-OURS = {MARKER, LOCK, STAGING}
 # What a finished run writes at the top of output_dir (save.py), named when a user's folder would lose them.
 WRITES = ("README.md", "config.json", "generation_config.json", "model.safetensors", "adapter_config.json",
           "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
@@ -49,18 +59,8 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def recipe_line(recipe: Recipe, key: str) -> int | None:
-    """The line `key` is written on in the recipe file (None when it is not written there)."""
-    report = recipe.report
-    return next((entry.line for entry in (report.lines if report else []) if entry.key == key), None)
-
-
-def _problem(recipe: Recipe, key: str, what: str, fix: str) -> Problem:
-    return Problem(what, recipe.source, key, recipe_line(recipe, key), fix)
-
-
 def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) -> None:
-    """output_dir and dataset_prepared_path must be folders (or not exist yet), and so must what holds them."""
+    """output_dir and dataset_prepared_path must be folders (or not exist yet) that this user can write."""
     problems = []
     for key in keys:
         value = getattr(recipe, key)
@@ -68,19 +68,12 @@ def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) ->
             continue
         blocked = next((p for p in (Path(value), *Path(value).parents) if p.exists() and not p.is_dir()), None)
         if blocked is not None:
-            problems.append(_problem(recipe, key, f"{value!r} cannot be a folder: {str(blocked)!r} is a file",
+            problems.append(problem(recipe, key, f"{value!r} cannot be a folder: {str(blocked)!r} is a file",
                                      f"point {key} at a folder (it is created when missing), or move the file away"))
+        elif found := check_writable(recipe, key, value):
+            problems.append(found)
     if problems:
         raise ConfigError(problems)
-
-
-def read_marker(out: str | Path) -> dict | None:
-    """The marker of an ftkit output folder, or None (not ftkit's, or unreadable)."""
-    try:
-        marker = json.loads((Path(out) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("written_by") == "ftkit" else None
 
 
 def written_before_markers(out: str | Path) -> bool:
@@ -95,13 +88,9 @@ def written_before_markers(out: str | Path) -> bool:
 
 
 def _foreign_entries(recipe: Recipe) -> list[str]:
-    """What the folder holds besides ftkit's own files (and the data cache, when it lives inside)."""
-    out = Path(recipe.output_dir)
-    cache = Path(recipe.dataset_prepared_path).resolve() if recipe.dataset_prepared_path else None
-    if not out.is_dir():
-        return []
-    return sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
-                  if p.name not in OURS and (cache is None or p.resolve() != cache))
+    """What output_dir holds besides ftkit's own files (and the data cache, when it lives inside)."""
+    cache = recipe.dataset_prepared_path
+    return foreign_entries(Path(recipe.output_dir), [cache] if cache else [])
 
 
 def _changes(then: dict, now: dict) -> list[str]:
@@ -116,13 +105,10 @@ def check(recipe: Recipe, overwrite: bool = False) -> None:
         return
     foreign = _foreign_entries(recipe)
     if foreign:
-        replaced = [name for name in foreign if name in WRITES or cf.NUMBERED.fullmatch(name.rstrip("/"))]
-        shown = ", ".join(foreign[:6]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 6 else "")
-        raise ConfigError(_problem(
-            recipe, "output_dir", f"{str(out)!r} is not empty and was not written by ftkit (it holds {shown})"
-            + (f"; a run would replace {', '.join(replaced)}" if replaced else ""),
-            "use a new or empty output_dir, or pass --overwrite (Python: train.run(recipe, overwrite=True)) to "
-            "write there anyway: files of the names above are replaced, other files stay"))
+        replaced = [name for name in foreign if name in WRITES or (cf.NUMBERED.fullmatch(name.rstrip("/")) and
+                                                                    not (out / name.rstrip("/")).is_symlink())]
+        refuse_foreign(recipe, out, "output_dir", foreign, replaced,
+                       "--overwrite (Python: train.run(recipe, overwrite=True))")
 
 
 def _announce(recipe: Recipe, marker: dict | None, overwrite: bool) -> None:
@@ -137,7 +123,7 @@ def _announce(recipe: Recipe, marker: dict | None, overwrite: bool) -> None:
             log.warning(f"--overwrite: {out} was not written by ftkit; it is ftkit's from now on. "
                         + (f"Replaced when this run finishes: {', '.join(replaced)}; " if replaced else "")
                         + f"left as they are: {len(foreign) - len(replaced)} other entries")
-        elif recipe.output_dir == _default(recipe):
+        elif recipe.output_dir == os.path.abspath(_default(recipe)):
             log.info(f"output_dir is not set: writing to {out} (named after the recipe; set output_dir to choose)")
         return
     changes = _changes(marker.get("training_options", {}), now)
@@ -151,15 +137,6 @@ def _default(recipe: Recipe) -> str:
     from ftkit.recipe.fingerprint import default_output_dir
 
     return default_output_dir(recipe.source, recipe.dump())
-
-
-def write_marker(out: Path, recipe: Recipe, **update) -> None:
-    """The marker, rewritten atomically (earlier fields kept unless `update` replaces them)."""
-    marker = {**(read_marker(out) or {}), "written_by": "ftkit", "recipe_file": recipe.source,
-              "training_options": training_options(recipe.dump()), **update}
-    tmp = out / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(marker, indent=1, default=str))
-    os.replace(tmp, out / MARKER)
 
 
 class Lock:
@@ -178,7 +155,7 @@ class Lock:
             except BlockingIOError:
                 holder = self._holder(fd)
                 os.close(fd)
-                raise ConfigError(_problem(
+                raise ConfigError(problem(
                     recipe, "output_dir", f"{self.path.parent} is in use by another training (pid {holder.get('pid', '?')}"
                     f" on {holder.get('host', '?')}, started {holder.get('started', '?')}): two runs in one folder would "
                     "interleave their checkpoints and overwrite each other's model",
@@ -241,12 +218,14 @@ def start_afresh(recipe: Recipe, earlier: dict | None, overwrite: bool = False) 
     When that run never finished (killed, crashed), they are all that is left of it: refused unless overwrite."""
     if not is_main_process():
         return
+    for _, d in cf.numbered(recipe.output_dir):
+        cf.adopt(d)  # an older ftkit's checkpoints that load count as ftkit's: said, and never removed unsaid
     found = [d for _, d in cf.numbered(recipe.output_dir) if (d / cf.MANIFEST).is_file()]
     if not found:
         return
     names = ", ".join(d.name for d in reversed(found))
     if earlier and earlier.get("running") and not overwrite:
-        raise ConfigError(_problem(
+        raise ConfigError(problem(
             recipe, "output_dir", f"{recipe.output_dir} holds a run that did not finish (checkpoints {names}, no final "
             "model): starting afresh would delete them", "continue it with auto_resume_from_checkpoints: true "
             "(--auto_resume_from_checkpoints=true), or pass --overwrite to start afresh, or use another output_dir"))
@@ -257,9 +236,11 @@ def start_afresh(recipe: Recipe, earlier: dict | None, overwrite: bool = False) 
                 "from the newest one instead")
 
 
-def disk_full(recipe: Recipe, during: str, exc: BaseException, before: set[str]) -> RunFailed:
+def disk_full(recipe: Recipe, during: str, exc: BaseException, before: set[str], rescued: Path | None = None
+              ) -> RunFailed:
     """The error for a full disk: the checkpoint it cut off is removed (it frees space and could never be
-    resumed), and the message says what is kept and how to continue. `before`: checkpoint names at the start."""
+    resumed), and the message says what is kept, where the finished model went (`rescued`), and how to go on.
+    `before`: checkpoint names at the start."""
     out = Path(recipe.output_dir)
     cut = [d for _, d in cf.numbered(out) if d.name not in before and not (d / cf.MANIFEST).is_file()]
     for d in cut:
@@ -268,12 +249,60 @@ def disk_full(recipe: Recipe, during: str, exc: BaseException, before: set[str])
     free = shutil.disk_usage(out).free if out.is_dir() else 0
     kept = ([f"the newest intact checkpoint {intact}"] if intact else []) + \
         ([f"the earlier model in {out} (unchanged)"] if (read_marker(out) or {}).get("final_files") else [])
+    lost = (f"; no checkpoint had been written, so the finished model was saved to {rescued} instead (a complete "
+            "model folder)" if rescued else "; no checkpoint had been written, and no other disk (the data cache's, "
+            "the system temp dir) had room either, so this run's training is lost")
     what = (f"the disk is full ({free / 1e6:,.0f} MB free in {out}) while writing {during}"
             + (f"; removed the cut-off {', '.join(d.name for d in cut)}" if cut else "")
-            + ("; kept: " + " and ".join(kept) if kept else "; no checkpoint had been written, so this run's training "
-               "is lost"))
+            + ("; kept: " + " and ".join(kept) if kept else "") + ("" if intact else lost))
     fix = (f"free space, then run again with --resume_from_checkpoint={intact} (it continues from there, and "
            "writes the final model)" if intact else
-           "free space and run again; save_steps keeps checkpoints during a long run")
+           f"free space, then move the files of {rescued} into {out} (or use it as it is: --output_dir={rescued})"
+           if rescued else "free space and run again; save_steps keeps checkpoints during a long run")
     return RunFailed(Problem(f"{what} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
-                             recipe.source, "output_dir", recipe_line(recipe, "output_dir"), fix))
+                             recipe.source, "output_dir", recipe.line_of("output_dir"), fix))
+
+
+def rescue(recipe: Recipe, write) -> Path | None:
+    """After a full disk at the final save with no checkpoint to resume: `write(folder)` the finished model into
+    a new folder beside the data cache, else in the system temp dir; the folder it went to (None: no room)."""
+    import tempfile
+
+    name = f"ftkit-rescued-{Path(recipe.output_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    places = [Path(recipe.dataset_prepared_path)] if recipe.dataset_prepared_path else []
+    for place in [*places, Path(tempfile.gettempdir())]:
+        target = place / name
+        try:
+            target.mkdir(parents=True)
+            write(target)
+            return target
+        except Exception as e:  # full there too (or not writable): the next place
+            shutil.rmtree(target, ignore_errors=True)
+            if not (isinstance(e, OSError) or is_disk_full(e, place)):
+                raise
+            log.warning(f"could not save the finished model to {target} either ({str(e).splitlines()[0][:120]})")
+    return None
+
+
+def check_space(recipe: Recipe, model, n_train: int) -> None:
+    """Warn at the start when output_dir's disk has less room than the run will write there: the final model and
+    the checkpoints kept at once (the loaded model's tensors; Adam's two fp32 moments per trained weight)."""
+    from ftkit.data.steps import steps_per_epoch
+    from ftkit.train.args import total_steps
+    from ftkit.train.checkpoints import save_kwargs
+
+    out = Path(recipe.output_dir)
+    params = list(model.parameters())
+    trained = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    final = trained if recipe.adapter else sum(p.numel() * p.element_size() for p in params)
+    checkpoint = final + 8 * sum(p.numel() for p in params if p.requires_grad)
+    saves, steps = save_kwargs(recipe, n_train), recipe.max_steps or total_steps(recipe, n_train)
+    every = saves.get("save_steps") or max(1, steps_per_epoch(recipe, n_train))
+    count = 0 if saves["save_strategy"] == "no" else max(1, steps // every)
+    kept = min(count, recipe.save_total_limit or count) + (count > (recipe.save_total_limit or count))
+    need, free = final + kept * checkpoint, shutil.disk_usage(out).free
+    if free < need:
+        log.warning(f"{out} has {free / 1e6:,.1f} MB free, and this run writes about {need / 1e6:,.1f} MB there "
+                    f"(the final model, {final / 1e6:,.1f} MB, and up to {kept} checkpoints of {checkpoint / 1e6:,.1f} "
+                    "MB at once): the disk may fill before the run ends. Fix: free space, lower save_total_limit, "
+                    "or point output_dir at a larger disk")

@@ -18,6 +18,8 @@ from ftkit.data.preference import (
 )
 from ftkit.recipe import Recipe
 
+ANSWERS = ("chosen", "rejected", "completion")
+
 
 def heldout_rows(recipe: Recipe, tokenizer, data: Prepared | None = None) -> list[dict]:
     """Held-out pairs {prompt, chosen, rejected}: test_datasets if given, else the eval split (paired methods)."""
@@ -68,11 +70,14 @@ def compare_table(rows: list[dict], before: dict, after: dict) -> str:
 
 
 def show_pair(tokenizer, row: dict) -> str:
-    """One preference row as the model sees it: the rendered prompt, then each answer (special tokens shown)."""
-    first = (row.get("chosen") or row.get("completion"))[-1]["content"]
-    ids = trained_prompt_ids(tokenizer, row["prompt"], first)  # the prompt tokens TRL trains (and infer sends)
+    """One preference row as the model sees it: the rendered prompt, then each answer (special tokens shown).
+    A GRPO row has no answer: its prompt as generation starts from it, and the columns the rewards read."""
+    answers = row.get("chosen") or row.get("completion")
+    ids = trained_prompt_ids(tokenizer, row["prompt"], answers[-1]["content"]) if answers else \
+        encode_messages(tokenizer, row["prompt"], generation_prompt=True)  # the prompt tokens TRL trains on / sends
     lines = [f"prompt ({len(ids)} tokens):", tokenizer.decode(ids)]
-    for name in ("chosen", "rejected", "completion"):
+    lines += [f"{k} (for the rewards): {v!r}" for k, v in row.items() if k not in ANSWERS + ("prompt", "label")]
+    for name in ANSWERS:
         if name in row and row[name]:
             full = encode_messages(tokenizer, row["prompt"] + row[name], generation_prompt=False)
             tag = f" (label {row['label']})" if name == "completion" else ""

@@ -9,12 +9,13 @@ class TrainResult:
     """Loss curve, before/after measurements and samples of one run (SFT or an `rl:` method).
 
     SFT measures eval loss on the val_set_size split; preference methods measure held-out pairs
-    (preference_report.pair_scores: logp(chosen) - logp(rejected)). `history` holds one dict per logged
+    (preference_report.pair_scores: logp(chosen) - logp(rejected)), the reward model its scores of them
+    (reward.pair_accuracy), GRPO the mean reward of held-out prompts' completions (grpo.measure). `history` holds one dict per logged
     step with the method's metrics (loss; preference: margin, accuracy, logps_chosen, ...).
     """
 
     output_dir: str
-    method: str  # sft, dpo, ipo, kto, orpo, simpo
+    method: str  # sft, dpo, ipo, kto, orpo, simpo, grpo, gdpo, reward
     first_loss: float = float("nan")
     final_loss: float = float("nan")
     steps: int = 0
@@ -23,8 +24,10 @@ class TrainResult:
     history: list = field(default_factory=list)
     eval_loss_before: float | None = None  # SFT
     eval_loss_after: float | None = None
-    heldout_before: dict = field(default_factory=dict)  # preference methods
+    heldout_before: dict = field(default_factory=dict)  # preference methods, the reward model (pair scores)
     heldout_after: dict = field(default_factory=dict)
+    reward_before: dict = field(default_factory=dict)  # GRPO: mean reward of held-out prompts' completions
+    reward_after: dict = field(default_factory=dict)
     samples_before: list = field(default_factory=list)  # {"prompt", "completion"} for each eval_prompts entry
     samples_after: list = field(default_factory=list)
     tokens_seen: int | None = None  # real (non-padding) tokens the training steps fed the model, packed or not
@@ -53,10 +56,17 @@ class TrainResult:
             lines.append(f"eval loss  {self.eval_loss_before:.3f} -> {self.eval_loss_after:.3f}")
         if m := self.series("margin"):
             lines.append(f"reward margin {m[0]:+.3f} -> {m[-1]:+.3f} (first -> last logged step)")
+        if r := self.series("reward"):
+            lines.append(f"reward {r[0]:.3f} -> {r[-1]:.3f} (first -> last logged step)")
         if self.heldout_before and self.heldout_after:
             b, a = self.heldout_before, self.heldout_after
-            lines.append(f"held-out logp(chosen) - logp(rejected): {b['margin']:+.2f} -> {a['margin']:+.2f}; "
+            what = "score" if self.method == "reward" else "logp"
+            lines.append(f"held-out {what}(chosen) - {what}(rejected): {b['margin']:+.2f} -> {a['margin']:+.2f}; "
                          f"pairs preferred {b['accuracy']:.0%} -> {a['accuracy']:.0%} (n={b['n']})")
+        if self.reward_before and self.reward_after:
+            b, a = self.reward_before, self.reward_after
+            lines.append(f"held-out mean reward {b['mean']:.3f} -> {a['mean']:.3f} "
+                         f"({b['n']} prompts x {b['generations']} completions)")
         if self.runtime.get("stop_reason"):
             lines.append(f"stopped early: {self.runtime['stop_reason']}")
         if self.diverged:

@@ -2,9 +2,9 @@
 
 build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
 trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. The method (train/sft.py, train/preference.py) supplies only what
-differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model) and its
-before/after measurement. TRL and peft do the training.
+(resume) -> measure after -> save. The method (train/sft.py, preference.py, grpo.py, reward.py) supplies only
+what differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model, reward
+functions) and its before/after measurement. TRL and peft do the training.
 """
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ from ftkit.train.result import TrainResult
 
 
 def method_for(recipe: Recipe) -> Method:
-    """SFT, or the recipe's `rl:` method."""
-    from ftkit.train import preference, sft
+    """SFT, the recipe's `rl:` method (preference tuning or GRPO), or the reward model."""
+    from ftkit.recipe.base import GRPO
+    from ftkit.train import grpo, preference, reward, sft
 
-    return preference.method(recipe.rl) if recipe.rl else sft.SFT
+    if recipe.rl in GRPO:
+        return grpo.method(recipe)  # imports the reward functions now: a bad path fails before data and model
+    return preference.method(recipe.rl) if recipe.rl else reward.REWARD if recipe.reward_model else sft.SFT
 
 
 class Built(NamedTuple):
@@ -42,33 +45,33 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import hub, outputs, relora, runtime
-    from ftkit.train.args import check_optimizer
+    from ftkit.train import outputs, preflight, relora, runtime
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
-    from ftkit.train.distributed import deepspeed_path
     from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
-    if recipe.deepspeed:
-        deepspeed_path(recipe)  # a missing or malformed engine config fails now, not after data preparation
-    check_optimizer(recipe)  # torchao, galore_torch, ...: a missing package fails now, named
-    hub.check(recipe)  # a push_to_hub that cannot work (offline, no token) fails before any data is prepared
+    checked = preflight.before_data(recipe)  # what `ftkit check` refuses: optimizer, hub, model_type, LoRA targets...
+    checked.raise_problems()
+    recipe = checked.recipe  # announced corrections (W&B offline without a login)
     method = method_for(recipe)
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
-    tokenizer = models.load_tokenizer(recipe)  # special tokens, the run's chat template, pad check
+    tokenizer = checked.tokenizer  # special tokens, the run's chat template, pad check; round-tripped
     prepared = data.prepare(recipe, tokenizer)  # the method's rows, drops counted, cached, packed (SFT)
     log.info(prepared.summary())
+    preflight.row_checks(checked, tokenizer, prepared)  # the rows' text survives the tokenizer; warm-up < run
+    checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
     args = method.config(recipe, precision, prepared.eval is not None, len(prepared.train))  # saves, evals, ...
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
-        callbacks=runtime.callbacks(recipe) + relora.callbacks(recipe) + list(callbacks),  # watchdog, early stop, ...
+        callbacks=runtime.callbacks(recipe, prepared.data) + relora.callbacks(recipe) + list(callbacks),  # Ctrl-C, ...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
     no_draft_card(trainer)  # TRL's draft README.md at each checkpoint would replace the card in output_dir
+    preflight.first_loss(recipe, trainer)  # loss_watchdog_threshold below the loss before step 1: refused now
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
@@ -85,50 +88,58 @@ def _full_modules_in_compute_dtype(model, precision) -> None:
             param.data = param.data.to(dtype)
 
 
-def run(recipe: Recipe, callbacks=(), overwrite: bool = False) -> TrainResult:
+def run(recipe: Recipe, callbacks=(), overwrite: bool = False, resume_changed_data: bool = False) -> TrainResult:
     """Train as the recipe says and report what changed. `callbacks`: extra TrainerCallbacks (notebook plots).
 
     output_dir is ftkit's (train/outputs.py): a non-empty folder ftkit did not write is refused unless
-    `overwrite`; one training at a time holds it. A run the loss watchdog stops returns with `result.ok` False
-    and saves no model. A full disk raises RunFailed naming what was kept."""
+    `overwrite`; one training at a time holds it. A run the loss watchdog stops, or whose weights are not finite,
+    returns with `result.ok` False and saves no model. A full disk raises RunFailed naming what was kept; Ctrl-C
+    raises Interrupted after writing a checkpoint. A checkpoint of other data is resumed only with
+    `resume_changed_data`."""
     from ftkit.env import die_with_parent
     from ftkit.train import outputs
 
     die_with_parent()  # data workers forked by this run die with it, even when it is killed
     with outputs.claim(recipe, overwrite) as earlier:  # checked, locked, marked as ftkit's
-        return _train(recipe, callbacks, overwrite, earlier)
+        return _train(recipe, callbacks, overwrite, earlier, resume_changed_data)
 
 
-def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> TrainResult:
+def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, changed_ok: bool) -> TrainResult:
     import torch
 
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
-    from ftkit.train import checkpoint_files, checkpoints, outputs, runtime
+    from ftkit.train import checkpoint_files, checkpoints, interrupt, outputs, runtime
     from ftkit.train.allocator import set_cpu_malloc
-    from ftkit.train.save import save_run
 
     t0 = time.time()
     if not torch.cuda.is_available():
         set_cpu_malloc()  # CPU: glibc's malloc, or FTKIT_CPU_MALLOC=lean (see train/allocator.py)
     method, tokenizer, prepared, trainer = build(recipe, callbacks, overwrite)
+    if outputs.is_main_process():
+        outputs.check_space(recipe, trainer.model, len(prepared.train))  # a warning now, not a lost run at the end
     trainable, total = models.count_parameters(trainer.model)
     prompts = recipe.eval_prompts
     samples_before = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
     before = method.measure(recipe, trainer, tokenizer, prepared, before=True)  # eval loss / held-out pairs
-    resumed_from = runtime.resume(recipe)  # explicit or newest complete checkpoint
+    resumed_from = runtime.resume(recipe, prepared.data, changed_ok)  # explicit or newest complete checkpoint
     if not resumed_from:
         outputs.start_afresh(recipe, earlier, overwrite)  # the earlier run's checkpoints would mix with this run's
     existing = {d.name for _, d in checkpoint_files.numbered(recipe.output_dir)}
+    ctrl_c = interrupt.of(trainer)
     try:
         if resumed_from and not (recipe.deepspeed or recipe.fsdp) and checkpoints.is_last_step(trainer, resumed_from):
             checkpoints.finish_from(trainer, resumed_from)  # e.g. after a full disk at the final save: just save it
         else:
             trainer.train(resume_from_checkpoint=resumed_from)
     except Exception as e:
-        if is_disk_full(e):
+        if is_disk_full(e, recipe.output_dir):
             raise outputs.disk_full(recipe, f"checkpoint-{trainer.state.global_step}", e, existing) from None
         raise
+    finally:
+        ctrl_c.restore()
+    if ctrl_c.step is not None:
+        raise _interrupted(recipe, ctrl_c.step)
     after = method.measure(recipe, trainer, tokenizer, prepared, before=False)
     samples_after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
 
@@ -136,7 +147,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> 
     losses = [(h["step"], h["loss"]) for h in logged]
     if not losses or not all(math.isfinite(v) for _, v in losses):
         log.warning("no finite training loss was logged")
-    finished = runtime.finish(trainer, resumed_from)
+    finished = runtime.finish(trainer, resumed_from)  # diverged: the watchdog stopped it, or weights not finite
     result = TrainResult(
         output_dir=recipe.output_dir, method=method.name, first_loss=losses[0][1] if losses else float("nan"),
         final_loss=losses[-1][1] if losses else float("nan"), steps=trainer.state.global_step,
@@ -150,13 +161,45 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None) -> 
         trainable_params=trainable, total_params=total, data=prepared.stats,
         runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
-    try:
-        result.saved_to = str(save_run(recipe, trainer, tokenizer, result, diverged=result.diverged))
-    except Exception as e:
-        if is_disk_full(e):
-            raise outputs.disk_full(recipe, "the final model", e, existing) from None
-        raise
+    result.saved_to = str(_save(recipe, trainer, tokenizer, result, existing))
     log.info(result.summary())
     if not result.diverged:
         log.info(f"saved to {recipe.output_dir}")
     return result
+
+
+def _save(recipe: Recipe, trainer, tokenizer, result, existing: set[str]):
+    """save_run; a full disk raises the error naming what was kept, after saving the finished model on another disk
+    when there is no checkpoint to resume from (outputs.rescue)."""
+    from ftkit.errors import is_disk_full
+    from ftkit.train import checkpoint_files, outputs
+    from ftkit.train.save import save_run
+
+    try:
+        return save_run(recipe, trainer, tokenizer, result, diverged=result.diverged)
+    except Exception as e:
+        if not is_disk_full(e, recipe.output_dir):
+            raise
+        intact = any(checkpoint_files.problem_with(d) is None for _, d in checkpoint_files.numbered(recipe.output_dir))
+        rescued = None if intact or result.diverged else outputs.rescue(recipe, lambda folder: save_run(
+            recipe, trainer, tokenizer, result, folder=folder))
+        raise outputs.disk_full(recipe, "the final model", e, existing, rescued) from None
+
+
+def _interrupted(recipe: Recipe, step: int):
+    """The error after a Ctrl-C: where the checkpoint is and the command that continues the run."""
+    from pathlib import Path
+
+    from ftkit.errors import Problem
+    from ftkit.train import checkpoint_files
+    from ftkit.train.interrupt import Interrupted
+
+    written = Path(recipe.output_dir) / f"checkpoint-{step}"
+    intact = next((d for _, d in checkpoint_files.numbered(recipe.output_dir) if checkpoint_files.problem_with(d)
+                   is None), None)
+    where = (f"checkpoint {written} written" if intact == written else
+             f"the newest intact checkpoint is {intact}" if intact else "no checkpoint could be written")
+    command = f"ftkit train {recipe.source or 'RECIPE'} --resume_from_checkpoint={intact}"
+    return Interrupted(Problem(f"interrupted (Ctrl-C) after step {step}; {where}; no final model was saved",
+                               recipe.source, fix=f"continue with: {command}" if intact else
+                               "run again (the run had no checkpoint to continue from)"))

@@ -12,6 +12,7 @@ from ftkit.recipe import Recipe
 from ftkit.train import callbacks as cb
 from ftkit.train import checkpoints, distributed, tracking
 from ftkit.train.checkpoint_files import CheckpointManifest
+from ftkit.train.interrupt import StopOnCtrlC
 
 
 def eval_kwargs(recipe: Recipe, has_eval: bool, n_train: int, world: int = 1) -> dict:
@@ -51,19 +52,22 @@ def _zero_stage(recipe: Recipe) -> int | None:
         return json.load(f)["zero_optimization"]["stage"]
 
 
-def callbacks(recipe: Recipe) -> list:
-    """Watchdog, early stopping, recipe-as-run-config, replica check (where weights are not sharded)."""
+def callbacks(recipe: Recipe, data: dict | None = None) -> list:
+    """Ctrl-C, watchdog, early stopping, recipe-as-run-config, replica check (where weights are not sharded),
+    checkpoint manifests (with `data`, the record of the data the rows came from). Ctrl-C comes first: the
+    watchdog and the manifest callback may veto the checkpoint it asks for."""
     full_replicas = not recipe.fsdp and _zero_stage(recipe) != 3
-    return [*cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe),
-            CheckpointManifest(recipe.dump(), recipe.save_total_limit)]  # checksums + ftkit's own rotation
+    return [StopOnCtrlC(), *cb.build(recipe, full_replicas), tracking.RecipeLogger(recipe),
+            CheckpointManifest(recipe.dump(), recipe.save_total_limit, data)]  # checksums + ftkit's own rotation
 
 
-def resume(recipe: Recipe) -> str | None:
-    return checkpoints.resume_from(recipe)
+def resume(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
+    return checkpoints.resume_from(recipe, data, changed_ok)
 
 
 def finish(trainer, resumed_from: str | None) -> dict:
-    """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas)."""
+    """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas).
+    Weights that are not finite at the end count as diverged (stop_key names the option to change)."""
     tracking.finish()
     out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
            "peak_device_memory_bytes": _peak_device_memory(), "diverged": False}
@@ -74,7 +78,21 @@ def finish(trainer, resumed_from: str | None) -> dict:
             out["stop_reason"] = out["stop_reason"] or "early stopping: eval_loss stopped improving"
         elif isinstance(c, cb.ReplicaCheck):
             out["replicas"] = c.replicas
+    if not out["diverged"] and (bad := nonfinite_weights(trainer.model)):  # never published as a success
+        out.update(diverged=True, stop_key="learning_rate", stop_reason=(
+            f"the trained weights hold NaN or infinite values ({bad}) after step {trainer.state.global_step}. Fix: "
+            f"lower learning_rate (now {trainer.args.learning_rate}), check weight_decay and max_grad_norm, or set "
+            "loss_watchdog_threshold to stop such a run early"))
     return out
+
+
+def nonfinite_weights(model) -> str | None:
+    """Which trained tensors hold NaN or inf ("2 of 14 trained tensors, e.g. lm_head.weight"); None when all finite."""
+    import torch
+
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    bad = [name for name, p in trained if not torch.isfinite(p.detach()).all()]
+    return f"{len(bad)} of {len(trained)} trained tensors, e.g. {bad[0]}" if bad else None
 
 
 def _peak_device_memory() -> int | None:

@@ -12,7 +12,6 @@ loss watchdog stopped keeps its evidence (metrics.json, loss.png, trainer_state.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict
@@ -25,7 +24,7 @@ from ftkit.log import log
 from ftkit.models import card
 from ftkit.recipe import Recipe
 from ftkit.train import relora
-from ftkit.train.outputs import STAGING, read_marker, write_marker
+from ftkit.models.folder import STAGING, publish, read_marker, write_marker  # noqa: F401  (publish: re-exported)
 
 DIVERGED = "diverged"
 
@@ -71,28 +70,13 @@ def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: b
                         template_note=template_note, plot=plot.name if plot else None)
 
 
-def publish(staging: Path, target: Path, earlier: list[str]) -> list[str]:
-    """Move every entry of `staging` into `target` (each move a rename: nothing is copied, so a full disk cannot
-    cut it short); then remove the files of the earlier save that this one did not write (a full fine-tune's
-    model.safetensors next to a new adapter would load the wrong weights). Returns the names published."""
-    target.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in staging.iterdir())
-    for name in names:
-        dest = target / name
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        os.replace(staging / name, dest)
-    staging.rmdir()
-    stale = [n for n in earlier if n not in names and (target / n).is_file()]
-    for name in stale:
-        (target / name).unlink()
-    if stale:
-        log.info(f"removed the earlier model's {', '.join(stale)} from {target} (this run did not write them)")
-    return names
-
-
-def save_run(recipe: Recipe, trainer, tokenizer, result, diverged: bool = False) -> Path:
-    """The finished run in output_dir (or its evidence in output_dir/diverged/); returns where it went."""
+def save_run(recipe: Recipe, trainer, tokenizer, result, diverged: bool = False, folder: Path | None = None) -> Path:
+    """The finished run in output_dir (or its evidence in output_dir/diverged/); returns where it went.
+    `folder`: the whole finished model written there instead, as it is (a rescue after a full disk)."""
+    if folder is not None:
+        _write(folder, recipe, trainer, tokenizer, result, weights=True)
+        card.make_readable(folder)
+        return folder
     out = Path(recipe.output_dir)
     staging = out / STAGING
     target = out / DIVERGED if diverged else out
@@ -106,8 +90,8 @@ def save_run(recipe: Recipe, trainer, tokenizer, result, diverged: bool = False)
         return target
     marker = read_marker(out) or {}
     earlier = [] if diverged else marker.get("final_files", [])
+    card.make_readable(staging)  # what this run wrote, before it joins files of the user's that keep their modes
     names = publish(staging, target, earlier)
-    card.make_readable(out)
     if diverged:
         write_marker(out, recipe, running=False)
     else:

@@ -32,6 +32,14 @@ def _set_env(values: dict[str, str | None]) -> None:
             os.environ[key] = _SET_BY_FTKIT[key] = str(value)
 
 
+def _known(recipe: Recipe, key: str) -> str | None:
+    """The W&B setting as transformers acts on it: a value it does not know is false (the recipe report says so)."""
+    from ftkit.recipe.notes import W_AND_B_VALUES
+
+    value = getattr(recipe, key)
+    return value if value is None or value in W_AND_B_VALUES[key] else "false"
+
+
 def report_to(recipe: Recipe) -> list[str]:
     """Which integrations log this run, with their environment set; tensorboard is always on."""
     targets = ["tensorboard"]
@@ -41,7 +49,7 @@ def report_to(recipe: Recipe) -> list[str]:
         env.update(WANDB_PROJECT=recipe.wandb_project, WANDB_ENTITY=recipe.wandb_entity, WANDB_NAME=recipe.wandb_name,
                    WANDB_RUN_ID=recipe.wandb_run_id, WANDB_MODE=recipe.wandb_mode,
                    WANDB_RESUME="allow" if recipe.wandb_run_id else None,
-                   WANDB_WATCH=recipe.wandb_watch, WANDB_LOG_MODEL=recipe.wandb_log_model,
+                   WANDB_WATCH=_known(recipe, "wandb_watch"), WANDB_LOG_MODEL=_known(recipe, "wandb_log_model"),
                    WANDB_DIR=str(Path(recipe.output_dir)))  # run dir: OUTPUT_DIR/wandb/
     if recipe.mlflow_tracking_uri or recipe.mlflow_experiment_name:
         targets.append("mlflow")

@@ -1,0 +1,72 @@
+"""`reward_model: true`, the part that differs from SFT: TRL's RewardConfig + RewardTrainer, and held-out pair
+accuracy as the before/after measurement. train/run.py does the rest.
+
+The model is AutoModelForSequenceClassification with one output (models/load.py): the base with a new score
+head that reads the last token of prompt + answer (as the chat template renders them). RewardTrainer trains it
+on chosen/rejected pairs with the Bradley-Terry loss -log sigmoid(score(chosen) - score(rejected)) (+
+center_rewards_coefficient x mean score^2). With LoRA the head is trained in full and saved with the adapter
+(peft's SEQ_CLS task); either way the output_dir loads with AutoModelForSequenceClassification and scores text,
+e.g. as a GRPO reward function (trl.reward_funcs: [path/to/output_dir]).
+"""
+from __future__ import annotations
+
+import statistics
+
+from ftkit import models
+from ftkit.data.preference import encode_messages
+from ftkit.recipe import Recipe
+from ftkit.train import preference_report
+from ftkit.train.args import training_args
+from ftkit.train.method import Method
+
+HISTORY_KEYS = {"loss": "loss", "accuracy": "accuracy", "margin": "margin", "mean_reward": "mean_score"}
+
+
+def reward_config(recipe: Recipe, precision: models.Precision, has_eval: bool = False, n_train: int = 0):
+    """The recipe as TRL's RewardConfig (the TrainingArguments options are SFT's, see args.py)."""
+    from trl import RewardConfig
+
+    pad = {"pad_to_multiple_of": recipe.sequence_len} if recipe.pad_to_sequence_len else {}
+    return RewardConfig(**training_args(recipe, precision, has_eval, n_train), max_length=recipe.sequence_len,
+                        dataset_num_proc=recipe.dataset_processes,
+                        center_rewards_coefficient=recipe.center_rewards_coefficient, **pad)
+
+
+def trainer_class():
+    from trl import RewardTrainer
+
+    return RewardTrainer
+
+
+def score(model, tokenizer, messages: list[dict]) -> float:
+    """The reward model's score of one conversation (prompt + answer), rendered as RewardTrainer renders it."""
+    import torch
+
+    ids = torch.tensor([encode_messages(tokenizer, messages, generation_prompt=False)],
+                       device=next(model.parameters()).device)
+    with torch.no_grad():
+        return float(model(input_ids=ids).logits[0, 0])
+
+
+def pair_accuracy(model, tokenizer, rows: list[dict]) -> dict:
+    """Held-out pairs: the fraction where score(prompt + chosen) > score(prompt + rejected), the mean margin and
+    each pair's margin."""
+    if not rows:
+        return {}
+    was_training = model.training
+    model.eval()
+    chosen = [score(model, tokenizer, r["prompt"] + r["chosen"]) for r in rows]
+    rejected = [score(model, tokenizer, r["prompt"] + r["rejected"]) for r in rows]
+    model.train(was_training)
+    margins = [c - r for c, r in zip(chosen, rejected)]
+    return {"n": len(rows), "accuracy": sum(m > 0 for m in margins) / len(rows), "margin": statistics.fmean(margins),
+            "score_chosen": statistics.fmean(chosen), "score_rejected": statistics.fmean(rejected), "margins": margins}
+
+
+def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
+    """Pair accuracy on held-out pairs: test_datasets, else the val_set_size split."""
+    rows = preference_report.heldout_rows(recipe, tokenizer, prepared)
+    return {"heldout": pair_accuracy(trainer.model, tokenizer, rows)}
+
+
+REWARD = Method("reward", reward_config, trainer_class, lambda recipe, model, tokenizer: {}, measure, HISTORY_KEYS)
