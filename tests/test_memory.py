@@ -151,13 +151,16 @@ def test_cpu_malloc_is_glibcs_by_default_and_lean_on_request(monkeypatch, said):
 
 
 def test_cpu_estimate_states_glibcs_overhead_apart_from_the_tensors(make_recipe, monkeypatch):
-    """On CPU under glibc's malloc the estimate adds an allocator row (one more copy of activations + backward)
-    beside the tensors' peak; with FTKIT_CPU_MALLOC=lean, and on a GPU, there is none."""
+    """On CPU under glibc's malloc the estimate adds an allocator row (activations + backward less the
+    gradients written into what backward frees) beside the tensors' peak; with FTKIT_CPU_MALLOC=lean, and on a
+    GPU, there is none."""
     recipe = make_recipe(base_model="meta-llama/Llama-2-7b-hf", micro_batch_size=1, sequence_len=512, bf16=False)
     monkeypatch.delenv("FTKIT_CPU_MALLOC", raising=False)
     est = memory.estimate(recipe, cpu=True)
     r = rows(est)
-    assert r["allocator"] == r["activations"] + r["backward"]
+    assert r["allocator"] == 0 < r["activations"] < r["gradients"]  # full 7B: its gradients fill what backward frees
+    lora = rows(memory.estimate(recipe.model_copy(update={"adapter": "lora"}), cpu=True))
+    assert 0 < lora["allocator"] == pytest.approx(lora["activations"] + lora["backward"] - lora["gradients"])
     assert est.resident == est.total + r["allocator"]
     table = est.table()
     assert "+ allocator" in table and f"peak RSS    {est.resident / GB:9.3f} GB" in table

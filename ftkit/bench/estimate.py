@@ -147,7 +147,7 @@ class Estimate:
                "it writes gradients")
         lines.append(f"  {'peak':<12}{self.total / GB:>9.3f} GB   per device = {how}")
         lines += [f"  + {name:<10}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows if name == "allocator"]
-        if self.bytes("allocator"):
+        if any(name == "allocator" for name, _, _ in self.rows):
             lines.append(f"  {'peak RSS':<12}{self.resident / GB:>9.3f} GB   peak + allocator: what the process holds")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
@@ -259,9 +259,10 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
     est.add("activations", act, act_how)
     est.add("backward", one_layer, "one layer's activations again: the gradients of its intermediates")
     if cpu and os.environ.get("FTKIT_CPU_MALLOC", "glibc") != "lean":  # train/allocator.py
-        est.add("allocator", act + one_layer, "CPU, glibc's malloc (ftkit's default): what backward frees stays "
-                "resident, about one more copy of activations + backward (`ftkit bench memory --sections allocator`); "
-                "FTKIT_CPU_MALLOC=lean returns it to the OS at ~1.1-1.2x the time per step")
+        kept = max(0.0, act + one_layer - est.bytes("gradients"))  # the gradients backward writes reuse what it frees
+        est.add("allocator", kept, "CPU, glibc's malloc (ftkit's default): what backward frees stays resident, about "
+                "activations + backward less the gradients written into it (`ftkit bench memory --sections "
+                "allocator`); FTKIT_CPU_MALLOC=lean returns it to the OS at ~1.1-1.2x the time per step")
     head, head_how, logits = _lm_head(config, recipe, 2 if half else 4, cpu)
     est.add("lm head", head, head_how)
     est.notes.append(f"the chunked LM head saves {(logits - head) / GB:.3f} GB: the micro-batch's full logits would "
