@@ -23,7 +23,8 @@ class Problem:
             loc += f":{self.line}"
         head = ": ".join(p for p in (loc, self.where) if p)
         text = f"{head}: {self.problem}" if head else self.problem
-        return f"{text}. Fix: {self.fix}" if self.fix else text
+        sep = " " if text.endswith((".", "!", "?")) else ". "  # a problem written as a sentence keeps one stop
+        return f"{text}{sep}Fix: {self.fix}" if self.fix else text
 
 
 class FtkitError(Exception):

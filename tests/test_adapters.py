@@ -128,3 +128,20 @@ def test_continue_training_from_lora_model_dir(tmp_path_factory, tmp_path):
     _, recipe, result = run_variant("lora", tmp_path_factory)
     again, second = train_on_twin(LORA, tmp_path, **{**LEARN, "max_steps": 2, "lora_model_dir": recipe.output_dir})
     assert second.first_loss < result.first_loss - 0.05  # starts where the first run left off, not from scratch
+
+
+@pytest.mark.parametrize("model_type", ["AutoModelForCausalLM", "LlamaForCausalLM"])
+def test_reinit_weights_starts_from_seeded_random_weights(tmp_path, model_type):
+    """reinit_weights: the base's architecture with fresh weights drawn from `seed` (an Auto class or a concrete
+    one as model_type), not the checkpoint's."""
+    from twin import load_on_twin
+
+    recipe = load_on_twin(LORA, tmp_path, adapter=None, model_type=model_type)
+    tok = models.load_tokenizer(recipe)
+    base = models.load_base(recipe, tok).model.layers[0].mlp.up_proj.weight
+    fresh = [models.load_base(recipe.model_copy(update={"reinit_weights": True, "seed": s}), tok)
+             for s in (1, 1, 2)]
+    weights = [m.model.layers[0].mlp.up_proj.weight for m in fresh]
+    assert type(fresh[0]).__name__ == "LlamaForCausalLM" and weights[0].shape == base.shape
+    assert not torch.equal(weights[0], base) and torch.equal(weights[0], weights[1])
+    assert not torch.equal(weights[0], weights[2])

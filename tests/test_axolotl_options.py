@@ -227,7 +227,7 @@ REFUSALS = [
     ({"bf16": "full"}, "bf16: 'full' -- pure-bf16 training", "bfloat16: true"),
     ({"plugins": ["axolotl.integrations.kd.KDPlugin"]}, "plugins.0: plugin axolotl.integrations.kd.KDPlugin: knowledge distillation", "remove it"),
     ({"trl": {"async_prefetch": True}}, "trl.async_prefetch: Axolotl's async GRPO pipeline", "rl: grpo (on-policy)"),
-    ({"relora": True, "jagged_restart_steps": 100}, "relora: Axolotl's ReLoRA also prunes", "relora_steps"),
+    ({"loraplus_lr_ratio": 16}, "loraplus_lr_ratio: per-group learning rates", "learning_rate"),
     ({"chat_template": "mistral_v1"}, "chat_template: 'mistral_v1' -- ftkit has no copy", "tokenizer_default"),
     ({"datasets": [{"path": "x.jsonl", "type": "stepwise_supervised"}]}, "TRL 1.16 removed PRMTrainer", "reward_model: true"),
     ({"save_safetensors": False}, "save_safetensors: False -- ftkit writes safetensors only", "save_safetensors: true"),
@@ -307,8 +307,8 @@ def _sample(field, default):
     raise AssertionError(f"no sample value for {field}")
 
 
-NEEDS = {"relora_steps": {"adapter": "lora"}, "relora_warmup_steps": {"adapter": "lora", "relora_steps": 5},
-         "eval_table_size": {"val_set_size": 0.1}, "relora_cpu_offload": {"adapter": "lora", "relora_steps": 5}}
+NEEDS = {"relora_steps": {"adapter": "lora"}, "eval_table_size": {"val_set_size": 0.1},
+         "relora_cpu_offload": {"adapter": "lora", "relora_steps": 5}}
 
 
 def _narrowed(model):
@@ -514,7 +514,8 @@ def test_training_arguments_names_without_a_mapping_are_said_or_refused():
     assert "Axolotl drops" in ignored["label_smoothing_factor"]
     assert (r.dataset_processes, r.eval_max_new_tokens, r.sample_packing) == (3, 64, True)  # read by data prep
     got = problems_of({**BASE, "train_sampling_strategy": "sequential"})
-    assert any("train_sampling_strategy: sequential: batches in the data's order" in p for p in got), got
+    assert any("train_sampling_strategy: sequential is Axolotl's curriculum_sampling. Fix: write curriculum_sampling: "
+               "true" in p for p in got), got
 
 
 def test_report_to_maps_onto_the_tracking_options():

@@ -39,9 +39,9 @@ def test_good_recipe_loads_with_defaults(tmp_path):
 BAD_RECIPES = [
     # (description, recipe text, [substrings the message must contain])
     ("misspelled key", GOOD + "lerning_rate: 0.1\n", ["r.yml:7", "lerning_rate", "unknown option", "did you mean learning_rate"]),
-    ("refused axolotl key", GOOD + "relora_anneal_steps: 10\n",
-     ["r.yml:7: relora_anneal_steps", "ReLoRA also prunes optimizer state", "ftkit refuses rather than ignores",
-      "Fix: remove it; nearest supported: relora_steps"]),
+    ("refused axolotl key", GOOD + "loraplus_lr_ratio: 16\n",
+     ["r.yml:7: loraplus_lr_ratio", "per-group learning rates need optimizer parameter groups",
+      "ftkit refuses rather than ignores", "Fix: remove it; nearest supported: learning_rate"]),
     ("wrong type", GOOD.replace("sequence_len: 256", "sequence_len: long"),
      ["sequence_len", "r.yml:5", "valid integer", "'long'", "Fix: expected: Longest example"]),
     ("out of range", GOOD + "micro_batch_size: 0\n", ["micro_batch_size", "greater than or equal to 1", "Fix:"]),
@@ -103,6 +103,15 @@ def test_override_adds_list_entry_and_reports_bad_values(tmp_path):
         load_recipe(write(tmp_path, GOOD), ["--datasets.5.path=x"])
     with pytest.raises(ConfigError, match="write overrides as --key=value"):
         parse_overrides(["lora_r"])
+
+
+def test_a_bad_override_names_no_recipe_line(tmp_path):
+    """The value came from the command line, so the error must not point at the file's line holding the old one."""
+    assert "r.yml:5: sequence_len" in error_of(tmp_path, GOOD.replace("256", "-1"))
+    msg = error_of(tmp_path, GOOD, ["--sequence_len=-1"])
+    assert "r.yml: sequence_len: input should be greater than" in msg and "r.yml:5" not in msg
+    msg = error_of(tmp_path, GOOD, ["--datasets.0.type=alpacca"])
+    assert "r.yml: datasets.0.type: unsupported dataset type 'alpacca'" in msg
 
 
 def test_override_misspelled_is_caught(tmp_path):

@@ -308,16 +308,32 @@ def test_parity_holds_for_data_samples(tok):
     assert report.ok and report.checked == 18, report.summary()
 
 
+def gpt2_split_llama():
+    """The Llama twin's tokenizer with GPT-2's split everywhere (the twin before it kept a newline run that opens a
+    text piece whole, as Llama 3's tokenizer does): a tokenizer that has the string-tokenization trap."""
+    import dataclasses
+
+    from ftkit.models.families import FAMILIES
+    from ftkit.models.tiny import build_tokenizer
+
+    return build_tokenizer(dataclasses.replace(FAMILIES["llama"].twin, isolate=None))
+
+
 def test_parity_reports_the_string_tokenization_trap(tok):
-    # Tokenizing a whole llama3 conversation as one string splits the assistant header's "\n\n" as 'Ċ','Ċ' (text
-    # follows), while the generation prompt alone ends in 'ĊĊ': the trap ftkit's per-piece tokenization avoids.
-    # Position 14 = bos, SH, user, EH, Ċ, Ċ, H, i, EOT, SH, as, s, istant, EH -> the 15th token.
+    # With GPT-2's split, tokenizing a whole llama3 conversation as one string splits the assistant header's "\n\n"
+    # as 'Ċ','Ċ' (text follows), while the generation prompt alone ends in 'ĊĊ': the trap ftkit's per-piece
+    # tokenization avoids. Position 14 = bos, SH, user, EH, Ċ, Ċ, H, i, EOT, SH, as, s, istant, EH -> the 15th token.
+    old = gpt2_split_llama()
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
-    whole = tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
-    prompt = tok.apply_chat_template(msgs[:1], add_generation_prompt=True, tokenize=True)["input_ids"]
+    whole = old(old.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
+    prompt = old.apply_chat_template(msgs[:1], add_generation_prompt=True, tokenize=True)["input_ids"]
     labels = [-100] * (len(prompt) + 1) + whole[len(prompt) + 1:]
-    why = first_mismatch(whole, labels, prompt, tok)
+    why = first_mismatch(whole, labels, prompt, old)
     assert why.startswith("token 14: training has 'Ċ' (204), inference has 'ĊĊ' (368)"), why
+    # the twin splits like Llama 3: the whole string and the generation prompt agree
+    whole = tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
+    served = tok.apply_chat_template(msgs[:1], add_generation_prompt=True)["input_ids"]
+    assert whole[:len(served)] == served
     # a prompt ending in a space: training merged ' Paris' into one token, inference feeds 'Ġ'
     train = tok("A: Paris", add_special_tokens=False)["input_ids"]
     assert "training has 'ĠParis'" in first_mismatch(train, [-100, -100, train[2]], tok("A: ")["input_ids"][1:], tok)
@@ -375,20 +391,21 @@ def test_parity_notes_multi_turn_history_drift(tok):
     row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
                         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Lima"}]}
     notes = {}
-    for template in ("llama3", "chatml"):
-        r = load_recipe({"base_model": "tiny:llama", "chat_template": template,
+    for template, t in (("llama3", None), ("chatml", None), ("llama3 (GPT-2 split)", gpt2_split_llama())):
+        r = load_recipe({"base_model": "tiny:llama", "chat_template": template.split()[0],
                          "datasets": [{"path": "x", "type": "chat_template"}]})
-        t = models.load_tokenizer(r)
+        t = t or models.load_tokenizer(r)
         report = ParityReport()
         check_rows(strategy_for(r.datasets[0], r, t), [(0, row)], t, "chat", report)
         assert report.ok, report.summary()  # the first trained turn always matches
         notes[template] = report.later_turns
-    # llama3 on the tiny tokenizer: training keeps the first answer's header "\n\n" as 'ĊĊ' (it ends its piece),
-    # while the whole history as one string splits it before "Yo" (token 14, as in the trap test above).
-    # chatml's header ends in a single "\n", which tokenizes the same either way.
-    assert notes["llama3"] == ["chat row 1 message 3: token 14: training has 'ĊĊ' (368), "
-                               "the whole-history string gives 'Ċ' (204)"]
-    assert notes["chatml"] == []
+    # With GPT-2's split, training keeps the first answer's header "\n\n" as 'ĊĊ' (it ends its piece), while the
+    # whole history as one string splits it before "Yo" (token 14, as in the trap test above). The twin splits like
+    # Llama 3 (a newline run that opens a text piece stays whole), and chatml's header ends in a single "\n": both
+    # tokenize the same either way.
+    assert notes["llama3 (GPT-2 split)"] == ["chat row 1 message 3: token 14: training has 'ĊĊ' (368), "
+                                             "the whole-history string gives 'Ċ' (204)"]
+    assert notes["llama3"] == notes["chatml"] == []
 
 
 def test_csv_numbers_are_text(tmp_path, tok):

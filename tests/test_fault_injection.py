@@ -444,10 +444,13 @@ def test_notebook_parameters_that_are_not_yaml(capsys):
 def test_lora_target_modules_the_model_lacks_list_its_linear_layers(make_recipe, tiny_tokenizer):
     from ftkit import models
 
-    recipe = make_recipe(adapter="lora", lora_target_modules=["q_proj", "qkv_proj"])
-    with pytest.raises(FtkitError, match=r"lora_target_modules: the model \(llama\) has no module named 'qkv_proj', so "
-                                         r"nothing would be adapted there. Fix: use its linear layers: down_proj, "
-                                         r"gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"):
+    """None of the names exists: an error listing the model's linear layers (some missing: adapted, said; see
+    test_axolotl_accepts.py)."""
+    recipe = make_recipe(adapter="lora", lora_target_modules=["qkv_proj", "wqkv"], lora_target_linear=False)
+    with pytest.raises(FtkitError, match=r"lora_target_modules: the model \(llama\) has none of the modules "
+                                         r"lora_target_modules names \('qkv_proj', 'wqkv'\), so nothing would be "
+                                         r"adapted. Fix: use its linear layers: down_proj, gate_proj, k_proj, o_proj, "
+                                         r"q_proj, up_proj, v_proj"):
         models.load_model(recipe, tiny_tokenizer)
 
 

@@ -1,10 +1,9 @@
-"""ftkit.notebook helpers headless (plain Python, no kernel) and ftkit.evals scoring."""
+"""ftkit.notebook helpers headless (plain Python, no kernel); evals in test_evals.py, the panel in test_widgets.py."""
 import json
 import re
 
 import pytest
 
-from ftkit.cookbook import evals
 from ftkit.cookbook import notebook as nb
 from ftkit.cookbook.twins import twin_for_model, twin_for_recipe
 from ftkit.formats import get_strategy
@@ -33,9 +32,13 @@ def test_record_writes_metrics_json(tmp_path, monkeypatch):
     assert not (tmp_path / "m.json").exists()
 
 
-def test_headless_form_is_nothing_and_loss_plot_saves_png(tmp_path):
+def test_headless_panel_shows_nothing_and_loss_plot_saves_png(tmp_path):
+    from ftkit.cookbook import workshop
+
     assert not nb.interactive()
-    assert nb.parameters_form({"max_steps": 3}, ["max_steps"]) is None
+    panel = workshop.TrainingPanel(workshop.preference_recipe, {"method": "dpo", "base_model": "tiny:llama",
+                                                                "max_steps": 3, "output_dir": str(tmp_path)})
+    assert panel.show() is None and panel.box is None and panel.fields == {}  # papermill: the parameters cell rules
     cb = nb.loss_plot_callback(tmp_path / "loss.png")
 
     class State:
@@ -46,20 +49,6 @@ def test_headless_form_is_nothing_and_loss_plot_saves_png(tmp_path):
     cb.on_train_end(None, State, None)
     assert cb.losses == [(1, 3.0), (2, 2.0), (3, 1.0)]
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_evals_before_after_scores():
-    checks = [evals.not_empty(), evals.no_template_leak(), evals.expect("capital of Spain", r"\bMadrid\b")]
-    prompts = ["What is the capital of Spain?", "What color is the sky?"]
-    ba = evals.before_after(checks, prompts, ["### Response: Paris", ""], ["Madrid.", "The sky is blue."])
-    # before: spain: not_empty ok, leak FAIL, madrid FAIL; sky: empty FAIL, leak ok -> 2 of 5
-    assert ba.score_before == pytest.approx(2 / 5) and ba.score_after == 1.0
-    assert ba.table()[1] == ["What is the capital of Spain?", "### Response: Paris", "1/3", "Madrid.", "3/3"]
-    assert "| score |  | 40% |  | 100% |" in ba.markdown()
-    assert evals.run_checks([evals.no_repetition()], ["p"], ["is is is is is"]).failures() == \
-        ["no repeated 3-gram: 'p' -> 'is is is is is'"]
-    with pytest.raises(ValueError, match="2 prompts but 1 outputs"):
-        evals.run_checks(checks, prompts, ["x"])
 
 
 def test_twin_for_recipe_conventions(tmp_path):

@@ -73,14 +73,19 @@ def _base_model_line(ws) -> int:
 
 def test_a_gated_model_says_how_to_get_access(hub, ws, tmp_path):
     err = _fails(f"{TRAIN} --base_model=some-org/gated-model", online_env(hub.url, tmp_path / "hf"), ws)
-    where = f"recipes/llama/lora.yml:{_base_model_line(ws)}: base_model:"
+    where = "recipes/llama/lora.yml: base_model:"  # set on the command line: no recipe line holds that name
     assert f"ftkit: error: {where} some-org/gated-model is a gated model" in err
     assert f"request access at {hub.url}/some-org/gated-model" in err and "`hf auth login`" in err
 
 
 def test_a_missing_model_points_at_the_recipe_line(hub, ws, tmp_path):
-    err = _fails(f"{TRAIN} --base_model=some-org/no-such-model", online_env(hub.url, tmp_path / "hf"), ws)
-    where = f"recipes/llama/lora.yml:{_base_model_line(ws)}: base_model:"
+    """A misspelt name written in the recipe: the error points at its line."""
+    text = (ws / "recipes" / "llama" / "lora.yml").read_text()
+    recipe = ws / "recipes" / "llama" / "misspelt.yml"
+    recipe.write_text("\n".join("base_model: some-org/no-such-model" if line.startswith("base_model:") else line
+                                for line in text.splitlines()) + "\n")
+    err = _fails(f"ftkit train {recipe.relative_to(ws)}", online_env(hub.url, tmp_path / "hf"), ws)
+    where = f"recipes/llama/misspelt.yml:{_base_model_line(ws)}: base_model:"
     assert f"{where} no model 'some-org/no-such-model' on the hub" in err
     assert "check the spelling" in err and "hf auth login" in err
 

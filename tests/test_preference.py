@@ -27,8 +27,8 @@ from tests.conftest import ROOT
 def recipe_for(method: str, out, **overrides):
     base = {"base_model": "tiny:llama", "output_dir": str(out), "max_steps": 12, "eval_prompts": [],
             "bf16": False, "fp16": False, "tf32": False}  # full fp32 everywhere: reload scores compare to 1e-4
-    if method == "orpo":  # lambda 1.0 (recipe: the paper's 0.1) so the odds-ratio term shows within 12 steps
-        base["orpo_alpha"] = 1.0
+    if method == "orpo":  # lambda 2.0 (recipe: the paper's 0.1) so the odds-ratio term moves every held-out pair
+        base["orpo_alpha"] = 2.0  # within 12 steps (1.0 moved 9 of 11 on the twin whose header keeps "\n\n" whole)
     return method_recipe(method, {**base, **overrides})
 
 
@@ -77,24 +77,61 @@ def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
     assert again["margins"] == pytest.approx(result.heldout_after["margins"], abs=1e-4)
 
 
-def test_inference_prompt_is_the_prompt_trl_trains_on(tiny_tokenizer, tmp_path):
-    """TRL's tokenized prompt for a row equals the ids `ftkit infer` sends for the same question."""
+PREFIX_WARNING = "The tokenized prompt is not a prefix of the tokenized prompt+completion"
+
+
+def test_trl_trains_the_prompt_inference_sends_without_a_prefix_warning(tmp_path, caplog):
+    """TRL's tokenized prompt for a row equals the ids `ftkit infer` sends and the ids any server sends
+    (apply_chat_template with the generation prompt), and TRL's prefix check stays silent. With the twin's old
+    tokenizer (GPT-2's split: "\\n\\n" alone is one token, "\\n\\nThe" is "\\n" + "\\n" + "The") the same rows make TRL
+    warn and cut the template's trailing "\\n\\n" from the trained prompt: the control shows the check can fail."""
+    import dataclasses
+    import logging
+
+    from accelerate.logging import MultiProcessAdapter
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
-    from ftkit.models.tiny import tiny_path
+    from ftkit.models.families import FAMILIES
+    from ftkit.models.tiny import build_tokenizer, tiny_path
 
     recipe = recipe_for("dpo", tmp_path)
-    tok = tiny_tokenizer.__class__.from_pretrained(tiny_path("tiny:llama"))
-    configure_tokenizer(tok, recipe)  # the run's template, as models.load_tokenizer sets it
-    rows = data.prepare(recipe, tok).train.select(range(3))
-    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_path("tiny:llama")), train_dataset=rows,
-                         processing_class=tok, args=DPOConfig(str(tmp_path), use_cpu=True, bf16=False,
-                                                              report_to=[], gradient_checkpointing=False))
+    tok = tiny_tokenizer_for(recipe)
+    rows = Dataset.from_list(data.prepare(recipe, tok).train.select(range(3)).to_list())  # in memory: TRL's
+    # tokenization really runs (a map over a dataset on disk may come from datasets' cache, silently)
+    MultiProcessAdapter.warning_once.cache_clear()  # TRL warns once per process and message: start clean
+    with caplog.at_level(logging.WARNING, logger="trl"):
+        trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_path("tiny:llama")), train_dataset=rows,
+                             processing_class=tok, args=DPOConfig(str(tmp_path), use_cpu=True, bf16=False,
+                                                                  report_to=[], gradient_checkpointing=False))
+    assert not [r for r in caplog.records if PREFIX_WARNING in r.getMessage()]
     for row, tokenized in zip(rows, trainer.train_dataset):
         question = row["prompt"][-1]["content"]
-        assert tokenized["prompt_ids"] == preference_data.prompt_ids(recipe, tok, question)
-        assert tok.decode(tokenized["chosen_ids"]).endswith(row["chosen"][0]["content"] + "<|eot_id|>")
+        served = tok.apply_chat_template(row["prompt"], add_generation_prompt=True)["input_ids"]
+        assert tokenized["prompt_ids"] == preference_data.prompt_ids(recipe, tok, question) == list(served)
+        assert tok.decode(tokenized["prompt_ids"]).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+        assert tok.decode(tokenized["chosen_ids"]) == row["chosen"][0]["content"] + "<|eot_id|>"
+
+    old = build_tokenizer(dataclasses.replace(FAMILIES["llama"].twin, isolate=None))  # the twin before the fix
+    configure_tokenizer(old, recipe)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trl"):
+        control = trainer._prepare_dataset(rows, old, trainer.args, "control")
+    warned = [r.getMessage() for r in caplog.records if PREFIX_WARNING in r.getMessage()]
+    assert warned and "'\\n\\n'" in warned[0], warned  # TRL names the cut: the template's trailing "\n\n"
+    assert old.decode(control[0]["prompt_ids"]).endswith("<|end_header_id|>")
+
+
+def tiny_tokenizer_for(recipe):
+    """The twin's tokenizer with the run's chat template, as models.load_tokenizer sets it."""
+    from transformers import AutoTokenizer
+
+    from ftkit.models.tiny import tiny_path
+
+    tok = AutoTokenizer.from_pretrained(tiny_path("tiny:llama"))
+    configure_tokenizer(tok, recipe)
+    return tok
 
 
 def _write(path, rows):

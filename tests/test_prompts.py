@@ -178,8 +178,9 @@ TWO_TURNS = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant
 
 def _llama3_two_turns(tok, user_trained: bool):
     """The llama3 rendering of TWO_TURNS as (tokens, kind) with kind in prompt/user/answer/eot_user/eot_answer."""
-    # "\n\n" before text the tokenizer splits as 'Ċ','Ċ'; a piece that ends with "\n\n" gives 'ĊĊ'
-    nl = ["ĊĊ"] if user_trained else ["Ċ", "Ċ"]
+    # the header's "\n\n" is one token 'ĊĊ' whether text follows it in the same piece or not (as in Llama 3's
+    # tokenizer: the twin keeps a newline run that opens a text piece whole; roles_to_train splits the pieces)
+    nl = ["ĊĊ"]
     return ([(t, "prompt") for t in [BOS, SH, "user", EH, *nl]] + [("H", "user"), ("i", "user"), (EOT, "eot_user")]
             + [(t, "prompt") for t in [SH, "as", "s", "istant", EH, "ĊĊ"]] + [("Y", "answer"), ("o", "answer")]
             + [(EOT, "eot_answer")] + [(t, "prompt") for t in [SH, "user", EH, *nl]]
@@ -340,7 +341,7 @@ def test_roles_to_train_goes_through_the_role_mapping(tok):
     got_ids, labels = encode(tok, row, type="chat_template", field_messages="conversations",
                              message_property_mappings={"role": "from", "content": "value"},
                              roles={"assistant": ["gpt"], "user": ["human"]}, roles_to_train=["gpt"])
-    spelled = [(BOS, 0), (SH, 0), ("user", 0), (EH, 0), ("Ċ", 0), ("Ċ", 0), ("H", 0), ("i", 0), (EOT, 0),
+    spelled = [(BOS, 0), (SH, 0), ("user", 0), (EH, 0), ("ĊĊ", 0), ("H", 0), ("i", 0), (EOT, 0),  # "\n\n" whole
                (SH, 0), ("as", 0), ("s", 0), ("istant", 0), (EH, 0), ("ĊĊ", 0), ("Y", 1), ("o", 1), (EOT, 1)]
     assert got_ids == ids(tok, *[t for t, _ in spelled])
     assert labels == [tok.convert_tokens_to_ids(t) if trained else M for t, trained in spelled]

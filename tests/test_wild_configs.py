@@ -46,8 +46,6 @@ REFUSED_TODAY: dict[str, str] = {}  # empty since the door, data and wild-config
 FAILS_IN_TRAIN_TODAY = {
     "33": "QLoRA + DeepSpeed ZeRO-3 with a token added to the vocabulary: DeepSpeed's stage-3 defragment asserts "
           "on mixed dtypes (a traceback)",
-    "40": "roles_to_train: [gpt] is not mapped through the role names (Axolotl maps gpt -> assistant): train finds "
-          "nothing to train in any row",
 }
 
 # Trained 2 steps in the default run (in-process; a few seconds each on an idle machine)

@@ -38,8 +38,10 @@ def sampling_strategy(value, _raw):
     """TrainingArguments train_sampling_strategy: group_by_length -> group_by_length: true; random -> unset."""
     if value in ("random", "group_by_length"):
         return True if value == "group_by_length" else None
-    raise Unconvertible(f"{value}: batches in the data's order are not implemented (ftkit draws them at random)",
-                        "remove it; group_by_length: true is the other order ftkit has")
+    if value == "sequential":
+        raise Unconvertible("sequential is Axolotl's curriculum_sampling", "write curriculum_sampling: true instead")
+    raise Unconvertible(f"{value}: this sampler is not implemented (ftkit draws batches at random)",
+                        "remove it; group_by_length: true or curriculum_sampling: true are the other orders ftkit has")
 
 
 _NAMED = {"true_means": true_means, "report_to": lambda: report_to, "sampling_strategy": lambda: sampling_strategy}

@@ -4,8 +4,9 @@
    split (`val_set_size`), or on every row of `--dataset PATH` read with the recipe's first dataset format.
    The loss is TRL's SFTTrainer.evaluate with the recipe's own settings: the number training reported as
    `eval_loss_after` in metrics.json (perplexity = exp(eval loss), the batch-weighted mean token loss).
-2. the recipe's assertion evals: its `eval_prompts` answered and scored by cookbook/evals.py's checks
-   (not empty, no template text, no loop, short, and the facts the sample data teaches).
+2. the recipe's assertion evals: its `eval_prompts` answered and judged by cookbook/evals.py's checks: an answer
+   is right when it says the fact the sample data teaches and passes every gate (not empty, no template text,
+   no loop, short); the score is the fraction of right answers.
 One JSON object holds both (`--json OUT`); stdout gets a readable summary.
 """
 from __future__ import annotations
@@ -65,10 +66,11 @@ def assertion_evals(recipe: Recipe, model, tokenizer) -> dict | None:
     if not prompts:
         return None
     result = evals.run_checks(evals.standard_checks(), prompts, generate(model, tokenizer, recipe, prompts))
-    return {"score": result.score, "passed": sum(ok for _, _, r in result.rows for ok in r.values()),
+    return {"score": result.score, "right": result.right, "judged": result.judged,
+            "passed": sum(ok for _, _, r in result.rows for ok in r.values()),
             "checked": sum(len(r) for _, _, r in result.rows),
-            "answers": [{"prompt": p, "answer": out, "failed": [n for n, ok in r.items() if not ok]}
-                        for p, out, r in result.rows]}
+            "answers": [{"prompt": p, "answer": out, "right": v, "failed": [n for n, ok in r.items() if not ok]}
+                        for (p, out, r), v in zip(result.rows, result.verdicts)]}
 
 
 def run(recipe: Recipe, dataset: str | None = None, json_out: str | None = None, load: dict | None = None) -> dict:
@@ -105,7 +107,8 @@ def summary(report: dict) -> str:
     if ae is None:
         lines.append("assertion evals: the recipe has no eval_prompts")
     else:
-        lines.append(f"assertion evals: {ae['passed']} of {ae['checked']} (prompt, check) pairs pass ({ae['score']:.0%})")
+        lines.append(f"assertion evals: {ae['right']} of {ae['judged']} answers right ({ae['score']:.0%}); "
+                     f"{ae['passed']} of {ae['checked']} (prompt, check) pairs pass")
         for a in ae["answers"]:
             lines.append(f"  {a['prompt']!r} -> {a['answer']!r}" + (f"  FAILED: {', '.join(a['failed'])}"
                                                                       if a["failed"] else "  ok"))

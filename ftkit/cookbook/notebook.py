@@ -114,6 +114,16 @@ def show_mask(example: dict, tokenizer) -> None:
     _show(mask_html(example, tokenizer), text_view(example, tokenizer))
 
 
+def show_example(example: dict, tokenizer) -> None:
+    """One prepared row: an SFT example's mask, or a preference row's prompt and answers as TRL tokenizes them."""
+    if "input_ids" in example:
+        show_mask(example, tokenizer)
+    else:
+        from ftkit.train.preference_report import show_pair
+
+        print(show_pair(tokenizer, example))
+
+
 # ---------------------------------------------------------------- figures and the loss plot
 
 def figure_png(fig) -> bytes:
@@ -149,8 +159,9 @@ def plot_losses(losses: list, path: str | Path | None = None, title: str = "trai
     return fig
 
 
-def loss_plot_callback(png_path: str | Path | None = None):
-    """A TrainerCallback: redraws the loss curve at each log interactively; writes a PNG when training ends."""
+def loss_plot_callback(png_path: str | Path | None = None, image=None):
+    """A TrainerCallback drawing the loss curve at each log: into `image` (an ipywidgets.Image, e.g. the training
+    panel's) when given, else as a display updated in place when a person watches; a PNG when training ends."""
     from transformers import TrainerCallback
 
     class LossPlot(TrainerCallback):
@@ -160,50 +171,25 @@ def loss_plot_callback(png_path: str | Path | None = None):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 self.losses.append((state.global_step, logs["loss"]))
-                if interactive():
+                if image is not None:
+                    image.value = figure_png(plot_losses(self.losses))
+                elif interactive():
                     self._redraw()
 
         def _redraw(self):
             from IPython.display import Image, display
 
-            image = Image(data=figure_png(plot_losses(self.losses)), format="png")
+            picture = Image(data=figure_png(plot_losses(self.losses)), format="png")
             if self.handle is None:
-                self.handle = display(image, display_id=True)
+                self.handle = display(picture, display_id=True)
             else:
-                self.handle.update(image)
+                self.handle.update(picture)
 
         def on_train_end(self, args, state, control, **kwargs):
             if png_path:
                 plot_losses(self.losses, png_path)
 
     return LossPlot()
-
-
-
-# ---------------------------------------------------------------- parameters form
-
-def parameters_form(namespace: dict, names: list[str]):
-    """ipywidgets over the notebook's parameters: editing a field rebinds the name in `namespace`
-    (re-run the cells below to use it). Headless, or without ipywidgets: returns None, shows nothing."""
-    if not interactive():
-        return None
-    try:
-        import ipywidgets as w
-    except ImportError:  # the `notebooks` extra is not installed: the parameters cell is the form
-        print("[ftkit] install ipywidgets (pip install 'ftkit[notebooks]') for an editable parameters form")
-        return None
-    from IPython.display import display
-
-    fields = []
-    for name in names:
-        value = namespace[name]
-        kind = {bool: w.Checkbox, int: w.IntText, float: w.FloatText}.get(type(value), w.Text)
-        box = kind(value=value, description=name, style={"description_width": "initial"})
-        box.observe(lambda change, n=name: namespace.__setitem__(n, change["new"]), names="value")
-        fields.append(box)
-    form = w.VBox(fields)
-    display(form)
-    return form
 
 
 # ---------------------------------------------------------------- metrics
@@ -225,24 +211,22 @@ def record(name: str, value) -> None:
 
 def record_run(result, ev=None) -> None:
     """Record what the batch report shows for a notebook that trained: its losses, the answers before and after,
-    and, given an evals.BeforeAfter, the assertion eval's score and every failing (prompt, check)."""
+    and, given an evals.BeforeAfter, the right-answer scores and every failing (prompt, check)."""
     for key in ("first_loss", "final_loss", "steps", "seconds"):
         if getattr(result, key, None) is not None:
             record(key, getattr(result, key))
     samples = [{"prompt": b["prompt"], "before": b["completion"], "after": a["completion"]}
                for b, a in zip(result.samples_before, result.samples_after)]
-    if ev is not None:  # per answer: does it pass every check that applies to its prompt?
-        verdict = {p: all(r.values()) for p, _, r in ev.after.rows}
-        for sample in samples:
-            sample["after_ok"] = verdict.get(sample["prompt"])
+    if ev is not None:  # per answer: right (content check and every gate pass), wrong, or None (not judged)
+        for sample, ok_before, ok_after in zip(samples, ev.before.verdicts, ev.after.verdicts):
+            sample.update(before_ok=ok_before, after_ok=ok_after)
     record("samples", samples)
     if ev is not None:
-        pairs = sum(len(r) for _, _, r in ev.after.rows)
         record("eval_score_before", ev.score_before)
         record("eval_score", ev.score_after)
-        record("eval_explained", f"{round(ev.score_after * pairs)} of {pairs} (prompt, check) pairs pass after "
-                                 f"training ({round(ev.score_before * pairs)} before); checks: "
-                                 + ", ".join(dict.fromkeys(n for _, _, r in ev.after.rows for n in r)))
+        record("eval_explained", f"{ev.after.right} of {ev.after.judged} answers right after training "
+                                 f"({ev.before.right} before); an answer is right when it says the reference fact "
+                                 "and passes every gate (not empty, no template text, no loop, short)")
         record("eval_failures", ev.after.failures())
 
 

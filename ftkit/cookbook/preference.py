@@ -38,3 +38,51 @@ def method_recipe(method: str, overrides: dict | None = None, family: str = "lla
         base.update(rl_beta=None, **({"orpo_alpha": None} if method == "simpo" else {}))
     path = shipped(f"recipes/{family}/{RECIPES[method]}")
     return load_recipe(path, {**base, **(overrides or {})})
+
+
+def _next_token(model, ids: list[int], tokenizer, candidates: tuple[int, int]) -> dict:
+    """The greedy next token after `ids`, and the probabilities of the two candidate tokens."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids], device=next(model.parameters()).device)).logits[0, -1].float()
+    probs = torch.softmax(logits, dim=-1)
+    return {"next": tokenizer.decode([int(probs.argmax())]), "p_chosen": float(probs[candidates[0]]),
+            "p_rejected": float(probs[candidates[1]])}
+
+
+def endings(model, tokenizer, rows: list[dict]) -> list[dict]:
+    """Where each held-out pair's answers part (`The capital of Peru is Lima` + `.` or `!`): the token the model
+    puts there, greedy, and the probabilities of the chosen and the rejected one; `before` with the LoRA adapter
+    switched off (the model before training, DPO's reference), `after` with it on (None without an adapter)."""
+    from peft import PeftModel
+
+    from ftkit.data.preference import common_prefix, encode_messages, trained_prompt_ids
+
+    was_training, out = model.training, []
+    model.eval()
+    for r in rows:
+        chosen, rejected = (encode_messages(tokenizer, r["prompt"] + r[k], False) for k in ("chosen", "rejected"))
+        split = common_prefix(chosen, rejected)  # the shared stem ends where the answers differ
+        pair = (chosen[split], rejected[split])
+        before = None
+        if isinstance(model, PeftModel):
+            with model.disable_adapter():
+                before = _next_token(model, chosen[:split], tokenizer, pair)
+        start = len(trained_prompt_ids(tokenizer, r["prompt"], r["chosen"][-1]["content"]))
+        out.append({"prompt": r["prompt"][-1]["content"], "stem": tokenizer.decode(chosen[start:split]),
+                    "chosen": tokenizer.decode([pair[0]]), "rejected": tokenizer.decode([pair[1]]), "before": before,
+                    "after": _next_token(model, chosen[:split], tokenizer, pair)})
+    model.train(was_training)
+    return out
+
+
+def endings_table(found: list[dict]) -> str:
+    """endings() as text: per held-out answer, the next token and p(chosen) / p(rejected) there, before and after
+    (the columns name the first pair's two tokens, `.` and `!` in the sample data)."""
+    def cell(m):
+        return "n/a" if m is None else f"{m['next'][:8]!r:>10} {m['p_chosen']:.4f} {m['p_rejected']:.4f}"
+    c, r = (f"p({found[0][k]})"[:6] if found else k for k in ("chosen", "rejected"))
+    head = f"{'answer so far':<34} {'before: next':>12} {c:>6} {r:>6}  {'after: next':>11} {c:>6} {r:>6}"
+    rows = [f"{e['stem'][-34:]:<34} {cell(e['before']):>26}  {cell(e['after']):>25}" for e in found]
+    return "\n".join([head, *rows])

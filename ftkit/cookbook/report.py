@@ -105,6 +105,12 @@ def _totals(results) -> str:
     return line
 
 
+def _judged(answer: str, ok: bool | None) -> str:
+    """One answer's table cell: green and ✓ when judged right, orange and ✗ when wrong, plain when not judged."""
+    mark = {None: ("", ""), True: ("ok", " ✓"), False: ("bad", " ✗")}[ok]
+    return f'<td class="{mark[0]}">{html.escape(answer)}{mark[1]}</td>'
+
+
 def _card(r, out_dir: Path) -> str:
     """One notebook's section of report.html."""
     e = html.escape
@@ -121,7 +127,7 @@ def _card(r, out_dir: Path) -> str:
     if r.metrics.get("first_loss") is not None:
         facts.append(("train loss", f"{r.metrics['first_loss']:.3f} -> {r.metrics['final_loss']:.3f}"))
     if r.eval_score is not None:
-        facts.append(("eval score", f"{r.metrics.get('eval_score_before', 0):.0%} -> {r.eval_score:.0%}"))
+        facts.append(("right answers", f"{r.metrics.get('eval_score_before', 0):.0%} -> {r.eval_score:.0%}"))
     facts += [(k, e(repr(v))) for k, v in r.params.items()]
     params = "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in facts) + "</table>"
     thumb = thumbnail(Path(r.output), out_dir / f"{stem}.loss.png")
@@ -131,15 +137,13 @@ def _card(r, out_dir: Path) -> str:
              f'<div class="row"><div>{params}</div><div>{thumb_html}</div></div>', " | ".join(links)]
     samples = r.metrics.get("samples") or []
     if samples:
-        rows = "".join(
-            f"<tr><td>{e(s['prompt'])}</td><td>{e(s['before'])}</td>"
-            f"<td class=\"{'' if s.get('after_ok') is None else 'ok' if s['after_ok'] else 'bad'}\">{e(s['after'])}"
-            f"{'' if s.get('after_ok') is None else ' ✓' if s['after_ok'] else ' ✗'}</td></tr>" for s in samples)
+        rows = "".join(f"<tr><td>{e(s['prompt'])}</td>{_judged(s['before'], s.get('before_ok'))}"
+                       f"{_judged(s['after'], s.get('after_ok'))}</tr>" for s in samples)
         parts.append(f"<h3>Answers before / after training</h3><table><tr><th>prompt</th><th>before</th>"
                      f"<th>after</th></tr>{rows}</table>")
     if r.metrics.get("eval_explained"):
         fails = r.metrics.get("eval_failures") or []
-        parts.append(f"<p><b>Eval score {r.eval_score:.0%}</b>: {e(r.metrics['eval_explained'])}.</p>" +
+        parts.append(f"<p><b>Right answers {r.eval_score:.0%}</b>: {e(r.metrics['eval_explained'])}.</p>" +
                      (f"<details><summary>{len(fails)} failing checks</summary><ul>" +
                       "".join(f"<li><code>{e(f)}</code></li>" for f in fails) + "</ul></details>" if fails else ""))
     if r.error:

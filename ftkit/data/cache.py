@@ -32,7 +32,7 @@ LOCK = ".ftkit-prepare.lock"  # inside a temp dir: says ftkit made it, flock-ed 
 RECIPE_KEYS = ("rl", "reward_model", "sequence_len", "train_on_inputs", "val_set_size", "seed", "excess_length_strategy",
                "shuffle_merged_datasets", "dataset_shard_num", "dataset_shard_idx", "chat_template", "eot_tokens",
                "chat_template_kwargs", "default_system_message", "dataset_exact_deduplication",
-               "shuffle_before_merging_datasets")
+               "shuffle_before_merging_datasets", "curriculum_sampling")
 _HELD: dict[str, int] = {}  # temp dir -> the descriptor of its lock file, while this process writes it
 
 

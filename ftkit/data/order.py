@@ -7,10 +7,15 @@ kept rows are sorted by their place in it. Same seed and data -> same order as A
 
 Example: two datasets of 3 and 2 tokenized rows, row 4 dropped as too long, permutation [3, 0, 4, 2, 1]:
     kept rows 0 1 2 | 3        order by place in the permutation -> 3, 0, 2, 1
+
+curriculum_sampling keeps a single dataset in its file order (Axolotl skips the shuffle then); several
+datasets are still shuffled after mixing unless shuffle_merged_datasets is false (Axolotl warns; so does ftkit).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from ftkit.log import log
 
 ROW = "_row"  # the tokenized row's index inside its dataset (added by data.prepare, removed here)
 
@@ -35,10 +40,15 @@ def merge(parts: list, sizes: list[int], recipe):
 
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     place = np.arange(int(sum(sizes)), dtype=np.int64)  # place[global row] = its position in the final order
-    if recipe.shuffle_before_merging_datasets:
+    keep = recipe.curriculum_sampling and len(parts) == 1  # Axolotl takes a single dataset as it is then
+    if recipe.shuffle_before_merging_datasets and not keep:
         for off, n in zip(offsets, sizes):
             place[off:off + n] = off + np.argsort(permutation(n, recipe.seed))
-    if recipe.shuffle_merged_datasets:
+    shuffle = recipe.shuffle_merged_datasets and not keep
+    if shuffle and recipe.curriculum_sampling:
+        log.warning("curriculum_sampling: the mixed datasets are shuffled (shuffle_merged_datasets), so batches follow "
+                    "that order; set shuffle_merged_datasets: false to keep the files' order")
+    if shuffle:
         order = np.argsort(place)  # rows in the order so far
         shuffled = order[permutation(len(order), recipe.seed)]
         place[shuffled] = np.arange(len(shuffled))

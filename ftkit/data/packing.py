@@ -354,6 +354,32 @@ def pack(dataset, sequence_len: int, group_size: int = 100_000) -> tuple[object,
                              bound=bound)
 
 
+def pack_in_order(dataset, sequence_len: int) -> tuple[object, PackStats]:
+    """Pack in the data's order (next-fit, Axolotl's sample_packing_sequentially): each example goes into the
+    current row while it fits, else starts the next one, so rows hold consecutive examples and reading the rows
+    in order reads the examples in order. Lengths 5, 4, 3, 6 into 8 -> rows [5], [4, 3], [6] (by length: [5, 3],
+    [4], [6] -- the same count here, but in general more rows than pack()). Empty examples are left out."""
+    table, rows, lengths = _token_rows(dataset)
+    order = np.flatnonzero(lengths)
+    if len(order) < len(lengths):
+        log.warning(f"packing: {len(lengths) - len(order)} empty examples left out (no tokens)")
+    ends = np.cumsum(lengths[order])
+    sizes, start = [], 0
+    while start < len(order):  # one searchsorted per row: the last example that still fits
+        base = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, base + sequence_len, side="right")), start + 1)
+        sizes.append(stop - start)
+        start = stop
+    from datasets.fingerprint import Hasher
+
+    fingerprint = Hasher.hash(("ftkit-pack-in-order", PACK_VERSION, getattr(dataset, "_fingerprint", None)
+                               or Hasher.hash(lengths), sequence_len))
+    size = np.asarray(sizes, dtype=np.int64)
+    packed = _rows_from_bins(table, order if rows is None else rows[order], lengths[order], size, fingerprint)
+    return packed, PackStats(rows=len(order), bins=len(size), tokens=int(lengths.sum()), sequence_len=sequence_len,
+                             bound=lower_bound(np.bincount(lengths[order]), sequence_len) if len(order) else 0)
+
+
 def stats_of(packed, sequence_len: int) -> PackStats:
     """PackStats of any dataset with a `seq_lengths` column (ours or TRL's pack_dataset output)."""
     import pyarrow.compute as pc
@@ -497,6 +523,8 @@ def _eval_packed(recipe) -> bool:
 def layout_key(recipe) -> str:
     """What the packed rows depend on besides the rows themselves: the packer's version, sequence_len and
     sample_packing_group_size (micro-batch and padding options act in the collator, not on the rows)."""
+    if recipe.sample_packing_sequentially:
+        return f"v{PACK_VERSION}-len{recipe.sequence_len}-in-order"
     return f"v{PACK_VERSION}-len{recipe.sequence_len}-group{recipe.sample_packing_group_size}"
 
 
@@ -520,7 +548,8 @@ def apply(prepared, recipe, store=None):
             st = PackStats(**{k: saved[k] for k in ("rows", "bins", "tokens", "sequence_len", "bound")})
             log.info(f"packing {split}: re-using the packed rows cached for {key}")
         else:
-            packed, st = pack(ds, recipe.sequence_len, recipe.sample_packing_group_size)
+            packed, st = pack_in_order(ds, recipe.sequence_len) if recipe.sample_packing_sequentially else \
+                pack(ds, recipe.sequence_len, recipe.sample_packing_group_size)
             if store is not None:
                 packed = store.save(split, key, packed, st.as_dict())
         setattr(prepared, split, packed)
@@ -538,7 +567,8 @@ def apply(prepared, recipe, store=None):
 def sft_args(recipe) -> dict:
     """SFTConfig arguments for packing/padding. Rows arrive packed, so TRL's own packing stays off."""
     return {"pad_to_multiple_of": recipe.sequence_len if recipe.pad_to_sequence_len else None,
-            "train_sampling_strategy": "group_by_length" if recipe.group_by_length and not recipe.sample_packing else "random",
+            "train_sampling_strategy": "sequential" if recipe.curriculum_sampling else
+            "group_by_length" if recipe.group_by_length and not recipe.sample_packing else "random",
             "eval_packing": False}
 
 

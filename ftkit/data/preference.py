@@ -17,7 +17,9 @@ With `rl: kto` a row has "completion" (text or [msgs]) and a boolean "label" ins
 
 Every shape becomes {"prompt": [msgs], "chosen": [assistant msg], "rejected": [assistant msg]} (KTO:
 {"prompt", "completion", "label"}); TRL renders these with the tokenizer's chat template, the same call
-inference makes, so the trained prompt is the inference prompt. data/prepare.py runs `convert` per
+inference makes, so the trained prompt is the inference prompt (bos once, from the template; each answer is
+what the template renders after the prompt, its end-of-turn token included; no eos added: docs/preference_rows.md
+compares Axolotl's text rows, where TRL adds bos and eos). data/prepare.py runs `convert` per
 dataset, like the SFT rows (data/sft.py), then mixes, splits and caches. Example (prompt_pairs):
     {"prompt": "Is it hot?", "chosen": "Yes.", "rejected": "NO!!!"} ->
     {"prompt": [{"role": "user", "content": "Is it hot?"}], "chosen": [{"role": "assistant", "content": "Yes."}],

@@ -23,6 +23,7 @@ class TinySpec:
     template: str | None = None  # ftkit chat template name (formats/chat_templates.py)
     add_bos: bool = True
     config_extra: dict = field(default_factory=dict)
+    isolate: str | None = None  # regex of text the real tokenizer keeps as one pre-token (see tiny.build_tokenizer)
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,6 @@ class Family:
     lora_targets: tuple  # the family's usual LoRA target modules (peft lacks a default for some)
     hub_hints: tuple = ()  # substrings of hub names that mean this family (tried in FAMILIES order)
     real: tuple = ()  # RealModel entries, most specific first
-
-
-@dataclass(frozen=True)
-class Lesson:
-    """One family notebook: title, default recipe, the twins it covers, and what it teaches."""
-
-    title: str
-    recipe: str
-    families: tuple
-    text: str
 
 
 _LLAMA_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -177,7 +168,7 @@ FAMILIES: dict[str, Family] = {
             intermediate_size=3072, vocab_size=50277)),)),
     "llama": Family(
         TinySpec("LlamaConfig", _LLAMA_SIZES, bos="<|begin_of_text|>", eos="<|end_of_text|>",
-                 pad="<|finetune_right_pad_id|>", template="llama3",
+                 pad="<|finetune_right_pad_id|>", template="llama3", isolate=r"\A\s*[\r\n]+",
                  config_extra=dict(tie_word_embeddings=False, rope_theta=500000.0)),
         lora_targets=_ATTN_MLP, hub_hints=("llama",),
         real=(_llama("llama-3-70b", r"llama-?3(\.\d)?-70b", hidden_size=8192, num_hidden_layers=80,
@@ -192,76 +183,6 @@ FAMILIES: dict[str, Family] = {
                      num_key_value_heads=40, intermediate_size=13824, vocab_size=32000),
               _llama("llama-2-7b", r"llama-2-7b|llama-7b", hidden_size=4096, num_hidden_layers=32,
                      num_attention_heads=32, num_key_value_heads=32, intermediate_size=11008, vocab_size=32000))),
-}
-# One lesson per family notebook (notebooks/_make.py writes notebooks/<name>.ipynb from these).
-LESSONS: dict[str, Lesson] = {
-    'llama': Lesson(
-        'Llama 3', 'recipes/llama/lora.yml', ('llama',),
-        'Llama 3 opens every sequence with `<|begin_of_text|>` and closes each chat turn with `<|eot_id|>`; '
-        'headers are `<|start_header_id|>role<|end_header_id|>`. The turn token `<|eot_id|>` must be trained '
-        'or the model never stops. Grouped-query attention (8 KV heads for 32 query heads). LoRA usually '
-        'targets all seven linear projections (attention q/k/v/o + MLP gate/up/down).'),
-    'mistral': Lesson(
-        'Mistral', 'recipes/mistral/lora.yml', ('mistral',),
-        "Mistral's template wraps user turns in `[INST] ... [/INST]` and ends assistant turns with `</s>`, "
-        'the eos token itself: there is no separate end-of-turn token. The tokenizer has no pad token, so '
-        'ftkit pads with eos and says so (labels still train the eos that ends each answer). Same linear '
-        'layers as Llama, so the same LoRA targets.'),
-    'mixtral': Lesson(
-        'Mixtral (mixture of experts)', 'recipes/mixtral/lora.yml', ('mixtral',),
-        "Mixtral is Mistral's attention with 8 expert MLPs per layer, 2 active per token: all 46.7B weights "
-        'must sit in memory although ~13B are used per token. In transformers 5 the experts are fused 3-D '
-        'tensors, not `nn.Linear`, so LoRA targets the attention projections (and the router stays frozen). '
-        'Same `[INST]` template and tokens as Mistral.'),
-    'qwen': Lesson(
-        'Qwen 2.5 / Qwen 3', 'recipes/qwen2/lora.yml', ('qwen2', 'qwen3'),
-        'Qwen uses ChatML: `<|im_start|>role\\n ... <|im_end|>`, with a default system prompt in Qwen 2.5. '
-        'There is no bos token: sequences start directly with text, and `<|im_end|>` is both the end of turn '
-        'and the eos. Set `recipe_path="recipes/qwen3/lora.yml"` for Qwen 3 (q/k norms, same template without'
-        ' the default system turn).'),
-    'gemma': Lesson(
-        'Gemma / Gemma 2 / Gemma 3', 'recipes/gemma/lora.yml', ('gemma', 'gemma2', 'gemma3'),
-        'Gemma turns are `<start_of_turn>user ... <end_of_turn>` and the assistant is called `model`. A 256k '
-        'vocabulary makes the embedding alone ~0.8B parameters at 7B scale, and head_dim (256) is not '
-        'hidden/heads. Gemma 2 and 3 alternate sliding-window and global attention layers: use '
-        '`recipe_path="recipes/gemma2/lora.yml"` or `recipes/gemma3/lora.yml`.'),
-    'phi': Lesson(
-        'Phi-2 / Phi-3', 'recipes/phi3/lora.yml', ('phi', 'phi3'),
-        'Phi-3 turns are `<|user|>\\n ... <|end|>` and `<|assistant|>`; `<|end|>` closes a turn. Its attention'
-        ' projections are fused (`qkv_proj`) and so is the MLP (`gate_up_proj`), so LoRA targets those names,'
-        " not q_proj/v_proj (peft has no default for phi3; ftkit uses the family's). Phi-2 "
-        '(`recipes/phi/lora.yml`) is a gpt2-vocabulary base model without a chat template; its twin ships '
-        'ChatML.'),
-    'falcon': Lesson(
-        'Falcon', 'recipes/falcon/lora.yml', ('falcon',),
-        'Falcon fuses q, k and v into one `query_key_value` layer (multi-query attention: one KV head). Its '
-        'base tokenizer has no bos and no chat template; `<|endoftext|>` ends a document. The twin ships '
-        "ChatML, the template Axolotl's examples add to base models."),
-    'gpt_neox': Lesson(
-        'Pythia (GPT-NeoX)', 'recipes/gpt_neox/lora.yml', ('gpt_neox',),
-        "Pythia is the GPT-NeoX architecture (Axolotl's table calls it Pythia): fused `query_key_value`, "
-        '`dense`, and `dense_h_to_4h`/`dense_4h_to_h` MLP layers, rotary on a quarter of each head. One '
-        'special token, `<|endoftext|>`, is bos, eos and (by fallback) pad.'),
-    'gptj': Lesson(
-        'GPT-J', 'recipes/gptj/lora.yml', ('gptj',),
-        'GPT-J runs attention and MLP in parallel from the same input; its linear layers are '
-        '`q_proj/k_proj/v_proj/out_proj` and `fc_in/fc_out`. gpt2 vocabulary, `<|endoftext|>` only, no chat '
-        'template (the twin ships ChatML).'),
-    'mpt': Lesson(
-        'MPT', 'recipes/mpt/lora.yml', ('mpt',),
-        'MPT uses ALiBi position biases instead of rotary embeddings and a fused `Wqkv` projection. Axolotl '
-        'marks MPT LoRA unsupported because it needed remote code; transformers now ships MPT natively, so '
-        '`Wqkv/out_proj/up_proj/down_proj` adapt like any other layers.'),
-    'gpt2': Lesson(
-        'Cerebras-GPT (GPT-2 architecture)', 'recipes/gpt2/lora.yml', ('gpt2',),
-        'Cerebras-GPT is the GPT-2 architecture. Its projections are `Conv1D` layers (weights stored '
-        'transposed): `c_attn` (fused qkv), `c_proj`, `c_fc`; peft notices and sets fan_in_fan_out. Learned '
-        'absolute positions cap the context at n_positions.'),
-    'rwkv': Lesson(
-        'RWKV', 'recipes/rwkv/lora.yml', ('rwkv',),
-        'RWKV is a recurrent network trained like a transformer: time-mixing `key/value/receptance` layers '
-        'instead of attention, so memory per token does not grow with context. Its CPU path updates the '
-        'recurrent state in place, so ftkit turns `use_cache` off for training.'),
 }
 # Other names of these families: Axolotl's table (pythia = gpt_neox, cerebras = gpt2) and model_type values.
 ALIASES = {"pythia": "gpt_neox", "cerebras": "gpt2", "gemma3_text": "gemma3", "qwen": "qwen2"}

@@ -301,8 +301,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
     if getattr(recipe, "reinit_weights", False):
         transformers.set_seed(recipe.seed)
         config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config", recipe)
-        model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
-                                     attn_implementation=kwargs.get("attn_implementation"))
+        if hasattr(auto_cls, "from_config"):  # an Auto class
+            model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
+                                         attn_implementation=kwargs.get("attn_implementation"))
+        else:  # a concrete class (model_type: LlamaForCausalLM): transformers' own constructor from a config
+            model = auto_cls._from_config(config, dtype=precision.dtype,
+                                          attn_implementation=kwargs.get("attn_implementation"))
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
         with head:

@@ -109,6 +109,15 @@ def build_tokenizer(spec: TinySpec):
     specials = [t for t in (spec.bos, spec.eos, spec.pad) if t] + extra
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # GPT-2's split turns "\n\nThe" into "\n" + "\n" + "The" but "\n\n" alone into one token, so the Llama 3
+    # template's "<|end_header_id|>\n\n" tokenized with an answer differs from the generation prompt alone; the
+    # real tokenizer keeps the newline run whole. Llama's twin isolates it where a text piece starts (after a
+    # special token): the template boundary is then the real one, and every other text tokenizes as before.
+    if spec.isolate:
+        from tokenizers import Regex
+
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(spec.isolate), "isolated"),
+                                                     tok.pre_tokenizer])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())

@@ -61,9 +61,21 @@ class PeftOptions(Strict):
     load_in_4bit: bool = option(False, description="Load the base in 4-bit (bitsandbytes nf4, double quant) and train adapter: qlora on it. With adapter: lora it is read as Axolotl (v0.13 on) reads it: the base loads unquantized (said).")
     bnb_config_kwargs: dict[str, Any] = option(default_factory=dict, description="Extra transformers BitsAndBytesConfig arguments (e.g. bnb_4bit_quant_type: fp4).")
     gptq: bool = option(False, description="The base is already GPTQ-quantized; transformers loads it (needs optimum + gptqmodel).")
-    relora_steps: Optional[int] = option(None, ge=1, methods=NO_REFERENCE, description="ReLoRA: merge the adapter into the base and restart it every N steps (Axolotl's former name; it now writes relora + jagged_restart_steps).")
-    relora_warmup_steps: Optional[int] = option(None, ge=0, methods=NO_REFERENCE, description="ReLoRA: steps of linear LR re-warm-up after each restart.")
-    relora_cpu_offload: bool = option(False, methods=NO_REFERENCE, description="ReLoRA: do the merge on the CPU (saves GPU memory, slower).")
+    relora: bool = option(False, methods=NO_REFERENCE, description="ReLoRA (Axolotl's switch): every jagged_restart_steps steps, merge the adapter into the base, re-initialise it and prune its optimizer state; jagged_restart_steps without it is the jagged schedule alone.")
+    relora_steps: Optional[int] = option(None, ge=1, methods=NO_REFERENCE, description="ReLoRA every N steps (Axolotl's former name; on its own it turns ReLoRA on, like relora: true with jagged_restart_steps: N).")
+    relora_prune_ratio: Optional[float] = option(None, ge=0, le=1, methods=NO_REFERENCE, description="ReLoRA: fraction of the adapter's optimizer moments zeroed at each restart (default 0.9; 0.999 with relora_prune_method: reset).")
+    relora_prune_method: Optional[Literal["magnitude", "random", "reset"]] = option("magnitude", methods=NO_REFERENCE, description="ReLoRA: which moments are zeroed: the smallest by |value| (magnitude), a random draw (random), or nearly all (reset: random at 0.999).")
+    relora_cpu_offload: bool = option(False, methods=NO_REFERENCE, description="ReLoRA on a 4-bit base: keep the full-precision copy each restart merges into in CPU RAM, not on the GPU (4 bytes per adapted parameter).")
+
+    @property
+    def restart_steps(self) -> Optional[int]:
+        """The ReLoRA / jagged-schedule cycle length, from either name."""
+        return self.relora_steps or getattr(self, "jagged_restart_steps", None)
+
+    @property
+    def relora_active(self) -> bool:
+        """Merges and restarts happen: relora_steps alone (Axolotl <= 0.11), or relora: true with a cycle length."""
+        return bool(self.relora_steps or (self.relora and self.restart_steps))
 
     @property
     def loftq(self) -> Optional[LoftQOptions]:
@@ -96,15 +108,32 @@ def adapter_problems(r) -> list:
             "peft_init_lora_weights", "loftq needs its settings", "add loftq_config: {loftq_bits: 4}"),
         r.lora_model_dir and not adapter and p("lora_model_dir", "an adapter directory is set but adapter is empty",
                                                "set adapter: lora (or qlora)"),
-        r.relora_steps and not adapter and p("relora_steps", "ReLoRA restarts a LoRA adapter but adapter is empty",
-                                             "set adapter: lora (or qlora)"),
-        r.relora_steps and (r.load_in_4bit or r.load_in_8bit) and p(
-            "relora_steps", "ReLoRA merges into the base at every restart, and a quantized base would be re-rounded each time",
-            "use adapter: lora on an unquantized base"),
-        r.relora_steps and r.peft_use_dora and p("relora_steps", "ReLoRA restarts are not defined for DoRA's magnitude vector",
-                                                 "remove peft_use_dora"),
-        r.relora_warmup_steps is not None and not r.relora_steps and p(
-            "relora_warmup_steps", "has no effect without relora_steps", "set relora_steps"),
-        r.relora_steps and r.relora_warmup_steps and r.relora_warmup_steps >= r.relora_steps and p(
-            "relora_warmup_steps", f"must be below relora_steps ({r.relora_steps})", "use a shorter warm-up"),
+        *relora_problems(r, adapter),
+    ]
+
+
+def relora_problems(r, adapter) -> list:
+    """ReLoRA and the jagged schedule: what Axolotl refuses too, and what ftkit does not do (an 8-bit merge)."""
+    p, on, every = problem, r.relora_active, r.restart_steps
+    key = "relora_steps" if r.relora_steps else "relora"
+    jagged = [k for k in ("jagged_restart_warmup_steps", "jagged_restart_anneal_steps") if getattr(r, k) is not None]
+    return [
+        r.relora and not every and p("relora", "ReLoRA needs a cycle length", "add jagged_restart_steps: N"),
+        r.relora_steps and r.jagged_restart_steps and p(
+            "jagged_restart_steps", "conflicts with relora_steps (the same cycle length)", "keep one"),
+        on and not adapter and p(key, "ReLoRA restarts a LoRA adapter but adapter is empty", "set adapter: lora (or qlora)"),
+        on and r.load_in_8bit and p(key, "ReLoRA merges into an 8-bit base are not implemented",
+                                    "use adapter: qlora with load_in_4bit, or an unquantized base"),
+        on and r.peft_use_dora and p(key, "ReLoRA restarts are not defined for DoRA's magnitude vector", "remove peft_use_dora"),
+        on and (r.deepspeed or r.fsdp) and p(key, "ReLoRA merges need the whole base on each process (Axolotl refuses "
+                                                  "DeepSpeed and FSDP too)", "remove deepspeed/fsdp"),
+        on and "adam" not in r.optimizer and p(key, f"ReLoRA prunes Adam's moments at each restart; {r.optimizer} has none",
+                                                "use an Adam optimizer (adamw_torch, adamw_bnb_8bit, ...)"),
+        *[not every and p(k, "has no effect without jagged_restart_steps (or relora_steps)", "set jagged_restart_steps")
+          for k in jagged],
+        every and r.lr_scheduler in ("reduce_lr_on_plateau", "greedy") and p(
+            "lr_scheduler", f"{r.lr_scheduler} is not a function of the step, so the jagged schedule cannot shape it",
+            "use cosine, linear or constant"),
+        every and r.jagged_restart_warmup_steps and r.jagged_restart_warmup_steps >= every and p(
+            "jagged_restart_warmup_steps", f"must be below the cycle length ({every})", "use a shorter warm-up"),
     ]

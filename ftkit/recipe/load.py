@@ -233,8 +233,8 @@ def _read_text(path: Path, file: str) -> str:
                                   fix="re-save the file as UTF-8")) from None
 
 
-def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
-    """(raw data with overrides applied, file, YAML text) of a recipe file or dict."""
+def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str, dict]:
+    """(raw data with overrides applied, file, YAML text, the overrides as a dict) of a recipe file or dict."""
     file, text = None, ""
     if isinstance(source, dict):
         data = dict(source)
@@ -265,7 +265,7 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str]:
         overrides = parse_overrides(overrides)
     if overrides:
         data = apply_overrides(data, overrides)
-    return data, file, text
+    return data, file, text, overrides or {}
 
 
 def _notes(recipe: Recipe, migration: Migration) -> None:
@@ -288,8 +288,10 @@ def _notes(recipe: Recipe, migration: Migration) -> None:
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
-    data, file, text = _read(source, overrides)
+    data, file, text, overrides = _read(source, overrides)
     lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
+    for dotted in overrides:  # a value set on the command line is not the one on the file's line
+        lines = {k: v for k, v in lines.items() if k != dotted and not k.startswith(dotted + ".")}
     fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
               "type": set(UserDefinedFormat.model_fields), "trl": set(TRLBlock.model_fields)}
     migration = migrate(data, fields, file, lines)

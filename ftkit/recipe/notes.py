@@ -11,6 +11,9 @@ def recipe_notes(recipe) -> list[tuple[str, str]]:
     if recipe.group_by_length and recipe.sample_packing:
         out.append(("group_by_length", "no effect with sample_packing: packed rows have no padding to save "
                                        "(Axolotl trains the same way)"))
+    if recipe.sample_packing_sequentially and recipe.sample_packing and not recipe.curriculum_sampling:
+        out.append(("sample_packing_sequentially", "rows are packed in the shuffled data's order but drawn at random; "
+                                                   "add curriculum_sampling: true to train in the data's order"))
     if (recipe.trust_remote_code or recipe.gptq) and recipe.model_type != "AutoModelForCausalLM":
         why = "trust_remote_code" if recipe.trust_remote_code else "gptq"
         out.append(("model_type", f"{recipe.model_type} is not used with {why}: AutoModelForCausalLM loads the class "

@@ -33,7 +33,7 @@ from ftkit.recipe.method_options import method_problems as rl_problems
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
 from ftkit.recipe.fingerprint import default_output_dir
-from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems
+from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems, order_problems
 
 # Folders ftkit writes or reads as a whole: `~` expanded and made absolute at load (the Trainer expands `~` by
 # itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
@@ -70,7 +70,8 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
         if self.reward_model and self.model_type == "AutoModelForCausalLM":  # Axolotl's default for reward models
             self.__dict__["model_type"] = SCORE_HEAD  # (models/load.py announces it when loading)
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
-                       + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self))
+                       + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self)
+                       + order_problems(self))
         if not self.output_dir:  # set directly: assigning would validate the whole recipe again
             self.__dict__["output_dir"] = default_output_dir(self.source, self.dump())
         for key in FOLDERS:  # resolved once, so the Trainer, ftkit and every later reader use the same folder

@@ -69,6 +69,26 @@ def name_problems(r) -> list[Problem]:
     return out
 
 
+def order_problems(r) -> list:
+    """LISA and data-order options that cannot run as written."""
+    p, lisa = problem, r.lisa_n_layers or r.lisa_step_interval
+    return [
+        lisa and not (r.lisa_n_layers and r.lisa_step_interval) and p(
+            "lisa_n_layers" if not r.lisa_n_layers else "lisa_step_interval", "LISA needs both lisa_n_layers and "
+            "lisa_step_interval", "set both (e.g. lisa_n_layers: 4, lisa_step_interval: 20)"),
+        lisa and r.adapter and p("lisa_n_layers", "LISA trains whole layers of a full fine-tune; an adapter already "
+                                 "limits what trains", "remove adapter (LISA replaces it), or remove lisa_*"),
+        lisa and (r.deepspeed or r.fsdp) and p("lisa_n_layers", "LISA switches which parameters train during the run, "
+                                               "which DeepSpeed and FSDP fix when they wrap the model", "remove deepspeed/fsdp"),
+        not lisa and r.lisa_layers_attribute != "model.layers" and p(
+            "lisa_layers_attribute", "has no effect without lisa_n_layers and lisa_step_interval", "set them, or remove it"),
+        r.sample_packing_sequentially and not r.sample_packing and p(
+            "sample_packing_sequentially", "has no effect without sample_packing", "add sample_packing: true"),
+        r.curriculum_sampling and r.group_by_length and p(
+            "group_by_length", "conflicts with curriculum_sampling (both set the order of batches)", "keep one"),
+    ]
+
+
 class TrainOptions(Strict):
     output_dir: Optional[str] = option(None, description="Where the model/adapter, tokenizer, recipe and metrics.json are written (a folder ftkit owns: see README 'The output folder'). Default: outputs/<recipe file name without .yml> (a recipe given as a dict: outputs/run-<8 hex digits of its training options>).")
     micro_batch_size: int = option(1, ge=1, description="Rows per device per forward pass.")
@@ -92,6 +112,9 @@ class TrainOptions(Strict):
     cosine_min_lr_ratio: Optional[float] = option(None, ge=0, le=1, description="cosine: decay to this fraction of learning_rate instead of 0.")
     cosine_constant_lr_ratio: Optional[float] = option(None, gt=0, le=1, description="cosine with cosine_min_lr_ratio: reach the minimum after this fraction of the steps, then hold it.")
     lr_quadratic_warmup: bool = option(False, description="cosine: warm up along (step / warmup)^2 instead of linearly.")
+    jagged_restart_steps: Optional[int] = option(None, ge=1, description="Jagged schedule: every N steps the learning rate drops and warms up again (Axolotl's cycle length; with relora: true also the ReLoRA restart interval).")
+    jagged_restart_warmup_steps: Optional[int] = option(None, ge=0, description="Jagged schedule: steps of linear re-warm-up after each restart (default 10, Axolotl's; 0 = the default).")
+    jagged_restart_anneal_steps: Optional[int] = option(None, ge=0, description="Jagged schedule: steps of linear decay before each restart (default 1: none; 0 = the default).")
     warmup_steps: Optional[Union[int, float]] = option(None, ge=0, description="Linear warm-up steps (a value below 1: that fraction of the steps). Default (no warmup_ratio either): 3% of the steps, at most 100, as Axolotl does.")
     warmup_ratio: Optional[float] = option(None, ge=0, lt=1, description="Warm-up as a fraction of the total steps (rounded down), when warmup_steps is not set.")
     seed: int = option(42, description="Seed for data order, splits, the adapter's and new embeddings' initial weights.")
@@ -116,6 +139,9 @@ class TrainOptions(Strict):
     liger_fused_linear_cross_entropy: bool = option(False, methods=SFT, description="Accepted and announced: ftkit's LM head never builds the logits anyway (TRL's fused head, Triton on CUDA; a chunked kernel on CPU).")
     liger_cross_entropy: bool = option(False, methods=SFT, description="Accepted and announced: ftkit's LM head never builds the logits anyway (see liger_fused_linear_cross_entropy).")
     cut_cross_entropy: bool = option(False, methods=SFT, description="CUDA with cut-cross-entropy: Cut Cross-Entropy computes the LM head's loss on steps that log no metrics (exact gradients; elsewhere ftkit's chunked LM head, announced).")
+    lisa_n_layers: Optional[int] = option(None, ge=1, methods=SFT, description="LISA: train only this many of the model's layers at a time (embeddings and head always train), a seeded draw every lisa_step_interval steps.")
+    lisa_step_interval: Optional[int] = option(None, ge=1, methods=SFT, description="LISA: steps between two draws of the trained layers.")
+    lisa_layers_attribute: str = option("model.layers", methods=SFT, description="LISA: the path of the layer list inside the model (model.layers for Llama-like models, transformer.h for GPT-2).")
     eval_prompts: list[str] = option(default_factory=list, ftkit_only=True, description="ftkit: prompts generated before and after training to show what the model learned.")
     max_new_tokens: int = option(48, ge=1, ftkit_only=True, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
 
@@ -142,4 +168,6 @@ class PackingOptions(Strict):
     eval_sample_packing: Optional[bool] = option(None, methods=SFT, description="Pack the eval set too (default: same as sample_packing).")
     pad_to_sequence_len: bool = option(False, description="Pad every batch row to sequence_len (constant shapes; less memory fragmentation). Padding never changes what is trained; under rl: TRL pads its own batches.")
     sample_packing_group_size: int = option(100_000, ge=1, methods=SFT, description="Examples binned together in one packing pass; each group ends in at most one partial row.")
+    sample_packing_sequentially: bool = option(False, methods=SFT, description="Pack examples in the data's order (next-fit: a new row when the next example does not fit) instead of by length; fewer examples share rows.")
+    curriculum_sampling: bool = option(False, methods=SFT, description="Draw batches in the data's order (a sequential sampler, no shuffle of a single dataset): the order of the data file is the curriculum.")
     group_by_length: bool = option(False, methods=SFT, description="Unpacked path: batch examples of similar length to cut padding (loss may oscillate).")

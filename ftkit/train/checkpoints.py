@@ -139,6 +139,9 @@ def finish_from(trainer, checkpoint: str) -> None:
     """A run whose last step is in `checkpoint`: its weights and logged history, no training (then it is saved)."""
     from transformers import TrainerState
 
+    from ftkit.train import relora
+
     trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader: full weights or the adapter
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    relora.restore(trainer)  # a ReLoRA run: the base as merged at its restarts
     log.info(f"{checkpoint} holds the run's last step ({trainer.state.global_step}): loaded, not trained further")

@@ -301,7 +301,7 @@ def row_checks(report: Report, tokenizer, prepared) -> None:
 def _sample_texts(recipe: Recipe, tokenizer, prepared):
     """(where, texts) per dataset: the text pieces the first rows are tokenized from (SFT: the prompt format's
     segments, as data/sft.py encodes them), or the strings of the first preference rows (TRL tokenizes those)."""
-    if recipe.rl:
+    if recipe.rl or recipe.reward_model:
         rows = prepared.train.select(range(min(SAMPLE_ROWS, len(prepared.train))))
         yield "preference rows: ", [s for row in rows for s in _strings(row) if s.strip()]
         return

@@ -45,7 +45,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import outputs, preflight, relora, runtime
+    from ftkit.train import lisa, outputs, preflight, relora, runtime
     from ftkit.data import packing
     from ftkit.train.callbacks import plain_progress
     from ftkit.train.save import no_draft_card
@@ -66,7 +66,9 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     args = method.config(recipe, precision, prepared.eval is not None, len(prepared.train))  # saves, evals, ...
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
-        callbacks=runtime.callbacks(recipe, prepared.data) + relora.callbacks(recipe) + list(callbacks),  # Ctrl-C, ...
+        # ReLoRA first: its on_save adds to a checkpoint before ftkit's manifest records the files
+        callbacks=relora.callbacks(recipe) + lisa.callbacks(recipe) + runtime.callbacks(recipe, prepared.data)
+        + list(callbacks),
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)

@@ -46,8 +46,8 @@ def _drop_reference_adapter(model, staging: Path) -> None:
 
 def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: bool) -> None:
     """Every file of the finished run into `staging` (weights: on every process, which gathers shards)."""
-    if weights and recipe.relora_steps:  # the base moved at each ReLoRA restart: save the merged model
-        relora.save_merged(trainer.model, staging)
+    if weights and recipe.relora_active:  # the base moved at each ReLoRA restart: save the merged model
+        relora.save_merged(trainer.model, staging, trainer.is_world_process_zero())
     elif weights:
         trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only
         _drop_reference_adapter(trainer.model, staging)
@@ -65,7 +65,7 @@ def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: b
     losses = metrics.get("losses") or [(h["step"], h["loss"]) for h in metrics.get("history", []) if "loss" in h]
     plot = card.save_loss_plot(losses, staging / card.PLOT, f"{Path(recipe.output_dir).name}: training loss")
     if weights:
-        kind = "merged" if recipe.relora_steps else "adapter" if recipe.adapter else "full"
+        kind = "merged" if recipe.relora_active else "adapter" if recipe.adapter else "full"
         card.write_card(staging, recipe, kind, metrics=metrics, prompt=card.served_prompt(tokenizer),
                         template_note=template_note, plot=plot.name if plot else None)
 
