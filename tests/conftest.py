@@ -48,7 +48,7 @@ def make_recipe(tmp_path):
     def make(source=QUICKSTART, **overrides):
         base = {"output_dir": str(tmp_path / "out"), "dataset_prepared_path": str(tmp_path / "prepared"),
                 "max_steps": 4, "logging_steps": 1, "eval_prompts": [], "val_set_size": 0,
-                "warmup_steps": 0}  # the recipe's 20 would outlast 4 steps, which train refuses
+                "warmup_steps": 0}  # the recipe's 20 would outlast 4 steps at a learning rate near 0
         return load_recipe(source, {**base, **overrides})
 
     return make

@@ -186,11 +186,6 @@ def test_bench_packing_runs_with_its_default_steps(rows64, tmp_path, said):
     assert main([*common, "--micro_batch_size=16"]) == 2  # 64 short rows pack into fewer than 2 x 16 rows
 
 
-# pages other branches add at the same time; once they are merged the check below covers them like any other
-COMING = {"docs/axolotl-options.md", "docs/wild-configs.md", "docs/axolotl-data.md", "docs/preflight.md",
-          "docs/workshop.md", "docs/faults-round2.md"}
-
-
 def _anchors(page: Path) -> set[str]:
     """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces -> hyphens."""
     heads = re.findall(r"^#+\s+(.*)$", page.read_text(encoding="utf-8"), flags=re.M)
@@ -204,7 +199,7 @@ def test_readme_and_docs_links_point_at_files():
             if re.match(r"^[a-z]+://", target):
                 continue
             path = (page.parent / target).resolve()
-            if not path.exists() and str(path.relative_to(ROOT)) not in COMING:
+            if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
             elif anchor and path.exists() and anchor not in _anchors(path):
                 broken.append(f"{page.relative_to(ROOT)} -> {target}#{anchor}")

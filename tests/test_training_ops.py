@@ -157,3 +157,19 @@ def test_step_metrics_only_on_logged_steps_leave_the_training_unchanged(make_rec
     wa, wb = weights(lean.output_dir), weights(full.output_dir)
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], atol=1e-6, rtol=0)
+
+
+def test_a_zero3_run_leaves_later_loads_in_the_process_plain(make_recipe, tmp_path):
+    """A notebook (one process) trains with DeepSpeed ZeRO-3, then loads another recipe's model: transformers'
+    global ZeRO-3 switch is off again, so the weights load as tensors, not ZeRO-3 placeholders on the meta device."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from ftkit import models
+
+    zero3 = make_recipe(deepspeed=str(ROOT / "recipes" / "deepspeed" / "zero3.json"), max_steps=1,
+                        save_strategy="no", output_dir=str(tmp_path / "z3"))
+    assert train.run(zero3).steps == 1
+    assert not is_deepspeed_zero3_enabled()
+    plain = make_recipe(output_dir=str(tmp_path / "plain"))
+    model = models.load_base(plain, models.load_tokenizer(plain))
+    assert all(p.device.type == "cpu" and p.numel() > 0 for p in model.parameters())

@@ -103,7 +103,13 @@ def run(recipe: Recipe, callbacks=(), overwrite: bool = False, resume_changed_da
 
     die_with_parent()  # data workers forked by this run die with it, even when it is killed
     with outputs.claim(recipe, overwrite) as earlier:  # checked, locked, marked as ftkit's
-        return _train(recipe, callbacks, overwrite, earlier, resume_changed_data)
+        try:
+            return _train(recipe, callbacks, overwrite, earlier, resume_changed_data)
+        finally:
+            if recipe.deepspeed:  # else every later model load in this process (a notebook) goes through ZeRO-3's
+                from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # zero.Init: meta tensors
+
+                unset_hf_deepspeed_config()
 
 
 def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, changed_ok: bool) -> TrainResult:
