@@ -19,7 +19,7 @@ VERBS = {
     "options": "print every recipe option (generated from the schema), model and data first, and the status of every Axolotl option",
     "check": "validate a recipe (an Axolotl config too) without loading a model; print what each option does here "
              "(used / alias -> canonical / ignored here, why / refused, why and fix); exit 0 when it will train",
-    "bench": "benchmarks printed side by side: `bench compare` (ftkit vs TRL's packer, a bare tokenize loop, a bare TRL script: ratios), `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
+    "bench": "benchmarks printed side by side: `bench compare` (ftkit vs TRL's packer, a bare tokenize loop, a bare TRL script: ratios), `bench preprocess` (rows/s, tokens/s per data_samples file), `bench memory` (estimate vs measured peak, the chunked LM head's saving, the CPU allocator's cost), `bench packing RECIPE` (efficiency, packed vs padded tokens/s)",
     "memory": "estimate peak training memory per device (weights, gradients, optimizer, activations) with the arithmetic",
 }
 
@@ -96,8 +96,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--prep-rows", default="20000", help="bench compare: rows per preprocessing case")
             sp.add_argument("--rounds", type=int, default=3, help="bench compare: interleaved rounds (packing; "
                             "preprocess and training take one fewer)")
-            sp.add_argument("--sections", default="packing,preprocess,training,axolotl",
-                            help="bench compare: which of packing, preprocess, training, axolotl to run")
+            sp.add_argument("--sections", default=None,
+                            help="bench compare: which of packing, preprocess, training, axolotl to run (default: "
+                                 "all); bench memory: which of estimate, lm-head, allocator, kernels (GPU) (default: estimate,lm-head)")
             sp.add_argument("--axolotl-python", default=None, metavar="PYTHON",
                             help="bench compare: the python of a venv that has Axolotl (its pins differ from "
                                  "ftkit's); default $FTKIT_AXOLOTL_PYTHON, or this one if it imports axolotl")
@@ -293,7 +294,8 @@ def _run(args, extra) -> int:
 
             ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
             compare.run(rows=ints(args.rows), seq_lens=ints(args.seq_lens), prep_rows=ints(args.prep_rows),
-                        steps=args.steps or 30, rounds=args.rounds, sections=args.sections.split(","),
+                        steps=args.steps or 30, rounds=args.rounds,
+                        sections=(args.sections or "packing,preprocess,training,axolotl").split(","),
                         sets=args.sets.split(","), axolotl_python=args.axolotl_python)
         elif args.what == "preprocess":
             from ftkit.bench.preprocess import run as bench_preprocess
@@ -302,7 +304,8 @@ def _run(args, extra) -> int:
         else:
             from ftkit.bench import memory as memory_bench
 
-            print(memory_bench.run())
+            memory_bench.run(sections=(args.sections or "estimate,lm-head").split(","), rounds=args.rounds,
+                             steps=args.steps or 8)
         return 0
     if args.verb == "bench" and not args.recipe:
         raise FtkitError("bench packing needs a recipe", where="command line",
@@ -357,7 +360,7 @@ def _run(args, extra) -> int:
         evaluate.run(recipe, args.dataset, args.json_out,
                      load=dict(untrained=args.untrained, allow_other_base=args.allow_other_base))
     elif args.verb == "memory":
-        from ftkit.train import memory
+        from ftkit.bench import estimate as memory
 
         print(memory.run(recipe, args.num_processes))
     elif args.verb == "merge-lora":

@@ -131,7 +131,10 @@ def twin_run_overrides(path: Path, tmp: Path, twin: str | None = None) -> dict:
 #   - max_steps: 2 and logging_steps: 1 (a 2-step run that logs both losses), sequence_len capped at 256 (the twin
 #     rows are short; 4-bit steps padded to 8k tokens take minutes on a CPU);
 #   - wandb_project, mlflow_tracking_uri and the upload (hub_model_id, hub_strategy, push_to_hub), where written,
-#     -> unset (they need a network; they only log or upload). Other wandb_*/hub_* keys stay as written.
+#     -> unset (they need a network; they only log or upload). Other wandb_*/hub_* keys stay as written;
+#   - loss_watchdog_threshold -> unset (sized for the real model; the untrained twin starts near ln(vocab));
+#   - device_map naming a GPU, on a machine without one -> unset (where the model goes, not what is trained; Axolotl's
+#     verdict was taken with the GPU the config was written for).
 # DeepSpeed files are kept as written (ftkit maps Axolotl's deepspeed_configs/ names to its own of the same stage).
 
 WILD = ROOT / "tests" / "wild_configs"
@@ -152,6 +155,12 @@ INSTRUCT_COLUMNS = {
     "oasst": (("INSTRUCTION", "instruction"), ("RESPONSE", "output")),
 }
 SYSTEM_TEXT = "You answer in one short sentence."
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def wild_configs() -> list[Path]:
@@ -314,6 +323,8 @@ def wild_run_overrides(path: Path, tmp: Path) -> dict:
     out.update({k: None for k in ("base_model_config", "tokenizer_config", "tokenizer_type", "wandb_project",
                                   "mlflow_tracking_uri", "hub_model_id", "hub_strategy", "push_to_hub",
                                   "loss_watchdog_threshold") if data.get(k)})  # the twin starts near ln(vocab)
+    if data.get("device_map") not in (None, "auto", "cpu") and not _has_cuda():
+        out["device_map"] = None
     n = _rows_needed(data)
     for key in ("datasets", "test_datasets"):
         for entry, spec in _entries(data, key):

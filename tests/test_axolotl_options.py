@@ -208,12 +208,12 @@ def test_aliases_equal_their_canonical_option_and_save_canonically():
 def test_speed_only_options_leave_training_identical(make_recipe, said):
     from ftkit import train
 
-    speed = {"liger_rms_norm": True, "liger_fused_linear_cross_entropy": True, "flash_attn_cross_entropy": True,
+    speed = {"liger_rms_norm_gated": True, "liger_swiglu": True, "flash_attn_cross_entropy": True,
              "dataloader_num_workers": 4, "strict": True, "flash_attention": True, "local_rank": 0}
     plain = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4)
     fast = make_recipe(max_steps=3, sequence_len=64, micro_batch_size=4, **speed)
     summary = fast.report.summary()
-    assert "5 speed-only ignored: liger_rms_norm, liger_fused_linear_cross_entropy, flash_attn_cross_entropy, " \
+    assert "5 speed-only ignored: liger_rms_norm_gated, liger_swiglu, flash_attn_cross_entropy, " \
            "dataloader_num_workers, strict" in summary and "1 alias," in summary
     a = train.run(plain)
     b = train.run(fast)
@@ -348,14 +348,14 @@ def test_check_verb_reports_and_exits(tmp_path, capsys):
     from ftkit.cli import main
 
     path = tmp_path / "ax.yml"
-    path.write_text(yaml.safe_dump({**BASE, "dataset_num_proc": 2, "liger_rope": True, "lora_r": None}))
+    path.write_text(yaml.safe_dump({**BASE, "dataset_num_proc": 2, "liger_swiglu": True, "lora_r": None}))
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "alias    dataset_num_proc" in out and "-> dataset_processes" in out
-    assert "ignored  liger_rope" in out and "speed only" in out and "empty    lora_r" in out
-    assert "1 alias, 1 speed-only ignored: liger_rope" in out and "ok: the recipe will train" in out
+    assert "ignored  liger_swiglu" in out and "speed only" in out and "empty    lora_r" in out
+    assert "1 alias, 1 speed-only ignored: liger_swiglu" in out and "ok: the recipe will train" in out
     assert main(["check", str(path), "--strict"]) == 2
-    assert "liger_rope: ignored here" in capsys.readouterr().err
+    assert "liger_swiglu: ignored here" in capsys.readouterr().err
     path.write_text(yaml.safe_dump({**BASE, "qat": {"group_size": 32}}))
     assert main(["check", str(path)]) == 2
     assert "quantization-aware training" in capsys.readouterr().err

@@ -17,7 +17,11 @@ def test_bench_compare_prints_every_section(tmp_path, monkeypatch, capsys):
     ours, trl, bound = map(int, row.groups())
     assert bound <= ours <= trl
     assert re.search(r"\n\s+200 \|\s+[\d.]+\s+[\d.]+\s+[\d.]+x \|", out), out  # preprocess: ftkit vs bare loop
-    assert re.search(r"steps/s: ftkit [\d.]+, bare TRL [\d.]+; time per step ftkit / TRL [\d.]+x", out), out
+    assert re.search(r"steps/s: ftkit [\d.]+, bare TRL [\d.]+; time per step ftkit / TRL [\d.]+x wall, [\d.]+x CPU",
+                     out), out
+    # each side's seconds per step: wall and CPU, median (min-max) of the 1 round training gets at --rounds 2
+    assert re.search(r"ftkit    s/step: wall [\d.]+, CPU [\d.]+\n\s+bare TRL s/step: wall [\d.]+, CPU [\d.]+", out), out
+    assert re.search(r"load average [\d.]+ at the start, [\d.]+ at the end", out), out
     assert "== axolotl:" in out
 
 
@@ -51,7 +55,17 @@ def test_versus_axolotl_runs_both_clis_on_one_yaml_and_compares_losses(tmp_path,
     ftkit_losses = train["losses"]["ftkit"]
     assert len(ftkit_losses) == 1 and ftkit_losses[0] > 4  # logging_steps 4: one logged loss, the twin's start
     assert train["max_rel_loss_gap"] == abs(ftkit_losses[0] - 9.0) / 9.0
-    assert train["time_ratio"] == train["seconds"]["ftkit"] / 2.0 and train["seconds"]["ftkit-glibc"] > 0
+    assert train["time_ratio"] == train["seconds"]["ftkit"] / 2.0 and train["seconds"]["ftkit-lean"] > 0
     axolotl_yaml = yaml.safe_load(seen.read_text())
     assert axolotl_yaml["max_steps"] == 4 and axolotl_yaml["micro_batch_size"] == 16  # the YAML ftkit trained on
     assert res["preprocess"][0]["rows"] == 150 and any("Axolotl stand-in from" in p for p in printed)
+
+
+def test_timings_print_their_spread_and_flag_a_busy_machine(monkeypatch):
+    from ftkit.bench import timing
+
+    assert timing.spread([3.0, 1.0, 2.0]) == "2.000 (1.000-3.000, 3 rounds)" and timing.spread([1.5]) == "1.500"
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
+    assert timing.busy([1.5, 2.0]) == ""
+    assert "load average up to 9.3 on 2 cores" in timing.busy([1.0, 9.3])
+    assert timing.cpu_seconds() > 0

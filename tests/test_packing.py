@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -381,9 +382,36 @@ def test_bench_packing_prints_efficiencies_and_speed_ratio(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for name in ("ftkit packing (histogram BFD/min slack)", "TRL pack_dataset bfd", "in-order concatenation",
-                 "padding to longest, batches of 16", "ratio packed/padded:"):
+                 "padding to longest, batches of 16", "(packed varlen: needs CUDA and flash-attn)"):
         assert name in out, out
     assert "Llama twin hidden 64, 1 layers" in out, out
+    assert re.search(r"packed masked +[\d,]+ real tokens/s  [\d.]+x padded", out), out
+    assert re.search(r"padded +[\d,]+ real tokens/s  1.00x padded  \(padding efficiency 0\.\d+\)", out), out
+
+
+@pytest.mark.parametrize("cuda,half,installed,named,expected,says", [
+    (False, False, (), None, None, ""),  # CPU: sdpa's block-diagonal mask, exact
+    (True, True, ("flash_attention_2",), None, "flash_attention_2", "padding-free"),
+    (True, True, ("flash_attention_2", "flash_attention_3"), None, "flash_attention_3", "padding-free"),
+    (True, True, ("flash_attention_2",), "sdpa", None, ""),  # the recipe's choice stands
+    (True, False, ("flash_attention_2",), None, None, "need bf16/fp16"),
+    (True, True, (), None, None, "pip install flash-attn"),
+], ids=["cpu", "fa2", "fa3-first", "recipe-names-sdpa", "fp32", "not-installed"])
+def test_packed_rows_use_a_varlen_kernel_where_one_runs(make_recipe, cuda, half, installed, named, expected, says):
+    recipe = make_recipe(sample_packing=True, attn_implementation=named)
+    kernel, line = packing.varlen_kernel(recipe, cuda, half, lambda name: name in installed)
+    assert kernel == expected and says in line
+    assert packing.varlen_kernel(make_recipe(), cuda, half, lambda name: True) == (None, "")  # not packed
+
+
+def test_the_collator_flattens_for_flash_kernels_only():
+    """varlen: a flash kernel reads example boundaries from one flattened row (cu_seqlens); sdpa gets rows."""
+    rows = [{"input_ids": [5, 6, 7, 8], "labels": [5, 6, 7, 8], "seq_lengths": [2, 2]},
+            {"input_ids": [9, 10, 11], "labels": [9, 10, 11], "seq_lengths": [3]}]
+    for attn, shape in (("flash_attention_2", (1, 7)), ("sdpa", (2, 4))):
+        batch = packing.PackedCollator(0, flatten=packing.flatten_for_kernel(attn))(rows)
+        assert tuple(batch["input_ids"].shape) == shape, attn
+        assert batch["position_ids"][0].tolist()[:4] == [0, 1, 0, 1]
 
 
 def test_pad_to_sequence_len_and_group_by_length_reach_trl(make_recipe):

@@ -36,7 +36,7 @@ ALLOWED = {
 }
 # what some commands must print: the README quotes it
 EXPECT = {
-    "ftkit memory recipes/llama/lora.yml": ["peak 4.366 GB per device"],  # a CPU prints it first, a GPU last
+    "ftkit memory recipes/llama/lora.yml": ["peak 3.324 GB per device"],  # a CPU prints it first, a GPU last
     "ftkit preprocess recipes/quickstart.yml --datasets.0.path=data_samples/chat.jsonl "
     "--datasets.0.type=chat_template --debug": ["2400 rows in, 2400 kept", "--- example 0 (56 tokens",
                                                  "[[The opposite of fast is slow.<|eot_id|>]]"],

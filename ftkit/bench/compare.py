@@ -9,7 +9,9 @@ the printed ratio is the median of the per-round ratios ftkit / peer, below 1 = 
   preprocess   `ftkit prepare` (cold: read, tokenize, label, filter, split, cache write) vs a bare loop:
                read the JSON lines, batched tokenizer calls for prompt and answer, labels, filter, save_to_disk.
   training     `ftkit train` vs a bare TRL SFTTrainer script, same tiny model, rows, batch and steps, packing
-               off: optimizer steps per second of the training loop (model load and saving not counted).
+               off: seconds per optimizer step of the training loop (model load and saving not counted), wall
+               and CPU (user + system of this process: less moved by other processes), medians with their
+               spread; a load average above the core count is flagged.
   axolotl      the same YAML through Axolotl's CLI and ftkit's (training loop time and per-step losses;
                preprocess time), with Axolotl in its own venv (--axolotl-python); see bench/versus_axolotl.py.
 Ratios are measurements of this machine at this moment, not claims: they are printed, never asserted.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ftkit.bench.timing import busy, cpu_seconds, load, spread
 from ftkit.resources import shipped
 
 TINY = "tiny:llama"
@@ -314,7 +317,7 @@ def _timer():
     from transformers import TrainerCallback
 
     class Timer(TrainerCallback):
-        """Seconds from the first to the last optimizer step: the loop, not model loading or saving."""
+        """Wall and CPU seconds from the first to the last optimizer step: the loop, not model loading or saving."""
 
         def __init__(self):
             self.start = self.end = None
@@ -322,10 +325,15 @@ def _timer():
 
         def on_step_begin(self, args, state, control, **kw):
             if self.start is None and state.global_step == 1:  # step 0 warms up (first allocations)
-                self.start = time.perf_counter()
+                self.start = (time.perf_counter(), cpu_seconds())
 
         def on_step_end(self, args, state, control, **kw):
-            self.end, self.steps = time.perf_counter(), state.global_step
+            self.end, self.steps = (time.perf_counter(), cpu_seconds()), state.global_step
+
+        def per_step(self) -> dict:
+            """{"wall": s/step, "cpu": s/step} over the timed steps."""
+            n = self.steps - 1
+            return {"wall": (self.end[0] - self.start[0]) / n, "cpu": (self.end[1] - self.start[1]) / n}
 
     return Timer()
 
@@ -337,18 +345,36 @@ def _train_recipe(steps: int, out: Path) -> dict:
             "output_dir": str(out / "ftkit"), "dataset_prepared_path": str(out / "prepared")}
 
 
-def ftkit_train(steps: int, out: Path) -> float:
-    """`ftkit train` on the tiny twin; steps/s of its training loop."""
+def ftkit_train(steps: int, out: Path) -> dict:
+    """`ftkit train` on the tiny twin; wall and CPU seconds per step of its training loop."""
     from ftkit import train
     from ftkit.recipe import load_recipe
 
     timer = _timer()
     train.run(load_recipe(_train_recipe(steps, out)), callbacks=[timer])
-    return (timer.steps - 1) / (timer.end - timer.start)
+    return timer.per_step()
 
 
-def bare_train(steps: int, out: Path) -> float:
-    """A bare TRL script: the same twin, rows (alpaca prompt/completion text), batch, steps and learning rate."""
+@contextlib.contextmanager
+def _trls_own_head():
+    """TRL's fused LM head as TRL ships it, for the bare script: ftkit puts its CPU kernel under TRL's head
+    process-wide (train/lm_head.install) once an ftkit run has started in this process."""
+    from trl.trainer import utils
+
+    from ftkit.train.lm_head import Dispatch
+
+    patched = utils._ChunkedLogProbFunction, utils._use_triton
+    if Dispatch.trl is not None:
+        utils._ChunkedLogProbFunction, utils._use_triton = Dispatch.trl, Dispatch.trl_compacts
+    try:
+        yield
+    finally:
+        utils._ChunkedLogProbFunction, utils._use_triton = patched
+
+
+def bare_train(steps: int, out: Path) -> dict:
+    """A bare TRL script: the same twin, rows (alpaca prompt/completion text), batch, steps and learning rate,
+    with TRL's own LM head."""
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -365,27 +391,40 @@ def bare_train(steps: int, out: Path) -> float:
                      logging_steps=min(10, steps), max_length=256, bf16=False, use_cpu=True, report_to=[], save_strategy="no",
                      gradient_checkpointing=False, dataloader_pin_memory=False, seed=42, disable_tqdm=True)
     timer = _timer()
-    SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer]).train()
-    return (timer.steps - 1) / (timer.end - timer.start)
+    with _trls_own_head():
+        SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer]).train()
+    return timer.per_step()
 
 
 def training_section(steps: int, rounds: int, work: Path, print_=print) -> dict:
+    """Interleaved rounds of `ftkit train` and the bare TRL script: seconds per step, wall and CPU (this process's
+    user + system time over the loop: less moved by other processes' load), each with its spread."""
     from ftkit.log import quiet
 
-    times = []
+    per = {"ftkit": [], "trl": []}
+    loads = []
     print_(f"\n== training loop: ftkit train vs a bare TRL SFTTrainer script, tiny twin, {steps} steps x 16 rows, "
            f"packing off, {rounds} interleaved rounds ==")
     for r in range(rounds):
-        rate = {}
         for name in (("ftkit", "trl") if r % 2 == 0 else ("trl", "ftkit")):
             # quiet: the trainers print their metrics dicts; the figures that matter come from the timer
             with tempfile.TemporaryDirectory(dir=work) as out, quiet(), contextlib.redirect_stdout(io.StringIO()):
-                rate[name] = (ftkit_train if name == "ftkit" else bare_train)(steps, Path(out))
-        times.append((1 / rate["ftkit"], 1 / rate["trl"]))  # seconds per step
-    res = {"steps_per_s": {k: 1 / statistics.median(t[i] for t in times) for i, k in enumerate(("ftkit", "trl"))},
-           "time_ratio": median_ratio(times)}
+                loads.append(load())
+                per[name].append((ftkit_train if name == "ftkit" else bare_train)(steps, Path(out)))
+        loads.append(load())
+    res = {"seconds_per_step": {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "cpu")}
+                                for k, v in per.items()},
+           "time_ratio": median_ratio([(a["wall"], b["wall"]) for a, b in zip(per["ftkit"], per["trl"])]),
+           "cpu_ratio": median_ratio([(a["cpu"], b["cpu"]) for a, b in zip(per["ftkit"], per["trl"])]),
+           "max_load": max(loads)}
+    res["steps_per_s"] = {k: 1 / v["wall"] for k, v in res["seconds_per_step"].items()}
+    for name, label in (("ftkit", "ftkit   "), ("trl", "bare TRL")):
+        print_(f"  {label} s/step: wall {spread(x['wall'] for x in per[name])}, "
+               f"CPU {spread(x['cpu'] for x in per[name])}")
     print_(f"  steps/s: ftkit {res['steps_per_s']['ftkit']:.2f}, bare TRL {res['steps_per_s']['trl']:.2f}; "
-           f"time per step ftkit / TRL {res['time_ratio']:.2f}x")
+           f"time per step ftkit / TRL {res['time_ratio']:.2f}x wall, {res['cpu_ratio']:.2f}x CPU")
+    if busy(loads):
+        print_(busy(loads))
     return res
 
 
@@ -415,7 +454,8 @@ def run(rows: list[int] = (2000, 20000), seq_lens: list[int] = (512, 2048, 4096)
     work = Path(work or Path(os.environ.get("FTKIT_CACHE") or Path.home() / ".cache" / "ftkit") / "bench-compare")
     work.mkdir(parents=True, exist_ok=True)
     print(f"ftkit bench compare: ratios are ftkit / peer (below 1 = ftkit takes less), medians of paired rounds; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, load average {load():.1f} at the start")
+    loads = [load()]
     out = {}
     if "packing" in sections:
         out["packing"] = packing_section(list(rows), list(seq_lens), rounds, work, sets=tuple(sets))
@@ -425,4 +465,6 @@ def run(rows: list[int] = (2000, 20000), seq_lens: list[int] = (512, 2048, 4096)
         out["training"] = training_section(steps, max(rounds - 1, 1), work)
     if "axolotl" in sections or axolotl_python:
         out["axolotl"] = axolotl_section(axolotl_python, steps, max(rounds - 1, 1), list(prep_rows), work)
+    loads += [load(), out.get("training", {}).get("max_load", 0.0)]
+    print(f"\nload average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end" + (f"\n{busy(loads)}" if busy(loads) else ""))
     return out

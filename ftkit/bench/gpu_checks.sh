@@ -4,17 +4,8 @@
 # in the closing notes came from this script. Each step is bounded; a failing step does not stop the rest.
 # Usage: [STEPS="a b"] bash ftkit/bench/gpu_checks.sh [OUTDIR]
 set -u
-OUT=${1:-${OUT:-/tmp/ftkit-gpu}}; mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTHONUNBUFFERED=1 WANDB_MODE=disabled FTKIT_CACHE=/tmp/ftkit-cache
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-# STEPS="quickstart_bf16 fsdp" runs only those steps (default: all)
-step() { local name=$1 limit=$2; shift 2
-  [[ " ${STEPS:-all} " == *" all "* || " ${STEPS:-} " == *" $name "* ]] || return 0
-  echo "=== $name"; local t0=$(date +%s)
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
-  echo "    rc=$rc in $(( $(date +%s) - t0 ))s"; grep -E "$GREP" "$OUT/$name.log" | tail -n 25; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+OUT=${1:-${OUT:-/tmp/ftkit-gpu}}
+source "$(dirname "$0")/gpu_steps.sh"
 python3 -c "import torch, transformers, trl, peft, bitsandbytes as b; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'bnb', b.__version__, 'bf16', torch.cuda.is_bf16_supported())"
 
 GREP='bf16|train loss|eval loss|after:|saved'
@@ -23,7 +14,7 @@ GREP='passed|failed|skipped|Error'
 step adapters_cuda 240 python3 -m pytest -q -rs -p no:cacheprovider tests/test_adapters.py tests/test_merge_relora.py tests/test_gpu_quant.py
 GREP='MiB|GiB|x0|model'
 step quant_memory 90 python3 -m ftkit.bench.quant_memory
-GREP='rows|efficiency|tokens/s|ratio|=='
+GREP='rows|efficiency|tokens/s|x padded|=='
 step packing_alpaca 150 python3 -m ftkit bench packing recipes/quickstart.yml --sequence_len=512 --micro_batch_size=8 --hidden=1024 --layers=8 --steps=20 --dataset_prepared_path=/tmp/prep
 step packing_chat 150 python3 -m ftkit bench packing recipes/quickstart.yml --datasets.0.path=data_samples/chat.jsonl --datasets.0.type=chat_template --sequence_len=512 --micro_batch_size=8 --hidden=1024 --layers=8 --steps=20 --dataset_prepared_path=/tmp/prep
 GREP='passed|failed|skipped|Error'

@@ -3,8 +3,10 @@
 Part 1 (the recipe's own rows): efficiency = real tokens / token slots of ftkit packing, TRL's
 best-fit-decreasing, in-order concatenation, and padding each micro-batch to its longest example.
 Part 2 (speed): a Llama twin big enough that matmuls, not Python, dominate a step (default hidden 256,
-4 layers) trains packed padding-free and padded side by side, step k of both runs on the same examples
-(those of packed micro-batch k), steps interleaved so machine load hits both alike.
+4 layers) trains each layout side by side: packed rows with the block-diagonal mask (sdpa), padded batches,
+and on CUDA with flash-attention packed rows padding-free (varlen: one flattened row, cu_seqlens); step k
+of every layout runs on the same examples (those of packed micro-batch k), steps interleaved so machine
+load hits all alike.
 """
 from __future__ import annotations
 
@@ -67,8 +69,23 @@ def _step(model, opt, batch, device) -> float:
 STEP_TOKENS = 8192  # packed tokens per timed step at most: sdpa keeps rows x heads x sequence_len^2 on CPU
 
 
+def layouts(attn: str, device) -> dict:
+    """name -> (attention kernel, packed?, one flattened row?): packed rows with the block-diagonal mask on `attn`
+    (sdpa by default), padded batches on it, and on CUDA with flash-attention the padding-free varlen layout."""
+    from transformers.utils import import_utils as iu
+
+    out = {"packed masked": (attn, True, packing.flatten_for_kernel(attn)), "padded": (attn, False, False)}
+    if device.type == "cuda" and "flash" not in attn:
+        for kernel, ok in (("flash_attention_3", iu.is_flash_attn_3_available()),
+                           ("flash_attention_2", iu.is_flash_attn_2_available())):
+            if ok:
+                out["packed varlen"] = (kernel, True, True)
+                break
+    return out
+
+
 def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: str) -> dict:
-    """Real tokens/s of packed vs padded training on the same examples, same steps.
+    """Real tokens/s of each layout (layouts()) on the same examples, same steps, steps interleaved.
 
     A step holds at most STEP_TOKENS packed tokens (the recipe's micro_batch_size, fewer rows at long
     sequence_len): sdpa on CPU materializes each packed row's sequence_len^2 block mask and attention
@@ -87,12 +104,16 @@ def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: s
                                  recipe.source, "micro_batch_size",
                                  fix=f"use more rows, or a smaller micro_batch_size (--micro_batch_size={max(1, len(packed) // 2)})"))
     base = twin(tokenizer, recipe.sequence_len, hidden, layers, attn, device)
-    runs = {"packed": base, "padded": copy.deepcopy(base)}
+    kinds = layouts(attn, device)
+    runs = {name: copy.deepcopy(base) for name in kinds}
+    for name, (kernel, _, _) in kinds.items():
+        runs[name].set_attn_implementation(kernel)
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in runs.items()}
-    pack_col = packing.PackedCollator(tokenizer.pad_token_id, flatten=packing.flatten_for(base))
-    pad_col = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
-    # padded twin: the same examples (those of the timed packed rows) in shuffled order, split into as many
-    # steps, each padded to its longest; packed micro-batches group similar lengths, so padding those would flatter it
+    collate = {name: packing.PackedCollator(tokenizer.pad_token_id, flatten=flat) if is_packed else
+               DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+               for name, (_, is_packed, flat) in kinds.items()}
+    # padded: the same examples (those of the timed packed rows) in shuffled order, split into as many steps,
+    # each padded to its longest; packed micro-batches group similar lengths, so padding those would flatter it
     # rows drawn at random: bins are built longest-first, so the first rows hold the longest examples
     picked = random.Random(recipe.seed).sample(range(len(packed)), (steps + 1) * mbs)
     groups = [[packed[i] for i in picked[k * mbs:(k + 1) * mbs]] for k in range(steps + 1)]
@@ -100,22 +121,19 @@ def speed(rows, recipe, tokenizer, steps: int, hidden: int, layers: int, attn: s
                 for g in groups for b in g for s, n in zip(_starts(b["seq_lengths"]), b["seq_lengths"])]
     random.Random(recipe.seed).shuffle(examples)
     per = [len(examples) * k // (steps + 1) for k in range(steps + 2)]
-    secs, real, slots = {"packed": 0.0, "padded": 0.0}, 0, 0
-    for k in range(steps + 1):  # step 0 warms up both and is not timed
-        pad_batch = pad_col(examples[per[k]:per[k + 1]])
-        t_pack = _step(runs["packed"], opts["packed"], pack_col(groups[k]), device)
-        t_pad = _step(runs["padded"], opts["padded"], pad_batch, device)
-        if k:
-            secs["packed"] += t_pack
-            secs["padded"] += t_pad
-            real += sum(sum(b["seq_lengths"]) for b in groups[k])
-            slots += pad_batch["input_ids"].numel()
-    real_padded = sum(len(e["input_ids"]) for e in examples[per[1]:])
+    secs, slots = dict.fromkeys(kinds, 0.0), 0
+    for k in range(steps + 1):  # step 0 warms up every layout and is not timed
+        for name, (_, is_packed, _) in kinds.items():
+            batch = collate[name](groups[k] if is_packed else examples[per[k]:per[k + 1]])
+            t = _step(runs[name], opts[name], batch, device)
+            if k:
+                secs[name] += t
+                slots += 0 if is_packed else batch["input_ids"].numel()
+    real = sum(len(e["input_ids"]) for e in examples[per[1]:])  # the timed steps' real tokens, for every layout
     n_params = sum(p.numel() for p in base.parameters())
     return {"device": str(device), "attn": attn, "hidden": hidden, "layers": layers, "params": n_params, "rows": mbs,
-            "steps": steps, "real_tokens": real,
-            "tok_s_packed": real / secs["packed"], "tok_s_padded": real_padded / secs["padded"],
-            "padded_efficiency": real_padded / max(slots, 1)}
+            "steps": steps, "real_tokens": real, "tok_s": {name: real / secs[name] for name in kinds},
+            "padded_efficiency": real / max(slots, 1)}
 
 
 def _starts(lengths: list[int]) -> list[int]:
@@ -134,10 +152,13 @@ def run(recipe, steps: int | None = None, hidden: int = 256, layers: int = 4, at
         log.info(f"  {name:<40} {count:>6} rows/batches  efficiency {eff:.4f}  ({eff / table[0][2]:.3f}x ftkit)")
     s = speed(rows, recipe, tokenizer, steps or 6, hidden, layers, attn)
     log.info(f"\n== training speed: Llama twin hidden {s['hidden']}, {s['layers']} layers, {s['params'] / 1e6:.1f}M "
-             f"params, attn {s['attn']}, {s['device']}; {s['steps']} steps x {s['rows']} packed rows, "
-             f"vs the same examples shuffled into {s['steps']} padded batches ==")
-    log.info(f"  padded   {s['tok_s_padded']:>10,.0f} real tokens/s  (padding efficiency {s['padded_efficiency']:.3f})")
-    log.info(f"  packed   {s['tok_s_packed']:>10,.0f} real tokens/s")
-    log.info(f"  ratio packed/padded: {s['tok_s_packed'] / s['tok_s_padded']:.2f}x real tokens/s "
-             f"(packed {s['real_tokens']:,} real tokens in the timed steps)")
+             f"params, {s['device']}; {s['steps']} steps x {s['rows']} packed rows, vs the same examples shuffled "
+             f"into {s['steps']} padded batches ==")
+    padded = s["tok_s"]["padded"]
+    for name, rate in s["tok_s"].items():
+        note = f"  (padding efficiency {s['padded_efficiency']:.3f})" if name == "padded" else ""
+        log.info(f"  {name:<14} {rate:>10,.0f} real tokens/s  {rate / padded:.2f}x padded{note}")
+    if "packed varlen" not in s["tok_s"]:
+        log.info("  (packed varlen: needs CUDA and flash-attn)")
+    log.info(f"  ({s['real_tokens']:,} real tokens in the timed steps of each layout)")
     return {"efficiency": table, **s}

@@ -51,8 +51,8 @@ def run_tool(tool: str, verb: str, python: str, cfg_dict: dict, work: Path) -> t
     cfg = work / f"{tool}-{verb}.yml"
     cfg.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))  # the same YAML for both tools
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # both print the Trainer's dicts
-    if tool == "ftkit-glibc":  # ftkit with glibc's malloc as Axolotl runs it (train/memory.py)
-        env["FTKIT_CPU_MALLOC"] = "glibc"
+    if tool == "ftkit-lean":  # ftkit handing freed memory back to the OS (train/allocator.py)
+        env["FTKIT_CPU_MALLOC"] = "lean"
     t = time.perf_counter()
     proc = subprocess.run(command(tool, verb, python, cfg), capture_output=True, text=True,
                           env={**env, **ENV}, cwd=work)
@@ -63,12 +63,12 @@ def run_tool(tool: str, verb: str, python: str, cfg_dict: dict, work: Path) -> t
     return seconds, out
 
 
-TOOLS = ("ftkit", "ftkit-glibc", "axolotl")
+TOOLS = ("ftkit", "ftkit-lean", "axolotl")
 
 
 def training(python: str, twin: str, data: Path, steps: int, rounds: int, work: Path, print_=print) -> dict:
-    """ftkit as a user runs it on a CPU (lean memory: train/memory.py), ftkit with glibc's malloc (what
-    Axolotl runs with), and Axolotl, in rotating order."""
+    """ftkit as a user runs it on a CPU (glibc's malloc, as Axolotl runs), ftkit with FTKIT_CPU_MALLOC=lean
+    (memory back to the OS: train/allocator.py), and Axolotl, in rotating order."""
     times, losses = [], {}
     print_(f"\n== training vs Axolotl (its own venv): same YAML, tiny Llama twin, {steps} steps x 16 rows, "
            f"{rounds} interleaved rounds; the Trainer's train_runtime ==")
@@ -84,12 +84,12 @@ def training(python: str, twin: str, data: Path, steps: int, rounds: int, work: 
     gap = max((abs(x - y) / abs(y) for x, y in zip(a, b)), default=float("nan"))
     res = {"seconds": {k: statistics.median(t[k] for t in times) for k in TOOLS},
            "time_ratio": statistics.median(t["ftkit"] / t["axolotl"] for t in times),
-           "time_ratio_glibc": statistics.median(t["ftkit-glibc"] / t["axolotl"] for t in times),
+           "time_ratio_lean": statistics.median(t["ftkit-lean"] / t["axolotl"] for t in times),
            "losses": losses, "max_rel_loss_gap": gap}
     s = res["seconds"]
-    print_(f"  train_runtime: ftkit {s['ftkit']:.3f} s, ftkit with FTKIT_CPU_MALLOC=glibc {s['ftkit-glibc']:.3f} s, "
-           f"Axolotl {s['axolotl']:.3f} s\n  ftkit / Axolotl {res['time_ratio']:.2f}x (CPU lean-memory default), "
-           f"{res['time_ratio_glibc']:.2f}x with glibc's malloc as Axolotl runs")
+    print_(f"  train_runtime: ftkit {s['ftkit']:.3f} s, ftkit with FTKIT_CPU_MALLOC=lean {s['ftkit-lean']:.3f} s, "
+           f"Axolotl {s['axolotl']:.3f} s\n  ftkit / Axolotl {res['time_ratio']:.2f}x (glibc's malloc, both), "
+           f"{res['time_ratio_lean']:.2f}x with FTKIT_CPU_MALLOC=lean")
     print_(f"  logged losses ftkit   {', '.join(f'{x:.4f}' for x in a)}\n"
            f"  logged losses Axolotl {', '.join(f'{x:.4f}' for x in b)}\n"
            f"  largest relative difference at a logged step: {gap:.1e}")

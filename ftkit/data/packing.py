@@ -487,8 +487,31 @@ def count_real_tokens(trainer):
 
 def flatten_for(model) -> bool:
     """Flash-attention kernels need the one-row layout; sdpa/eager take per-row packed position_ids."""
-    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
-    return "flash" in impl
+    return flatten_for_kernel(getattr(getattr(model, "config", None), "_attn_implementation", None))
+
+
+def flatten_for_kernel(attn: str | None) -> bool:
+    return "flash" in (attn or "")
+
+
+VARLEN = ("flash_attention_3", "flash_attention_2")  # best first: FA3 runs on Hopper GPUs only
+
+
+def varlen_kernel(recipe, cuda: bool, half: bool, available) -> tuple[str | None, str]:
+    """(the attention kernel packed rows train with, the line that says so): on CUDA in bf16/fp16, when the recipe
+    names no kernel, the first of VARLEN that `available(name)` finds, which reads each example's boundaries as
+    cu_seqlens of one flattened row (no padding, no mask); else None: sdpa with the block-diagonal mask (the
+    CPU path: exact, and the tests' path). transformers has no varlen sdpa."""
+    if not recipe.sample_packing or recipe.attn_implementation or not cuda:
+        return None, ""
+    if not half:
+        return None, "packed rows: sdpa with a block-diagonal mask (flash-attention kernels need bf16/fp16)"
+    for kernel in VARLEN:
+        if available(kernel):
+            return kernel, (f"packed rows: {kernel}, padding-free (one flattened row per micro-batch, examples "
+                            "bounded by cu_seqlens); attn_implementation: sdpa keeps the block-diagonal mask")
+    return None, ("packed rows: sdpa with a block-diagonal mask; flash-attn is not installed (pip install flash-attn "
+                  "for the padding-free varlen path: no mask, no padding)")
 
 
 # ---------------------------------------------------------------- the recipe's hooks

@@ -143,11 +143,11 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
     from ftkit.train import checkpoint_files, checkpoints, interrupt, outputs, runtime
-    from ftkit.train.memory import return_freed_memory
+    from ftkit.train.allocator import set_cpu_malloc
 
     t0 = time.time()
     if not torch.cuda.is_available():
-        return_freed_memory()  # CPU: what backward frees goes back to the OS (see train/memory.py)
+        set_cpu_malloc()  # CPU: glibc's malloc, or FTKIT_CPU_MALLOC=lean (see train/allocator.py)
     method, tokenizer, prepared, trainer = build(recipe, callbacks, overwrite)
     if outputs.is_main_process():
         outputs.check_space(recipe, trainer.model, prepared.n_train)  # a warning now, not a lost run at the end

@@ -17,6 +17,7 @@ from ftkit import models
 from ftkit.data import packing, stream
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.train import kernels, lm_head
 from ftkit.train.args import training_args
 from ftkit.train.method import Method
 
@@ -71,8 +72,12 @@ def trainer_class():
 
     class FtkitSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
+            lm_head.install()  # TRL's fused head, ftkit's chunked cross-entropy on CPU
             super().__init__(*args, **kwargs)
             self._lean = lean_lm_head(self.model)
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            log.info(lm_head.describe(self.args.per_device_train_batch_size * (self.args.max_length or 0), vocab,
+                                      self.args.device.type))
 
         def _logged_step(self) -> bool:
             """Will the optimizer step in progress be logged (DefaultFlowCallback's rule)? Other logging
@@ -104,10 +109,33 @@ def trainer_class():
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
     """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one); so do
-    the rows of a stream (data/stream.py)."""
+    the rows of a stream (data/stream.py). The model gets the CUDA kernels the recipe names first
+    (train/kernels.py; said, and skipped elsewhere)."""
+    kernels.apply(recipe, model)
     if recipe.pretraining_dataset:
         return {"data_collator": stream.collator(recipe, tokenizer, model)}
+    _varlen(recipe, model)
     return {"data_collator": packing.collator(recipe, tokenizer, model)}
+
+
+def _varlen(recipe: Recipe, model) -> None:
+    """Packed rows on a GPU with flash-attention: switch the model to it (packing.varlen_kernel says when)."""
+    import torch
+    from transformers.utils import import_utils as iu
+
+    from ftkit.log import quiet
+
+    with quiet():
+        precision = models.resolve_precision(recipe)
+    available = {"flash_attention_2": iu.is_flash_attn_2_available,
+                 "flash_attention_3": iu.is_flash_attn_3_available}
+    kernel, said = packing.varlen_kernel(recipe, torch.cuda.is_available(),
+                                         bool(precision.bf16 or precision.fp16 or precision.weights),
+                                         lambda name: available[name]())
+    if said:
+        log.info(said)
+    if kernel:
+        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation(kernel)
 
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:

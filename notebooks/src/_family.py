@@ -32,11 +32,11 @@ print(nb.describe_tokenizer(tok, FAMILIES[family].twin.template))
 
 # %%
 from ftkit.recipe import load_recipe
-from ftkit.train import memory
+from ftkit.bench import estimate
 
 real_recipe = load_recipe(root / recipe_path)  # as written: the real base model, not the twin
 print(nb.real_size(real_recipe.base_model))
 # the training budget of the recipe as written (real model, bf16 on a GPU), with the arithmetic
-print(memory.estimate(real_recipe, half=True).table())
+print(estimate.estimate(real_recipe, half=True).table())
 
 # %% include="_shared_path.py"

@@ -1,4 +1,5 @@
-"""`ftkit memory RECIPE`: expected peak training memory per device, with the arithmetic shown.
+"""`ftkit memory RECIPE`: expected peak training memory per device, with the arithmetic shown (bench/memory.py
+measures it).
 
 Reads only the base model's config (local file, the HF cache, or a built-in table of well-known
 configs when offline), counts parameters exactly on the meta device (no weights loaded), then adds:
@@ -13,13 +14,21 @@ configs when offline), counts parameters exactly on the meta device (no weights 
               adds the norms' normalized inputs (2h) and the inputs its linears read (2h + i); LoRA adds
               r per adapted module and, with lora_dropout, per adapted input feature the dropout output
               and its mask (a float on CPU, one byte with CUDA's fused dropout), without dropout the
-              inputs the adapters read; plus 2V at the head (logits and log-softmax). Gradient
-              checkpointing keeps one h per layer plus one layer's set.
+              inputs the adapters read; plus h at the head (the hidden states the fused LM head projects).
+              Gradient checkpointing keeps one h per layer plus one layer's set.
   backward    one layer's set again: the gradients of a layer's intermediates exist while its saved
               tensors are still alive.
+  lm head     the loss's working set: the full [tokens, V] logits never exist (train/lm_head.py). On CPU
+              3 slices of fp32 logits (the slice, its exponentials, its gradient) of TILE / V tokens; on
+              CUDA TRL's tile (4,096 tokens x 32,768 vocabulary entries in the compute dtype) and the fp32
+              gradient of the hidden states. What the full logits would cost is printed beside it.
 
-Peak = weights + optimizer + the larger of (activations + backward) and gradients: backward frees each
-layer's activations as it writes gradients, and the optimizer step runs after both (gradients do sit
+  allocator   CPU under glibc's malloc (ftkit's CPU default, train/allocator.py): freed activations stay
+              resident, about one more copy of activations + backward; shown apart from the peak of the
+              tensors, summed into `peak RSS`. Not with FTKIT_CPU_MALLOC=lean, nor on GPUs.
+
+Peak = weights + optimizer + the larger of (activations + max(backward, lm head)) and gradients: backward
+frees each layer's activations as it writes gradients, and the optimizer step runs after both (gradients do sit
 next to activations when gradient_accumulation_steps > 1). ZeRO-1/2/3 and FSDP divide optimizer /
 +gradients / +weights by the number of devices. The workshop rule of thumb (fp32 full fine-tune with
 Adam: 4 bytes x 4 = 16 bytes/param, e.g. 7B -> 112 GB) is printed next to the estimate for comparison.
@@ -34,7 +43,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ftkit.errors import FtkitError
-from ftkit.log import log
 from ftkit.models.families import known_config, known_labels
 from ftkit.recipe import Recipe
 
@@ -115,21 +123,32 @@ class Estimate:
 
     @property
     def total(self) -> float:
-        """weights + optimizer + max(activations + backward, gradients), or all of them when accumulating."""
-        grads, working = self.bytes("gradients"), self.bytes("activations") + self.bytes("backward")
-        rest = sum(b for n, b, _ in self.rows if n not in ("gradients", "activations", "backward"))
+        """weights + optimizer + max(activations + max(backward, lm head), gradients), or all of them when
+        accumulating."""
+        grads = self.bytes("gradients")
+        working = self.bytes("activations") + max(self.bytes("backward"), self.bytes("lm head"))
+        rest = sum(b for n, b, _ in self.rows if n not in ("gradients", "activations", "backward", "lm head", "allocator"))
         return rest + (grads + working if self.accumulating else max(grads, working))
+
+    @property
+    def resident(self) -> float:
+        """What a process holds at its peak: the tensors' peak plus what the CPU allocator keeps (0 elsewhere)."""
+        return self.total + self.bytes("allocator")
 
     def add(self, name: str, nbytes: float, how: str) -> None:
         self.rows.append((name, nbytes, how))
 
     def table(self) -> str:
         lines = [self.title]
-        lines += [f"  {name:<12}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows]
-        how = ("all of the above (gradients accumulate over micro-batches)" if self.accumulating else
-               "weights + optimizer + max(activations + backward, gradients): backward frees activations as "
+        lines += [f"  {name:<12}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows if name != "allocator"]
+        how = ("weights + optimizer + gradients + activations + max(backward, lm head): gradients accumulate over "
+               "micro-batches" if self.accumulating else
+               "weights + optimizer + max(activations + max(backward, lm head), gradients): backward frees activations as "
                "it writes gradients")
         lines.append(f"  {'peak':<12}{self.total / GB:>9.3f} GB   per device = {how}")
+        lines += [f"  + {name:<10}{nbytes / GB:>9.3f} GB   {how}" for name, nbytes, how in self.rows if name == "allocator"]
+        if any(name == "allocator" for name, _, _ in self.rows):
+            lines.append(f"  {'peak RSS':<12}{self.resident / GB:>9.3f} GB   peak + allocator: what the process holds")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -174,12 +193,30 @@ def _activations(config: dict, recipe: Recipe, act_bytes: int, counts: Counts, c
         else:  # the adapters read the base's inputs themselves
             per_layer += round(counts.lora_inputs / layers)
     if recipe.gradient_checkpointing:
-        values = tokens * (layers * h + per_layer + 2 * vocab)
-        how = f"{tokens:,} tok x ({layers} layers x {h} + one layer {per_layer:,} + 2x{vocab:,} vocab) x {act_bytes} B"
+        values = tokens * (layers * h + per_layer + h)
+        how = f"{tokens:,} tok x ({layers} layers x {h} + one layer {per_layer:,} + head input {h}) x {act_bytes} B"
     else:
-        values = tokens * (layers * per_layer + 2 * vocab)
-        how = f"{tokens:,} tok x ({layers} layers x {per_layer:,} + 2x{vocab:,} vocab) x {act_bytes} B"
+        values = tokens * (layers * per_layer + h)
+        how = f"{tokens:,} tok x ({layers} layers x {per_layer:,} + head input {h}) x {act_bytes} B"
     return values * act_bytes, tokens * per_layer * act_bytes, how
+
+
+def _lm_head(config: dict, recipe: Recipe, act_bytes: int, cpu: bool) -> tuple[float, str, float]:
+    """(the chunked loss's working set, arithmetic, what the full logits would hold) in bytes."""
+    import transformers
+
+    from ftkit.train.lm_head import slice_tokens
+
+    cfg = transformers.AutoConfig.for_model(**config)
+    h, vocab, tokens = cfg.hidden_size, cfg.vocab_size, recipe.micro_batch_size * recipe.sequence_len
+    # logits, their fp32 copy under bf16/fp16, the fp32 log-softmax autograd keeps, and its gradient in backward
+    full = tokens * vocab * (act_bytes + (4 if act_bytes != 4 else 0) + 4 + 4)
+    if cpu:
+        rows = min(tokens, slice_tokens(vocab))
+        return 3 * rows * vocab * 4, f"3 x {rows:,} tok x {vocab:,} vocab x 4 B (fp32 slices)", full
+    rows, cols = min(tokens, 4096), min(vocab, 32768)
+    head = rows * cols * act_bytes + tokens * h * 4
+    return head, f"TRL's tile {rows:,} x {cols:,} x {act_bytes} B + fp32 hidden gradient {tokens:,} x {h} x 4 B", full
 
 
 def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_config: dict | None = None,
@@ -221,12 +258,21 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
     act, one_layer, act_how = _activations(config, recipe, 2 if half else 4, counts, cpu)
     est.add("activations", act, act_how)
     est.add("backward", one_layer, "one layer's activations again: the gradients of its intermediates")
+    if cpu and os.environ.get("FTKIT_CPU_MALLOC", "glibc") != "lean":  # train/allocator.py
+        kept = max(0.0, act + one_layer - est.bytes("gradients"))  # the gradients backward writes reuse what it frees
+        est.add("allocator", kept, "CPU, glibc's malloc (ftkit's default): what backward frees stays resident, about "
+                "activations + backward less the gradients written into it (`ftkit bench memory --sections "
+                "allocator`); FTKIT_CPU_MALLOC=lean returns it to the OS at ~1.1-1.2x the time per step")
+    head, head_how, logits = _lm_head(config, recipe, 2 if half else 4, cpu)
+    est.add("lm head", head, head_how)
+    est.notes.append(f"the chunked LM head saves {(logits - head) / GB:.3f} GB: the micro-batch's full logits would "
+                     f"need {logits / GB:.3f} GB (logits, fp32 log-softmax, their gradient)" if logits > head else
+                     "the micro-batch's logits fit in one slice of the chunked LM head: it holds what full logits would")
     if not recipe.adapter and not half:
         est.notes.append(f"workshop rule of thumb (fp32 + Adam: 4 B x 4 = 16 B/param): 16 x {total / 1e9:.2f}B = "
                          f"{16 * total / GB:.1f} GB before activations")
     est.notes.append("left out: " + ("the process itself (Python, torch, the data; ~0.1-0.2 GB above the RSS "
-                                     "before the model loads), glibc keeping freed tensor memory resident "
-                                     "(see `ftkit bench memory`), " if cpu else
+                                     "before the model loads), " if cpu else
                                      "the CUDA context and kernels (~0.3-0.5 GB per GPU), the caching "
                                      "allocator's reserve and fragmentation, ")
                      + "a padded or packed batch's attention mask (micro_batch x sequence_len^2 per layer where "
@@ -260,37 +306,6 @@ def _cuda_bf16() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-
-
-def return_freed_memory(threshold: int = 1 << 20) -> bool:
-    """CPU training under glibc: give allocations of >= 1 MiB their own mappings, unmapped when freed.
-
-    glibc starts with a 128 KiB mmap threshold and raises it to the size of each large block freed (up to
-    32 MiB), so after the first step activation-sized tensors come from the heap, and what backward frees
-    stays resident, fragmented: a LoRA run of the 58M twin in `ftkit bench memory` peaked at 1.44 GB of
-    RSS for 0.78 GB estimated (full fine-tune: 1.58 for 1.29); with the fixed threshold 0.79 and 1.36. A
-    fixed threshold switches that adjustment off (as MALLOC_MMAP_THRESHOLD_ does). The cost is page faults
-    on every re-use: measured 28-30 s vs 21.7 s for 20 steps of the 58M twin (about 1.35x the time per
-    step), the same on the tiny twin. FTKIT_CPU_MALLOC=glibc keeps glibc's behaviour (faster, more memory).
-    Returns whether it was applied (not on other C libraries or systems, nor with FTKIT_CPU_MALLOC=glibc)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux") or os.environ.get("FTKIT_CPU_MALLOC", "lean") == "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        applied = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
-    if applied:
-        log.info("CPU: tensors >= 1 MiB get their own memory mappings, so what backward frees goes back to the OS "
-                 "(peak memory near the live tensors, as `ftkit memory` estimates; steps about 1.3x slower). "
-                 "FTKIT_CPU_MALLOC=glibc trades that back")
-    return applied
 
 
 def run(recipe: Recipe, devices: int = 1) -> str:
