@@ -50,7 +50,7 @@ def stand_ins(tmp_path: Path, **scripts: str) -> dict:
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_scripts_are_valid_bash_and_shown_whole_in_the_docs(name):
     subprocess.run(["bash", "-n", str(CLOUD / name)], check=True)
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "docs" / "cloud.md").read_text(), re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "docs" / "cloud.md").read_text(), re.S)  # files; ```bash: commands
     assert (CLOUD / name).read_text() in blocks  # the page shows the file as it is
 
 
