@@ -103,7 +103,10 @@ def test_missing_file_and_missing_data_files(tmp_path, tok):
         prep(tmp_path, tok, [{"path": str(tmp_path / "d"), "data_files": ["b.jsonl"]}])
 
 
-def test_hub_name_offline_is_a_clear_error(tmp_path, tok):
+@pytest.mark.parametrize("switch", ["1", "true"])  # datasets and huggingface_hub read 1/true/yes/on alike
+def test_hub_name_offline_is_a_clear_error(tmp_path, tok, monkeypatch, switch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", switch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", switch)
     with pytest.raises(DataError, match=r"hub dataset 'nobody-xyz/no-such-set' is not in the local datasets cache.*"
                                         r"Fix: on a machine with network run"):
         prep(tmp_path, tok, [{"path": "nobody-xyz/no-such-set"}])

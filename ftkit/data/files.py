@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ftkit.data.file_checks import check_json_lines, check_utf8, explain_failure
+from ftkit.env import offline_switch
 from ftkit.errors import DataError, DiskFull, Problem, is_disk_full
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
@@ -149,7 +150,7 @@ def load_hub(spec: DatasetSpec, recipe: Recipe, where: str, streaming: bool = Fa
                                        revision=spec.revision, streaming=streaming) for n in names]
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     except Exception as e:  # offline / not found / wrong split: one clear message, not datasets' traceback
-        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = offline_switch(("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))  # 1/true/yes/on, as datasets reads them
         why = "is not in the local datasets cache and downloads are off (offline)" if offline else \
             f"could not be loaded ({str(e).splitlines()[0][:200]})"
         raise DataError(Problem(f"hub dataset {spec.path!r} {why}", recipe.source, f"{where}.path",
