@@ -178,3 +178,13 @@ def test_a_zero3_run_leaves_later_loads_in_the_process_plain(make_recipe, tmp_pa
     assert result.steps == 1 and "RANK" not in os.environ  # a subprocess started now gets no stale world of one
     again = train.run(zero3.model_copy(update={"output_dir": str(tmp_path / "z3b")}))  # reuses the process group
     assert again.steps == 1
+
+
+def test_each_run_starts_from_empty_bitsandbytes_overrides(make_recipe, rows64):
+    """An earlier run's 32-bit override at (group 0, index 0) would apply to this run's first parameter."""
+    import bitsandbytes as bnb
+
+    manager = bnb.optim.GlobalOptimManager.get_instance()
+    manager.index2config[(0, 0)] = {"optim_bits": 32}  # as the Trainer of an earlier adamw_bnb_8bit run leaves it
+    train.run(make_recipe(datasets=rows64, max_steps=1, save_strategy="no"))
+    assert (0, 0) not in manager.index2config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from typing import NamedTuple
 
@@ -65,6 +66,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
     args = method.config(recipe, precision, prepared.eval is not None, prepared.n_train)  # saves, evals, ...
+    _fresh_bnb_overrides()
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
         # ReLoRA and a stream's position first: their on_save adds to a checkpoint before ftkit's manifest records it
@@ -78,6 +80,14 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
     return Built(method, tokenizer, prepared, trainer)
+
+
+def _fresh_bnb_overrides() -> None:
+    """bitsandbytes keeps the Trainer's "embeddings in 32-bit" optimizer overrides in a process-wide manager, keyed
+    by (param group, index): a second run in one process (a notebook) would give its own parameters at those places
+    32-bit states. Start each run's optimizer from an empty manager."""
+    if "bitsandbytes" in sys.modules:
+        sys.modules["bitsandbytes"].optim.GlobalOptimManager.get_instance().initialize()
 
 
 def _full_modules_in_compute_dtype(model, precision) -> None:
