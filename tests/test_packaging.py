@@ -45,7 +45,8 @@ def test_wheel_ships_every_module_and_every_shipped_file(wheel):
     shipped = {f"ftkit/_shipped/{p}" for folder in SHIPPED for p in shipped_files(folder, ROOT)}
     assert shipped <= names, sorted(shipped - names)
     for must in ("recipes/quickstart.yml", "recipes/deepspeed/zero2.json", "recipes/llama/dpo.yml",
-                 "recipes/llama/rewards.py", "notebooks/00_quickstart.ipynb", "data_samples/alpaca.jsonl",
+                 "recipes/llama/rewards.py", "recipes/cloud/slurm.sbatch", "recipes/cloud/ssh-pair.sh",
+                 "notebooks/00_quickstart.ipynb", "data_samples/alpaca.jsonl",
                  "data_samples/make_samples.py"):
         assert f"ftkit/_shipped/{must}" in names, must
     assert "ftkit/assets/tiny_corpus.txt" in names
