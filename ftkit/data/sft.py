@@ -21,7 +21,7 @@ import numpy as np
 from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
-from ftkit.formats import RowError, row_errors, strategy_for
+from ftkit.formats import Prompt, RowError, row_errors
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
@@ -174,13 +174,12 @@ def _bad_rows(e: RowError, strategy, raw: RawData, tokenizer, idx: int) -> DataE
     return DataError(problems)
 
 
-def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str,
-                     num_proc: int | None = None, fingerprint: str | None = None, skip=(), strategy=None):
+def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, strategy, num_proc: int | None = None,
+                     fingerprint: str | None = None, skip=()):
     """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy (batched, one tokenizer call).
 
     Rows listed in `skip` (indices into raw.rows) are not tokenized: they come out empty (drop them after),
     or, with excess_length_strategy: truncate, with their strings cut to sequence_len x BYTES_PER_TOKEN chars."""
-    strategy = strategy or strategy_for(spec, recipe, tokenizer, where)
     skip = frozenset(int(i) for i in skip)
     cut = recipe.excess_length_strategy == "truncate"
     chars = recipe.sequence_len * BYTES_PER_TOKEN
@@ -305,11 +304,11 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: s
             fingerprint: str) -> tuple[object, dict]:
     """One dataset tokenized and filtered -> (kept rows, its counts); no usable row at all is an error."""
     limit = recipe.sequence_len * BYTES_PER_TOKEN
-    strategy = strategy_for(spec, recipe, tokenizer, where)
+    strategy = Prompt(recipe, tokenizer).strategy(spec, where)
     skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, limit)
     if len(skip):
         _announce_oversized(raw, where, skip, limit, recipe)
-    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, where, num_proc, fingerprint, skip, strategy)
+    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, strategy, num_proc, fingerprint, skip)
     tokenized = tokenized.add_column(order.ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
     dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
     kept, drops, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)

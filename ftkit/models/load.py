@@ -123,10 +123,9 @@ def load_tokenizer(recipe: Recipe):
     if recipe.tokens:  # as Axolotl adds them: matched verbatim, spaces around them kept
         added = tok.add_tokens([AddedToken(t, normalized=False, lstrip=False, rstrip=False) for t in recipe.tokens])
         log.info(f"tokens: added {added} of {len(recipe.tokens)} tokens to the vocabulary")
-    from ftkit.formats.chat import configure_tokenizer
+    from ftkit.formats.prompt import configure_tokenizer
 
-    configure_tokenizer(tok, recipe)  # chat_template + the special tokens it needs
-    _default_system_message(tok, recipe)
+    configure_tokenizer(tok, recipe)  # chat_template, the special tokens it needs, default_system_message
 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -150,21 +149,6 @@ def _tokenizer_class(recipe: Recipe):
         raise FtkitError(f"transformers has no tokenizer class {name!r}", where="tokenizer_type",
                          fix="use AutoTokenizer (or a class such as LlamaTokenizer)")
     return cls
-
-
-def _default_system_message(tok, recipe: Recipe) -> None:
-    """default_system_message: replace the template's built-in default system text (Axolotl's behaviour)."""
-    message = getattr(recipe, "default_system_message", None)
-    if not message:
-        return
-    from ftkit.formats.chat_templates import DEFAULT_SYSTEM
-
-    if DEFAULT_SYSTEM not in (tok.chat_template or ""):
-        raise FtkitError(f"the chat template has no default system text ({DEFAULT_SYSTEM!r}) to replace",
-                         where="default_system_message", file=recipe.source,
-                         fix="use a template with one (qwen), or give a system message in the data")
-    tok.chat_template = tok.chat_template.replace(DEFAULT_SYSTEM, message)
-    log.info("default_system_message: the chat template's default system text is replaced")
 
 
 def embedding_module_names(model) -> list[str]:
