@@ -338,25 +338,10 @@ def show_mask(example: dict, tokenizer, color: bool = False) -> str:
 
     A pure function, used by `ftkit preprocess --debug` and the notebooks' mask inspector.
     """
-    out, trained_run = [], []
+    from itertools import groupby
 
-    def flush():
-        if trained_run:
-            text = tokenizer.decode(trained_run)
-            out.append(f"\x1b[32m{text}\x1b[0m" if color else f"[[{text}]]")
-            trained_run.clear()
-
-    masked_run: list[int] = []
-    for tok, lab in zip(example["input_ids"], example["labels"]):
-        if lab == IGNORE:
-            flush()
-            masked_run.append(tok)
-        else:
-            if masked_run:
-                out.append(tokenizer.decode(masked_run))
-                masked_run = []
-            trained_run.append(tok)
-    if masked_run:
-        out.append(tokenizer.decode(masked_run))
-    flush()
+    out = []
+    for trained, run in groupby(zip(example["input_ids"], example["labels"]), key=lambda t: t[1] != IGNORE):
+        text = tokenizer.decode([tok for tok, _ in run])
+        out.append((f"\x1b[32m{text}\x1b[0m" if color else f"[[{text}]]") if trained else text)
     return "".join(out)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from os.path import commonprefix
+from pathlib import Path
+from string import Template
 
 from ftkit.errors import FtkitError
 from ftkit.formats.alpaca import FORMATS, InstructStrategy, UserDefinedStrategy
@@ -26,6 +28,7 @@ from ftkit.formats.tokenize import encode_prompt_text, uses_bos
 from ftkit.log import log
 
 SLOT = "\x00ftkit-message\x00"  # stands for the message text while a prompt is cut into before/after
+SERVING = Template((Path(__file__).parents[1] / "assets" / "serving_template.jinja").read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- one dataset's format
@@ -274,23 +277,9 @@ class Prompt:
             refusal = f"this model was trained on the {name} prompt, which has no system message: send user messages"
             system = f"{{{{- raise_exception({_literal(refusal)}) -}}}}"
         eos = " + ".join(["eos_token"] * strategy.eos_count) or "''"
-        return "".join([
-            f"{{#- ftkit: the {name} prompt this model was trained on; user -> prompt, assistant -> answer + eos -#}}\n",
-            "{%- set system = messages[0]['content'] if messages and messages[0]['role'] == 'system' else '' -%}\n",
-            "{%- if bos_token -%}{{- bos_token -}}{%- endif -%}\n" if add_bos else "",
-            "{%- for message in messages -%}\n",
-            "{%- if message['role'] == 'system' -%}\n",
-            "{%- if not loop.first -%}{{- raise_exception('a system message must come first') -}}{%- endif -%}\n",
-            "{%- elif message['role'] == 'user' -%}\n",
-            f"{{%- if system and loop.index0 == 1 -%}}{system}{{%- endif -%}}\n",
-            f"{{{{- {_literal(before)} + message['content'] + {_literal(after)} -}}}}\n",
-            "{%- elif message['role'] == 'assistant' -%}\n",
-            f"{{{{- message['content'] + {eos} -}}}}\n",
-            "{%- else -%}\n",
-            "{{- raise_exception('only system, user and assistant messages: got ' + message['role']) -}}\n",
-            "{%- endif -%}\n",
-            "{%- endfor -%}\n",
-        ])
+        bos = "{%- if bos_token -%}{{- bos_token -}}{%- endif -%}\n" if add_bos else ""
+        return SERVING.substitute(name=name, bos=bos, system=system, before=_literal(before), after=_literal(after),
+                                  eos=eos)
 
     def save_template(self) -> str:
         """Write the serving template into the tokenizer (saved with the model); returns what it did, in words."""
