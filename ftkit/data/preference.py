@@ -71,14 +71,14 @@ def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | N
 class _Row:
     """Reads one raw row's fields, raising errors that name the file, line (or row) and field."""
 
-    def __init__(self, row: dict, files: list[str], index: int, spec: DatasetSpec | None = None):
+    def __init__(self, row: dict, files: list[str], index: int, spec: DatasetSpec):
         self.row, self.files, self.index = row, files, index  # index: the row's position across the files
-        mapping = (spec.message_property_mappings or {}) if spec else {}  # the dataset's field names (Axolotl's)
-        self.role = mapping.get("role") or (spec.message_field_role if spec else None) or "role"
-        self.content = mapping.get("content") or (spec.message_field_content if spec else None) or "content"
-        self.role_of = {a: r for r, aliases in ((spec.roles if spec else None) or {}).items() for a in aliases}
-        self.field_messages = (spec.field_messages if spec else None) or "messages"
-        self.answers = ((spec.field_chosen if spec else None) or "chosen", (spec.field_rejected if spec else None) or "rejected")
+        mapping = spec.message_property_mappings or {}  # the dataset's field names (Axolotl's)
+        self.role = mapping.get("role") or spec.message_field_role or "role"
+        self.content = mapping.get("content") or spec.message_field_content or "content"
+        self.role_of = {a: r for r, aliases in (spec.roles or {}).items() for a in aliases}
+        self.field_messages = spec.field_messages or "messages"
+        self.answers = (spec.field_chosen or "chosen", spec.field_rejected or "rejected")
 
     def fail(self, name: str, problem: str, fix: str):
         file, line, row = locate_row(self.files, self.index)

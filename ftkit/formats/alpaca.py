@@ -173,4 +173,5 @@ class AlpacaStrategy(InstructStrategy):
         super().__init__("alpaca", train_on_inputs)
 
     def inference_row(self, text: str) -> dict:
+        """A row built from a user's prompt text."""
         return {"instruction": text, "input": "", "output": ""}

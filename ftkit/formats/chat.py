@@ -13,10 +13,11 @@ Example (llama3 template, roles_to_train [assistant], train_on_eos turn):
 from __future__ import annotations
 
 import difflib
+import json
 
 from ftkit.errors import FtkitError
 from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
-from ftkit.formats.chat_templates import TEMPLATES
+from ftkit.formats.chat_templates import DEFAULT_SYSTEM, TEMPLATES
 
 FALLBACK = "tokenizer_default_fallback_"
 
@@ -121,8 +122,6 @@ class ChatTemplateStrategy(PromptStrategy):
         self.template_kwargs = dict(template_kwargs or {})
         self.jinja, own_eot = resolve_template(chat_template, tokenizer)
         if default_system_message:
-            from ftkit.formats.chat_templates import DEFAULT_SYSTEM
-
             self.jinja = self.jinja.replace(DEFAULT_SYSTEM, default_system_message)
         self.eots = list(eot_tokens) if eot_tokens else [own_eot]
         vocab = tokenizer.get_vocab()
@@ -141,8 +140,6 @@ class ChatTemplateStrategy(PromptStrategy):
     def messages(self, row: dict) -> list[dict]:
         msgs = row.get(self.field)
         if isinstance(msgs, str):  # a JSON-encoded message list
-            import json
-
             try:
                 msgs = json.loads(msgs)
             except ValueError:
@@ -188,8 +185,6 @@ class ChatTemplateStrategy(PromptStrategy):
         key = self.field_tools or "tools"
         tools = row.get(key)
         if isinstance(tools, str):
-            import json
-
             try:
                 tools = json.loads(tools)
             except ValueError:
