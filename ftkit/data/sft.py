@@ -144,20 +144,13 @@ class BatchIds:
         return len(self.tokenizer)
 
 
-def _column_types() -> dict:
-    """Arrow value type per token column, the same for every dataset (input_ids int32, labels int64,
-    attention_mask int8, what datasets infers for tokenizer output), so pretokenized rows (int64 from JSON)
-    and tokenized ones concatenate into one mix."""
+def _as_table(cols: dict):
+    """The tokenizer's column lists as one typed Arrow table, the same types for every dataset (input_ids int32,
+    labels int64, attention_mask int8, what datasets infers for tokenizer output), so pretokenized rows (int64 from
+    JSON) and tokenized ones concatenate into one mix; datasets writes it as is (no per-batch inference and casting)."""
     import pyarrow as pa
 
-    return {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
-
-
-def _as_table(cols: dict, types: dict):
-    """The tokenizer's column lists as one typed Arrow table (datasets writes it as is: no per-batch type
-    inference and casting)."""
-    import pyarrow as pa
-
+    types = {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
     return pa.table({k: pa.array(v, pa.list_(types.get(k, pa.int64()))) for k, v in cols.items()})
 
 
@@ -183,8 +176,6 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
     skip = frozenset(int(i) for i in skip)
     cut = recipe.excess_length_strategy == "truncate"
     chars = recipe.sequence_len * BYTES_PER_TOKEN
-
-    types = _column_types()
     batch_tokenizer = BatchIds.for_batches(tokenizer)
 
     def encode(batch, idxs):
@@ -197,7 +188,7 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
         keep = [j for j in range(len(rows)) if j not in over] if over else None
         try:
             if keep is None:
-                return _as_table(strategy.encode_batch(rows, batch_tokenizer), types)
+                return _as_table(strategy.encode_batch(rows, batch_tokenizer))
             cols = strategy.encode_batch([rows[j] for j in keep], batch_tokenizer) if keep else \
                 {k: [] for k in TOKEN_COLUMNS}
         except RowError as e:
@@ -207,7 +198,7 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
         for k, values in cols.items():
             for j, v in zip(keep, values):
                 out[k][j] = v
-        return _as_table(out, types)
+        return _as_table(out)
 
     ds = raw.rows
     return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc,
