@@ -84,42 +84,28 @@ def lora_targets(recipe: Recipe, model) -> list[str] | str:
     return list(targets)
 
 
-def _init_weights(recipe: Recipe):
-    """peft's init_lora_weights: True (A random, B zero) unless the recipe names another scheme."""
-    if recipe.loftq:
-        return "loftq"
-    return True if recipe.peft_init_lora_weights is None else recipe.peft_init_lora_weights
+# less common LoraConfig arguments, passed only when the recipe sets them: recipe option -> peft name
+VARIANTS = {"lora_target_parameters": "target_parameters", "lora_rank_pattern": "rank_pattern",
+            "lora_alpha_pattern": "alpha_pattern", "peft_layers_to_transform": "layers_to_transform",
+            "peft_layers_pattern": "layers_pattern", "peft_layer_replication": "layer_replication",
+            "peft_trainable_token_indices": "trainable_token_indices"}
 
 
 def lora_config(recipe: Recipe, model):
-    """The recipe's LoRA options as a peft LoraConfig."""
+    """The recipe's LoRA options as a peft LoraConfig. init_lora_weights True: A random, B zero. A reward
+    model's task (SEQ_CLS) trains and saves its new score head with the adapter."""
     from peft import LoftQConfig, LoraConfig
 
     loftq = recipe.loftq
+    init = "loftq" if loftq else True if recipe.peft_init_lora_weights is None else recipe.peft_init_lora_weights
+    variants = {name: getattr(recipe, key) for key, name in VARIANTS.items() if getattr(recipe, key) is not None}
     return LoraConfig(
         r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
         target_modules=lora_targets(recipe, model), modules_to_save=recipe.lora_modules_to_save,
         fan_in_fan_out=recipe.lora_fan_in_fan_out, use_dora=recipe.peft_use_dora, use_rslora=recipe.peft_use_rslora,
-        init_lora_weights=_init_weights(recipe),
+        init_lora_weights=init, bias="none", task_type="SEQ_CLS" if recipe.reward_model else "CAUSAL_LM",
         loftq_config=LoftQConfig(loftq_bits=loftq.loftq_bits, loftq_iter=loftq.loftq_iter) if loftq else {},
-        bias="none", task_type=_task_type(recipe), **_variant_kwargs(recipe))
-
-
-def _task_type(recipe: Recipe) -> str:
-    """peft's task: a reward model's (SEQ_CLS) trains and saves its new score head with the adapter."""
-    return "SEQ_CLS" if getattr(recipe, "reward_model", False) else "CAUSAL_LM"
-
-
-def _variant_kwargs(recipe: Recipe) -> dict:
-    """LoraConfig arguments of the less common options, only when the recipe sets them."""
-    names = {"lora_target_parameters": "target_parameters", "lora_rank_pattern": "rank_pattern",
-             "lora_alpha_pattern": "alpha_pattern", "peft_layers_to_transform": "layers_to_transform",
-             "peft_layers_pattern": "layers_pattern", "peft_layer_replication": "layer_replication",
-             "peft_trainable_token_indices": "trainable_token_indices"}
-    out = {peft_name: getattr(recipe, name) for name, peft_name in names.items() if getattr(recipe, name, None) is not None}
-    if getattr(recipe, "peft_ensure_weight_tying", False):
-        out["ensure_weight_tying"] = True
-    return out
+        **variants, **({"ensure_weight_tying": True} if recipe.peft_ensure_weight_tying else {}))
 
 
 def apply_adapter(recipe: Recipe, model):
@@ -133,14 +119,15 @@ def apply_adapter(recipe: Recipe, model):
         log.info(f"lora_model_dir: continuing training from the adapter in {recipe.lora_model_dir}"
                  + (f" (its own settings win: {', '.join(differ)})" if differ else ""))
         return peft_model
+    import torch
     from peft import get_peft_model
 
     config = lora_config(recipe, model)
-    cpu_loftq = config.init_lora_weights == "loftq" and not _cuda()
+    cpu_loftq = config.init_lora_weights == "loftq" and not torch.cuda.is_available()
     if cpu_loftq:
         config.init_lora_weights = True  # peft's LoftQ would move weights to "cuda": ftkit does it below
     try:
-        peft_model = get_peft_model(model, config, autocast_adapter_dtype=getattr(recipe, "peft_autocast_adapter_dtype", True))
+        peft_model = get_peft_model(model, config, autocast_adapter_dtype=recipe.peft_autocast_adapter_dtype)
     except ValueError as e:
         raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
                          fix="use module names that exist in the model (print(model) lists them) or "
@@ -152,14 +139,9 @@ def apply_adapter(recipe: Recipe, model):
     return peft_model
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where: str = "lora_model_dir"):
     """A saved adapter onto `model`. A LoftQ adapter's base weights are rebuilt first (on CPU by ftkit)."""
+    import torch
     from peft import PeftConfig, PeftModel
 
     adapter_dir = Path(adapter_dir)
@@ -167,7 +149,7 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where:
         raise FtkitError(f"no adapter (adapter_config.json) in {adapter_dir}", where=where,
                          fix="point it at the output_dir of a run with adapter: lora or qlora, or train first")
     config = PeftConfig.from_pretrained(str(adapter_dir))
-    cpu_loftq = getattr(config, "init_lora_weights", None) == "loftq" and not _cuda()
+    cpu_loftq = getattr(config, "init_lora_weights", None) == "loftq" and not torch.cuda.is_available()
     if cpu_loftq:
         config.init_lora_weights = True  # rebuild the LoftQ base below instead of peft's CUDA-only path
     peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
