@@ -119,45 +119,50 @@ def apply_adapter(recipe: Recipe, model):
         log.info(f"lora_model_dir: continuing training from the adapter in {recipe.lora_model_dir}"
                  + (f" (its own settings win: {', '.join(differ)})" if differ else ""))
         return peft_model
-    import torch
     from peft import get_peft_model
 
     config = lora_config(recipe, model)
-    cpu_loftq = config.init_lora_weights == "loftq" and not torch.cuda.is_available()
-    if cpu_loftq:
-        config.init_lora_weights = True  # peft's LoftQ would move weights to "cuda": ftkit does it below
     try:
-        peft_model = get_peft_model(model, config, autocast_adapter_dtype=recipe.peft_autocast_adapter_dtype)
+        return _loftq_on_cpu(config, init_adapter=True, make=lambda config: get_peft_model(
+            model, config, autocast_adapter_dtype=recipe.peft_autocast_adapter_dtype))
     except ValueError as e:
         raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
                          fix="use module names that exist in the model (print(model) lists them) or "
                              "lora_target_linear: true") from None
-    if cpu_loftq:
-        log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
-        loftq_cpu(peft_model, config.loftq_config, init_adapter=True)
+
+
+def _loftq_on_cpu(config, init_adapter: bool, make):
+    """make(config) -> the peft model. peft's LoftQ would move every weight to "cuda", so on a CPU peft makes a plain
+    adapter and ftkit then computes the same LoftQ base (and, for a new adapter, its A and B) itself."""
+    import torch
+
+    cpu = getattr(config, "init_lora_weights", None) == "loftq" and not torch.cuda.is_available()
+    if cpu:
+        config.init_lora_weights = True
+    peft_model = make(config)
+    if cpu:
+        if init_adapter:
+            log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
+        loftq_cpu(peft_model, config.loftq_config, init_adapter=init_adapter)
         peft_model.peft_config["default"].init_lora_weights = "loftq"  # saved config says how the base was made
     return peft_model
 
 
 def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where: str = "lora_model_dir"):
     """A saved adapter onto `model`. A LoftQ adapter's base weights are rebuilt first (on CPU by ftkit)."""
-    import torch
     from peft import PeftConfig, PeftModel
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FtkitError(f"no adapter (adapter_config.json) in {adapter_dir}", where=where,
                          fix="point it at the output_dir of a run with adapter: lora or qlora, or train first")
-    config = PeftConfig.from_pretrained(str(adapter_dir))
-    cpu_loftq = getattr(config, "init_lora_weights", None) == "loftq" and not torch.cuda.is_available()
-    if cpu_loftq:
-        config.init_lora_weights = True  # rebuild the LoftQ base below instead of peft's CUDA-only path
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
-    keep_saved_dtypes(peft_model, adapter_dir)
-    if cpu_loftq:
-        loftq_cpu(peft_model, config.loftq_config, init_adapter=False)
-        peft_model.peft_config["default"].init_lora_weights = "loftq"
-    return peft_model
+
+    def make(config):
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
+        keep_saved_dtypes(peft_model, adapter_dir)
+        return peft_model
+
+    return _loftq_on_cpu(PeftConfig.from_pretrained(str(adapter_dir)), init_adapter=False, make=make)
 
 
 _SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}

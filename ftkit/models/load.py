@@ -36,8 +36,8 @@ def load_tokenizer(recipe: Recipe):
         raise FtkitError(f"transformers has no tokenizer class {recipe.tokenizer_type!r}", where="tokenizer_type",
                          fix="use AutoTokenizer (or a class such as LlamaTokenizer)")
     legacy = {"legacy": recipe.tokenizer_legacy} if recipe.tokenizer_legacy is not None else {}
-    tok = _from_pretrained(cls, getattr(recipe, key), "tokenizer", recipe, key, trust_remote_code=recipe.trust_remote_code,
-                           use_fast=recipe.tokenizer_use_fast, revision=recipe.revision_of_model, **legacy)
+    tok = _from_pretrained(cls, getattr(recipe, key), "tokenizer", recipe, key, use_fast=recipe.tokenizer_use_fast,
+                           trust_remote_code=recipe.trust_remote_code, revision=recipe.revision_of_model, **legacy)
 
     def verbatim(text):  # as Axolotl adds tokens: matched verbatim, spaces around them kept
         return AddedToken(text, normalized=False, lstrip=False, rstrip=False)
@@ -178,8 +178,8 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
 def _load_kwargs(recipe: Recipe, precision: Precision) -> dict:
     """from_pretrained arguments from the recipe: dtype, config, attention, placement, revision, quantization,
     extra kwargs (only those the recipe sets)."""
-    optional = {"revision": recipe.revision_of_model, "attn_implementation": attention_kernel(recipe.attn_implementation),
-                "device_map": recipe.device_map, "max_memory": recipe.max_memory}
+    optional = {"revision": recipe.revision_of_model, "device_map": recipe.device_map, "max_memory": recipe.max_memory,
+                "attn_implementation": attention_kernel(recipe.attn_implementation)}
     return {"dtype": precision.dtype, "trust_remote_code": recipe.trust_remote_code, **_config_kwargs(recipe),
             **{k: v for k, v in optional.items() if v}, **_quant_kwargs(recipe, precision),
             **recipe.overrides_of_model_kwargs}
@@ -197,8 +197,8 @@ def _config_kwargs(recipe: Recipe) -> dict:
         raise FtkitError(f"transformers has no config class {recipe.cls_model_config!r}", where="cls_model_config",
                          fix="use AutoConfig, or a class such as LlamaConfig")
     config = _from_pretrained(cls, source or recipe.base_model, "model config", recipe,
-                              "base_model_config" if source else "base_model", trust_remote_code=recipe.trust_remote_code,
-                              revision=recipe.revision_of_model)
+                              "base_model_config" if source else "base_model",
+                              trust_remote_code=recipe.trust_remote_code, revision=recipe.revision_of_model)
     for key, value in overrides.items():
         setattr(config, key, value)  # a mapping replaces the attribute whole (e.g. rope_scaling), as in Axolotl
     if overrides:
@@ -272,7 +272,8 @@ def _resize_embeddings(recipe: Recipe, model, tokenizer) -> list[str]:
 
     set_seed(recipe.seed)  # new rows are drawn from the seeded generator: the same YAML gives the same weights
     log.info(f"resizing embeddings {rows} -> {target} for {'added' if rows < target else 'removed'} tokens")
-    model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=multiple, mean_resizing=recipe.mean_resizing_embeddings)
+    model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=multiple,
+                                  mean_resizing=recipe.mean_resizing_embeddings)
     if rows > len(tokenizer):
         return []
     grown = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
@@ -342,7 +343,8 @@ def resolve_precision(recipe: Recipe) -> Precision:
         log.info("bf16: auto -> fp32 (no CUDA device)")
     if weights:
         fp16 = fp16 and weights == "float16"
-        log.info(f"{weights}: weights loaded and trained in {weights}" + (" (no mixed precision)" if not (bf16 or fp16) else ""))
+        log.info(f"{weights}: weights loaded and trained in {weights}"
+                 + (" (no mixed precision)" if not (bf16 or fp16) else ""))
     return Precision(bf16=bf16, fp16=fp16, tf32=tf32, weights=weights)
 
 
