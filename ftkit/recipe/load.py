@@ -64,18 +64,15 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                                   f"any recipe holds ({MAX_VALUES:,}): an alias bomb, or aliases nested by mistake",
                                   file, fix="write the values out, or use each alias at most a few times"))
     lines: dict[str, int] = {}
-    problems: list[Problem] = []
-    notes: list[Problem] = []
-    seen_mappings: set[int] = set()
+    problems, notes, seen_mappings = [], [], set()  # seen: a mapping reused through an alias is checked once
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
-            first_time = id(node) not in seen_mappings  # a mapping reused through an alias is checked once
+            first_time = id(node) not in seen_mappings
             seen_mappings.add(id(node))
             where: dict[str, tuple[int, yaml.Node]] = {}
             for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                line = k.start_mark.line + 1
+                key, line = f"{prefix}{k.value}", k.start_mark.line + 1
                 if first_time and isinstance(k, yaml.ScalarNode) and k.value != "<<":
                     if k.value in where and (same := _same_in_effect(key, _value(where[k.value][1]), _value(v))):
                         notes.append(Problem(f"written twice with {same}, lines {where[k.value][0]} and {line}",
