@@ -437,19 +437,13 @@ def real_tokens(batch: dict, pad_token_id: int | None) -> int:
     padding is its trailing run of (position 0, pad id). Exact unless a row ends in a one-token example that
     is the pad token itself, which holds nothing to train (an example's first token is never trained).
     """
-    import torch
-
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
     ids, pos = batch["input_ids"], batch.get("position_ids")
     if pos is None or pad_token_id is None:
         return int(ids.numel())
     pad = (pos == 0) & (ids == pad_token_id)
-    # trailing run: positions after the last non-pad token of each row
-    width = ids.shape[-1]
-    not_pad = ~pad
-    last_real = torch.where(not_pad.any(-1), width - 1 - not_pad.flip(-1).int().argmax(-1), -1)
-    return int((last_real + 1).sum())
+    return int(ids.numel() - pad.flip(-1).int().cumprod(-1).sum())  # less each row's trailing run of padding
 
 
 def count_real_tokens(trainer):
