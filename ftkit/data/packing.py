@@ -202,7 +202,7 @@ def deal(lengths: np.ndarray, groups: list[tuple[Pattern, int]]) -> tuple[np.nda
     pool = np.argsort(lengths, kind="stable")
     start = np.concatenate([[0], np.cumsum(np.bincount(lengths))])  # pool[start[v]:start[v+1]] have length v
     taken = start[:-1].copy()
-    order, sizes = [], []
+    order, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for pattern, count in groups:
         cols = []
         for v, n in pattern:
@@ -210,16 +210,12 @@ def deal(lengths: np.ndarray, groups: list[tuple[Pattern, int]]) -> tuple[np.nda
             taken[v] += n * count
         order.append(np.hstack(cols).ravel())
         sizes.append(np.full(count, sum(n for _, n in pattern), dtype=np.int64))
-    if not order:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(order), np.concatenate(sizes)
 
 
 def assign_bins(lengths: list[int], capacity: int) -> list[list[int]]:
     """Indices of `lengths` grouped into bins of total <= capacity (empty examples are left out)."""
     arr = np.asarray(lengths, dtype=np.int64)
-    if len(arr) and arr.max() > capacity:
-        raise ValueError(f"an example is longer than the bin ({int(arr.max())} > {capacity}); drop or truncate it first")
     order, sizes = deal(arr, plan_bins(arr, capacity)[0])
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [order[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
