@@ -239,7 +239,7 @@ def reset_metrics() -> None:
 
 def real_size(base_model: str) -> dict:
     """Parameter count and weight memory of a real checkpoint, from its architecture alone (the built-in
-    table in ftkit/models/families.py; the model is built on the meta device: no memory, no download).
+    table in ftkit/assets/families.yaml; the model is built on the meta device: no memory, no download).
     bf16 = 2 B/param; nf4 ~ 0.56 B/param (4 bits + a scale per 64-weight block, double-quantized)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
