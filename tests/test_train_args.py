@@ -15,9 +15,9 @@ FP32 = Precision(False, False, False)
 
 def config(recipe, has_eval=False, n_train=0):
     """The trainer config `ftkit train` hands to TRL for this recipe."""
-    from ftkit.train.run import method_for
+    from ftkit.train.args import config
 
-    return method_for(recipe).config(recipe, FP32, has_eval, n_train)
+    return config(recipe, FP32, has_eval, n_train)
 
 
 def recipe(name, tmp_path, **overrides):
