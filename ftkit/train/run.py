@@ -60,7 +60,8 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
     tokenizer = checked.tokenizer  # special tokens, the run's chat template, pad check; round-tripped
     prepared = data.prepare(recipe, tokenizer)  # the method's rows, drops counted, cached, packed (SFT)
-    log.info(prepared.summary())
+    if outputs.is_main_process():  # one summary per run, not one per process
+        log.info(prepared.summary())
     preflight.row_checks(checked, tokenizer, prepared)  # the rows' text survives the tokenizer; warm-up < run
     checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
@@ -208,9 +209,10 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
         runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
     result.saved_to = str(_save(recipe, trainer, tokenizer, result, existing))
-    log.info(result.summary())
-    if not result.diverged:
-        log.info(f"saved to {recipe.output_dir}")
+    if outputs.is_main_process():  # one summary per run, not one per process
+        log.info(result.summary())
+        if not result.diverged:
+            log.info(f"saved to {recipe.output_dir}")
     return result
 
 
