@@ -266,16 +266,18 @@ def _to_loggers(args, table: list[dict], step: int) -> None:
         mlflow.log_text("".join(json.dumps(r) + "\n" for r in table), f"eval_tables/step-{step}.jsonl")
 
 
-def build(recipe: Recipe, data: dict | None = None) -> list[TrainerCallback]:
-    """The run's callbacks: Ctrl-C, the replica check where each process holds whole weights (not under FSDP /
+def build(recipe: Recipe, prepared=None) -> list[TrainerCallback]:
+    """The run's callbacks: ReLoRA, LISA and a stream's position first (their on_save adds to a checkpoint before
+    ftkit's manifest records it), Ctrl-C (before the watchdog and the manifest callback, which may veto the
+    checkpoint it asks for), the replica check where each process holds whole weights (not under FSDP /
     ZeRO-3, which shard them; it costs nothing on one process), the learning-rate shapes, the ones the recipe
-    asks for, recipe-as-run-config, checkpoint manifests (with `data`, the record of the data the rows came
-    from). Ctrl-C comes first: the watchdog and the manifest callback may veto the checkpoint it asks for."""
-    from ftkit.train import schedules, tracking
+    asks for, recipe-as-run-config, checkpoint manifests (with the record of the data the rows came from)."""
+    from ftkit.data import stream
+    from ftkit.train import lisa, relora, schedules, tracking
     from ftkit.train.args import zero_stage
     from ftkit.train.checkpoint_files import CheckpointManifest
 
-    out: list[TrainerCallback] = [StopOnCtrlC()]
+    out = relora.callbacks(recipe) + lisa.callbacks(recipe) + stream.callbacks(prepared) + [StopOnCtrlC()]
     if not recipe.fsdp and zero_stage(recipe) != 3:
         out.append(ReplicaCheck())
     out += schedules.callbacks(recipe)  # cosine_constant_lr_ratio / lr_quadratic_warmup / jagged
@@ -286,4 +288,4 @@ def build(recipe: Recipe, data: dict | None = None) -> list[TrainerCallback]:
     if recipe.early_stopping_patience:
         out.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
     return out + [tracking.RecipeLogger(recipe),  # checksums + ftkit's own rotation:
-                  CheckpointManifest(recipe.dump(), recipe.save_total_limit, data)]
+                  CheckpointManifest(recipe.dump(), recipe.save_total_limit, getattr(prepared, "data", None))]

@@ -14,6 +14,7 @@ need no reference.
 from __future__ import annotations
 
 import copy
+import importlib
 
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -27,16 +28,8 @@ HISTORY_KEYS = {"loss": "loss", "rewards/margins": "margin", "rewards/accuracies
 NEEDS_REFERENCE = ("dpo", "ipo", "kto")
 
 
-def _trainer_class(method: str):
-    if method in ("dpo", "ipo"):
-        from trl import DPOTrainer as T
-    elif method == "kto":
-        from trl import KTOTrainer as T
-    elif method == "orpo":
-        from trl.experimental.orpo import ORPOTrainer as T
-    else:
-        from trl.experimental.cpo import CPOTrainer as T
-    return T
+TRAINERS = {"dpo": ("trl", "DPOTrainer"), "ipo": ("trl", "DPOTrainer"), "kto": ("trl", "KTOTrainer"),
+            "orpo": ("trl.experimental.orpo", "ORPOTrainer"), "simpo": ("trl.experimental.cpo", "CPOTrainer")}
 
 
 def reference(recipe: Recipe, model, tokenizer=None) -> dict:
@@ -58,4 +51,5 @@ def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
 
 def method(name: str) -> Method:
     """The Method for one `rl:` value."""
-    return Method(name, lambda: _trainer_class(name), reference, measure, HISTORY_KEYS)
+    module, trainer = TRAINERS[name]
+    return Method(name, lambda: getattr(importlib.import_module(module), trainer), reference, measure, HISTORY_KEYS)

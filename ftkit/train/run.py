@@ -2,9 +2,10 @@
 
 build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
 trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. The method (train/sft.py, preference.py, grpo.py, reward.py) supplies only
-what differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model, reward
-functions) and its before/after measurement. TRL and peft do the training.
+(resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
+(train/sft.py, preference.py, grpo.py, reward.py) supplies only what else differs: its trainer, the trainer's
+extra arguments (collator, reference model, reward functions) and its before/after measurement. TRL and peft
+do the training.
 """
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.data import packing, stream
+    from ftkit.data import packing
     from ftkit.train import args as trainer_args
     from ftkit.train import callbacks as cb
-    from ftkit.train import lisa, outputs, preflight, relora
+    from ftkit.train import outputs, preflight
     from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
@@ -70,9 +71,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     _fresh_bnb_overrides()
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
-        # ReLoRA and a stream's position first: their on_save adds to a checkpoint before ftkit's manifest records it
-        callbacks=relora.callbacks(recipe) + lisa.callbacks(recipe) + stream.callbacks(prepared)
-        + cb.build(recipe, prepared.data) + list(callbacks),
+        callbacks=cb.build(recipe, prepared) + list(callbacks),  # Ctrl-C, ReLoRA, LISA, watchdog, checkpoints...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
     cb.plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
