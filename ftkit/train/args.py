@@ -26,7 +26,8 @@ epochs / rows per step); a checkpoint each epoch, the newest 4 kept (by ftkit's 
 
 Per trainer (`config`):
     every method but SFT     sequence_len -> max_length; dataset_processes -> dataset_num_proc
-    sft      SFTConfig       max_length; packing False (ftkit packs the rows); pad_to_sequence_len -> pad_to_multiple_of;
+    sft      SFTConfig       max_length; packing False (ftkit packs the rows); pad_to_sequence_len ->
+                             pad_to_multiple_of;
                              curriculum_sampling / group_by_length -> train_sampling_strategy (packing.sft_args)
     dpo, ipo DPOConfig       rl_beta -> beta (0.1); loss_type [sigmoid] / [ipo]; dpo_label_smoothing > 0 -> [robust] +
                              label_smoothing; rpo_alpha -> + [sft] with loss_weights [1, rpo_alpha]
