@@ -175,15 +175,11 @@ class ProgressLines(TrainerCallback):
                  + (f", lr {lr:.2e}" if isinstance(lr, (int, float)) else "") + f" ({time.time() - self.t0:.0f}s)")
 
 
-def tqdm_disabled() -> bool:
-    """TQDM_DISABLE is set (tqdm's own switch; `ftkit notebooks run` sets it for batch runs)."""
-    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-
-
 def plain_progress(trainer) -> None:
-    """Where progress bars are off (TQDM_DISABLE=1), show ProgressLines instead of the Trainer's printer,
-    which would print a log dict for every logged step; elsewhere keep the Trainer's bar."""
-    if not tqdm_disabled():
+    """Where progress bars are off (TQDM_DISABLE=1: tqdm's own switch, which `ftkit notebooks run` sets for batch
+    runs), show ProgressLines instead of the Trainer's printer, which would print a log dict for every logged
+    step; elsewhere keep the Trainer's bar."""
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
         return
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback

@@ -353,13 +353,11 @@ def _sample_texts(recipe: Recipe, tokenizer, prepared):
 
 
 def _strings(value):
+    """Every string inside a row's nested dicts and lists."""
     if isinstance(value, str):
         yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
+    elif isinstance(value, (dict, list)):
+        for v in value.values() if isinstance(value, dict) else value:
             yield from _strings(v)
 
 
