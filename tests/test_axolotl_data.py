@@ -236,7 +236,7 @@ def test_eval_table_logs_prompt_reference_and_generation(tiny_llama_dir, tok, tm
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftkit.train.eval_table import EvalTable
+    from ftkit.train.callbacks import EvalTable
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     batch = {"input_ids": torch.tensor([[1, 10, 11, 12, 13]]), "attention_mask": torch.ones(1, 5, dtype=torch.long),
@@ -286,15 +286,16 @@ def test_cosine_constant_ratio_replaces_the_schedule_in_a_run(make_recipe):
 
 
 def test_hub_push_fails_before_training_when_it_cannot_work(make_recipe, monkeypatch):
-    from ftkit.train import hub
+    from ftkit.train.args import hub_kwargs
+    from ftkit.train.preflight import check_hub
 
     r = make_recipe(hub_model_id="me/model", hub_strategy="end")
-    assert hub.trainer_kwargs(r) == {"push_to_hub": True, "hub_model_id": "me/model", "hub_private_repo": True,
+    assert hub_kwargs(r) == {"push_to_hub": True, "hub_model_id": "me/model", "hub_private_repo": True,
                                      "hub_always_push": True, "hub_strategy": "end"}
     with pytest.raises(ConfigError, match=r"hub_model_id: pushing to me/model needs the hub, but it is switched off"):
-        hub.check(r)
+        check_hub(r)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
     with pytest.raises(ConfigError, match="needs a hub token, and none is set"):
-        hub.check(r)
-    assert hub.trainer_kwargs(make_recipe(hub_model_id="me/model", push_to_hub=False)) == {}
+        check_hub(r)
+    assert hub_kwargs(make_recipe(hub_model_id="me/model", push_to_hub=False)) == {}

@@ -493,7 +493,7 @@ TRAINING_ARGUMENTS = [
 def test_training_arguments_names_reach_the_built_trainer_arguments(tmp_path, name, value, key, expected):
     """The trainer's config is built for a tiny recipe as train.run builds it; the value is read back from it."""
     from ftkit.models import Precision
-    from ftkit.train.sft import sft_config
+    from ftkit.train.args import sft_config
 
     r = load_recipe({**BASE, "output_dir": str(tmp_path / "out"), name: value})
     config = sft_config(r, Precision(False, False, False), has_eval=False, n_train=100)

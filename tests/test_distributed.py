@@ -38,7 +38,11 @@ def launch_and_check(make_recipe, tmp_path, tiny_llama_dir, **overrides):
 
 def test_ddp_two_processes_via_accelerate(make_recipe, tmp_path, tiny_llama_dir):
     proc = launch_and_check(make_recipe, tmp_path, tiny_llama_dir)
-    assert "2 processes, steps [2, 2]: replicas identical" in proc.stdout + proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "2 processes, steps [2, 2]: replicas identical" in said
+    # the summary lines are rank 0's alone: the data, the run's losses, where the model went
+    summary = ("[ftkit] data (sft): ", "[ftkit] train loss ", "[ftkit] saved to ")
+    assert [said.count(line) for line in summary] == [1, 1, 1]
 
 
 def test_deepspeed_zero2_two_processes_on_cpu(make_recipe, tmp_path, tiny_llama_dir):

@@ -314,7 +314,7 @@ def test_7_non_finite_weights_are_never_published(short, tmp_path, monkeypatch, 
     from transformers import TrainerCallback
 
     from ftkit.cli import main
-    from ftkit.train import runtime
+    from ftkit.train import callbacks
 
     recipe = short(save_strategy="no", save_steps=None)
     train.run(recipe)
@@ -325,8 +325,8 @@ def test_7_non_finite_weights_are_never_published(short, tmp_path, monkeypatch, 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             with torch.no_grad():
                 next(model.parameters()).fill_(float("nan"))
-    real = runtime.callbacks
-    monkeypatch.setattr(runtime, "callbacks", lambda *a, **k: real(*a, **k) + [Poison()])
+    real = callbacks.build
+    monkeypatch.setattr(callbacks, "build", lambda *a, **k: real(*a, **k) + [Poison()])
     assert main(["train", str(_recipe_file(tmp_path, recipe)), "--learning_rate=0.01"]) == 3
     err = capsys.readouterr().err
     assert re.search(r"learning_rate: the trained weights hold NaN or infinite values \(\d+ of \d+ trained tensors, "
@@ -440,7 +440,7 @@ def test_11_a_second_ctrl_c_aborts_at_once(said):
     """The handler itself, with real signals: the first asks for a checkpoint and a stop, the second raises."""
     from transformers import TrainerControl, TrainerState
 
-    from ftkit.train.interrupt import StopOnCtrlC
+    from ftkit.train.callbacks import StopOnCtrlC
 
     stop, control, state = StopOnCtrlC(), TrainerControl(), TrainerState(global_step=7)
     before = signal.getsignal(signal.SIGINT)

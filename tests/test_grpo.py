@@ -20,6 +20,7 @@ from ftkit.models import Precision
 from ftkit.recipe import load_recipe
 from ftkit.recipe.method_options import TRLBlock
 from ftkit.train import grpo
+from ftkit.train.args import grpo_config
 
 RECIPE = ROOT / "recipes" / "llama" / "grpo.yml"
 FP32 = Precision(False, False, False)
@@ -162,14 +163,14 @@ def test_trl_block_maps_onto_grpo_config(tmp_path):
     recipe = _twin(tmp_path, trl=trl)
     said = {line.key: line.detail for line in recipe.report.lines}
     assert said["trl.use_vllm"].startswith("speed only: a setting of vLLM generation") and recipe.rl_beta == 0.04
-    cfg = grpo.grpo_config(recipe, FP32, n_train=64)
+    cfg = grpo_config(recipe, FP32, n_train=64)
     assert (cfg.num_generations, cfg.max_completion_length, cfg.temperature, cfg.top_p) == (4, 12, 0.7, 0.9)
     assert (cfg.epsilon, cfg.epsilon_high, cfg.loss_type, cfg.scale_rewards, cfg.num_iterations) == \
         (0.1, 0.28, "dr_grpo", "none", 2)
     assert (cfg.beta, cfg.mask_truncated_completions, cfg.importance_sampling_level, cfg.use_vllm) == \
         (0.04, True, "sequence", False)  # generation stays with transformers
     assert cfg.multi_objective_aggregation == "sum_then_normalize" and cfg.per_device_eval_batch_size == 4
-    gdpo = grpo.grpo_config(_twin(tmp_path, rl="gdpo"), FP32)
+    gdpo = grpo_config(_twin(tmp_path, rl="gdpo"), FP32)
     assert gdpo.multi_objective_aggregation == "normalize_then_sum"  # GDPO: Axolotl's default for rl: gdpo
 
 

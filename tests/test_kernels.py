@@ -1,4 +1,4 @@
-"""CUDA kernels a recipe names (train/kernels.py) and the LM head's kernel choice (train/lm_head.route): what
+"""CUDA kernels a recipe names (train/lm_head.py) and the LM head's kernel choice (train/lm_head.route): what
 would run where, and what is said. This machine has no GPU: the CUDA side is checked with stand-ins for the
 packages; ftkit/bench/gpu_speed.sh measures the real kernels on a GPU."""
 from __future__ import annotations
@@ -8,23 +8,23 @@ import types
 
 import pytest
 
-from ftkit.train import kernels, lm_head
+from ftkit.train import lm_head
 
 ALL = dict(liger_rope=True, liger_rms_norm=True, liger_glu_activation=True, liger_fused_linear_cross_entropy=True,
            cut_cross_entropy=True)
 
 
 def test_on_cpu_nothing_is_applied_and_that_is_said(make_recipe):
-    kwargs, cce, said = kernels.plan(make_recipe(**ALL), cuda=False, has=lambda m: True)
+    kwargs, cce, said = lm_head.plan(make_recipe(**ALL), cuda=False, has=lambda m: True)
     assert (kwargs, cce) == ({}, False)
     assert said == ["liger_rope, liger_rms_norm, liger_glu_activation, liger_fused_linear_cross_entropy, "
                     "cut_cross_entropy: CUDA kernels, not used on this machine (no CUDA device); the same training "
                     "with transformers' modules and ftkit's chunked LM head"]
-    assert kernels.plan(make_recipe(), cuda=True, has=lambda m: True) == ({}, False, [])
+    assert lm_head.plan(make_recipe(), cuda=True, has=lambda m: True) == ({}, False, [])
 
 
 def test_on_cuda_with_the_packages_liger_patches_what_the_recipe_names_and_cce_takes_the_loss(make_recipe):
-    kwargs, cce, said = kernels.plan(make_recipe(**ALL), cuda=True, has=lambda m: True)
+    kwargs, cce, said = lm_head.plan(make_recipe(**ALL), cuda=True, has=lambda m: True)
     # layer_norm not asked; Liger's own loss kernels stay off (TRL's fused head computes the loss)
     assert kwargs == {"rope": True, "rms_norm": True, "layer_norm": False, "swiglu": True, "geglu": True,
                       "cross_entropy": False, "fused_linear_cross_entropy": False}
@@ -35,7 +35,7 @@ def test_on_cuda_with_the_packages_liger_patches_what_the_recipe_names_and_cce_t
 
 
 def test_on_cuda_without_the_packages_the_fix_is_named(make_recipe):
-    kwargs, cce, said = kernels.plan(make_recipe(**ALL), cuda=True, has=lambda m: False)
+    kwargs, cce, said = lm_head.plan(make_recipe(**ALL), cuda=True, has=lambda m: False)
     assert (kwargs, cce) == ({}, False)
     assert any("liger-kernel is not installed (pip install 'ftkit[gpu]')" in s for s in said)
     assert any("cut-cross-entropy is not installed (pip install 'ftkit[gpu]')" in s for s in said)
@@ -56,15 +56,15 @@ def test_apply_patches_the_base_model_under_lora_and_routes_the_loss_to_cce(make
     for name in ("liger_kernel", "liger_kernel.transformers"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "liger_kernel.transformers.monkey_patch", fake)
-    monkeypatch.setattr(kernels, "installed", lambda module: True)
+    monkeypatch.setattr(lm_head, "installed", lambda module: True)
     monkeypatch.setattr(lm_head.Dispatch, "cce", None)
 
     recipe = make_recipe(adapter="lora", lora_target_linear=True, **ALL)
     model = apply_lora(recipe, AutoModelForCausalLM.from_pretrained(tiny_llama_dir))
-    kernels.apply(recipe, model, cuda=True)
+    lm_head.apply_kernels(recipe, model, cuda=True)
     [(patched, kw)] = calls
     assert patched is model.get_base_model() and kw["rms_norm"] and not kw["fused_linear_cross_entropy"]
-    assert lm_head.Dispatch.cce is kernels._cce_loss
+    assert lm_head.Dispatch.cce is lm_head._cce_loss
     assert "Liger kernels: liger_rope, liger_rms_norm, liger_glu_activation" in said
 
 

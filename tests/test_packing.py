@@ -338,7 +338,7 @@ def _logged_tokens(tmp_path, packed: bool, fix: bool):
     from trl import SFTTrainer
 
     from ftkit import data, models
-    from ftkit.train.sft import sft_config
+    from ftkit.train.args import sft_config
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yml", {
         "datasets": [{"path": "data_samples/alpaca.jsonl", "type": "alpaca", "split": "train[:60]"}],
@@ -418,7 +418,7 @@ def test_pad_to_sequence_len_and_group_by_length_reach_trl(make_recipe):
     from ftkit import models
 
     recipe = make_recipe(pad_to_sequence_len=True, group_by_length=True)
-    from ftkit.train.sft import sft_config
+    from ftkit.train.args import sft_config
 
     cfg = sft_config(recipe, models.resolve_precision(recipe), False)
     assert cfg.pad_to_multiple_of == 256 and cfg.train_sampling_strategy == "group_by_length"

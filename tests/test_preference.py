@@ -21,7 +21,7 @@ from ftkit.formats.prompt import configure_tokenizer
 from ftkit.infer.generate import prompt_ids
 from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.recipe import load_recipe
-from ftkit.train import preference as rl
+from ftkit.train.args import config as rl_config
 from ftkit.train import preference_report
 from tests.conftest import ROOT
 
@@ -251,13 +251,13 @@ def test_rl_config_maps_axolotl_names_onto_trl(tmp_path):
     from ftkit.models import Precision
 
     fp32 = Precision(False, False, False)
-    dpo = rl.rl_config(recipe_for("dpo", tmp_path, rpo_alpha=0.5, dpo_label_smoothing=0.1), fp32)
+    dpo = rl_config(recipe_for("dpo", tmp_path, rpo_alpha=0.5, dpo_label_smoothing=0.1), fp32)
     assert (dpo.loss_type, dpo.loss_weights, dpo.label_smoothing, dpo.beta) == (["robust", "sft"], [1.0, 0.5], 0.1, 0.1)
-    assert rl.rl_config(recipe_for("ipo", tmp_path), fp32).loss_type == ["ipo"]
-    kto = rl.rl_config(recipe_for("kto", tmp_path, kto_undesirable_weight=1.5), fp32)
+    assert rl_config(recipe_for("ipo", tmp_path), fp32).loss_type == ["ipo"]
+    kto = rl_config(recipe_for("kto", tmp_path, kto_undesirable_weight=1.5), fp32)
     assert (kto.beta, kto.desirable_weight, kto.undesirable_weight) == (0.1, 1.0, 1.5)
-    assert rl.rl_config(recipe_for("orpo", tmp_path, orpo_alpha=0.3), fp32).beta == 0.3
-    simpo = rl.rl_config(recipe_for("simpo", tmp_path, simpo_gamma=0.7), fp32)
+    assert rl_config(recipe_for("orpo", tmp_path, orpo_alpha=0.3), fp32).beta == 0.3
+    simpo = rl_config(recipe_for("simpo", tmp_path, simpo_gamma=0.7), fp32)
     assert (simpo.loss_type, simpo.beta, simpo.simpo_gamma, simpo.cpo_alpha) == ("simpo", 2.0, 0.7, 0.0)
     assert not dpo.gradient_checkpointing and dpo.max_length == 128
 

@@ -110,7 +110,7 @@ def test_evaluation_schedule_and_neftune_reach_the_trainer(make_recipe, rows64):
 
     recipe = make_recipe(datasets=rows64, val_set_size=8, evals_per_epoch=4, saves_per_epoch=2,
                          micro_batch_size=4, neftune_noise_alpha=5.0)
-    from ftkit.train.sft import sft_config
+    from ftkit.train.args import sft_config
 
     args = sft_config(recipe, models.resolve_precision(recipe), has_eval=True, n_train=56)
     # 56 rows / 4 per batch = 14 steps per epoch -> eval every 14 // 4 = 3, save every 14 // 2 = 7

@@ -155,9 +155,9 @@ class Estimate:
 def _sharding(recipe: Recipe) -> int:
     """0 = none; ZeRO stage (1 optimizer, 2 +gradients, 3 +weights); FSDP full_shard = 3, shard_grad_op = 2."""
     if recipe.deepspeed:
-        from ftkit.train.runtime import _zero_stage
+        from ftkit.train.args import zero_stage
 
-        return _zero_stage(recipe) or 0
+        return zero_stage(recipe) or 0
     if recipe.fsdp:
         options = recipe.fsdp if isinstance(recipe.fsdp, list) else recipe.fsdp.split()
         return 2 if "shard_grad_op" in options else 3

@@ -45,7 +45,7 @@ def eval_loss(recipe: Recipe, model, tokenizer, rows) -> dict:
     from ftkit import models
     from ftkit.data import packing
     from ftkit.log import quiet
-    from ftkit.train.sft import sft_config
+    from ftkit.train.args import sft_config
 
     with quiet():
         precision = models.resolve_precision(recipe)

@@ -1,18 +1,71 @@
-"""Trainer callbacks: loss watchdog, early stopping, and a replica check for multi-process runs.
+"""Trainer callbacks: Ctrl-C, loss watchdog, early stopping, eval table, progress lines, and a replica check for
+multi-process runs; `build` gives the run's list.
 
 NEFTune needs no callback: transformers' Trainer implements it (`neftune_noise_alpha`), ftkit passes it on.
+
+Ctrl-C during training: the first one finishes the step, writes a checkpoint and stops; a second one aborts.
+Without StopOnCtrlC a Ctrl-C raises KeyboardInterrupt wherever the step happens to be: a traceback, and every
+step since the last checkpoint lost. Its handler is installed for the length of `trainer.train` only (data
+preparation and model loading keep Python's own Ctrl-C, which the CLI reports as "interrupted", exit 130).
+
+`eval_table_size`: at each evaluation, a table of the first N eval rows: the prompt (tokens before the first
+trained one), the reference (the trained tokens) and the model's greedy continuation of the prompt
+(eval_max_new_tokens), written to output_dir/eval_tables/step-N.jsonl, to tensorboard as text and, when they
+are on, to W&B and MLflow. Training is untouched (generation runs under no_grad, the model's mode restored).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
+from pathlib import Path
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
+from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 from ftkit.recipe import Recipe
+
+
+class StopOnCtrlC(TrainerCallback):
+    """SIGINT -> finish this optimizer step, save (even with save_strategy: no), stop. `step` is where it stopped."""
+
+    def __init__(self):
+        self.step: int | None = None
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:  # the second Ctrl-C: the user wants out now
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Ctrl-C: finishing this step, then writing a checkpoint and stopping (Ctrl-C again aborts at "
+                    "once, without a checkpoint)")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested and self.step is None:
+            self.step = state.global_step
+            control.should_save = True  # later callbacks may still veto it (a diverged run, a user's folder)
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def restore(self) -> None:
+        """Python's own Ctrl-C again (also when training ended in an error, which skips on_train_end)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class LossWatchdog(TrainerCallback):
@@ -122,15 +175,11 @@ class ProgressLines(TrainerCallback):
                  + (f", lr {lr:.2e}" if isinstance(lr, (int, float)) else "") + f" ({time.time() - self.t0:.0f}s)")
 
 
-def tqdm_disabled() -> bool:
-    """TQDM_DISABLE is set (tqdm's own switch; `ftkit notebooks run` sets it for batch runs)."""
-    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-
-
 def plain_progress(trainer) -> None:
-    """Where progress bars are off (TQDM_DISABLE=1), show ProgressLines instead of the Trainer's printer,
-    which would print a log dict for every logged step; elsewhere keep the Trainer's bar."""
-    if not tqdm_disabled():
+    """Where progress bars are off (TQDM_DISABLE=1: tqdm's own switch, which `ftkit notebooks run` sets for batch
+    runs), show ProgressLines instead of the Trainer's printer, which would print a log dict for every logged
+    step; elsewhere keep the Trainer's bar."""
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
         return
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback
@@ -140,18 +189,99 @@ def plain_progress(trainer) -> None:
     trainer.add_callback(ProgressLines())
 
 
-def build(recipe: Recipe, full_replicas: bool = True) -> list[TrainerCallback]:
-    """The callbacks the recipe asks for, plus the replica check where each process holds whole weights
-    (not under FSDP / ZeRO-3, which shard them); it costs nothing on one process."""
-    from ftkit.train import schedules
-    from ftkit.train.eval_table import EvalTable
+def rows_of(batch: dict) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, reference ids) per row of a collated batch, padding removed."""
+    out = []
+    for i in range(len(batch["input_ids"])):
+        ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
+        mask = batch["attention_mask"][i].tolist() if "attention_mask" in batch else [1] * len(ids)
+        pairs = [(t, lab) for t, lab, m in zip(ids, labels, mask) if m]
+        first = next((k for k, (_, lab) in enumerate(pairs) if lab != IGNORE), None)
+        if first is None:
+            continue
+        out.append(([t for t, _ in pairs[:first]], [lab for _, lab in pairs[first:] if lab != IGNORE]))
+    return out
 
-    out: list[TrainerCallback] = [ReplicaCheck()] if full_replicas else []
-    out += schedules.callbacks(recipe)  # cosine_constant_lr_ratio / lr_quadratic_warmup
+
+def generate_table(model, tokenizer, rows: list[tuple[list[int], list[int]]], max_new_tokens: int) -> list[dict]:
+    import torch
+
+    was_training = model.training
+    model.eval()
+    table = []
+    try:
+        with torch.no_grad():
+            for prompt, reference in rows:
+                ids = torch.tensor([prompt], device=model.device)
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                     do_sample=False, pad_token_id=tokenizer.pad_token_id)
+                table.append({"prompt": tokenizer.decode(prompt), "reference": tokenizer.decode(reference),
+                              "prediction": tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)})
+    finally:
+        model.train(was_training)
+    return table
+
+
+class EvalTable(TrainerCallback):
+    """Logs the table at each evaluation (main process only)."""
+
+    def __init__(self, size: int, max_new_tokens: int, output_dir: str):
+        self.size, self.max_new_tokens, self.dir = size, max_new_tokens, Path(output_dir) / "eval_tables"
+        self.written: list[Path] = []
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, eval_dataloader=None, **kwargs):
+        if not state.is_world_process_zero or model is None or eval_dataloader is None or processing_class is None:
+            return
+        rows = []
+        for batch in eval_dataloader:
+            rows += rows_of(batch)
+            if len(rows) >= self.size:
+                break
+        table = generate_table(getattr(model, "module", model), processing_class, rows[:self.size], self.max_new_tokens)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"step-{state.global_step}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in table))
+        self.written.append(path)
+        _to_loggers(args, table, state.global_step)
+        log.info(f"eval table: {len(table)} rows with the model's answers -> {path}")
+
+
+def _to_loggers(args, table: list[dict], step: int) -> None:
+    if "tensorboard" in (args.report_to or []) and os.environ.get("TENSORBOARD_LOGGING_DIR"):
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
+            text = "\n".join(f"| {r['prompt']!r} | {r['reference']!r} | {r['prediction']!r} |" for r in table)
+            tb.add_text("eval_table", "| prompt | reference | prediction |\n|---|---|---|\n" + text, step)
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.log({"eval_table": wandb.Table(columns=["prompt", "reference", "prediction"],
+                                             data=[[r["prompt"], r["reference"], r["prediction"]] for r in table])})
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
+        mlflow.log_text("".join(json.dumps(r) + "\n" for r in table), f"eval_tables/step-{step}.jsonl")
+
+
+def build(recipe: Recipe, prepared=None) -> list[TrainerCallback]:
+    """The run's callbacks: ReLoRA, LISA and a stream's position first (their on_save adds to a checkpoint before
+    ftkit's manifest records it), Ctrl-C (before the watchdog and the manifest callback, which may veto the
+    checkpoint it asks for), the replica check where each process holds whole weights (not under FSDP /
+    ZeRO-3, which shard them; it costs nothing on one process), the learning-rate shapes, the ones the recipe
+    asks for, recipe-as-run-config, checkpoint manifests (with the record of the data the rows came from)."""
+    from ftkit.data import stream
+    from ftkit.train import lisa, relora, schedules, tracking
+    from ftkit.train.args import zero_stage
+    from ftkit.train.checkpoint_files import CheckpointManifest
+
+    out = relora.callbacks(recipe) + lisa.callbacks(recipe) + stream.callbacks(prepared) + [StopOnCtrlC()]
+    if not recipe.fsdp and zero_stage(recipe) != 3:
+        out.append(ReplicaCheck())
+    out += schedules.callbacks(recipe)  # cosine_constant_lr_ratio / lr_quadratic_warmup / jagged
     if recipe.eval_table_size:
         out.append(EvalTable(recipe.eval_table_size, recipe.eval_max_new_tokens, recipe.output_dir))
     if recipe.loss_watchdog_threshold is not None:
         out.append(LossWatchdog(recipe.loss_watchdog_threshold, recipe.loss_watchdog_patience, recipe.learning_rate))
     if recipe.early_stopping_patience:
         out.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-    return out
+    return out + [tracking.RecipeLogger(recipe),  # checksums + ftkit's own rotation:
+                  CheckpointManifest(recipe.dump(), recipe.save_total_limit, getattr(prepared, "data", None))]

@@ -23,40 +23,11 @@ from ftkit.data.user_code import load_function, search_dirs
 from ftkit.errors import FtkitError
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.recipe.method_options import TRL_GENERATIONS
-from ftkit.train.args import training_args
-from ftkit.train.method import Method
+from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "reward": "reward", "reward_std": "reward_std", "kl": "kl", "entropy": "entropy",
                 "completions/mean_length": "completion_length", "frac_reward_zero_std": "zero_std_groups"}
-# trl: fields passed to GRPOConfig under their own name when the recipe sets them (else TRL's default)
-PASSED = ("num_generations", "generation_batch_size", "max_completion_length", "temperature", "top_p", "top_k",
-          "min_p", "repetition_penalty", "generation_kwargs", "chat_template_kwargs", "num_iterations", "epsilon",
-          "epsilon_high", "loss_type", "importance_sampling_level", "off_policy_mask_threshold",
-          "use_bias_correction_kl", "reward_weights", "multi_objective_aggregation", "num_completions_to_print")
 SIGNATURE = "NAME(completions, **kwargs) -> list[float], one reward per completion"
-
-
-def grpo_config(recipe: Recipe, precision: models.Precision, has_eval: bool = False, n_train: int = 0):
-    """The recipe as TRL's GRPOConfig (the TrainingArguments options are SFT's, see args.py)."""
-    from trl import GRPOConfig
-
-    t = recipe.trl
-    generations = t.num_generations or TRL_GENERATIONS
-    chosen = {k: getattr(t, k) for k in PASSED if getattr(t, k) is not None}
-    if recipe.rl == "gdpo":
-        chosen.setdefault("multi_objective_aggregation", "normalize_then_sum")  # GDPO: each reward normalized first
-    if t.sync_ref_model:
-        chosen.update(sync_ref_model=True, ref_model_mixup_alpha=t.ref_model_mixup_alpha,
-                      ref_model_sync_steps=t.ref_model_sync_steps)
-    if recipe.pad_to_sequence_len:
-        log.info(f"pad_to_sequence_len: TRL pads each generation batch to its longest prompt and completion (no option "
-                 f"to pad further under rl: {recipe.rl}); padding never changes what is trained")
-    args = training_args(recipe, precision, has_eval, n_train * generations)  # a step's batch counts completions
-    args["per_device_eval_batch_size"] = recipe.eval_batch_size or generations  # whole groups per eval batch
-    return GRPOConfig(**args, beta=recipe.rl_beta or 0.0, remove_unused_columns=False,  # reward functions read columns
-                      scale_rewards=t.scale_rewards, mask_truncated_completions=t.mask_truncated_completions,
-                      log_completions=t.log_completions, **chosen)
 
 
 def trainer_class():
@@ -133,7 +104,7 @@ def method(recipe: Recipe) -> Method:
         _check_reference(recipe, model, tokenizer)
         return {"reward_funcs": funcs, **_reward_tokenizers(funcs)}
 
-    return Method(recipe.rl, grpo_config, trainer_class, trainer_kwargs, measure, HISTORY_KEYS)
+    return Method(recipe.rl, trainer_class, trainer_kwargs, measure, HISTORY_KEYS)
 
 
 # ---------------------------------------------------------------- before / after

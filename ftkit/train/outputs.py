@@ -55,6 +55,12 @@ class RunFailed(FtkitError):
     exit_code = 3
 
 
+class Interrupted(FtkitError):
+    """Training stopped by Ctrl-C after writing a checkpoint: exit code 130 (128 + SIGINT), as shells expect."""
+
+    exit_code = 130
+
+
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 

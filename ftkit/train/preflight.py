@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit import models
+from ftkit.env import offline_switch
 from ftkit.errors import ConfigError, FtkitError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.train.args import hub_kwargs
 
 PROBE = "Hello world.\nA second line."  # spaces and a newline: what a mismatched tokenizer class drops
 SAMPLE_ROWS = 8  # rows per dataset whose text is round-tripped
@@ -61,14 +63,14 @@ class Report:
 def config_checks(report: Report, local_only: bool = False) -> None:
     """What the recipe and this machine say, without reading the model (local_only: nor the network)."""
     from ftkit.models import quant
-    from ftkit.train import distributed, hub
+    from ftkit.train import distributed
 
     r = report.recipe
     _optimizer(report)
     _model_type(report)
     _device_map(report)
     _warmup(report, r.max_steps or 0, "max_steps")
-    report.collect(hub.check, r, not local_only)
+    report.collect(check_hub, r, not local_only)
     if r.deepspeed:
         report.collect(distributed.deepspeed_path, r)
     if r.fsdp:
@@ -130,6 +132,35 @@ def _warmup(report: Report, total: int, how: str) -> None:
                     f"the learning rate climbs from 0 and ends at {total / steps:.0%} of learning_rate. Fine for a "
                     f"smoke run; for a real one set warmup_steps below {total} (e.g. {total // 10}), or use "
                     "warmup_ratio: 0.03")
+
+
+def check_hub(recipe: Recipe, verify: bool = True) -> None:
+    """hub_model_id: raise a ConfigError now when the push could not work (the hub switched off, as the Makefile
+    and the tests set it; no token; a token the hub rejects), not after hours of training. `verify`: ask the
+    hub whether it takes the token (`ftkit check` reads no network, so it only says it did not)."""
+    if not hub_kwargs(recipe):
+        return
+    where, file = "hub_model_id", recipe.source
+    if var := offline_switch():
+        raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs the hub, but it is switched off ({var}=1)",
+                                  file, where, fix=f"unset {var} (`unset {var}`) and log in (`hf auth login`, or set "
+                                                   "HF_TOKEN), or set push_to_hub: false"))
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs a hub token, and none is set", file, where,
+                                  fix="run `hf auth login` (or set HF_TOKEN); or set push_to_hub: false"))
+    if not verify:
+        log.info(f"hub_model_id: a hub token is set; ftkit train asks the hub whether it takes the push to "
+                 f"{recipe.hub_model_id} before training starts")
+        return
+    try:
+        user = HfApi().whoami(token=token)
+    except Exception as e:  # network down or token rejected: either way the push would fail later  # noqa: BLE001
+        raise ConfigError(Problem(f"the hub does not accept the push ({str(e).splitlines()[0][:120]})", file, where,
+                                  fix="check the network and the token (`hf auth whoami`)")) from None
+    log.info(f"hub_model_id: pushing to {recipe.hub_model_id} as {user.get('name', '?')} (private repo)")
 
 
 def _wandb_login() -> bool:
@@ -322,13 +353,11 @@ def _sample_texts(recipe: Recipe, tokenizer, prepared):
 
 
 def _strings(value):
+    """Every string inside a row's nested dicts and lists."""
     if isinstance(value, str):
         yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
+    elif isinstance(value, (dict, list)):
+        for v in value.values() if isinstance(value, dict) else value:
             yield from _strings(v)
 
 

@@ -1,7 +1,22 @@
-"""What a run showed, for every method: one dataclass, written to output_dir/metrics.json."""
+"""The seam between the one run skeleton (train/run.py) and a method (sft, preference, grpo, reward): what the
+method supplies (Method), and what the run showed (TrainResult, written to output_dir/metrics.json, with
+what the run's plumbing saw at the end: `finish`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a training method supplies to the one run skeleton: only what differs between methods. Its rows come
+    from data.prepare, its TRL config from train/args.py; everything else is shared."""
+
+    name: str  # sft, dpo, ipo, kto, orpo, simpo, grpo, gdpo, reward
+    trainer_class: Callable  # () -> the TRL trainer class
+    trainer_kwargs: Callable  # (recipe, model, tokenizer) -> extra trainer arguments: collator, reference model
+    measure: Callable  # (recipe, trainer, tokenizer, prepared, before) -> {"eval_loss"|"heldout"|"reward": ...}
+    history_keys: dict  # trainer log key -> TrainResult.history key
 
 
 @dataclass
@@ -34,7 +49,7 @@ class TrainResult:
     trainable_params: int = 0
     total_params: int = 0
     data: dict = field(default_factory=dict)  # data.prepare's counts
-    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (runtime.finish)
+    runtime: dict = field(default_factory=dict)  # stop reason, resume point, replicas (finish, below)
     diverged: bool = False  # the loss watchdog stopped the run: no model saved (output_dir/diverged/ holds why)
     saved_to: str | None = None  # where the model (or, diverged, the evidence) was written
 
@@ -76,3 +91,43 @@ class TrainResult:
             lines += [f"prompt: {before['prompt']}", f"  before: {before['completion']!r}",
                       f"  after:  {after['completion']!r}"]
         return "\n".join(lines)
+
+
+def finish(trainer, resumed_from: str | None) -> dict:
+    """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas).
+    Weights that are not finite at the end count as diverged (stop_key names the option to change)."""
+    from ftkit.train import callbacks as cb
+    from ftkit.train import distributed, tracking
+
+    tracking.finish()
+    out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
+           "peak_device_memory_bytes": _peak_device_memory(), "diverged": False}
+    for c in trainer.callback_handler.callbacks:
+        if isinstance(c, cb.LossWatchdog) and c.reason:
+            out["stop_reason"], out["diverged"] = c.reason, True
+        elif isinstance(c, cb.EarlyStoppingCallback) and c.early_stopping_patience_counter >= c.early_stopping_patience:
+            out["stop_reason"] = out["stop_reason"] or "early stopping: eval_loss stopped improving"
+        elif isinstance(c, cb.ReplicaCheck):
+            out["replicas"] = c.replicas
+    if not out["diverged"] and (bad := nonfinite_weights(trainer.model)):  # never published as a success
+        out.update(diverged=True, stop_key="learning_rate", stop_reason=(
+            f"the trained weights hold NaN or infinite values ({bad}) after step {trainer.state.global_step}. Fix: "
+            f"lower learning_rate (now {trainer.args.learning_rate}), check weight_decay and max_grad_norm, or set "
+            "loss_watchdog_threshold to stop such a run early"))
+    return out
+
+
+def nonfinite_weights(model) -> str | None:
+    """Which trained tensors hold NaN or inf ("2 of 14 trained tensors, e.g. lm_head.weight"); None when all finite."""
+    import torch
+
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    bad = [name for name, p in trained if not torch.isfinite(p.detach()).all()]
+    return f"{len(bad)} of {len(trained)} trained tensors, e.g. {bad[0]}" if bad else None
+
+
+def _peak_device_memory() -> int | None:
+    """torch's peak allocated bytes on this process's GPU (compare with `ftkit memory`); None on CPU."""
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None

@@ -12,24 +12,12 @@ from __future__ import annotations
 
 import statistics
 
-from ftkit import models
 from ftkit.data.preference import encode_messages
 from ftkit.recipe import Recipe
 from ftkit.train import preference_report
-from ftkit.train.args import training_args
-from ftkit.train.method import Method
+from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "accuracy": "accuracy", "margin": "margin", "mean_reward": "mean_score"}
-
-
-def reward_config(recipe: Recipe, precision: models.Precision, has_eval: bool = False, n_train: int = 0):
-    """The recipe as TRL's RewardConfig (the TrainingArguments options are SFT's, see args.py)."""
-    from trl import RewardConfig
-
-    pad = {"pad_to_multiple_of": recipe.sequence_len} if recipe.pad_to_sequence_len else {}
-    return RewardConfig(**training_args(recipe, precision, has_eval, n_train), max_length=recipe.sequence_len,
-                        dataset_num_proc=recipe.dataset_processes,
-                        center_rewards_coefficient=recipe.center_rewards_coefficient, **pad)
 
 
 def trainer_class():
@@ -69,4 +57,4 @@ def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     return {"heldout": pair_accuracy(trainer.model, tokenizer, rows)}
 
 
-REWARD = Method("reward", reward_config, trainer_class, lambda recipe, model, tokenizer: {}, measure, HISTORY_KEYS)
+REWARD = Method("reward", trainer_class, lambda recipe, model, tokenizer: {}, measure, HISTORY_KEYS)

@@ -2,9 +2,10 @@
 
 build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
 trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. The method (train/sft.py, preference.py, grpo.py, reward.py) supplies only
-what differs: its TRL config and trainer, the trainer's extra arguments (collator, reference model, reward
-functions) and its before/after measurement. TRL and peft do the training.
+(resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
+(train/sft.py, preference.py, grpo.py, reward.py) supplies only what else differs: its trainer, the trainer's
+extra arguments (collator, reference model, reward functions) and its before/after measurement. TRL and peft
+do the training.
 """
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from typing import NamedTuple
 from ftkit import data, models
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.train.method import Method
-from ftkit.train.result import TrainResult
+from ftkit.train.result import Method, TrainResult
 
 # The training modules import transformers, peft and TRL (seconds); they load when a run starts, so
 # `import ftkit.train` stays instant for `ftkit memory` and the launcher.
@@ -47,9 +47,10 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.train import lisa, outputs, preflight, relora, runtime
-    from ftkit.data import packing, stream
-    from ftkit.train.callbacks import plain_progress
+    from ftkit.data import packing
+    from ftkit.train import args as trainer_args
+    from ftkit.train import callbacks as cb
+    from ftkit.train import outputs, preflight
     from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
@@ -60,20 +61,19 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
     tokenizer = checked.tokenizer  # special tokens, the run's chat template, pad check; round-tripped
     prepared = data.prepare(recipe, tokenizer)  # the method's rows, drops counted, cached, packed (SFT)
-    log.info(prepared.summary())
+    if outputs.is_main_process():  # one summary per run, not one per process
+        log.info(prepared.summary())
     preflight.row_checks(checked, tokenizer, prepared)  # the rows' text survives the tokenizer; warm-up < run
     checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
-    args = method.config(recipe, precision, prepared.eval is not None, prepared.n_train)  # saves, evals, ...
+    args = trainer_args.config(recipe, precision, prepared.eval is not None, prepared.n_train)  # train/args.py
     _fresh_bnb_overrides()
     trainer = method.trainer_class()(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval, processing_class=tokenizer,
-        # ReLoRA and a stream's position first: their on_save adds to a checkpoint before ftkit's manifest records it
-        callbacks=relora.callbacks(recipe) + lisa.callbacks(recipe) + stream.callbacks(prepared)
-        + runtime.callbacks(recipe, prepared.data) + list(callbacks),
+        callbacks=cb.build(recipe, prepared) + list(callbacks),  # Ctrl-C, ReLoRA, LISA, watchdog, checkpoints...
         **method.trainer_kwargs(recipe, model, tokenizer))  # SFT: packing collator; DPO/KTO: reference model
-    plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
+    cb.plain_progress(trainer)  # TQDM_DISABLE=1 (batch runs, CI): a few plain lines, not a log dict per step
     _full_modules_in_compute_dtype(trainer.model, precision)
     no_draft_card(trainer)  # TRL's draft README.md at each checkpoint would replace the card in output_dir
     preflight.first_loss(recipe, trainer)  # loss_watchdog_threshold below the loss before step 1: refused now
@@ -152,8 +152,10 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     from ftkit.data import stream
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
-    from ftkit.train import checkpoint_files, checkpoints, interrupt, outputs, runtime
+    from ftkit.train import checkpoint_files, checkpoints, outputs
     from ftkit.train.allocator import set_cpu_malloc
+    from ftkit.train.callbacks import StopOnCtrlC
+    from ftkit.train.result import finish
 
     t0 = time.time()
     if not torch.cuda.is_available():
@@ -165,12 +167,12 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     prompts = recipe.eval_prompts
     samples_before = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
     before = method.measure(recipe, trainer, tokenizer, prepared, before=True)  # eval loss / held-out pairs
-    resumed_from = runtime.resume(recipe, prepared.data, changed_ok)  # explicit or newest complete checkpoint
+    resumed_from = checkpoints.resume_from(recipe, prepared.data, changed_ok)  # explicit or newest complete checkpoint
     if not resumed_from:
         outputs.start_afresh(recipe, earlier, overwrite)  # the earlier run's checkpoints would mix with this run's
     stream.resume(trainer, resumed_from)  # a stream continues at its saved position, nothing re-read
     existing = {d.name for _, d in checkpoint_files.numbered(recipe.output_dir)}
-    ctrl_c = interrupt.of(trainer)
+    ctrl_c = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StopOnCtrlC))
     try:
         if resumed_from and not (recipe.deepspeed or recipe.fsdp) and checkpoints.is_last_step(trainer, resumed_from):
             checkpoints.finish_from(trainer, resumed_from)  # e.g. after a full disk at the final save: just save it
@@ -191,7 +193,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     losses = [(h["step"], h["loss"]) for h in logged]
     if not losses or not all(math.isfinite(v) for _, v in losses):
         log.warning("no finite training loss was logged")
-    finished = runtime.finish(trainer, resumed_from)  # diverged: the watchdog stopped it, or weights not finite
+    finished = finish(trainer, resumed_from)  # diverged: the watchdog stopped it, or weights not finite
     result = TrainResult(
         output_dir=recipe.output_dir, method=method.name, first_loss=losses[0][1] if losses else float("nan"),
         final_loss=losses[-1][1] if losses else float("nan"), steps=trainer.state.global_step,
@@ -206,9 +208,10 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
         runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
     result.saved_to = str(_save(recipe, trainer, tokenizer, result, existing))
-    log.info(result.summary())
-    if not result.diverged:
-        log.info(f"saved to {recipe.output_dir}")
+    if outputs.is_main_process():  # one summary per run, not one per process
+        log.info(result.summary())
+        if not result.diverged:
+            log.info(f"saved to {recipe.output_dir}")
     return result
 
 
@@ -236,7 +239,7 @@ def _interrupted(recipe: Recipe, step: int):
 
     from ftkit.errors import Problem
     from ftkit.train import checkpoint_files
-    from ftkit.train.interrupt import Interrupted
+    from ftkit.train.outputs import Interrupted
 
     written = Path(recipe.output_dir) / f"checkpoint-{step}"
     intact = next((d for _, d in checkpoint_files.numbered(recipe.output_dir) if checkpoint_files.problem_with(d)

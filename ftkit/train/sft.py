@@ -17,23 +17,10 @@ from ftkit import models
 from ftkit.data import packing, stream
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.train import kernels, lm_head
-from ftkit.train.args import training_args
-from ftkit.train.method import Method
+from ftkit.train import lm_head
+from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "mean_token_accuracy": "accuracy"}  # TRL's log key -> TrainResult.history key
-
-
-def sft_config(recipe: Recipe, precision: models.Precision, has_eval: bool, n_train: int = 0):
-    """The recipe's options as TRL's SFTConfig (TrainingArguments underneath)."""
-    from trl import SFTConfig
-
-    return SFTConfig(**training_args(recipe, precision, has_eval, n_train),
-                     max_length=recipe.sequence_len,
-                     packing=False,  # ftkit packs in data.prepare (ftkit.data.packing); TRL gets packed rows
-                     **packing.sft_args(recipe))  # pad_to_sequence_len, group_by_length
-
-
 STEP_METRICS = ("entropy", "mean_token_accuracy")  # what TRL's SFTTrainer computes per training step
 
 
@@ -110,8 +97,8 @@ def trainer_class():
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
     """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one); so do
     the rows of a stream (data/stream.py). The model gets the CUDA kernels the recipe names first
-    (train/kernels.py; said, and skipped elsewhere)."""
-    kernels.apply(recipe, model)
+    (train/lm_head.py; said, and skipped elsewhere)."""
+    lm_head.apply_kernels(recipe, model)
     if recipe.pretraining_dataset:
         return {"data_collator": stream.collator(recipe, tokenizer, model)}
     _varlen(recipe, model)
@@ -149,4 +136,4 @@ def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     return {"eval_loss": float(trainer.evaluate(eval_dataset=prepared.eval)["eval_loss"])}
 
 
-SFT = Method("sft", sft_config, trainer_class, trainer_kwargs, measure, HISTORY_KEYS)
+SFT = Method("sft", trainer_class, trainer_kwargs, measure, HISTORY_KEYS)
