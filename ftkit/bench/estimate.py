@@ -299,7 +299,10 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
                                      "the CUDA context and kernels (~0.3-0.5 GB per GPU), the caching "
                                      "allocator's reserve and fragmentation, ")
                      + "a padded or packed batch's attention mask (micro_batch x sequence_len^2 per layer where "
-                       "the kernel keeps one), the optimizer step's temporaries, 4/8-bit dequantization buffers")
+                       "the kernel keeps one), the optimizer step's temporaries, 4/8-bit dequantization buffers"
+                     + (", DeepSpeed's flat buffers and step temporaries (0.25-0.5 GB per process above this estimate "
+                        "on two CPU processes training a 58M model: python -m ftkit.bench.sharded)"
+                        if recipe.deepspeed else ""))
     return est
 
 
