@@ -46,6 +46,8 @@ def test_zero3_two_processes_equal_one_survive_sigkill_and_save_a_plain_model(tm
     finish(single)  # also prepares the data once, before the two ranks read it
     killed = ftkit(tmp_path / "killed.log", *args, *ZERO3, f"--output_dir={two}")
     kill_after_first_checkpoint(killed, two)
+    shards = sorted(p.name for p in (two / "checkpoint-1" / "global_step1").iterdir())  # each rank's partitions
+    assert shards == [f"zero_pp_rank_{r}_mp_rank_00_{part}_states.pt" for r in (0, 1) for part in ("model", "optim")]
     resumed = finish(ftkit(tmp_path / "resumed.log", *args, *ZERO3, f"--output_dir={two}"))
     assert "shm helper not compiled" in resumed
 
