@@ -137,10 +137,8 @@ class _Walker:
         if key in ("datasets", "test_datasets", "pretraining_dataset") and isinstance(value, list):
             entry = "pretraining_dataset" if key == "pretraining_dataset" else "dataset"
             return [self.dataset(d, f"{where}.{i}.", entry) if isinstance(d, dict) else d for i, d in enumerate(value)]
-        if key in cat.OPTION_BLOCKS and isinstance(value, dict):
-            return self.block(key, value, where)
-        if key in cat.CHECKED_BLOCKS and isinstance(value, dict):  # trl: its fields kept, trl.beta -> rl_beta
-            return self.checked_block(key, value, where, self.m.data)
+        if key in (*cat.OPTION_BLOCKS, *cat.CHECKED_BLOCKS) and isinstance(value, dict):
+            return self.block(key, value, where, self.m.data)
         return value
 
     def dataset(self, raw: dict, prefix: str, level: str = "dataset") -> dict:
@@ -148,33 +146,41 @@ class _Walker:
         self.mapping(raw, level, prefix, out)
         return out
 
-    def block(self, level: str, raw: dict, where: str) -> dict:
-        """A field's option block: null entries are unset; catalogued keys (aliases, ignored, refused) handled; the
-        rest passes to the field's own validation."""
-        out = {}
+    def block(self, level: str, raw: dict, where: str, top: dict) -> dict:
+        """An option block, key by key: null entries are unset, an alias sets its canonical name (in the block, or an
+        option in `top`: trl.beta is rl_beta), catalogued keys are said or refused as at the top level. Returned for
+        the schema: in a field's free-form block (fsdp_config, peft, a custom type) every other key, nested blocks
+        (peft.loftq_config) walked the same way; in trl:/vllm: (dumped by Axolotl with every default) only the
+        block's own fields, any other key being unknown."""
+        checked, kept = level in cat.CHECKED_BLOCKS, {}
         for key, value in raw.items():
             path = f"{where}.{key}"
             entry = cat.lookup(level, key)
             if value is None:
                 self.note(path, EMPTY)
-            elif entry is None:  # nested blocks (peft.loftq_config) get the same rules
-                out[key] = self.block(f"{level}.{key}", value, path) if isinstance(value, dict) and level != "type" else value
-            elif entry.status == ALIAS:
+            elif checked and key in self.fields.get(level, ()):
+                kept[key] = value
+            elif entry is None and checked:
+                self.unknown(key, level, path)
+            elif entry is None:
+                nested = isinstance(value, dict) and level != "type"
+                kept[key] = self.block(f"{level}.{key}", value, path, top) if nested else value
+            elif entry.status == ALIAS and entry.canonical.startswith(level + "."):
                 canonical = entry.canonical.removeprefix(level + ".")
-                if canonical in out and out[canonical] != value:
+                if canonical in kept and kept[canonical] != value:
                     self.problem(path, f"conflicts with {where}.{canonical}", "keep one")
-                out[canonical] = value
+                kept[canonical] = value
                 self.note(path, ALIAS, f"-> {where}.{canonical}")
             else:
-                self.catalogued(entry, value, path, {}, raw)
-        return out
+                self.catalogued(entry, value, path, top, raw)
+        return kept
 
     # ------------------------------------------------------------ catalogued (non-field) keys
     def catalogued(self, entry: cat.Entry, value, where: str, out: dict, raw: dict) -> None:
         if entry.status == ALIAS:
             self.alias(entry, value, where, out, raw)
         elif entry.name in cat.CHECKED_BLOCKS and entry.level == "top" and isinstance(value, dict):
-            self.checked_block(entry.name, value, where, out)  # vllm: each key says what it is
+            self.block(entry.name, value, where, out)  # vllm: each key says what it is
         elif entry.status in LABELS:
             if entry.name == "plugins" and entry.level == "top":
                 for i, plugin in enumerate(value if isinstance(value, list) else [value]):
@@ -188,29 +194,6 @@ class _Walker:
             self.note(where, IGNORED, "off")
         else:
             self.refuse(where, entry.why, entry.nearest)
-
-    def checked_block(self, level: str, raw: dict, where: str, out: dict) -> dict:
-        """trl:/vllm: as Axolotl dumps them, key by key: the block's fields are kept (returned), aliases set their
-        option in `out` (trl.beta is rl_beta), speed-only keys are said, a refused key at Axolotl's default is off."""
-        kept = {}
-        for key, value in raw.items():
-            path = f"{where}.{key}"
-            entry = cat.lookup(level, key)
-            if value is None:
-                self.note(path, EMPTY)
-            elif key in self.fields.get(level, ()):
-                kept[key] = value
-            elif entry is None:
-                self.unknown(key, level, path)
-            elif entry.status == ALIAS:
-                self.alias(entry, value, path, out, raw)
-            elif entry.status in LABELS:
-                self.note(path, IGNORED, LABELS[entry.status] + entry.why)
-            elif entry.default is not cat.NO_DEFAULT and _same(value, entry.default):
-                self.note(path, IGNORED, "Axolotl's default: off")
-            else:
-                self.refuse(path, entry.why, entry.nearest)
-        return kept
 
     def alias(self, entry: cat.Entry, value, where: str, out: dict, raw: dict) -> None:
         try:

@@ -84,42 +84,28 @@ def lora_targets(recipe: Recipe, model) -> list[str] | str:
     return list(targets)
 
 
-def _init_weights(recipe: Recipe):
-    """peft's init_lora_weights: True (A random, B zero) unless the recipe names another scheme."""
-    if recipe.loftq:
-        return "loftq"
-    return True if recipe.peft_init_lora_weights is None else recipe.peft_init_lora_weights
+# less common LoraConfig arguments, passed only when the recipe sets them: recipe option -> peft name
+VARIANTS = {"lora_target_parameters": "target_parameters", "lora_rank_pattern": "rank_pattern",
+            "lora_alpha_pattern": "alpha_pattern", "peft_layers_to_transform": "layers_to_transform",
+            "peft_layers_pattern": "layers_pattern", "peft_layer_replication": "layer_replication",
+            "peft_trainable_token_indices": "trainable_token_indices"}
 
 
 def lora_config(recipe: Recipe, model):
-    """The recipe's LoRA options as a peft LoraConfig."""
+    """The recipe's LoRA options as a peft LoraConfig. init_lora_weights True: A random, B zero. A reward
+    model's task (SEQ_CLS) trains and saves its new score head with the adapter."""
     from peft import LoftQConfig, LoraConfig
 
     loftq = recipe.loftq
+    init = "loftq" if loftq else True if recipe.peft_init_lora_weights is None else recipe.peft_init_lora_weights
+    variants = {name: getattr(recipe, key) for key, name in VARIANTS.items() if getattr(recipe, key) is not None}
     return LoraConfig(
         r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
         target_modules=lora_targets(recipe, model), modules_to_save=recipe.lora_modules_to_save,
         fan_in_fan_out=recipe.lora_fan_in_fan_out, use_dora=recipe.peft_use_dora, use_rslora=recipe.peft_use_rslora,
-        init_lora_weights=_init_weights(recipe),
+        init_lora_weights=init, bias="none", task_type="SEQ_CLS" if recipe.reward_model else "CAUSAL_LM",
         loftq_config=LoftQConfig(loftq_bits=loftq.loftq_bits, loftq_iter=loftq.loftq_iter) if loftq else {},
-        bias="none", task_type=_task_type(recipe), **_variant_kwargs(recipe))
-
-
-def _task_type(recipe: Recipe) -> str:
-    """peft's task: a reward model's (SEQ_CLS) trains and saves its new score head with the adapter."""
-    return "SEQ_CLS" if getattr(recipe, "reward_model", False) else "CAUSAL_LM"
-
-
-def _variant_kwargs(recipe: Recipe) -> dict:
-    """LoraConfig arguments of the less common options, only when the recipe sets them."""
-    names = {"lora_target_parameters": "target_parameters", "lora_rank_pattern": "rank_pattern",
-             "lora_alpha_pattern": "alpha_pattern", "peft_layers_to_transform": "layers_to_transform",
-             "peft_layers_pattern": "layers_pattern", "peft_layer_replication": "layer_replication",
-             "peft_trainable_token_indices": "trainable_token_indices"}
-    out = {peft_name: getattr(recipe, name) for name, peft_name in names.items() if getattr(recipe, name, None) is not None}
-    if getattr(recipe, "peft_ensure_weight_tying", False):
-        out["ensure_weight_tying"] = True
-    return out
+        **variants, **({"ensure_weight_tying": True} if recipe.peft_ensure_weight_tying else {}))
 
 
 def apply_adapter(recipe: Recipe, model):
@@ -136,26 +122,30 @@ def apply_adapter(recipe: Recipe, model):
     from peft import get_peft_model
 
     config = lora_config(recipe, model)
-    cpu_loftq = config.init_lora_weights == "loftq" and not _cuda()
-    if cpu_loftq:
-        config.init_lora_weights = True  # peft's LoftQ would move weights to "cuda": ftkit does it below
     try:
-        peft_model = get_peft_model(model, config, autocast_adapter_dtype=getattr(recipe, "peft_autocast_adapter_dtype", True))
+        return _loftq_on_cpu(config, init_adapter=True, make=lambda config: get_peft_model(
+            model, config, autocast_adapter_dtype=recipe.peft_autocast_adapter_dtype))
     except ValueError as e:
         raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
                          fix="use module names that exist in the model (print(model) lists them) or "
                              "lora_target_linear: true") from None
-    if cpu_loftq:
-        log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
-        loftq_cpu(peft_model, config.loftq_config, init_adapter=True)
-        peft_model.peft_config["default"].init_lora_weights = "loftq"  # saved config says how the base was made
-    return peft_model
 
 
-def _cuda() -> bool:
+def _loftq_on_cpu(config, init_adapter: bool, make):
+    """make(config) -> the peft model. peft's LoftQ would move every weight to "cuda", so on a CPU peft makes a plain
+    adapter and ftkit then computes the same LoftQ base (and, for a new adapter, its A and B) itself."""
     import torch
 
-    return torch.cuda.is_available()
+    cpu = getattr(config, "init_lora_weights", None) == "loftq" and not torch.cuda.is_available()
+    if cpu:
+        config.init_lora_weights = True
+    peft_model = make(config)
+    if cpu:
+        if init_adapter:
+            log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
+        loftq_cpu(peft_model, config.loftq_config, init_adapter=init_adapter)
+        peft_model.peft_config["default"].init_lora_weights = "loftq"  # saved config says how the base was made
+    return peft_model
 
 
 def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where: str = "lora_model_dir"):
@@ -166,16 +156,13 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where:
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FtkitError(f"no adapter (adapter_config.json) in {adapter_dir}", where=where,
                          fix="point it at the output_dir of a run with adapter: lora or qlora, or train first")
-    config = PeftConfig.from_pretrained(str(adapter_dir))
-    cpu_loftq = getattr(config, "init_lora_weights", None) == "loftq" and not _cuda()
-    if cpu_loftq:
-        config.init_lora_weights = True  # rebuild the LoftQ base below instead of peft's CUDA-only path
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
-    keep_saved_dtypes(peft_model, adapter_dir)
-    if cpu_loftq:
-        loftq_cpu(peft_model, config.loftq_config, init_adapter=False)
-        peft_model.peft_config["default"].init_lora_weights = "loftq"
-    return peft_model
+
+    def make(config):
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
+        keep_saved_dtypes(peft_model, adapter_dir)
+        return peft_model
+
+    return _loftq_on_cpu(PeftConfig.from_pretrained(str(adapter_dir)), init_adapter=False, make=make)
 
 
 _SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}

@@ -3,13 +3,14 @@
 Every folder ftkit saves a model into (a LoRA adapter run, a full fine-tune, a merged model) gets a
 README.md built with `huggingface_hub.ModelCard`: hub metadata (base_model, library_name, tags,
 datasets), the prompt format the model was trained on and how to prompt it, the run's final metrics,
-its loss plot and the recipe. `make_readable` gives every file the mode a user's own files get
-(the Trainer writes safetensors as 0600).
+its loss plot and the recipe; the text is ftkit/assets/model_card.yaml. `make_readable` gives every file the
+mode a user's own files get (the Trainer writes safetensors as 0600).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from string import Template
 
 import yaml
 
@@ -17,23 +18,14 @@ from ftkit.recipe import Recipe
 from ftkit.recipe.base import method_of
 from ftkit.recipe.reference import option_order
 
-# kind -> (library that loads it, hub base_model_relation, the card's first words)
-KINDS = {
-    "adapter": ("peft", "adapter", "A LoRA adapter for `{base}` (it loads on top of the base model)"),
-    "full": ("transformers", "finetune", "`{base}`, fully fine-tuned"),
-    "merged": ("transformers", "finetune", "`{base}` with a LoRA adapter merged into its weights"),
-}
+TEXT = yaml.safe_load((Path(__file__).resolve().parents[1] / "assets" / "model_card.yaml").read_text(encoding="utf-8"))
 PLOT = "loss.png"
-
-
-def _method(recipe: Recipe) -> str:
-    return method_of(recipe)
 
 
 def card_data(recipe: Recipe, kind: str) -> dict:
     """Hub metadata: base_model, library_name, base_model_relation, tags, datasets, pipeline_tag."""
-    library, relation, _ = KINDS[kind]
-    tags = ["ftkit", _method(recipe), recipe.adapter or "full-fine-tune"] + (["merged"] if kind == "merged" else [])
+    library, relation, _ = TEXT["kinds"][kind]
+    tags = ["ftkit", method_of(recipe), recipe.adapter or "full-fine-tune"] + (["merged"] if kind == "merged" else [])
     tags += [d.type for d in recipe.datasets if isinstance(d.type, str)]
     return {"base_model": recipe.base_model, "library_name": library, "base_model_relation": relation,
             "tags": list(dict.fromkeys(tags)), "datasets": list(dict.fromkeys(d.path for d in recipe.datasets)),
@@ -66,34 +58,8 @@ def _metrics_rows(m: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _reward_usage(recipe: Recipe) -> str:
-    """A reward model scores a conversation (its last assistant turn) with one number."""
-    return ("```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-            "model = AutoModelForSequenceClassification.from_pretrained(THIS_FOLDER, num_labels=1)" +
-            ("  # base + adapter + score head" if recipe.adapter else "") +
-            "\ntok = AutoTokenizer.from_pretrained(THIS_FOLDER)\n"
-            'ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of Spain?"},\n'
-            '                               {"role": "assistant", "content": "Madrid."}], return_tensors="pt")\n'
-            "print(model(**ids).logits[0, 0].item())  # higher = more like the chosen answers\n```\n\n"
-            "or as a GRPO reward: `trl: {reward_funcs: [THIS_FOLDER]}`")
-
-
-def _usage(kind: str, recipe: Recipe) -> str:
-    if recipe.reward_model:
-        return _reward_usage(recipe)
-    if kind == "adapter":
-        load = (f"from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-                f"base = AutoModelForCausalLM.from_pretrained({recipe.base_model!r})\n"
-                "model = PeftModel.from_pretrained(base, THIS_FOLDER)\ntok = AutoTokenizer.from_pretrained(THIS_FOLDER)\n")
-    else:
-        load = ("from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-                "model = AutoModelForCausalLM.from_pretrained(THIS_FOLDER)\ntok = AutoTokenizer.from_pretrained(THIS_FOLDER)\n")
-    return ("```python\n" + load +
-            'inputs = tok.apply_chat_template([{"role": "user", "content": "What is the capital of Spain?"}],\n'
-            '                                 add_generation_prompt=True, return_tensors="pt")\n'
-            "out = model.generate(**inputs, max_new_tokens=64, do_sample=False)\n"
-            'print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))\n```\n\n'
-            "or, with the recipe saved here: `ftkit infer recipe.yml --prompt \"...\"`")
+def _fill(name: str, **values) -> str:
+    return Template(TEXT[name]).substitute(values)
 
 
 def model_card(recipe: Recipe, kind: str, *, metrics: dict | None = None, prompt: str | None = None,
@@ -101,36 +67,37 @@ def model_card(recipe: Recipe, kind: str, *, metrics: dict | None = None, prompt
     """The README.md of a saved model folder as a huggingface_hub.ModelCard (metadata + markdown)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    data = ModelCardData(**card_data(recipe, kind))
     data_line = ", ".join(f"`{d.path}` ({d.type if isinstance(d.type, str) else 'custom format'})"
                           for d in recipe.datasets)
-    parts = [f"# {Path(recipe.output_dir).name}\n",
-             KINDS[kind][2].format(base=recipe.base_model) + f", trained with ftkit ({_method(recipe)}"
-             f"{', ' + recipe.adapter if recipe.adapter else ''}) on {data_line or 'the recipe data'}." +
-             (f" {note}" if note else "") + "\n",
-             "## Prompt format\n"]
+    method = method_of(recipe) + (f", {recipe.adapter}" if recipe.adapter else "")
+    intro = (Template(TEXT["kinds"][kind][2]).substitute(base=recipe.base_model) + f", trained with ftkit ({method}) "
+             f"on {data_line or 'the recipe data'}." + (f" {note}" if note else ""))
     note_text = (template_note[0].upper() + template_note[1:] + ".") if template_note else ""
-    if prompt is not None:
-        parts.append(f"{note_text} A user message reaches the model as:\n\n```text\n{prompt}\n```\n")
+    prompt_text = (f"{note_text} A user message reaches the model as:\n\n```text\n{prompt}\n```\n" if prompt is not None
+                   else (note_text or "No chat template is saved with this model.") + "\n")
+    if recipe.reward_model:
+        usage = _fill("reward_usage", adapter_note="  # base + adapter + score head" if recipe.adapter else "")
     else:
-        parts.append((note_text or "No chat template is saved with this model.") + "\n")
-    parts += ["## How to use\n", _usage(kind, recipe) + "\n"]
-    rows = _metrics_rows(metrics or {})
-    if rows or plot:
-        parts.append("## Training results\n")
-        if rows:
-            parts.append("| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows))
-        samples = list(zip((metrics or {}).get("samples_before", []), (metrics or {}).get("samples_after", [])))
-        if samples:
-            parts.append("\n| prompt | before training | after training |\n|---|---|---|\n" + "".join(
-                f"| {_cell(b['prompt'])} | {_cell(b['completion'])} | {_cell(a['completion'])} |\n" for b, a in samples))
-        if plot:
-            parts.append(f"\n![training loss]({plot})\n")
-    source = f"From `{recipe.source}`. " if recipe.source else ""
-    parts += ["\n## Recipe\n", f"{source}The options this run set, overrides included (`recipe.yml` beside the "
-              "weights holds every resolved value):\n",
-              "```yaml\n" + yaml.safe_dump(recipe_as_set(recipe), sort_keys=False) + "```\n"]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts))
+        usage = _fill("usage", load=_fill("load_adapter", base=repr(recipe.base_model)) if kind == "adapter"
+                      else TEXT["load_model"])
+    body = _fill("body", title=Path(recipe.output_dir).name, intro=intro, prompt=prompt_text, usage=usage,
+                 results=_results(metrics or {}, plot), source=f"From `{recipe.source}`. " if recipe.source else "",
+                 recipe=yaml.safe_dump(recipe_as_set(recipe), sort_keys=False))
+    return ModelCard(f"---\n{ModelCardData(**card_data(recipe, kind)).to_yaml()}\n---\n\n" + body)
+
+
+def _results(metrics: dict, plot: str | None) -> str:
+    """The Training results section: headline numbers, before/after samples, the loss plot ('' when none)."""
+    rows = _metrics_rows(metrics)
+    samples = list(zip(metrics.get("samples_before", []), metrics.get("samples_after", [])))
+    if not (rows or plot):
+        return ""
+    parts = ["## Training results\n", rows and "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows),
+             samples and "\n| prompt | before training | after training |\n|---|---|---|\n" + "".join(
+                 f"| {_cell(b['prompt'])} | {_cell(b['completion'])} | {_cell(a['completion'])} |\n"
+                 for b, a in samples),
+             plot and f"\n![training loss]({plot})\n"]
+    return "".join(part + "\n" for part in parts if part)
 
 
 def recipe_resolved(recipe: Recipe) -> dict:

@@ -36,14 +36,13 @@ def parse(pattern: str) -> tuple[re.Pattern, tuple[int, int | None] | None]:
                          fix="write e.g. ^model.layers.1[0-9]+.mlp") from None
 
 
-def _zero_rows_outside(keep: list[tuple[int, int | None]], size: int):
-    mask_rows = [(s, e if e is not None else size) for s, e in keep]
-
+def _zero_rows_outside(keep: list[tuple[int, int | None]]):
+    """A gradient hook that zeroes every row outside the (start, end) ranges (end None: to the last row)."""
     def hook(grad):
-        out = grad.clone()
         trained = grad.new_zeros(grad.shape[0], dtype=bool)
-        for s, e in mask_rows:
-            trained[s:e] = True
+        for start, end in keep:
+            trained[start:end] = True
+        out = grad.clone()
         out[~trained] = 0
         return out
 
@@ -57,21 +56,17 @@ def unfreeze_only(model, patterns: list[str], keep_adapter: bool = False) -> int
     hits = [0] * len(parsed)
     trainable = 0
     for name, param in model.named_parameters():
-        base_name = name[len(PEFT_PREFIX):] if keep_adapter and name.startswith(PEFT_PREFIX) else name
+        base_name = name.removeprefix(PEFT_PREFIX) if keep_adapter else name
         adapter_weight = keep_adapter and param.requires_grad and ("lora_" in name or "modules_to_save" in name)
-        ranges = []
-        matched = False
-        for i, (regex, rows) in enumerate(parsed):
-            if regex.match(base_name):
-                matched, hits[i] = True, hits[i] + 1
-                if rows:
-                    ranges.append(rows)
+        matched = [i for i, (regex, _) in enumerate(parsed) if regex.match(base_name)]
+        for i in matched:
+            hits[i] += 1
         if matched and not param.is_floating_point():
             raise FtkitError(f"unfrozen_parameters matches {base_name}, which is quantized and cannot be trained",
                              where="unfrozen_parameters", fix="narrow the pattern, or load the base unquantized")
-        param.requires_grad = matched or adapter_weight
-        if matched and ranges:
-            param.register_hook(_zero_rows_outside(ranges, param.shape[0]))
+        param.requires_grad = bool(matched) or adapter_weight
+        if ranges := [parsed[i][1] for i in matched if parsed[i][1]]:
+            param.register_hook(_zero_rows_outside(ranges))
         trainable += param.numel() if param.requires_grad else 0
     unused = [p for p, n in zip(patterns, hits) if not n]
     log.info(f"unfrozen_parameters: {trainable:,} parameters trained" +

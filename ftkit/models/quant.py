@@ -13,27 +13,20 @@ from ftkit.log import log
 from ftkit.recipe import Recipe
 
 
-def is_quantized(recipe: Recipe) -> bool:
-    return recipe.load_in_4bit or recipe.load_in_8bit
-
-
 def bnb_config(recipe: Recipe, dtype):
     """BitsAndBytesConfig for load_in_4bit/8bit (nf4 + double quant, compute in `dtype`), or None."""
-    if not is_quantized(recipe):
+    if not (recipe.load_in_4bit or recipe.load_in_8bit):
         return None
     from transformers import BitsAndBytesConfig
 
-    if recipe.load_in_8bit:
-        kwargs = dict(load_in_8bit=True)
-    else:
-        kwargs = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                      bnb_4bit_compute_dtype=dtype)
-        if (recipe.fsdp or recipe.deepspeed) and dtype is not None:
-            # packed 4-bit weights held in a float tensor of the run's dtype, so the engine can flatten and shard
-            # them with the others (uint8 storage cannot join a float buffer); Axolotl sets the same
-            kwargs["bnb_4bit_quant_storage"] = dtype
-            log.info(f"4-bit weights stored as {dtype} (bnb_4bit_quant_storage) so "
-                     f"{'FSDP' if recipe.fsdp else 'DeepSpeed'} can shard them with the rest")
+    kwargs = dict(load_in_8bit=True) if recipe.load_in_8bit else dict(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    if not recipe.load_in_8bit and (recipe.fsdp or recipe.deepspeed) and dtype is not None:
+        # packed 4-bit weights held in a float tensor of the run's dtype, so the engine can flatten and shard
+        # them with the others (uint8 storage cannot join a float buffer); Axolotl sets the same
+        kwargs["bnb_4bit_quant_storage"] = dtype
+        log.info(f"4-bit weights stored as {dtype} (bnb_4bit_quant_storage) so "
+                 f"{'FSDP' if recipe.fsdp else 'DeepSpeed'} can shard them with the rest")
     import inspect
 
     known = set(inspect.signature(BitsAndBytesConfig.__init__).parameters) - {"self", "kwargs"}

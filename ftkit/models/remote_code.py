@@ -38,10 +38,9 @@ def code_files(folder: Path) -> tuple[list[str], list[str]]:
             auto_map = json.loads((folder / config).read_text()).get("auto_map") or {}
         except (OSError, ValueError):
             continue
-        for ref in auto_map.values():
-            for r in ref if isinstance(ref, list) else [ref]:
-                if isinstance(r, str) and "." in r:
-                    named.add(r.split("--")[-1].rsplit(".", 1)[0] + ".py")  # "repo--module.Class" -> module.py
+        refs = [r for ref in auto_map.values() for r in (ref if isinstance(ref, list) else [ref])]
+        # "repo--module.Class" -> module.py
+        named |= {r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs if isinstance(r, str) and "." in r}
     return sorted(named), sorted(p.name for p in folder.glob("*.py"))
 
 

@@ -5,7 +5,7 @@
 toy size. Tests and the demo swap a recipe's real hub model for its twin, so the same code path runs
 without a download. Built once per spec into the cache (~/.cache/ftkit/tiny, or $FTKIT_CACHE/tiny).
 
-Which families exist and their toy sizes, tokens and templates are in ftkit/models/families.py.
+Which families exist and their toy sizes, tokens and templates are in ftkit/assets/families.yaml.
 """
 from __future__ import annotations
 

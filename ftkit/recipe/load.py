@@ -64,18 +64,15 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
                                   f"any recipe holds ({MAX_VALUES:,}): an alias bomb, or aliases nested by mistake",
                                   file, fix="write the values out, or use each alias at most a few times"))
     lines: dict[str, int] = {}
-    problems: list[Problem] = []
-    notes: list[Problem] = []
-    seen_mappings: set[int] = set()
+    problems, notes, seen_mappings = [], [], set()  # seen: a mapping reused through an alias is checked once
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
-            first_time = id(node) not in seen_mappings  # a mapping reused through an alias is checked once
+            first_time = id(node) not in seen_mappings
             seen_mappings.add(id(node))
             where: dict[str, tuple[int, yaml.Node]] = {}
             for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                line = k.start_mark.line + 1
+                key, line = f"{prefix}{k.value}", k.start_mark.line + 1
                 if first_time and isinstance(k, yaml.ScalarNode) and k.value != "<<":
                     if k.value in where and (same := _same_in_effect(key, _value(where[k.value][1]), _value(v))):
                         notes.append(Problem(f"written twice with {same}, lines {where[k.value][0]} and {line}",
@@ -96,22 +93,27 @@ def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Proble
     return lines, problems, notes
 
 
+def _field_at(path, into_direct_models: bool = True):
+    """The schema field a key path names (list indices skipped): the field itself, or, for a path inside a field that
+    holds no option model (a mapping, a list of strings), that field."""
+    model, field = Recipe, None
+    for part in path:
+        if isinstance(part, int) or str(part).isdigit() or model is None:
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        args = typing.get_args(field.annotation)
+        nested = [x for a in args for x in typing.get_args(a)]
+        types_ = [*([field.annotation] if into_direct_models else []), *args, *nested]
+        model = next((a for a in types_ if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return field
+
+
 def _field_hint(loc: tuple) -> str:
     """The fix for a pydantic error: the field's description, i.e. what it expects."""
-    model: Any = Recipe
-    field = None
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            break
-        ann = field.annotation
-        inner = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
-        for arg in typing.get_args(ann):
-            inner += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = inner[0] if inner else None
-    return field.description if field is not None and field.description else ""
+    field = _field_at(loc, into_direct_models=False)
+    return getattr(field, "description", None) or ""
 
 
 def _validation_problems(err: ValidationError, file: str | None, lines: dict[str, int],
@@ -155,68 +157,48 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 
 
 def _is_str_field(path: list[str]) -> bool:
-    """True when the schema types this dotted path as a plain string (keep the raw text, don't YAML-parse)."""
-    model: Any = Recipe
-    for part in path:
-        if part.isdigit():
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return False
-        ann = field.annotation
-        # unwrap Optional/Union only: list[str] is a list, not a string (--eval_prompts=[] must parse)
-        is_union = typing.get_origin(ann) in (Union, types.UnionType)
-        args = [a for a in typing.get_args(ann) if a is not type(None)] if is_union else [ann]
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        for a in args:
-            models += [x for x in typing.get_args(a) if isinstance(x, type) and issubclass(x, BaseModel)]
-        if models:
-            model = models[0]
-            continue
-        return args == [str]
-    return False
+    """True when the schema types this dotted path as a plain string (keep the raw text, don't YAML-parse);
+    Optional/Union unwrapped only: list[str] is a list, not a string (--eval_prompts=[] must parse)."""
+    field = _field_at(path)
+    if field is None:
+        return False
+    ann = field.annotation
+    is_union = typing.get_origin(ann) in (Union, types.UnionType)
+    return [a for a in typing.get_args(ann) if a is not type(None)] == [str] if is_union else ann is str
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
-    """Set dotted paths in the raw recipe data; values are typed by the schema (YAML scalars otherwise)."""
+    """Set dotted paths in the raw recipe data; values are typed by the schema (YAML scalars otherwise). An index
+    one past the end of a list appends an entry (--datasets.1.path=...); an empty key (`fsdp_config:` left blank)
+    takes its first entry."""
     for dotted, raw in overrides.items():
-        path = dotted.split(".")
-        value = raw
+        path, value = dotted.split("."), raw
         if isinstance(raw, str) and not _is_str_field(path):
             try:
                 value = yaml.safe_load(raw) if raw != "" else None
             except yaml.YAMLError:
                 value = raw
         node: Any = data
-        for i, part in enumerate(path[:-1]):
-            nxt_is_index = path[i + 1].isdigit()
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            new = value if last else [] if path[i + 1].isdigit() else {}
             if part.isdigit() and isinstance(node, list):
-                idx = int(part)
-                if idx == len(node):  # one past the end appends a new entry: --datasets.1.path=...
-                    node.append([] if nxt_is_index else {})
-                if idx >= len(node):
-                    raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
-                                              fix=f"use an index up to {len(node)} (that many appends a new entry)"))
-                node = node[idx]
+                if int(part) > len(node):
+                    raise ConfigError(Problem(f"index {part} is past the end ({len(node)} entries)", where=dotted,
+                                              fix=f"use an index up to {len(node)}"
+                                                  + ("" if last else " (that many appends a new entry)")))
+                if int(part) == len(node):
+                    node.append(new)
+                elif last:
+                    node[int(part)] = value
+                node = node[int(part)]
+            elif not isinstance(node, dict):
+                raise ConfigError(Problem("cannot set a key inside a non-mapping value", where=dotted,
+                                          fix="check the dotted path"))
             else:
-                if not isinstance(node, dict):
-                    raise ConfigError(Problem("cannot set a key inside a non-mapping value", where=dotted,
-                                              fix="check the dotted path"))
-                if node.get(part) is None:  # an empty key (`fsdp_config:` left blank) takes its first entry
-                    node[part] = [] if nxt_is_index else {}
+                if last or node.get(part) is None:
+                    node[part] = new
                 node = node[part]
-        last = path[-1]
-        if last.isdigit() and isinstance(node, list):
-            idx = int(last)
-            if idx == len(node):
-                node.append(value)
-            elif idx < len(node):
-                node[idx] = value
-            else:
-                raise ConfigError(Problem(f"index {idx} is past the end ({len(node)} entries)", where=dotted,
-                                          fix=f"use an index up to {len(node)}"))
-        else:
-            node[last] = value
     return data
 
 

@@ -24,22 +24,16 @@ def option_order() -> list[str]:
     return [n for n in dict.fromkeys(order) if n != "source"]
 
 
-def _methods(field) -> str:
-    methods = field_methods(field)
-    return "all" if methods == METHODS else ", ".join(methods)
-
-
 def _fields_table(model, skip=("source",)) -> list[str]:
     rows = ["| option | default | read by | description |", "|---|---|---|---|"]
     names = option_order() if model is Recipe else list(model.model_fields)
-    for name in names:
+    for name in (n for n in names if n not in skip):
         f = model.model_fields[name]
-        if name in skip:
-            continue
         value = None if f.is_required() else f.get_default(call_default_factory=True)
         default = "required" if f.is_required() else "{}" if isinstance(value, BaseModel) else repr(value)  # a block: own table
         mark = " (ftkit's own)" if is_ftkit_only(f) else ""
-        rows.append(f"| `{name}`{mark} | `{default}` | {_methods(f)} | {f.description or ''} |")
+        methods = "all" if field_methods(f) == METHODS else ", ".join(field_methods(f))
+        rows.append(f"| `{name}`{mark} | `{default}` | {methods} | {f.description or ''} |")
     return rows
 
 

@@ -173,10 +173,6 @@ def _run_problems(r: Recipe) -> list:
     ]
 
 
-def _readers(methods: tuple[str, ...]) -> str:
-    return " or ".join(method_label(m) for m in methods)
-
-
 def method_problems(r) -> list[Problem]:
     """Generated from the fields' `methods` metadata: every option whose value differs from its default
     must be read by the recipe's method (sft, or the rl: value), at the top level and in dataset entries."""
@@ -193,7 +189,8 @@ def method_problems(r) -> list[Problem]:
                 continue  # recipe.yml writes every key); `false` for an option that is off by default is off too
             to = "remove it, or " + {"sft": "remove rl:" if r.rl else "remove reward_model:",
                                      "reward": "set reward_model: true"}.get(methods[0], f"set rl: {methods[0]}")
-            out.append(problem(prefix + name, f"is not read by {method_label(method)} (only by {_readers(methods)})", to))
+            readers = " or ".join(map(method_label, methods))
+            out.append(problem(prefix + name, f"is not read by {method_label(method)} (only by {readers})", to))
 
     scan(r, "")
     for key in ("datasets", "test_datasets"):

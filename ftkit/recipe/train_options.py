@@ -6,8 +6,10 @@ ftkit/train/args.py maps them onto TrainingArguments; where a recipe is silent t
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+import yaml
 from pydantic import field_validator, model_validator
 
 from ftkit.errors import Problem
@@ -15,43 +17,16 @@ from ftkit.recipe.base import SFT, Strict, option, problem
 
 Precision = Union[bool, Literal["auto"]]
 
-# transformers' OptimizerNames and SchedulerType values (transformers 5.23), copied so that loading a recipe
-# stays instant (importing transformers.training_args takes seconds); tests/test_fault_injection.py checks
-# that they equal the installed transformers' enums.
-OPTIMIZERS = (
-    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor", "adamw_anyprecision",
-    "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit",
-    "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
-    "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
-    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
-    "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw", "schedule_free_radam",
-    "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise", "stable_adamw")
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-              "warmup_stable_decay", "greedy")
-
-# optimizers of transformers that live in another package: name prefix -> (module, pip name)
-OPTIMIZER_PACKAGES = (
-    ("galore_", "galore_torch", "galore-torch"), ("apollo_", "apollo_torch", "apollo-torch"),
-    ("lomo", "lomo_optim", "lomo-optim"), ("adalomo", "lomo_optim", "lomo-optim"),
-    ("grokadamw", "grokadamw", "grokadamw"), ("adamw_torch_4bit", "torchao", "torchao"),
-    ("adamw_torch_8bit", "torchao", "torchao"), ("schedule_free_", "schedulefree", "schedulefree"),
-    ("stable_adamw", "optimi", "torch-optimi"), ("adamw_anyprecision", "torchdistx", "torchdistx"),
-    ("adamw_torch_xla", "torch_xla", "torch-xla"), ("adamw_torch_npu_fused", "torch_npu", "torch-npu"),
-    ("adamw_bnb", "bitsandbytes", "bitsandbytes"), ("adamw_8bit", "bitsandbytes", "bitsandbytes"),
-    ("paged_", "bitsandbytes", "bitsandbytes"), ("ademamix", "bitsandbytes", "bitsandbytes"),
-    ("lion", "bitsandbytes", "bitsandbytes"), ("rmsprop_bnb", "bitsandbytes", "bitsandbytes"),
-    ("rmsprop_8bit", "bitsandbytes", "bitsandbytes"), ("rmsprop_32bit", "bitsandbytes", "bitsandbytes"))
+_NAMES = yaml.safe_load((Path(__file__).resolve().parents[1] / "assets" / "optimizers.yaml").read_text("utf-8"))
+OPTIMIZERS, SCHEDULERS = tuple(_NAMES["optimizers"]), tuple(_NAMES["schedulers"])  # transformers' names, as data
 
 
 def missing_optimizer_package(name: str) -> str | None:
     """The pip name of the package optimizer `name` needs when it is not installed here, else None."""
     import importlib.util
 
-    for prefix, module, pip in OPTIMIZER_PACKAGES:
-        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
-            return pip
-    return None
+    return next((pip for prefix, (module, pip) in _NAMES["packages"].items()
+                 if name.startswith(prefix) and importlib.util.find_spec(module) is None), None)
 
 
 def name_problems(r) -> list[Problem]:
