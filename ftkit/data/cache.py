@@ -4,7 +4,7 @@ Layout under dataset_prepared_path:
     <fingerprint>/ftkit_prepared.json     the marker, written last: fingerprint, version, stats, splits
     <fingerprint>/train, eval             the prepared rows (datasets.save_to_disk)
     <fingerprint>/packed-<split>-<key>/   a packed layout of that split (sample_packing), keyed by what the
-                                          packer reads (packing version, sequence_len, group size), own marker
+                                          packer reads (packing.layout_key), own marker
 A directory is trusted only if its marker names the same fingerprint (or key) and version, and every split
 the marker names exists and reads back with the row count it recorded: a preprocess killed mid-write, or a
 cache missing a split, is prepared again. Writes go to a `.ftkit-tmp-*` directory that is renamed when
@@ -15,6 +15,7 @@ be shared, and another program's `.tmp-*` folders are its own.
 from __future__ import annotations
 
 import contextlib
+import fcntl  # POSIX only, as training's output lock (train/outputs.py)
 import hashlib
 import json
 import os
@@ -36,10 +37,10 @@ RECIPE_KEYS = ("rl", "reward_model", "sequence_len", "train_on_inputs", "val_set
 _HELD: dict[str, int] = {}  # temp dir -> the descriptor of its lock file, while this process writes it
 
 
-def _hash_file(path: str, h) -> None:
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+def _files(source: str) -> list[Path]:
+    """A source's data files: itself, or every file under a folder (a hub name has none here)."""
+    p = Path(source)
+    return [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -59,9 +60,10 @@ def fingerprint(recipe: Recipe, tokenizer, sources: list[str]) -> str:
     h = hashlib.sha256(PREPARE_VERSION.encode())
     for s in sources:
         h.update(s.encode())
-        p = Path(s)
-        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []):
-            _hash_file(str(f), h)
+        for path in _files(s):
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
     h.update(json.dumps([d.model_dump(mode="json") for d in recipe.datasets], sort_keys=True).encode())
     h.update(json.dumps([getattr(recipe, k) for k in RECIPE_KEYS]).encode())
     h.update(tokenizer_fingerprint(tokenizer).encode())
@@ -71,13 +73,8 @@ def fingerprint(recipe: Recipe, tokenizer, sources: list[str]) -> str:
 def data_record(fp: str, sources: list[str]) -> dict:
     """The fingerprint of the prepared rows and each data file's size and mtime: recorded with every checkpoint,
     so a resume sees that a data file was edited since (train/checkpoints.py) and can name which one."""
-    files = {}
-    for s in sources:
-        p = Path(s)
-        for f in [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []:
-            st = f.stat()
-            files[str(f.absolute())] = [st.st_size, st.st_mtime_ns]
-    return {"fingerprint": fp, "files": files}
+    stats = {str(f.absolute()): f.stat() for s in sources for f in _files(s)}
+    return {"fingerprint": fp, "files": {f: [st.st_size, st.st_mtime_ns] for f, st in stats.items()}}
 
 
 def changed_files(then: dict, now: dict) -> list[str]:
@@ -90,10 +87,6 @@ def changed_files(then: dict, now: dict) -> list[str]:
 
 def _lock(tmp: Path) -> None:
     """Hold an exclusive lock on tmp/.lock until the dir is renamed or removed (released by the kernel if killed)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): stale dirs are then recognised by age alone
-        return
     fd = os.open(tmp / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.write(fd, json.dumps({"written_by": "ftkit", "pid": os.getpid()}).encode())
@@ -112,10 +105,6 @@ def _is_stale(tmp: Path) -> bool:
     if str(tmp) in _HELD:
         return False
     try:
-        import fcntl
-    except ImportError:  # no flock (Windows): nothing can be proven stale
-        return False
-    try:
         fd = os.open(tmp / LOCK, os.O_RDWR | os.O_NOFOLLOW)
     except OSError:
         return False
@@ -130,10 +119,6 @@ def _is_stale(tmp: Path) -> bool:
         os.close(fd)
 
 
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def clean_stale(*folders: Path) -> list[str]:
     """Remove the `.tmp-*` dirs killed preprocess runs left in these folders (announced); returns their names."""
     removed, freed = [], 0
@@ -143,7 +128,7 @@ def clean_stale(*folders: Path) -> list[str]:
         for tmp in sorted(folder.glob(TMP_PREFIX + "*")):
             if tmp.is_dir() and not tmp.is_symlink() and _is_stale(tmp):
                 with contextlib.suppress(OSError):
-                    freed += _size(tmp)
+                    freed += sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
                 shutil.rmtree(tmp, ignore_errors=True)
                 if not tmp.exists():
                     removed.append(str(tmp))
@@ -170,90 +155,44 @@ def _atomic_dir(path: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ---------------------------------------------------------------- prepared rows
+# ---------------------------------------------------------------- prepared rows and packed layouts
 
-def _read_splits(path: Path, rows: dict) -> dict | None:
-    """{split: dataset} for every split the marker names, each with the row count it recorded; else None."""
+def load(path: Path, **expect) -> tuple[dict, dict] | None:
+    """({split: dataset}, marker) of a directory `save` wrote, when its marker holds `expect` (the fingerprint,
+    or a packed layout's key) and this PREPARE_VERSION, and every split it names reads back with the row count
+    it recorded; else None."""
     import datasets
 
-    out = {}
-    for split, n in rows.items():
-        if not (path / split).is_dir():
-            log.info(f"prepared cache {path} is missing its {split} split; preparing again")
-            return None
-        ds = datasets.load_from_disk(str(path / split))
-        if len(ds) != n:
-            log.info(f"prepared cache {path}: {split} has {len(ds)} rows, its marker says {n}; preparing again")
-            return None
-        out[split] = ds
-    return out
-
-
-def load(path: Path, fp: str) -> tuple[object, object | None, dict] | None:
-    """(train, eval, stats) cached at path, only if its marker names this fingerprint and every split it names
-    reads back with its row count; else None."""
-    marker = path / MARKER
-    if not marker.is_file():
+    if not (path / MARKER).is_file():
         return None
     try:
-        meta = json.loads(marker.read_text())
-        if meta.get("fingerprint") != fp or meta.get("version") != PREPARE_VERSION:
+        meta = json.loads((path / MARKER).read_text())
+        if any(meta.get(k) != v for k, v in {**expect, "version": PREPARE_VERSION}.items()):
             return None
-        splits = _read_splits(path, meta["rows"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        splits = {}
+        for split, n in meta["rows"].items():
+            if not (path / split).is_dir():
+                log.info(f"prepared cache {path} is missing its {split} split; preparing again")
+                return None
+            splits[split] = datasets.load_from_disk(str(path / split))
+            if len(splits[split]) != n:
+                log.info(f"prepared cache {path}: {split} has {len(splits[split])} rows, its marker says {n}; "
+                         "preparing again")
+                return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         log.info(f"prepared cache {path} is unreadable ({e}); preparing again")
         return None
-    if splits is None:
-        return None
-    return splits["train"], splits.get("eval"), meta["stats"]
+    return splits, meta
 
 
-def save(train, ev, stats: dict, path: Path, fp: str) -> tuple[object, object | None]:
-    """Write to a temp dir and rename: a killed preprocess never leaves a cache that looks complete.
-    Returns the splits as read back from the cache (memory-mapped, rows in their final order)."""
+def save(path: Path, splits: dict, meta: dict) -> dict:
+    """Write the splits to a temp dir, the marker last, and rename: a killed preprocess never leaves a cache that
+    looks complete. Returns the splits as read back (memory-mapped, rows in their final order)."""
     import datasets
 
-    splits = {"train": train, **({"eval": ev} if ev is not None else {})}
     with _atomic_dir(path) as tmp:
         for name, ds in splits.items():
             ds.save_to_disk(str(tmp / name))
-        meta = {"fingerprint": fp, "version": PREPARE_VERSION, "rows": {k: len(v) for k, v in splits.items()},
-                "stats": stats}
-        (tmp / MARKER).write_text(json.dumps(meta, indent=1))  # the marker: written last
-    back = {name: datasets.load_from_disk(str(path / name)) for name in splits}
-    return back["train"], back.get("eval")
-
-
-# ---------------------------------------------------------------- packed layouts
-
-class PackedStore:
-    """Packed rows of one prepared cache, one directory per split and packing key (see packing.layout_key)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def _dir(self, split: str, key: str) -> Path:
-        return self.path / f"packed-{split}-{key}"
-
-    def load(self, split: str, key: str) -> tuple[object, dict] | None:
-        """(packed rows, their pack stats) when this layout was written completely; else None."""
-        where = self._dir(split, key)
-        try:
-            meta = json.loads((where / MARKER).read_text())
-            if meta.get("key") != key or meta.get("version") != PREPARE_VERSION:
-                return None
-            rows = _read_splits(where, {"rows": meta["rows"]})
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return (rows["rows"], meta["stats"]) if rows is not None else None
-
-    def save(self, split: str, key: str, packed, stats: dict):
-        """Write the packed rows (atomically); returns them read back from the cache."""
-        import datasets
-
-        where = self._dir(split, key)
-        with _atomic_dir(where) as tmp:
-            packed.save_to_disk(str(tmp / "rows"))
-            (tmp / MARKER).write_text(json.dumps({"key": key, "version": PREPARE_VERSION, "rows": len(packed),
-                                                  "stats": stats}, indent=1))
-        return datasets.load_from_disk(str(where / "rows"))
+        meta = {**meta, "version": PREPARE_VERSION, "rows": {k: len(v) for k, v in splits.items()}}
+        (tmp / MARKER).write_text(json.dumps(meta, indent=1))
+    return {name: datasets.load_from_disk(str(path / name)) for name in splits}

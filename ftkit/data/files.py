@@ -1,16 +1,19 @@
 """Reading datasets: local json/jsonl/parquet/csv/arrow files and directories, save_to_disk directories
-and hub names, with row-level checks that name the file and line (JSON lines) of the first bad row.
+and hub names, with checks that name the file, the line and the fix where datasets/pyarrow report badly.
 
-Loading itself is datasets' (Arrow). ftkit checks what datasets reports badly: malformed or non-UTF-8
-lines, a field whose JSON type changes between lines, empty files, offline hub names.
+Loading itself is datasets' (Arrow). Fast path: a JSON-lines file is read once, line by line (each line one
+object, each field one JSON type), which also gives the line of every row for later row errors; other text
+files are checked for UTF-8. When datasets fails anyway ("An error occurred while generating the dataset"),
+`explain_failure` re-reads the files strictly to say which rows are bad and why: duplicate keys, lone
+surrogates, a trailing comma in a JSON array, an empty file. Every check lists the first few bad lines and the
+total, never only the first.
 """
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 from typing import NamedTuple
 
-from ftkit.data.file_checks import check_json_lines, check_utf8, explain_failure
 from ftkit.env import offline_switch
 from ftkit.errors import DataError, DiskFull, Problem, is_disk_full
 from ftkit.log import log
@@ -20,6 +23,10 @@ BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "c
 SAVED_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")  # a datasets.save_to_disk directory
 PROJECT_MARKERS = (".git", "pyproject.toml", "setup.cfg")  # a folder holding one of these is a project root
 _ANNOUNCED: set[tuple[str, str]] = set()
+LISTED = 5  # bad lines shown per file; the total is always given
+_LINES: dict[tuple, list[int]] = {}  # (path, size, mtime) -> line number of each row of a JSON-lines file
+_KINDS = {str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list", dict: "a mapping",
+          type(None): None}  # a JSON value's Python type -> how the type check names it
 
 
 # ---------------------------------------------------------------- locating and checking files
@@ -127,14 +134,12 @@ def _kind(path: Path) -> str:
             else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
 
 
-def _builder(spec: DatasetSpec, files: list[Path], recipe: Recipe, where: str) -> str:
-    if spec.ds_type:
-        return spec.ds_type
-    kinds = {BUILDERS.get(f.suffix) for f in files}
+def file_format(spec: DatasetSpec, files: list[Path], recipe: Recipe, where: str, suffixes=BUILDERS) -> str:
+    """The datasets builder reading these files: ds_type, else the one their suffixes name."""
+    kinds = {spec.ds_type or suffixes.get(f.suffix) for f in files}
     if None in kinds or len(kinds) != 1:
-        raise DataError(Problem(f"cannot tell the file format of {[str(f) for f in files]}", recipe.source,
-                                f"{where}.path", fix="use one of .jsonl .json .parquet .csv .arrow for all files, "
-                                                    "or set ds_type"))
+        raise DataError(Problem(f"cannot tell the file format of {[str(f) for f in files][:4]}", recipe.source,
+                                f"{where}.path", fix=f"use one of {' '.join(suffixes)} for all files, or set ds_type"))
     return kinds.pop()
 
 
@@ -159,7 +164,8 @@ def load_hub(spec: DatasetSpec, recipe: Recipe, where: str, streaming: bool = Fa
                                     " and point path at that file")) from None
 
 
-def _load_saved(root: Path, spec: DatasetSpec, recipe: Recipe, where: str):
+def load_saved(root: Path, spec: DatasetSpec, recipe: Recipe, where: str):
+    """A save_to_disk folder's rows (its `split` when it holds several)."""
     import datasets
 
     ds = datasets.load_from_disk(str(root))
@@ -201,12 +207,12 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
     if kind == "hub":
         ds = load_hub(spec, recipe, where)
     elif kind == "saved":
-        ds = _load_saved(files[0], spec, recipe, where)
+        ds = load_saved(files[0], spec, recipe, where)
     else:
         if spec.name:
             raise DataError(Problem("name selects a configuration of a hub dataset; local files have none",
                                     recipe.source, f"{where}.name", fix="remove name"))
-        builder = _builder(spec, files, recipe, where)
+        builder = file_format(spec, files, recipe, where)
         for f in files:
             if f.suffix == ".jsonl" and not check_json_lines(f):
                 raise DataError(Problem("the file has no rows", str(f), f"{where}.path",
@@ -236,3 +242,157 @@ def load_raw(spec: DatasetSpec, recipe: Recipe, where: str) -> RawData:
         ds = ds.shard(num_shards=spec.shards, index=k, contiguous=True)
         first_row = (n // spec.shards) * k + min(k, n % spec.shards)  # contiguous shards: the larger ones first
     return RawData(ds, [str(f) for f in files] or [spec.path], first_row)
+
+
+# ---------------------------------------------------------------- checks that name the file and line
+
+class _Collector:
+    """The first LISTED problems of a file and how many lines were bad in all."""
+
+    def __init__(self, path: Path):
+        self.path, self.problems, self.bad, self.lines = path, [], 0, 0
+
+    def add(self, line: int | None, problem: str, fix: str, where: str | None = None) -> None:
+        self.bad += 1
+        if len(self.problems) < LISTED:
+            self.problems.append(Problem(problem, str(self.path), where, line, fix))
+
+    def raise_if_bad(self) -> None:
+        if not self.bad:
+            return
+        if self.bad > len(self.problems):
+            self.problems.append(Problem(f"{self.bad} of {self.lines} lines are bad ({len(self.problems)} shown)",
+                                         str(self.path), fix="fix or delete those lines; the first ones are above"))
+        raise DataError(self.problems)
+
+
+def check_json_lines(path: Path, strict: bool = False) -> list[int]:
+    """Every line parses to an object and each field keeps one JSON type; returns the line of each row.
+    `strict` (after datasets failed on the file) also finds a key written twice and lone surrogates.
+
+    The type check runs per field only when a row's fields or their types differ from the row before (most
+    files repeat one shape), so the pass costs little more than json.loads per line."""
+    key = (str(path), path.stat().st_size, path.stat().st_mtime_ns)
+    if key in _LINES and not strict:
+        return _LINES[key]
+    rows, kinds, bad = [], {}, _Collector(path)
+    shape, no = None, 0  # shape: (field names, their value types) of the last row checked field by field
+    with open(path, "rb") as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+                value = json.loads(line, object_pairs_hook=_strict_object if strict else None)
+            except UnicodeDecodeError as e:
+                bad.add(no, f"not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})",
+                        "re-save the file as UTF-8")
+                continue
+            except json.JSONDecodeError as e:
+                if line.strip():  # a blank line is skipped (as datasets does)
+                    bad.add(no, f"malformed JSON ({e.msg} at column {e.colno})",
+                            "each line must be one JSON object; fix or delete that line")
+                continue
+            except ValueError as e:  # strict: a key written twice
+                bad.add(no, str(e), "write each key once per row")
+                continue
+            if found := _row_problem(value, strict):
+                bad.add(no, *found)
+                continue
+            now = (tuple(value), tuple(map(type, value.values())))
+            if now != shape:
+                shape = now
+                for k, v in value.items():
+                    kind = _KINDS[type(v)]
+                    first = kinds.setdefault(k, (kind, no)) if kind else None
+                    if first and first[0] != kind:
+                        bad.add(no, f"field {k!r} is {kind} here but {first[0]} on line {first[1]}",
+                                f"give {k} the same type on every line", where=k)
+                        shape = None  # check the next row field by field again
+            rows.append(no)
+        bad.lines = no
+    bad.raise_if_bad()
+    _LINES[key] = rows
+    return rows
+
+
+def check_utf8(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(Problem("not UTF-8 text", str(path), line=data[:e.start].count(b"\n") + 1,
+                                fix="re-save the file as UTF-8")) from None
+
+
+def _strict_object(pairs: list[tuple]) -> dict:
+    """json object hook: a key written twice is an error (json.loads would silently keep the last)."""
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise ValueError(f"key {k!r} appears twice in one row")
+        seen.add(k)
+    return dict(pairs)
+
+
+def _lone_surrogate(value) -> str | None:
+    """The first string holding half of a UTF-16 surrogate pair (JSON "\\ud800" alone), which Arrow cannot store."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((s for s in map(_lone_surrogate, items) if s is not None), None)
+
+
+def _row_problem(value, strict: bool) -> tuple[str, str] | None:
+    if not isinstance(value, dict):
+        return f"a row must be a JSON object, got {type(value).__name__}", 'write rows as {"field": "value", ...}'
+    if strict and (s := _lone_surrogate(value)) is not None:
+        return (f"text {s[:40]!r} holds a lone surrogate escape (\\ud800-\\udfff without its pair)",
+                "write the character itself, or its full surrogate pair")
+    return None
+
+
+def _check_json_document(path: Path) -> None:
+    """A .json file datasets could not read: an empty file, a trailing comma, a key twice, bad rows."""
+    text, bad = path.read_text(encoding="utf-8", errors="replace"), _Collector(path)
+    try:
+        doc = json.loads(text, object_pairs_hook=_strict_object)
+    except json.JSONDecodeError as e:
+        before = text[:e.pos].rstrip()
+        if not text.strip():
+            bad.add(None, "the file is empty", "add rows (a JSON array of objects, or one object per line in a .jsonl)")
+        elif e.msg == "Extra data":  # one object per line in a .json file: read it as JSON lines
+            check_json_lines(path, strict=True)
+        elif before.endswith(","):  # JSON allows no comma before ] or }: point at the comma, not the bracket
+            bad.add(before.count("\n") + 1, "a trailing comma before ']' or '}' (JSON allows none)",
+                    "delete that comma")
+        else:
+            bad.add(e.lineno, f"malformed JSON ({e.msg} at column {e.colno})", "fix the JSON at that line")
+    except ValueError as e:
+        bad.add(None, str(e), "write each key once per row")
+    else:
+        rows = doc if isinstance(doc, list) else [doc]
+        bad.lines = len(rows)
+        for i, row in enumerate(rows):
+            if found := _row_problem(row, strict=True):
+                bad.add(None, *found, where=f"row {i + 1}")
+    bad.raise_if_bad()
+
+
+def explain_failure(files: list[Path], builder: str, error: Exception) -> DataError:
+    """The DataError for a file set datasets could not read: the bad rows found by a strict re-read, else its
+    message."""
+    for f in files:
+        try:
+            if f.stat().st_size == 0:
+                raise DataError(Problem("the file is empty", str(f),
+                                        fix="add rows, or remove the file from the dataset"))
+            if builder == "json":
+                check_json_lines(f, strict=True) if f.suffix == ".jsonl" else _check_json_document(f)
+        except DataError as found:
+            return found
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return DataError(Problem(f"could not read: {first[:300]}", ", ".join(map(str, files)),
+                             fix=f"check the file is valid {builder}"))

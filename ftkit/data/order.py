@@ -25,19 +25,19 @@ def permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
-def _column(ds, name: str) -> np.ndarray:
-    """One int column of a datasets.Dataset as numpy, through Arrow (indexing the Dataset reads it row by row)."""
-    return np.asarray(ds.with_format("arrow")[name].to_numpy(), dtype=np.int64)
+def merge(parts: list, per_dataset: dict, recipe):
+    """The datasets' kept rows as one set, in the order Axolotl's shuffle-then-filter gives them.
 
-
-def merge(parts: list, sizes: list[int], recipe):
-    """Concatenate the kept rows of each dataset in the order Axolotl's shuffle-then-filter gives them.
-
-    `sizes` are the tokenized row counts before filtering. shuffle_before_merging_datasets shuffles each
-    dataset first; shuffle_merged_datasets (default) shuffles the concatenation.
+    SFT rows carry their tokenized index (ROW; `per_dataset[...]["tokenized_rows"]` counts them before
+    filtering): shuffle_before_merging_datasets shuffles each dataset first, shuffle_merged_datasets (default)
+    the concatenation. Rows without it (preference pairs) are shuffled after mixing.
     """
     import datasets
 
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    if ROW not in ds.column_names:
+        return ds.shuffle(seed=recipe.seed) if recipe.shuffle_merged_datasets else ds
+    sizes = [d["tokenized_rows"] for d in per_dataset.values()]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     place = np.arange(int(sum(sizes)), dtype=np.int64)  # place[global row] = its position in the final order
     keep = recipe.curriculum_sampling and len(parts) == 1  # Axolotl takes a single dataset as it is then
@@ -50,12 +50,11 @@ def merge(parts: list, sizes: list[int], recipe):
                     "that order; set shuffle_merged_datasets: false to keep the files' order")
     if shuffle:
         order = np.argsort(place)  # rows in the order so far
-        shuffled = order[permutation(len(order), recipe.seed)]
-        place[shuffled] = np.arange(len(shuffled))
-    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    if ROW not in ds.column_names:
-        return ds
-    rows = np.concatenate([_column(p, ROW) + off for p, off in zip(parts, offsets)]) \
-        if len(ds) else np.zeros(0, dtype=np.int64)
-    ds = ds.select(np.argsort(place[rows], kind="stable")) if len(ds) else ds
-    return ds.remove_columns(ROW)  # an indices mapping: the rows are copied once, when the cache is written
+        place[order[permutation(len(order), recipe.seed)]] = np.arange(len(order))
+    if not len(ds):
+        return ds.remove_columns(ROW)
+    # each row's global index, read through Arrow (indexing the Dataset reads it row by row)
+    rows = np.concatenate([p.with_format("arrow")[ROW].to_numpy().astype(np.int64) + off
+                           for p, off in zip(parts, offsets)])
+    # an indices mapping: the rows are copied once, when the cache is written
+    return ds.select(np.argsort(place[rows], kind="stable")).remove_columns(ROW)

@@ -25,10 +25,12 @@ Worked example (sequence_len 8; lengths 5, 3, 2):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
+from ftkit.data import cache
 from ftkit.data.steps import steps_per_epoch
 from ftkit.env import world_size
 from ftkit.formats.tokenize import IGNORE
@@ -200,7 +202,7 @@ def deal(lengths: np.ndarray, groups: list[tuple[Pattern, int]]) -> tuple[np.nda
     pool = np.argsort(lengths, kind="stable")
     start = np.concatenate([[0], np.cumsum(np.bincount(lengths))])  # pool[start[v]:start[v+1]] have length v
     taken = start[:-1].copy()
-    order, sizes = [], []
+    order, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for pattern, count in groups:
         cols = []
         for v, n in pattern:
@@ -208,29 +210,32 @@ def deal(lengths: np.ndarray, groups: list[tuple[Pattern, int]]) -> tuple[np.nda
             taken[v] += n * count
         order.append(np.hstack(cols).ravel())
         sizes.append(np.full(count, sum(n for _, n in pattern), dtype=np.int64))
-    if not order:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(order), np.concatenate(sizes)
 
 
 def assign_bins(lengths: list[int], capacity: int) -> list[list[int]]:
     """Indices of `lengths` grouped into bins of total <= capacity (empty examples are left out)."""
     arr = np.asarray(lengths, dtype=np.int64)
-    if len(arr) and arr.max() > capacity:
-        raise ValueError(f"an example is longer than the bin ({int(arr.max())} > {capacity}); drop or truncate it first")
     order, sizes = deal(arr, plan_bins(arr, capacity)[0])
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [order[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def next_fit(lengths: np.ndarray, capacity: int) -> np.ndarray:
+    """Examples per row when whole examples are concatenated in order: each goes into the current row while it
+    fits, else starts the next one (one searchsorted per row: the last example that still fits)."""
+    ends, sizes, start = np.cumsum(lengths), [], 0
+    while start < len(ends):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, base + capacity, side="right")), start + 1)
+        sizes.append(stop - start)
+        start = stop
+    return np.asarray(sizes, dtype=np.int64)
+
+
 def naive_bins(lengths: list[int], capacity: int) -> int:
     """Bins used by in-order concatenation of whole examples (a new row when the next one does not fit)."""
-    bins, used = 0, capacity
-    for n in lengths:
-        if used + n > capacity:
-            bins, used = bins + 1, 0
-        used += n
-    return bins
+    return len(next_fit(np.asarray(lengths, dtype=np.int64), capacity))
 
 
 def padded_slots(lengths: list[int], batch_size: int) -> int:
@@ -277,7 +282,7 @@ TAKE_TOKENS = 1 << 22  # tokens gathered per step when building packed rows, so 
 
 
 def _token_rows(dataset):
-    """(pyarrow table with input_ids and labels, row ids to read it by or None, lengths per dataset row).
+    """(pyarrow table with input_ids and labels, the table row of each dataset row, lengths per dataset row).
 
     A shuffled or split datasets.Dataset reads its table through an indices mapping; the mapping is
     composed with the packing order here, so rows are gathered once (datasets' own list indexing slices
@@ -286,9 +291,8 @@ def _token_rows(dataset):
 
     table = dataset.data.table.select(["input_ids", "labels"])
     mapping = getattr(dataset, "_indices", None)
-    rows = None if mapping is None else mapping.column(0).to_numpy().astype(np.int64)
-    lengths = pc.list_value_length(table["input_ids"]).to_numpy().astype(np.int64)
-    return table, rows, (lengths if rows is None else lengths[rows])
+    rows = np.arange(len(table)) if mapping is None else mapping.column(0).to_numpy().astype(np.int64)
+    return table, rows, pc.list_value_length(table["input_ids"]).to_numpy().astype(np.int64)[rows]
 
 
 def _rows_from_bins(table, order: np.ndarray, ex_len: np.ndarray, sizes: np.ndarray, fingerprint: str):
@@ -326,30 +330,34 @@ def _rows_from_bins(table, order: np.ndarray, ex_len: np.ndarray, sizes: np.ndar
     return datasets.Dataset(pa.table({k: pa.chunked_array(v) for k, v in chunks.items()}), fingerprint=fingerprint)
 
 
-def pack(dataset, sequence_len: int, group_size: int = 100_000) -> tuple[object, PackStats]:
+def pack(dataset, sequence_len: int, group_size: int = 100_000, in_order: bool = False) -> tuple[object, PackStats]:
     """Pack a tokenized dataset (input_ids, labels) into rows; bins are assigned per group of rows.
 
     Returns the packed dataset (input_ids, labels, seq_lengths) and its PackStats. A group is packed
     on its own (Axolotl's sample_packing_group_size). Empty examples hold nothing and are left out.
+    `in_order`: see pack_in_order.
     """
     table, rows, lengths = _token_rows(dataset)
-    orders, sizes, bound = [], [], 0
-    for start in range(0, len(lengths), group_size):
-        part = lengths[start:start + group_size]
-        groups, b = plan_bins(part, sequence_len)
-        order, size = deal(part, groups)
-        orders.append(order + start)
-        sizes.append(size)
-        bound += b
-    order = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
-    size = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    if in_order:
+        order = np.flatnonzero(lengths)
+        size, bound = next_fit(lengths[order], sequence_len), lower_bound(np.bincount(lengths[order]), sequence_len)
+    else:
+        orders, sizes, bound = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], 0
+        for start in range(0, len(lengths), group_size):
+            part = lengths[start:start + group_size]
+            groups, b = plan_bins(part, sequence_len)
+            order, size = deal(part, groups)
+            orders.append(order + start)
+            sizes.append(size)
+            bound += b
+        order, size = np.concatenate(orders), np.concatenate(sizes)
     if len(order) < len(lengths):
         log.warning(f"packing: {len(lengths) - len(order)} empty examples left out (no tokens)")
     from datasets.fingerprint import Hasher
 
-    fingerprint = Hasher.hash(("ftkit-pack", PACK_VERSION, getattr(dataset, "_fingerprint", None) or Hasher.hash(lengths),
-                               sequence_len, group_size))
-    packed = _rows_from_bins(table, order if rows is None else rows[order], lengths[order], size, fingerprint)
+    source = getattr(dataset, "_fingerprint", None) or Hasher.hash(lengths)
+    fingerprint = Hasher.hash(("ftkit-pack", PACK_VERSION, source, sequence_len, "in-order" if in_order else group_size))
+    packed = _rows_from_bins(table, rows[order], lengths[order], size, fingerprint)
     return packed, PackStats(rows=len(order), bins=len(size), tokens=int(lengths.sum()), sequence_len=sequence_len,
                              bound=bound)
 
@@ -359,25 +367,7 @@ def pack_in_order(dataset, sequence_len: int) -> tuple[object, PackStats]:
     current row while it fits, else starts the next one, so rows hold consecutive examples and reading the rows
     in order reads the examples in order. Lengths 5, 4, 3, 6 into 8 -> rows [5], [4, 3], [6] (by length: [5, 3],
     [4], [6] -- the same count here, but in general more rows than pack()). Empty examples are left out."""
-    table, rows, lengths = _token_rows(dataset)
-    order = np.flatnonzero(lengths)
-    if len(order) < len(lengths):
-        log.warning(f"packing: {len(lengths) - len(order)} empty examples left out (no tokens)")
-    ends = np.cumsum(lengths[order])
-    sizes, start = [], 0
-    while start < len(order):  # one searchsorted per row: the last example that still fits
-        base = int(ends[start - 1]) if start else 0
-        stop = max(int(np.searchsorted(ends, base + sequence_len, side="right")), start + 1)
-        sizes.append(stop - start)
-        start = stop
-    from datasets.fingerprint import Hasher
-
-    fingerprint = Hasher.hash(("ftkit-pack-in-order", PACK_VERSION, getattr(dataset, "_fingerprint", None)
-                               or Hasher.hash(lengths), sequence_len))
-    size = np.asarray(sizes, dtype=np.int64)
-    packed = _rows_from_bins(table, order if rows is None else rows[order], lengths[order], size, fingerprint)
-    return packed, PackStats(rows=len(order), bins=len(size), tokens=int(lengths.sum()), sequence_len=sequence_len,
-                             bound=lower_bound(np.bincount(lengths[order]), sequence_len) if len(order) else 0)
+    return pack(dataset, sequence_len, in_order=True)
 
 
 def stats_of(packed, sequence_len: int) -> PackStats:
@@ -443,19 +433,13 @@ def real_tokens(batch: dict, pad_token_id: int | None) -> int:
     padding is its trailing run of (position 0, pad id). Exact unless a row ends in a one-token example that
     is the pad token itself, which holds nothing to train (an example's first token is never trained).
     """
-    import torch
-
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
     ids, pos = batch["input_ids"], batch.get("position_ids")
     if pos is None or pad_token_id is None:
         return int(ids.numel())
     pad = (pos == 0) & (ids == pad_token_id)
-    # trailing run: positions after the last non-pad token of each row
-    width = ids.shape[-1]
-    not_pad = ~pad
-    last_real = torch.where(not_pad.any(-1), width - 1 - not_pad.flip(-1).int().argmax(-1), -1)
-    return int((last_real + 1).sum())
+    return int(ids.numel() - pad.flip(-1).int().cumprod(-1).sum())  # less each row's trailing run of padding
 
 
 def count_real_tokens(trainer):
@@ -485,12 +469,8 @@ def count_real_tokens(trainer):
     return trainer
 
 
-def flatten_for(model) -> bool:
-    """Flash-attention kernels need the one-row layout; sdpa/eager take per-row packed position_ids."""
-    return flatten_for_kernel(getattr(getattr(model, "config", None), "_attn_implementation", None))
-
-
 def flatten_for_kernel(attn: str | None) -> bool:
+    """Flash-attention kernels need the one-row layout; sdpa/eager take per-row packed position_ids."""
     return "flash" in (attn or "")
 
 
@@ -528,30 +508,28 @@ def layout_key(recipe) -> str:
     return f"v{PACK_VERSION}-len{recipe.sequence_len}-group{recipe.sample_packing_group_size}"
 
 
-def apply(prepared, recipe, store=None):
+def apply(prepared, recipe):
     """After data.prepare: pack train (and eval) as the recipe asks and record the efficiency in stats.
 
-    `store` (data.cache.PackedStore) keeps packed layouts with the prepared cache: one found under this
-    recipe's layout_key is used as it is (a cache hit never re-packs), a new one is written there.
+    Packed layouts are kept with the prepared cache (prepared.cache_dir): one found under this recipe's
+    layout_key is used as it is (a cache hit never re-packs), a new one is written there.
     Packing happens before the Trainer sees the data, so its epoch length, and so the scheduler's step
     count, is that of the packed rows (printed here as steps per epoch).
     """
-    plan = [("train", recipe.sample_packing), ("eval", _eval_packed(recipe))]
     key = layout_key(recipe)
-    for split, wanted in plan:
+    for split, wanted in (("train", recipe.sample_packing), ("eval", _eval_packed(recipe))):
         ds = getattr(prepared, split)
         if not wanted or ds is None or len(ds) == 0:
             continue
-        cached = store.load(split, key) if store is not None else None
-        if cached is not None:
-            packed, saved = cached
-            st = PackStats(**{k: saved[k] for k in ("rows", "bins", "tokens", "sequence_len", "bound")})
+        folder = Path(prepared.cache_dir) / f"packed-{split}-{key}" if prepared.cache_dir else None
+        if folder and (hit := cache.load(folder, key=key)):
+            packed, st = hit[0]["rows"], PackStats(**{f.name: hit[1]["stats"][f.name] for f in fields(PackStats)})
             log.info(f"packing {split}: re-using the packed rows cached for {key}")
         else:
-            packed, st = pack_in_order(ds, recipe.sequence_len) if recipe.sample_packing_sequentially else \
-                pack(ds, recipe.sequence_len, recipe.sample_packing_group_size)
-            if store is not None:
-                packed = store.save(split, key, packed, st.as_dict())
+            packed, st = pack(ds, recipe.sequence_len, recipe.sample_packing_group_size,
+                              in_order=recipe.sample_packing_sequentially)
+            if folder:
+                packed = cache.save(folder, {"rows": packed}, {"key": key, "stats": st.as_dict()})["rows"]
         setattr(prepared, split, packed)
         steps = steps_per_epoch(recipe, st.bins)
         prepared.stats[f"packing_{split}"] = {**st.as_dict(), "steps_per_epoch": steps}
@@ -573,8 +551,10 @@ def sft_args(recipe) -> dict:
 
 
 def collator(recipe, tokenizer, model):
-    """The PackedCollator when rows are packed, else None (TRL's padding collator)."""
-    if not (recipe.sample_packing or _eval_packed(recipe)):
+    """The PackedCollator when rows are packed or streamed (stream rows carry seq_lengths too: position_ids
+    restart per document), else None (TRL's padding collator)."""
+    if not (recipe.sample_packing or _eval_packed(recipe) or recipe.pretraining_dataset):
         return None
-    return PackedCollator(tokenizer.pad_token_id, flatten_for(model), sft_args(recipe)["pad_to_multiple_of"])
+    attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return PackedCollator(tokenizer.pad_token_id, flatten_for_kernel(attn), sft_args(recipe)["pad_to_multiple_of"])
 

@@ -2,17 +2,20 @@
 -> shard -> split -> cache -> pack.
 
 The per-dataset conversion is the method's: SFT rows become input_ids/labels (data/sft.py), preference
-rows become TRL's conversational rows (data/preference.py; TRL tokenizes them). Everything around it is
-shared: the fingerprinted cache (the method is part of the fingerprint), dataset_processes, the seeded
-shuffle, dataset_shard_num/idx and the val_set_size split. Packing applies to SFT rows only.
+rows become TRL's conversational rows (data/preference.py; TRL tokenizes them), GRPO rows prompts
+(data/prompts.py). Everything around it is shared: the fingerprinted cache (the method is part of the
+fingerprint), dataset_processes, the seeded shuffle, dataset_shard_num/idx and the val_set_size split.
+Packing applies to SFT rows only.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.data import cache, dedup, order, packing
+from ftkit.data import cache, order, packing
 from ftkit.data import preference as preference_rows
 from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
@@ -52,26 +55,89 @@ class Prepared:
 
     def summary(self) -> str:
         s = self.stats
-        counts = [f"{s[f'dropped_{r}']} dropped {DROP_LABELS[r][0].format(n=s['sequence_len'], m=s.get('min_sample_len'))}"
-                  for r in s["reasons"] if r != "too_short" or s.get(f"dropped_{r}")]
-        if "truncated" in s:
-            counts.insert(1, f"{s['truncated']} truncated")
+
+        def counts(d: dict, total: bool) -> str:
+            said = [f"{d[f'dropped_{r}']} " + (f"dropped {DROP_LABELS[r][0]}" if total else DROP_LABELS[r][1]).format(
+                    n=s["sequence_len"], m=s.get("min_sample_len")) for r in s["reasons"]
+                    if f"dropped_{r}" in d and (r != "too_short" or d[f"dropped_{r}"])]
+            return ", ".join(said[:1] + ([f"{d['truncated']} truncated"] if "truncated" in d else []) + said[1:])
+
         rows = "preference pairs" if s["method"] in PAIRED else "prompts" if s["method"] in GRPO else "rows"
-        lines = [f"data ({s['method']}): {s['rows_in']} {rows} in, {s['kept']} kept ({', '.join(counts)}); "
+        lines = [f"data ({s['method']}): {s['rows_in']} {rows} in, {s['kept']} kept ({counts(s, True)}); "
                  f"{s['train_rows']} train / {s['eval_rows']} eval"]
         if s.get("len_mean") is not None:
             lines.append(f"tokens per row: mean {s['len_mean']:.1f}, p95 {s['len_p95']}, max {s['len_max']}; "
                          f"trained-token fraction {s['trained_fraction']:.2f}")
         for name, d in s.get("per_dataset", {}).items():
-            counts = [f"{d[f'dropped_{r}']} {DROP_LABELS[r][1]}" for r in s["reasons"] if f"dropped_{r}" in d
-                      and (r != "too_short" or d[f"dropped_{r}"])]
-            if "truncated" in d:
-                counts.insert(1, f"{d['truncated']} truncated")
             mean = f"; mean {d['len_mean']:.1f} tokens" if "len_mean" in d else ""
-            lines.append(f"  {name}: {d['rows_in']} in, {d['kept']} kept, {', '.join(counts)}{mean}")
+            lines.append(f"  {name}: {d['rows_in']} in, {d['kept']} kept, {counts(d, False)}{mean}")
         if self.cache_dir:
             lines.append(f"prepared cache {'re-used' if self.cache_hit else 'written'}: {self.cache_dir}")
         return "\n".join(lines)
+
+
+def prepare(recipe: Recipe, tokenizer) -> Prepared:
+    """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
+    The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
+    if problems := preference_rows.unsupported_options(recipe):
+        raise ConfigError(problems)
+    if recipe.pretraining_dataset:  # raw text read while training: nothing prepared or cached here
+        from ftkit.data import stream
+
+        return stream.prepare(recipe, tokenizer)
+    method = method_of(recipe)
+    rows = sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows  # the conversion
+    # test_datasets are the eval set of an SFT run; with rl: or a reward model they are the held-out pairs
+    # train/preference_report.py measures, read there
+    keys = ("datasets", "test_datasets") if method == "sft" else ("datasets",)
+    entries = {f"{key}.{i}": spec for key in keys for i, spec in enumerate(getattr(recipe, key))}
+    located = {where: locate_files(spec, recipe, where) for where, spec in entries.items()}
+    hub = {where: load_raw(entries[where], recipe, where) for where, (kind, _) in located.items() if kind == "hub"}
+    sources = [str(f) for _, found in located.values() for f in found]
+    sources += [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
+    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
+    fp = cache.fingerprint(recipe, tokenizer, sources)
+    record = cache.data_record(fp, sources)
+    cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
+    if cache_dir is not None:
+        cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
+        if (hit := cache.load(cache_dir, fingerprint=fp)) is not None:
+            log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
+            splits, meta = hit
+            return packing.apply(Prepared(splits["train"], splits.get("eval"), meta["stats"], cache_hit=True,
+                                          cache_dir=str(cache_dir), data=record), recipe)
+
+    # prepared afresh: each dataset converted (drops counted), mixed, split, counted, cached, packed
+    convert = dict(rows=rows, hub=hub, recipe=recipe, tokenizer=tokenizer, fp=fp)
+    parts, per_dataset = _convert("datasets", **convert)
+    train, ev, duplicates = _split(order.merge(parts, per_dataset, recipe), recipe)
+    totals = {k: sum(d[k] for d in per_dataset.values()) for k in next(iter(per_dataset.values()))
+              if k in ("rows_in", "kept", "truncated") or k.startswith("dropped_")}  # the training rows'
+    if "test_datasets" in keys and recipe.test_datasets:
+        test_parts, test_counts = _convert("test_datasets", **convert)
+        ev = order.merge(test_parts, test_counts, recipe)
+        per_dataset.update(test_counts)
+    stats = {"method": method, "reasons": list(rows.REASONS) + ["duplicate"], **totals, "dropped_duplicate": duplicates,
+             "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
+             "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
+             **rows.mixed_stats(train)}
+    if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
+        splits = cache.save(cache_dir, {"train": train, **({"eval": ev} if ev is not None else {})},
+                            {"fingerprint": fp, "stats": stats})
+        train, ev = splits["train"], splits.get("eval")
+    return packing.apply(Prepared(train, ev, stats, cache_dir=cache_dir and str(cache_dir), data=record), recipe)
+
+
+def _convert(key: str, rows, hub: dict, recipe: Recipe, tokenizer, fp: str) -> tuple[list, dict]:
+    """The `key` entries converted by the method: their kept rows, and the counts per dataset."""
+    parts, per_dataset = [], {}
+    for i, spec in enumerate(getattr(recipe, key)):
+        where, test = f"{key}.{i}", "test " * (key == "test_datasets")
+        raw = hub.get(where) or load_raw(spec, recipe, where)
+        kept, per_dataset[f"{test}{i}:{Path(spec.path).name}"] = rows.convert(
+            raw, spec, recipe, tokenizer, where, _processes(recipe, len(raw.rows)), f"{fp}-{test.strip()}{i}")
+        parts.append(kept)
+    return parts, per_dataset
 
 
 def _processes(recipe: Recipe, rows: int) -> int | None:
@@ -87,23 +153,19 @@ def _processes(recipe: Recipe, rows: int) -> int | None:
     return None
 
 
-def _mix(parts: list, per_dataset: dict, recipe: Recipe):
-    """The datasets' kept rows as one set, in Axolotl's order: shuffled (seeded) as if before the length filter
-    (data/order.py; SFT rows carry their tokenized index), else shuffled after mixing."""
-    import datasets
-
-    if all(order.ROW in p.column_names for p in parts):
-        return order.merge(parts, [d["tokenized_rows"] for d in per_dataset.values()], recipe)
-    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    return ds.shuffle(seed=recipe.seed) if recipe.shuffle_merged_datasets else ds
-
-
 def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
     """(train, eval or None, duplicates dropped): dataset_exact_deduplication, keep one dataset_shard_num
     shard, hold out val_set_size: the last rows of the (shuffled) set, as Axolotl does."""
     duplicates = 0
-    if recipe.dataset_exact_deduplication:
-        ds, duplicates = dedup.drop_exact_duplicates(ds)
+    if recipe.dataset_exact_deduplication:  # Axolotl's rule: the whole row, hashed; the first one kept
+        seen, keep = set(), []
+        for i, row in enumerate(ds):
+            if (h := hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).digest()) not in seen:
+                seen.add(h)
+                keep.append(i)
+        duplicates = len(ds) - len(keep)
+        log.info(f"dataset_exact_deduplication: {duplicates} duplicate rows dropped, {len(keep)} kept")
+        ds = ds.select(keep) if duplicates else ds
     if recipe.dataset_shard_num:
         ds = ds.shard(num_shards=recipe.dataset_shard_num, index=recipe.dataset_shard_idx)
     if not recipe.val_set_size:
@@ -118,84 +180,3 @@ def _split(ds, recipe: Recipe) -> tuple[object, object, int]:
                 "rows (or add data)"))
     split = ds.train_test_split(test_size=size, seed=recipe.seed, shuffle=False)
     return split["train"], split["test"], duplicates
-
-
-def _entries(recipe: Recipe) -> list[tuple[str, int, object]]:
-    """(key, index, spec) of every dataset entry: datasets, then test_datasets, the eval set of an SFT run (with
-    rl: or a reward model they are the held-out pairs train/preference_report.py measures, read there)."""
-    keys = ("datasets", "test_datasets") if method_of(recipe) == "sft" else ("datasets",)
-    return [(key, i, spec) for key in keys for i, spec in enumerate(getattr(recipe, key))]
-
-
-def _convert(entries, key: str, rows, recipe: Recipe, tokenizer, hub: dict, fp: str) -> tuple[list, dict]:
-    """The `key` entries converted by the method (kept rows and counts per dataset)."""
-    parts, per_dataset = [], {}
-    for k, i, spec in entries:
-        if k != key:
-            continue
-        where = f"{key}.{i}"
-        raw = hub[where] if where in hub else load_raw(spec, recipe, where)
-        label = f"{i}:{Path(spec.path).name}" if key == "datasets" else f"test {i}:{Path(spec.path).name}"
-        kept, per_dataset[label] = rows.convert(raw, spec, recipe, tokenizer, where, _processes(recipe, len(raw.rows)),
-                                                f"{fp}-{i}" if key == "datasets" else f"{fp}-test{i}")
-        parts.append(kept)
-    return parts, per_dataset
-
-
-def rows_for(recipe: Recipe):
-    """The module converting the method's rows: SFT tokens, GRPO prompts, or preference pairs (rl: preference
-    methods and the reward model)."""
-    method = method_of(recipe)
-    return sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows
-
-
-def prepare(recipe: Recipe, tokenizer) -> Prepared:
-    """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
-    The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
-
-    if problems := preference_rows.unsupported_options(recipe):
-        raise ConfigError(problems)
-    if recipe.pretraining_dataset:  # raw text read while training: nothing prepared or cached here
-        from ftkit.data import stream
-
-        return stream.prepare(recipe, tokenizer)
-    rows = rows_for(recipe)  # the per-dataset conversion is the method's
-    entries = _entries(recipe)
-    located = [locate_files(spec, recipe, f"{key}.{i}") for key, i, spec in entries]
-    hub = {f"{key}.{i}": load_raw(spec, recipe, f"{key}.{i}") for (key, i, spec), (kind, _) in zip(entries, located)
-           if kind == "hub"}
-    sources = [str(f) for _, fs in located for f in fs] + [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
-    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
-    fp = cache.fingerprint(recipe, tokenizer, sources)
-    record = cache.data_record(fp, sources)
-    cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None
-    if cache_dir is not None:
-        cache.clean_stale(cache_dir.parent, cache_dir)  # temp dirs of killed runs
-    if cache_dir is not None and (hit := cache.load(cache_dir, fp)) is not None:
-        log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
-        return _pack(Prepared(*hit, cache_hit=True, cache_dir=str(cache_dir), data=record), recipe, cache_dir)
-
-    parts, per_dataset = _convert(entries, "datasets", rows, recipe, tokenizer, hub, fp)
-    train, ev, duplicates = _split(_mix(parts, per_dataset, recipe), recipe)
-    counted = [k for k in next(iter(per_dataset.values())) if k in ("rows_in", "kept", "truncated")
-               or k.startswith("dropped_")]
-    totals = {k: sum(d[k] for d in per_dataset.values()) for k in counted}  # the training rows'
-    if any(key == "test_datasets" for key, _, _ in entries):
-        test_parts, test_counts = _convert(entries, "test_datasets", rows, recipe, tokenizer, hub, fp)
-        ev = _mix(test_parts, test_counts, recipe)
-        per_dataset.update(test_counts)
-    stats = {"method": method_of(recipe), "reasons": list(rows.REASONS) + ["duplicate"],
-             **totals, "dropped_duplicate": duplicates,
-             "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
-             "sequence_len": recipe.sequence_len, "min_sample_len": recipe.min_sample_len, "per_dataset": per_dataset,
-             **rows.mixed_stats(train)}
-    prepared = Prepared(train, ev, stats, data=record)
-    if cache_dir is not None:  # written, then read back: memory-mapped, as a cache hit returns them
-        prepared.train, prepared.eval = cache.save(train, ev, stats, cache_dir, fp)
-        prepared.cache_dir = str(cache_dir)
-    return _pack(prepared, recipe, cache_dir)
-
-
-def _pack(prepared: Prepared, recipe: Recipe, cache_dir: Path | None) -> Prepared:
-    """sample_packing (SFT rows): rows -> packed rows, the packed layout cached beside the rows it packs."""
-    return packing.apply(prepared, recipe, cache.PackedStore(cache_dir) if cache_dir is not None else None)

@@ -35,7 +35,8 @@ import numpy as np
 from transformers import TrainerCallback
 
 from ftkit.data import packing
-from ftkit.data.files import BUILDERS, load_hub, locate_files
+from ftkit.data.files import BUILDERS, file_format, load_hub, load_saved, locate_files
+from ftkit.data.packing import collator  # noqa: F401  (stream rows carry seq_lengths: the packing collator)
 from ftkit.errors import DataError, Problem
 from ftkit.formats.base import RowError
 from ftkit.formats.raw import CompletionStrategy
@@ -77,13 +78,15 @@ def prepare(recipe: Recipe, tokenizer) -> StreamPrepared:
     from ftkit.env import world_size
 
     parts, sources, files = [], [], []
+    ids = datasets.List(datasets.Value("int32"))  # the rows' columns, declared so they are known before reading
+    features = datasets.Features({"input_ids": ids, "labels": ids, "seq_lengths": ids})
     for i, spec in enumerate(recipe.pretraining_dataset):
-        raw, where = _open(spec, recipe, f"pretraining_dataset.{i}"), f"pretraining_dataset.{i}"
-        files += [str(f) for f in raw.files]
-        sources.append(raw.label)
-        parts.append(raw.rows.map(functools.partial(_rows, recipe=recipe, tokenizer=tokenizer, where=where),
-                                  batched=True, batch_size=recipe.streaming_multipack_buffer_size,
-                                  with_indices=True, remove_columns=["text"], features=_row_features()))
+        rows, found, label = _open(spec, recipe, where := f"pretraining_dataset.{i}")
+        files += [str(f) for f in found]
+        sources.append(label)
+        parts.append(rows.map(functools.partial(_rows, recipe=recipe, tokenizer=tokenizer, where=where),
+                              batched=True, batch_size=recipe.streaming_multipack_buffer_size,
+                              with_indices=True, remove_columns=["text"], features=features))
     stream = (datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]).repeat(None)
     if recipe.dataset_prepared_path:
         log.info("pretraining_dataset: streamed, so nothing is written to dataset_prepared_path")
@@ -96,20 +99,7 @@ def prepare(recipe: Recipe, tokenizer) -> StreamPrepared:
     return StreamPrepared(stream, stats, _record(recipe, tokenizer, files, sources))
 
 
-def _row_features():
-    """The packed rows' columns, declared so the stream's columns are known before it is read."""
-    import datasets
-
-    ids = datasets.List(datasets.Value("int32"))
-    return datasets.Features({"input_ids": ids, "labels": ids, "seq_lengths": ids})
-
-
-class _Raw:
-    def __init__(self, rows, files: list, label: str):
-        self.rows, self.files, self.label = rows, files, label
-
-
-def _open(spec, recipe: Recipe, where: str) -> _Raw:
+def _open(spec, recipe: Recipe, where: str) -> tuple[object, list, str]:
     """One entry as a stream of {"text": ...} documents (skip applied), its files, and a label for the summary.
     A missing path, an offline hub name or a missing text column is a DataError naming the entry."""
     import datasets
@@ -118,15 +108,10 @@ def _open(spec, recipe: Recipe, where: str) -> _Raw:
     if kind == "hub":
         rows = load_hub(spec, recipe, where, streaming=True)
     elif kind == "saved":
-        rows = datasets.load_from_disk(str(found[0]))
-        rows = (rows[spec.split] if isinstance(rows, datasets.DatasetDict) else rows).to_iterable_dataset()
+        rows = load_saved(found[0], spec, recipe, where).to_iterable_dataset()
     else:
-        kinds = {spec.ds_type or SUFFIXES.get(f.suffix) for f in found}
-        if None in kinds or len(kinds) > 1:
-            raise DataError(Problem(f"cannot tell the file format of {[str(f) for f in found][:4]}", recipe.source,
-                                    f"{where}.path", fix="use one of .jsonl .json .parquet .csv .txt for all files, "
-                                                        "or set ds_type"))
-        rows = datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in found], split=spec.split, streaming=True)
+        builder = file_format(spec, found, recipe, where, SUFFIXES)
+        rows = datasets.load_dataset(builder, data_files=[str(f) for f in found], split=spec.split, streaming=True)
     if spec.skip:
         rows = rows.skip(spec.skip)
     first = next(iter(rows), None)
@@ -141,7 +126,7 @@ def _open(spec, recipe: Recipe, where: str) -> _Raw:
     if spec.text_column != "text":
         rows = rows.rename_column(spec.text_column, "text")
     label = f"{where} {spec.path}" + (f" ({len(found)} files)" if len(found) > 1 else "")
-    return _Raw(rows, found if kind == "files" else [], label)
+    return rows, found if kind == "files" else [], label
 
 
 def _rows(batch: dict, indices: list[int], *, recipe: Recipe, tokenizer, where: str) -> dict:
@@ -162,26 +147,15 @@ def _rows(batch: dict, indices: list[int], *, recipe: Recipe, tokenizer, where: 
         if recipe.shuffle_merged_datasets:  # the packer orders bins by length pattern; seeded, so a resume rebuilds them
             order = np.random.default_rng([recipe.seed, indices[0] if indices else 0]).permutation(len(groups))
             groups = [groups[j] for j in order]
-    elif recipe.pretraining_sample_concatenation:
-        groups = _in_order(lengths, recipe.sequence_len)
+    elif recipe.pretraining_sample_concatenation:  # consecutive documents per row, next-fit
+        ends = np.cumsum(packing.next_fit(np.asarray(lengths, dtype=np.int64), recipe.sequence_len)).tolist()
+        groups = [list(range(a, b)) for a, b in zip([0, *ends], ends)]
     else:
         groups = [[i] for i in range(len(ids))]
     per_document = recipe.sample_packing and recipe.pretrain_multipack_attn  # else one sequence per row
     return {"input_ids": [[t for i in g for t in ids[i]] for g in groups],
             "labels": [[t for i in g for t in labels[i]] for g in groups],
             "seq_lengths": [[lengths[i] for i in g] if per_document else [sum(lengths[i] for i in g)] for g in groups]}
-
-
-def _in_order(lengths: list[int], capacity: int) -> list[list[int]]:
-    """Consecutive documents per row, a new row when the next one does not fit (pretraining_sample_concatenation)."""
-    groups, used = [], capacity
-    for i, n in enumerate(lengths):
-        if used + n > capacity:
-            groups.append([])
-            used = 0
-        groups[-1].append(i)
-        used += n
-    return groups
 
 
 def _record(recipe: Recipe, tokenizer, files: list[str], sources: list[str]) -> dict:
@@ -199,12 +173,6 @@ def _record(recipe: Recipe, tokenizer, files: list[str], sources: list[str]) -> 
                         [getattr(recipe, k) for k in keys], cache.tokenizer_fingerprint(tokenizer)], sort_keys=True)
     record["fingerprint"] = hashlib.sha256(shape.encode()).hexdigest()[:16]
     return record
-
-
-def collator(recipe: Recipe, tokenizer, model):
-    """Stream rows carry seq_lengths like packed rows: the packing collator (position_ids restart per document)."""
-    pad = recipe.sequence_len if recipe.pad_to_sequence_len else None
-    return packing.PackedCollator(tokenizer.pad_token_id, packing.flatten_for(model), pad)
 
 
 # ---------------------------------------------------------------- the stream's position in checkpoints
