@@ -16,7 +16,9 @@ from ftkit.cookbook.preference import method_recipe
 from ftkit.data import preference as preference_data
 from ftkit.data.files import RawData
 from ftkit.errors import ConfigError, DataError, FtkitError
-from ftkit.formats.chat import configure_tokenizer, end_of_turn
+from ftkit.formats.chat import end_of_turn
+from ftkit.formats.prompt import configure_tokenizer
+from ftkit.infer.generate import prompt_ids
 from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.recipe import load_recipe
 from ftkit.train import preference as rl
@@ -109,7 +111,7 @@ def test_trl_trains_the_prompt_inference_sends_without_a_prefix_warning(tmp_path
     for row, tokenized in zip(rows, trainer.train_dataset):
         question = row["prompt"][-1]["content"]
         served = tok.apply_chat_template(row["prompt"], add_generation_prompt=True)["input_ids"]
-        assert tokenized["prompt_ids"] == preference_data.prompt_ids(recipe, tok, question) == list(served)
+        assert tokenized["prompt_ids"] == prompt_ids(recipe, tok, question) == list(served)
         assert tok.decode(tokenized["prompt_ids"]).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
         assert tok.decode(tokenized["chosen_ids"]) == row["chosen"][0]["content"] + "<|eot_id|>"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftkit.formats import serving
 from ftkit.formats.alpaca import FORMATS
+from ftkit.formats.prompt import Prompt
 from ftkit.infer.generate import prompt_ids
 from ftkit.recipe import load_recipe
 
@@ -36,7 +36,7 @@ def test_serving_template_renders_the_training_prompt_for_every_alpaca_type(type
     recipe = _recipe(type_, tmp_path)
     want = prompt_ids(recipe, tok, TEXT)
     assert _served_ids(tok, [{"role": "user", "content": TEXT}]) != want  # negative control: Llama 3's template
-    serving.apply(recipe, tok)
+    Prompt(recipe, tok).save_template()
     assert _served_ids(tok, [{"role": "user", "content": TEXT}]) == want
     # an assistant turn renders as its text + the eos training appended (eos_count of the format)
     text = tok.apply_chat_template([{"role": "user", "content": TEXT}, {"role": "assistant", "content": "Madrid."}],
@@ -46,12 +46,12 @@ def test_serving_template_renders_the_training_prompt_for_every_alpaca_type(type
 
 def test_serving_template_system_messages_custom_formats_and_chat_formats(tiny_tokenizer, tmp_path):
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
-    serving.apply(_recipe("alpaca", tmp_path), tok)
+    Prompt(_recipe("alpaca", tmp_path), tok).save_template()
     with pytest.raises(Exception, match="trained on the alpaca prompt, which has no system message"):
         tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": TEXT}])
     # alpaca_w_system writes the system message where training wrote the row's system field
     recipe = _recipe("alpaca_w_system", tmp_path)
-    serving.apply(recipe, tok)
+    Prompt(recipe, tok).save_template()
     from ftkit.formats import strategy_for
     from ftkit.formats.tokenize import encode_prompt_text
 
@@ -62,12 +62,12 @@ def test_serving_template_system_messages_custom_formats_and_chat_formats(tiny_t
     custom = load_recipe(QUICKSTART, {"datasets": [{"path": "data_samples/custom.jsonl", "type": {
         "field_instruction": "question", "field_output": "answer", "format": "Q: {instruction}\nA:",
         "no_input_format": "Q: {instruction}\nA:"}}], "output_dir": str(tmp_path)})
-    serving.apply(custom, tok)
+    Prompt(custom, tok).save_template()
     assert _served_ids(tok, [{"role": "user", "content": TEXT}]) == prompt_ids(custom, tok, TEXT)
     # chat formats train through the tokenizer's own template: it is kept
     chat = load_recipe(QUICKSTART, {"datasets": [{"path": "data_samples/chat.jsonl", "type": "chat_template"}],
                                     "output_dir": str(tmp_path)})
-    assert serving.serving_template(chat, tok) is None
+    assert Prompt(chat, tok).serving_template() is None
 
 
 def test_apply_chat_template_and_generate_answer_like_ftkit_infer(trained_quickstart):

@@ -239,7 +239,7 @@ def reset_metrics() -> None:
 
 def real_size(base_model: str) -> dict:
     """Parameter count and weight memory of a real checkpoint, from its architecture alone (the built-in
-    table in ftkit/models/families.py; the model is built on the meta device: no memory, no download).
+    table in ftkit/assets/families.yaml; the model is built on the meta device: no memory, no download).
     bf16 = 2 B/param; nf4 ~ 0.56 B/param (4 bits + a scale per 64-weight block, double-quantized)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -267,13 +267,14 @@ def describe_tokenizer(tokenizer, template_name: str | None = None) -> str:
     """Special tokens and a two-turn chat rendered through the tokenizer's chat template."""
     lines = [f"bos={tokenizer.bos_token!r} eos={tokenizer.eos_token!r} pad={tokenizer.pad_token!r} "
              f"vocab={len(tokenizer)}", f"special tokens: {tokenizer.all_special_tokens}"]
-    if tokenizer.chat_template:
-        chat = [{"role": "user", "content": "What color is the sky?"},
-                {"role": "assistant", "content": "The sky is blue."}]
-        text = tokenizer.apply_chat_template(chat, tokenize=False)
-        lines += [f"chat template{f' ({template_name})' if template_name else ''} renders:", text]
-    else:
+    from ftkit.formats.prompt import rendered
+
+    text = rendered(tokenizer, [{"role": "user", "content": "What color is the sky?"},
+                                {"role": "assistant", "content": "The sky is blue."}])
+    if text is None:
         lines.append("no chat template")
+    else:
+        lines += [f"chat template{f' ({template_name})' if template_name else ''} renders:", text]
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 For sampled rows of every dataset this compares
   - the training example (input_ids, labels) as prepare() builds it, with
-  - the prompt ids inference feeds for the same row (infer.row_prompt_ids: the strategy's prompt text
+  - the prompt ids inference feeds for the same row (the strategy's prompt text
     tokenized as one string, exactly what `ftkit infer` does), and for chat formats also with
     `tokenizer.apply_chat_template(..., add_generation_prompt=True)` (what an HF/vLLM server does).
 They must agree token for token up to the first trained token, and the first trained token must come
@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ftkit.formats import ChatTemplateStrategy, strategy_for
-from ftkit.formats.tokenize import IGNORE
+from ftkit.formats import ChatTemplateStrategy, Prompt
+from ftkit.formats.tokenize import IGNORE, encode_prompt_text
 from ftkit.recipe import Recipe
 
 
@@ -62,13 +62,6 @@ def first_mismatch(train_ids: list[int], labels: list[int], prompt: list[int], t
     return None
 
 
-def row_prompt_ids(strategy, row: dict, tokenizer) -> list[int]:
-    """What `ftkit infer` feeds for this row: the strategy's prompt text tokenized as one string."""
-    from ftkit.formats.tokenize import encode_prompt_text
-
-    return encode_prompt_text(strategy.prompt_text(row), tokenizer, add_bos=strategy.add_bos)
-
-
 def check_rows(strategy, rows: list[dict], tokenizer, label: str, report: ParityReport, train_on_inputs=False):
     """Compare training and inference tokens for these rows; append findings to report."""
     for idx, row in rows:
@@ -78,11 +71,10 @@ def check_rows(strategy, rows: list[dict], tokenizer, label: str, report: Parity
             continue
         ex = strategy.encode_batch([row], tokenizer)
         ids, labels = ex["input_ids"][0], ex["labels"][0]
-        candidates = [("ftkit infer", row_prompt_ids(strategy, row, tokenizer))]
+        # what `ftkit infer` feeds: the prompt text tokenized as one string; for chat formats also a server's
+        candidates = [("ftkit infer", encode_prompt_text(text, tokenizer, add_bos=strategy.add_bos))]
         if isinstance(strategy, ChatTemplateStrategy):
-            out = tokenizer.apply_chat_template(strategy.prompt_messages(row), chat_template=strategy.jinja,
-                                                add_generation_prompt=True, tokenize=True)
-            candidates.append(("apply_chat_template", list(out["input_ids"] if hasattr(out, "keys") else out)))
+            candidates.append(("apply_chat_template", strategy.served_ids(strategy.prompt_messages(row))))
         report.checked += 1
         for who, prompt in candidates:
             if (why := first_mismatch(ids, labels, prompt, tokenizer, train_on_inputs)) is not None:
@@ -94,12 +86,11 @@ def check_rows(strategy, rows: list[dict], tokenizer, label: str, report: Parity
 
 def _later_turns(strategy, row: dict, ids: list[int], tokenizer, label: str, report: ParityReport) -> None:
     """Turns after the first trained one: does the string-tokenized history equal the training tokens?"""
-    msgs = [{"role": m["role"], "content": m["content"]} for m in strategy.messages(row)]
-    trained = [i for i, m in enumerate(strategy.messages(row)) if m["role"] in strategy.roles_to_train and m["train"]]
+    messages = strategy.messages(row)
+    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+    trained = [i for i, m in enumerate(messages) if m["role"] in strategy.roles_to_train and m["train"]]
     for turn in trained[1:]:
-        out = tokenizer.apply_chat_template(msgs[:turn], chat_template=strategy.jinja, add_generation_prompt=True,
-                                            tokenize=True)
-        history = list(out["input_ids"] if hasattr(out, "keys") else out)
+        history = strategy.served_ids(msgs[:turn])
         k = next((i for i, (a, b) in enumerate(zip(ids, history)) if a != b), None)
         if k is not None:
             report.later_turns.append(f"{label} message {turn}: token {k}: training has {_tok(tokenizer, ids, k)}, "
@@ -112,9 +103,10 @@ def check_parity(recipe: Recipe, tokenizer, rows: int = 8, seed: int = 0) -> Par
 
     report = ParityReport()
     rng = random.Random(seed)
+    prompt = Prompt(recipe, tokenizer)
     for i, spec in enumerate(recipe.datasets):
         raw, files, _ = load_raw(spec, recipe, f"datasets.{i}")
-        strategy = strategy_for(spec, recipe, tokenizer, f"datasets.{i}")
+        strategy = prompt.strategy(spec, f"datasets.{i}")
         picked = sorted(rng.sample(range(len(raw)), min(rows, len(raw))))
         check_rows(strategy, [(j, raw[j]) for j in picked], tokenizer, f"datasets.{i} ({files[0]})", report,
                    recipe.train_on_inputs)

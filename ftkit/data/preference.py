@@ -2,7 +2,7 @@
 
 `datasets[].type` is `<template>.<shape>` with Axolotl's names. The template part is `chat_template`
 (the recipe's `chat_template:`, else the tokenizer's own) or a template name (chatml, llama3, ...,
-which becomes the run's template; formats/chat.py `configure_tokenizer` resolves it for every method).
+which becomes the run's template; formats/prompt.py `configure_tokenizer` resolves it for every method).
 The shape part names the row layout:
 
     prompt_pairs  {"system"?, "prompt", "chosen", "rejected"}                 (plain pairs)
@@ -33,6 +33,7 @@ from pathlib import Path
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, FtkitError, Problem
 from ftkit.formats.preference_types import ANSWER_FIELDS, PROMPT_FIELD, split_type, type_problem
+from ftkit.formats.prompt import common_prefix, encode_messages, trained_prompt_ids  # noqa: F401  (read by train/)
 from ftkit.recipe import DatasetSpec, Recipe
 
 REASONS = ("empty", "identical", "too_long")  # why a row is dropped, counted as stats["dropped_<reason>"]
@@ -65,58 +66,19 @@ def parse_type(spec: DatasetSpec, file: str | None, where: str) -> tuple[str | N
     return split_type(spec.type)
 
 
-# ---------------------------------------------------------------- messages as TRL renders them
-
-def prompt_messages(text: str) -> list[dict]:
-    """The messages inference sends for a user's text."""
-    return [{"role": "user", "content": text}]
-
-
-def encode_messages(tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
-    """Token ids of messages rendered by the chat template (TRL's tokenization of conversational rows)."""
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        add_generation_prompt=generation_prompt)
-    return list(out["input_ids"])
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
-def trained_prompt_ids(tokenizer, prompt: list[dict], answer: str = "A") -> list[int]:
-    """The prompt tokens TRL trains on: template(prompt) cut where template(prompt + answer) diverges.
-
-    TRL tokenizes prompt and prompt+answer separately and starts the answer where they differ. With
-    most tokenizers that is the end of the prompt; with one that merges the generation prompt's last
-    token into the answer (e.g. '\n\n' + 'The' -> '\n', '\nThe'), TRL trains on the shorter prompt, and
-    inference must send that same shorter prompt.
-    """
-    ids = encode_messages(tokenizer, prompt, generation_prompt=True)
-    full = encode_messages(tokenizer, prompt + [{"role": "assistant", "content": answer}], generation_prompt=False)
-    return ids[:common_prefix(ids, full)]
-
-
-def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
-    """Inference prompt for a preference-tuned model: exactly the prompt tokens TRL trained with."""
-    return trained_prompt_ids(tokenizer, prompt_messages(text))
-
-
 # ---------------------------------------------------------------- rows
 
 class _Row:
     """Reads one raw row's fields, raising errors that name the file, line (or row) and field."""
 
-    def __init__(self, row: dict, files: list[str], index: int, spec: DatasetSpec | None = None):
+    def __init__(self, row: dict, files: list[str], index: int, spec: DatasetSpec):
         self.row, self.files, self.index = row, files, index  # index: the row's position across the files
-        mapping = (spec.message_property_mappings or {}) if spec else {}  # the dataset's field names (Axolotl's)
-        self.role = mapping.get("role") or (spec.message_field_role if spec else None) or "role"
-        self.content = mapping.get("content") or (spec.message_field_content if spec else None) or "content"
-        self.role_of = {a: r for r, aliases in ((spec.roles if spec else None) or {}).items() for a in aliases}
-        self.field_messages = (spec.field_messages if spec else None) or "messages"
-        self.answers = ((spec.field_chosen if spec else None) or "chosen", (spec.field_rejected if spec else None) or "rejected")
+        mapping = spec.message_property_mappings or {}  # the dataset's field names (Axolotl's)
+        self.role = mapping.get("role") or spec.message_field_role or "role"
+        self.content = mapping.get("content") or spec.message_field_content or "content"
+        self.role_of = {a: r for r, aliases in (spec.roles or {}).items() for a in aliases}
+        self.field_messages = spec.field_messages or "messages"
+        self.answers = (spec.field_chosen or "chosen", spec.field_rejected or "rejected")
 
     def fail(self, name: str, problem: str, fix: str):
         file, line, row = locate_row(self.files, self.index)

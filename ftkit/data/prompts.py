@@ -20,9 +20,10 @@ from functools import partial
 from pathlib import Path
 
 from ftkit.data.files import RawData, locate_row
-from ftkit.data.preference import encode_messages, keep_marked, prompt_messages
+from ftkit.data.preference import keep_marked
 from ftkit.data.user_code import load_function, module_file, search_dirs
 from ftkit.errors import DataError, FtkitError, Problem
+from ftkit.formats.prompt import encode_messages, user_turn
 from ftkit.recipe import DatasetSpec, Recipe
 
 REASONS = ("empty", "too_long")  # why a row is dropped, counted as stats["dropped_<reason>"]
@@ -62,7 +63,7 @@ def _prompt(row: dict, files: list[str], index: int) -> list[dict]:
     """The row's prompt as messages (a text is one user turn); an error naming the file and line otherwise."""
     value = row.get("prompt")
     if isinstance(value, str):
-        return prompt_messages(value)
+        return user_turn(value)
     if isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
                                        and isinstance(m.get("content"), str) for m in value):
         return [{"role": m["role"], "content": m["content"]} for m in value]

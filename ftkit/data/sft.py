@@ -21,7 +21,7 @@ import numpy as np
 from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
-from ftkit.formats import RowError, row_errors, strategy_for
+from ftkit.formats import Prompt, RowError, row_errors
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
 from ftkit.recipe import DatasetSpec, Recipe
@@ -144,20 +144,13 @@ class BatchIds:
         return len(self.tokenizer)
 
 
-def _column_types() -> dict:
-    """Arrow value type per token column, the same for every dataset (input_ids int32, labels int64,
-    attention_mask int8, what datasets infers for tokenizer output), so pretokenized rows (int64 from JSON)
-    and tokenized ones concatenate into one mix."""
+def _as_table(cols: dict):
+    """The tokenizer's column lists as one typed Arrow table, the same types for every dataset (input_ids int32,
+    labels int64, attention_mask int8, what datasets infers for tokenizer output), so pretokenized rows (int64 from
+    JSON) and tokenized ones concatenate into one mix; datasets writes it as is (no per-batch inference and casting)."""
     import pyarrow as pa
 
-    return {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
-
-
-def _as_table(cols: dict, types: dict):
-    """The tokenizer's column lists as one typed Arrow table (datasets writes it as is: no per-batch type
-    inference and casting)."""
-    import pyarrow as pa
-
+    types = {"input_ids": pa.int32(), "labels": pa.int64(), "attention_mask": pa.int8()}
     return pa.table({k: pa.array(v, pa.list_(types.get(k, pa.int64()))) for k, v in cols.items()})
 
 
@@ -174,18 +167,15 @@ def _bad_rows(e: RowError, strategy, raw: RawData, tokenizer, idx: int) -> DataE
     return DataError(problems)
 
 
-def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str,
-                     num_proc: int | None = None, fingerprint: str | None = None, skip=(), strategy=None):
+def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, strategy, num_proc: int | None = None,
+                     fingerprint: str | None = None, skip=()):
     """Map rows to input_ids/labels/attention_mask with the spec's prompt strategy (batched, one tokenizer call).
 
     Rows listed in `skip` (indices into raw.rows) are not tokenized: they come out empty (drop them after),
     or, with excess_length_strategy: truncate, with their strings cut to sequence_len x BYTES_PER_TOKEN chars."""
-    strategy = strategy or strategy_for(spec, recipe, tokenizer, where)
     skip = frozenset(int(i) for i in skip)
     cut = recipe.excess_length_strategy == "truncate"
     chars = recipe.sequence_len * BYTES_PER_TOKEN
-
-    types = _column_types()
     batch_tokenizer = BatchIds.for_batches(tokenizer)
 
     def encode(batch, idxs):
@@ -198,7 +188,7 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
         keep = [j for j in range(len(rows)) if j not in over] if over else None
         try:
             if keep is None:
-                return _as_table(strategy.encode_batch(rows, batch_tokenizer), types)
+                return _as_table(strategy.encode_batch(rows, batch_tokenizer))
             cols = strategy.encode_batch([rows[j] for j in keep], batch_tokenizer) if keep else \
                 {k: [] for k in TOKEN_COLUMNS}
         except RowError as e:
@@ -208,7 +198,7 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
         for k, values in cols.items():
             for j, v in zip(keep, values):
                 out[k][j] = v
-        return _as_table(out, types)
+        return _as_table(out)
 
     ds = raw.rows
     return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc,
@@ -305,11 +295,11 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: s
             fingerprint: str) -> tuple[object, dict]:
     """One dataset tokenized and filtered -> (kept rows, its counts); no usable row at all is an error."""
     limit = recipe.sequence_len * BYTES_PER_TOKEN
-    strategy = strategy_for(spec, recipe, tokenizer, where)
+    strategy = Prompt(recipe, tokenizer).strategy(spec, where)
     skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, limit)
     if len(skip):
         _announce_oversized(raw, where, skip, limit, recipe)
-    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, where, num_proc, fingerprint, skip, strategy)
+    tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, strategy, num_proc, fingerprint, skip)
     tokenized = tokenized.add_column(order.ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
     dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
     kept, drops, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
@@ -329,9 +319,7 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: s
     return kept, stats
 
 
-def mixed_stats(ds) -> dict:
-    """Statistics of the mixed train split (token lengths)."""
-    return token_stats(ds)
+mixed_stats = token_stats  # statistics of the mixed train split (data/prepare.py asks each row module)
 
 
 def show_mask(example: dict, tokenizer, color: bool = False) -> str:
@@ -339,25 +327,10 @@ def show_mask(example: dict, tokenizer, color: bool = False) -> str:
 
     A pure function, used by `ftkit preprocess --debug` and the notebooks' mask inspector.
     """
-    out, trained_run = [], []
+    from itertools import groupby
 
-    def flush():
-        if trained_run:
-            text = tokenizer.decode(trained_run)
-            out.append(f"\x1b[32m{text}\x1b[0m" if color else f"[[{text}]]")
-            trained_run.clear()
-
-    masked_run: list[int] = []
-    for tok, lab in zip(example["input_ids"], example["labels"]):
-        if lab == IGNORE:
-            flush()
-            masked_run.append(tok)
-        else:
-            if masked_run:
-                out.append(tokenizer.decode(masked_run))
-                masked_run = []
-            trained_run.append(tok)
-    if masked_run:
-        out.append(tokenizer.decode(masked_run))
-    flush()
+    out = []
+    for trained, run in groupby(zip(example["input_ids"], example["labels"]), key=lambda t: t[1] != IGNORE):
+        text = tokenizer.decode([tok for tok, _ in run])
+        out.append((f"\x1b[32m{text}\x1b[0m" if color else f"[[{text}]]") if trained else text)
     return "".join(out)

@@ -1,44 +1,22 @@
 """The alpaca family: instruction/input/output rows written into a fixed prompt, table-driven.
 
-Every format here is (which columns give instruction, input and answer) + (a system line and a turn
-template, with and without input). The strings follow Axolotl's prompters so data prepared for
-Axolotl trains the same prompts here; where Axolotl's text is very long (reflection, creative_acr)
-ftkit keeps the structure and markers with a shorter preamble.
+Every format is (which columns give instruction, input and answer) + (a system line and a turn template, with and
+without input): data, in ftkit/assets/alpaca_formats.yaml. The readers below serve the formats whose rows have
+another shape (multiple choice, critiques, context + question).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import yaml
 
 from ftkit.formats.base import PromptStrategy, RowError, Segment, text_field
 
-WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-NO_INPUT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
-)
-# Template text the tiny tokenizer is trained on, so prompts are a handful of tokens.
-TEMPLATE_WORDS = [WITH_INPUT.format(instruction="", input=""), NO_INPUT.format(instruction="")] * 20
-
-SYS = WITH_INPUT[:WITH_INPUT.index("### Instruction")]
-SYS_NO_INPUT = NO_INPUT[:NO_INPUT.index("### Instruction")]
-INSTRUCT = ("### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
-            "### Instruction:\n{instruction}\n\n### Response:\n")
-CHAT = ("USER: {instruction}\n{input}\nASSISTANT:", "USER: {instruction}\nASSISTANT:")
-USER_SYS = ("Below is an instruction from a USER that describes a task, paired with an input that provides further "
-            "context. The ASSISTANT writes a response that concisely and appropriately completes the request.\n\n")
-USER_SYS_NO_INPUT = ("Below is an instruction from a USER that describes a task. The ASSISTANT writes a response "
-                     "that appropriately and concisely completes the request.\n\n")
+CRITERIA = "refusal, prescriptive_bias, creativity and comprehensiveness (each 0-10)"
 NO_CONTEXT_ANSWER = ("The context provided does not contain any information about your inquiry. "
                      "Therefore, I'm unable to answer your question based on the given context.")
-CRITERIA = "refusal, prescriptive_bias, creativity and comprehensiveness (each 0-10)"
 
 
 @dataclass(frozen=True)
@@ -46,17 +24,17 @@ class InstructFormat:
     """One alpaca-family format: `fields(row, name) -> (instruction, input, answer[, system])`."""
 
     fields: Callable[[dict, str], tuple]
-    system: str = SYS
-    system_no_input: str = SYS_NO_INPUT
-    turn: tuple[str, str] = INSTRUCT  # (with input, without input)
+    system: str
+    system_no_input: str
+    turn: tuple[str, str]  # (with input, without input)
     system_format: str = ""  # for formats whose system text comes from the row, e.g. "### System:\n{system}\n\n"
     eos_count: int = 1
 
 
-def _cols(instruction: str, output: str, input_: str | None = "input", system: str | None = None, prefix: str = ""):
+def _cols(instruction="instruction", output="output", input="input", system=None, prefix=""):
     """fields() reading plain columns: instruction, optional input, answer (with an optional prefix)."""
     def fields(row, fmt):
-        out = (text_field(row, instruction, fmt), text_field(row, input_, fmt, required=False) if input_ else "",
+        out = (text_field(row, instruction, fmt), text_field(row, input, fmt, required=False) if input else "",
                prefix + text_field(row, output, fmt))
         return out + ((text_field(row, system, fmt, required=False),) if system else ())
     return fields
@@ -101,78 +79,38 @@ def _reflection(row, fmt):
     return text_field(row, "instruction", fmt), text_field(row, "input", fmt, required=False), thought
 
 
-_CREATIVE_SYS = ("Answer the following question in a comprehensive, in-depth, and creative way. Additionally your "
-                 "response should be relevant, accurate, and free of any ambiguity.\n")
-_REFLECT_SYS = ("Below is an instruction that describes a task{with_input}. Write a short answer as a Thought, then an "
-                "Agent Reflection that looks for flawed reasoning in it, then a corrected Final Response.\n\n")
+def _context(r, f):
+    return text_field(r, "article", f) + "\n===\n" + text_field(r, "question", f), "", text_field(r, "answer", f)
 
-FORMATS: dict[str, InstructFormat] = {
-    "alpaca": InstructFormat(_cols("instruction", "output")),
-    "alpaca_chat": InstructFormat(_cols("instruction", "response"), turn=CHAT),
-    "alpaca_chat.load_qa": InstructFormat(_cols("question", "answer", None), USER_SYS, USER_SYS_NO_INPUT, CHAT),
-    "alpaca_chat.load_concise": InstructFormat(
-        _cols("instruction", "response"), SYS.replace("appropriately", "concisely and appropriately"),
-        SYS_NO_INPUT.replace("appropriately", "appropriately and concisely"), CHAT),
-    "alpaca_chat.load_camel_ai": InstructFormat(_cols("message_1", "message_2", None), USER_SYS, USER_SYS_NO_INPUT, CHAT),
-    "alpaca_w_system": InstructFormat(_cols("instruction", "output", system="system"), "", "", CHAT,
-                                      system_format="### System:\n{system}\n\n"),
-    "alpaca_w_system.load_instruct": InstructFormat(_cols("instruction", "output", system="system"), "", "", INSTRUCT,
-                                                    system_format="### System:\n{system}\n\n"),
-    "alpaca_w_system.load_open_orca": InstructFormat(
-        _cols("question", "response", None, system="system_prompt"), "", "",
-        ("### Human:\n{instruction}\n### Additional Context:\n{input}\n### Assistant:\n",
-         "### Human:\n{instruction}\n### Assistant:\n"), system_format="### System:\n{system}\n"),
-    "jeopardy": InstructFormat(
-        _cols("question", "answer", "category", prefix="what is "),
-        "Below is a Jeopardy clue paired with input providing the category of the clue. Write a concise response "
-        "that best answers the clue given the category.\n\n"),
-    "oasst": InstructFormat(_cols("INSTRUCTION", "RESPONSE", None)),
-    "gpteacher": InstructFormat(_cols("instruction", "response")),
-    "reflection": InstructFormat(_reflection, _REFLECT_SYS.format(with_input=", paired with an input"),
-                                 _REFLECT_SYS.format(with_input="")),
-    "explainchoice": InstructFormat(_choices, *(["Choose the answer that best answers the question. "
-                                                 "Explain your reasoning.\n"] * 2)),
-    "concisechoice": InstructFormat(_choices, *(["Choose the answer that best answers the question. "
-                                                 "Be concise in your response.\n\n"] * 2), CHAT),
-    "summarizetldr": InstructFormat(_cols("article", "summary", None), "", "",
-                                    ("USER: Summarize the following article as a TL;DR.\n{instruction}\n{input}\nASSISTANT:",
-                                     "USER: Summarize the following article as a TL;DR.\n{instruction}\nASSISTANT:")),
-    "context_qa": InstructFormat(
-        lambda r, f: (text_field(r, "article", f) + "\n===\n" + text_field(r, "question", f), "",
-                      text_field(r, "answer", f)),
-        *(["Use the following contextual information to concisely answer the question.\n"] * 2), CHAT),
-    "context_qa.load_v2": InstructFormat(
-        lambda r, f: (f"Context: {text_field(r, 'context', f)}\nQuestion: {text_field(r, 'question', f)}\n", "",
-                      "Answer: " + text_field(r, "answer", f)), "", "", ("{instruction}\n{input}", "{instruction}")),
-    "context_qa.load_404": InstructFormat(
-        lambda r, f: (text_field(r, "article", f) + "\n===\n" + text_field(r, "unanswerable_question", f), "",
-                      NO_CONTEXT_ANSWER),
-        *(["Use the following contextual information to concisely answer the question.\n"] * 2), CHAT),
-    "metharme": InstructFormat(_cols("prompt", "generation", None), "", "", ("{instruction}", "{instruction}"),
-                               eos_count=3),
-    "creative_acr.load_answer": InstructFormat(_creative("answer"), _CREATIVE_SYS, _CREATIVE_SYS,
-                                               ("USER: {instruction}\nASSISTANT:",) * 2),
-    "creative_acr.load_critique": InstructFormat(_creative("critique"), "", "", ("USER: {instruction}\nASSISTANT:",) * 2),
-    "creative_acr.load_revise": InstructFormat(_creative("revise"), "", "", ("USER: {instruction}\nASSISTANT:",) * 2),
-}
-FORMATS["context_qa.load"] = FORMATS["context_qa"]
-FORMATS["alpaca_w_system.load_chat"] = FORMATS["alpaca_w_system"]
 
-# Axolotl's `type: alpaca:STYLE`: alpaca rows and system text written in another prompt style,
-# as (system line around {system}, turn with input, turn without input).
-STYLES = {
-    "instruct": ("{system}\n\n", *INSTRUCT),
-    "chat": ("SYSTEM: {system}\n", *CHAT),
-    "chatml": ("<|im_start|>system\n{system}<|im_end|>\n",
-               "<|im_start|>user\n{instruction}\n{input}<|im_end|>\n<|im_start|>assistant\n",
-               "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n"),
-    "phi": ("<|system|>\n{system}<|end|>\n", "<|user|>\n{instruction}<|end|>{input}<|assistant|>",
-            "<|user|>\n{instruction}<|end|>\n<|assistant|>\n"),
+READERS = {
+    "choices": _choices, "reflection": _reflection, "context_qa": _context,
+    "context_qa_v2": lambda r, f: (f"Context: {text_field(r, 'context', f)}\nQuestion: {text_field(r, 'question', f)}\n",
+                                   "", "Answer: " + text_field(r, "answer", f)),
+    "context_qa_404": lambda r, f: (text_field(r, "article", f) + "\n===\n" + text_field(r, "unanswerable_question", f),
+                                    "", NO_CONTEXT_ANSWER),
+    **{f"creative_{kind}": _creative(kind) for kind in ("answer", "critique", "revise")},
 }
-for _style, (_system, *_turns) in STYLES.items():
-    FORMATS[f"alpaca:{_style}"] = InstructFormat(
-        _cols("instruction", "output"), _system.format(system=SYS.rstrip("\n")),
-        _system.format(system=SYS_NO_INPUT.rstrip("\n")), tuple(_turns))
+
+
+def _formats() -> dict[str, InstructFormat]:
+    table = yaml.safe_load((Path(__file__).parents[1] / "assets" / "alpaca_formats.yaml").read_text(encoding="utf-8"))
+    texts = table.pop("_texts")
+    out = {}
+    for name, f in table.items():
+        system = f.get("system", texts["sys"])
+        no_input = f.get("system_no_input", texts["sys_no_input"])
+        out[name] = InstructFormat(READERS[f["reader"]] if "reader" in f else _cols(**f.get("columns", {})), system,
+                                   system if no_input == "same" else no_input, tuple(f.get("turn", texts["instruct"])),
+                                   f.get("system_format", ""), f.get("eos_count", 1))
+    return out
+
+
+FORMATS = _formats()
+WITH_INPUT = FORMATS["alpaca"].system + FORMATS["alpaca"].turn[0]
+NO_INPUT = FORMATS["alpaca"].system_no_input + FORMATS["alpaca"].turn[1]
+# Template text the tiny tokenizer is trained on, so prompts are a handful of tokens.
+TEMPLATE_WORDS = [WITH_INPUT.format(instruction="", input=""), NO_INPUT.format(instruction="")] * 20
 
 
 class InstructStrategy(PromptStrategy):
@@ -235,4 +173,5 @@ class AlpacaStrategy(InstructStrategy):
         super().__init__("alpaca", train_on_inputs)
 
     def inference_row(self, text: str) -> dict:
+        """A row built from a user's prompt text."""
         return {"instruction": text, "input": "", "output": ""}

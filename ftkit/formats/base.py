@@ -84,12 +84,8 @@ class PromptStrategy:
         return "".join(seg.text for seg in self.prompt_segments(row))
 
     def prompt_for(self, text: str) -> str:
-        """The prompt text for a user's text (ftkit infer, before/after samples)."""
-        return self.prompt_text(self.inference_row(text))
-
-    def inference_row(self, text: str) -> dict:
-        """A row built from a user's prompt text."""
-        raise NotImplementedError
+        """The prompt text for a user's text (ftkit infer, before/after samples); template-free formats send it as is."""
+        return text
 
 
 def row_errors(strategy: PromptStrategy, rows, tokenizer, first: int = 5) -> tuple[list[tuple[int, RowError]], int]:

@@ -13,12 +13,11 @@ Example (llama3 template, roles_to_train [assistant], train_on_eos turn):
 from __future__ import annotations
 
 import difflib
+import json
 
 from ftkit.errors import FtkitError
 from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
-from ftkit.formats.chat_templates import TEMPLATES
-from ftkit.formats.fastchat import special_tokens
-from ftkit.log import log
+from ftkit.formats.chat_templates import DEFAULT_SYSTEM, TEMPLATES
 
 FALLBACK = "tokenizer_default_fallback_"
 
@@ -123,8 +122,6 @@ class ChatTemplateStrategy(PromptStrategy):
         self.template_kwargs = dict(template_kwargs or {})
         self.jinja, own_eot = resolve_template(chat_template, tokenizer)
         if default_system_message:
-            from ftkit.formats.chat_templates import DEFAULT_SYSTEM
-
             self.jinja = self.jinja.replace(DEFAULT_SYSTEM, default_system_message)
         self.eots = list(eot_tokens) if eot_tokens else [own_eot]
         vocab = tokenizer.get_vocab()
@@ -143,8 +140,6 @@ class ChatTemplateStrategy(PromptStrategy):
     def messages(self, row: dict) -> list[dict]:
         msgs = row.get(self.field)
         if isinstance(msgs, str):  # a JSON-encoded message list
-            import json
-
             try:
                 msgs = json.loads(msgs)
             except ValueError:
@@ -190,8 +185,6 @@ class ChatTemplateStrategy(PromptStrategy):
         key = self.field_tools or "tools"
         tools = row.get(key)
         if isinstance(tools, str):
-            import json
-
             try:
                 tools = json.loads(tools)
             except ValueError:
@@ -303,6 +296,12 @@ class ChatTemplateStrategy(PromptStrategy):
     def prompt_for(self, text: str) -> str:
         return self.render([{"role": "user", "content": text}], gen=True)
 
+    def served_ids(self, msgs: list[dict]) -> list[int]:
+        """What a server's apply_chat_template(..., add_generation_prompt=True) feeds for these messages."""
+        out = self.tokenizer.apply_chat_template(msgs, chat_template=self.jinja, add_generation_prompt=True,
+                                                 tokenize=True)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
 
 def chat_rows(recipe) -> bool:
     """Rows TRL renders with the tokenizer's chat template (every rl: method and reward_model: true), not SFT
@@ -315,67 +314,3 @@ def preference_type_template(type_name) -> str | None:
     recipe's). The shape part (intel) is data/preference.py's."""
     template = type_name.partition(".")[0] if isinstance(type_name, str) else ""
     return template if template in TEMPLATES else None
-
-
-def _asked_templates(recipe) -> list[tuple[str, str]]:
-    """(key, chat_template option) for each dataset that names a template, in dataset order."""
-    out = []
-    for i, d in enumerate(recipe.datasets):
-        t = d.type if isinstance(d.type, str) else ""
-        if chat_rows(recipe) and (named := preference_type_template(t)):
-            out.append((f"datasets.{i}.type", named))
-        elif d.chat_template and (chat_rows(recipe) or t == "chat_template"):
-            out.append((f"datasets.{i}.chat_template", d.chat_template))
-    return out
-
-
-def _one_template(recipe, asked: list[tuple[str, str]]) -> str | None:
-    """Preference rows are rendered by the tokenizer's template (TRL): every name must agree."""
-    for key, option in asked:  # (the recipe check validates SFT datasets' names; preference types name their own)
-        if fix := template_option_problem(option):
-            raise FtkitError(f"unknown chat template {option!r}", file=recipe.source, where=key, fix=fix)
-    names = {o for o in [recipe.chat_template] + [o for _, o in asked] if o and o != "tokenizer_default"}
-    if len(names) > 1:
-        raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",
-                         file=recipe.source, where="chat_template",
-                         fix="use one template: chat_template.SHAPE types follow the recipe's chat_template")
-    return names.pop() if names else None
-
-
-def configure_tokenizer(tokenizer, recipe) -> None:
-    """The one chat-template resolver (SFT and rl:): add the special tokens named templates need and write the
-    run's template into the tokenizer.
-
-    The template is the one `chat_template:` names, else one a dataset names (its chat_template, or a
-    preference type such as `chatml.intel`), else the tokenizer's own. A sharegpt `conversation:` (a FastChat
-    template, formats/fastchat.py) adds the special tokens it writes and leaves the template alone. The tokenizer saved
-    with the model then carries the template the data was rendered with, so any server that calls
-    apply_chat_template builds the training prompt. With `rl:` every row is rendered by that one template
-    (TRL), so two different names are an error and a tokenizer without a template needs `chat_template:`.
-    """
-    asked = _asked_templates(recipe)
-    options = [recipe.chat_template] + [o for _, o in asked]
-    vocab = tokenizer.get_vocab()
-    fastchat = [t for d in recipe.datasets if d.type == "sharegpt" for t in special_tokens(d.conversation)]
-    missing = list(dict.fromkeys(t for o in options for t in needed_tokens(o) if t not in vocab))
-    missing += [t for t in dict.fromkeys(fastchat) if t not in vocab and t not in missing]
-    if missing:
-        tokenizer.add_tokens(missing, special_tokens=True)
-        log.info(f"chat template: added special tokens {missing} (embeddings will be resized)")
-    rl = chat_rows(recipe)  # rl: methods and the reward model: TRL renders every row with this template
-    chosen = _one_template(recipe, asked) if rl else (
-        recipe.chat_template or next((o for _, o in asked if o != "tokenizer_default"), None))
-    if chosen and not (chosen == "tokenizer_default" or (chosen.startswith(FALLBACK) and tokenizer.chat_template)):
-        jinja, _ = resolve_template(chosen, tokenizer)
-        if jinja != tokenizer.chat_template:
-            tokenizer.chat_template = jinja
-            label = chosen if not is_jinja(chosen) else "Jinja text from the recipe"
-            via = "chat_template" if recipe.chat_template else "a dataset's template"
-            log.info(f"{via}: the tokenizer's chat template is now {label} (saved with the model)")
-    if rl and not tokenizer.chat_template:
-        raise FtkitError("the tokenizer has no chat template", file=recipe.source, where="chat_template",
-                         fix=f"set chat_template: to one of {', '.join(TEMPLATES)}")
-    for key, option in asked:
-        if not rl and key.endswith(".chat_template") and recipe.chat_template and option != recipe.chat_template:
-            log.warning(f"{key} ({option[:30]}) differs from the recipe's chat_template that the saved tokenizer "
-                        "serves with; inference elsewhere will not match this dataset's prompts")

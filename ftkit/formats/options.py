@@ -1,13 +1,17 @@
 """Which `datasets[].type` names exist, which options each takes, and the recipe-time checks.
 
 A format option written for a type that does not read it is an error, unless its value asks for what the type
-does anyway (NEUTRAL: `field: text` on sharegpt, `roles_to_train: [assistant]` on oasst, alpaca's
-`field_instruction: instruction`): Axolotl ignores those keys and so does ftkit, said in a note.
+does anyway (the neutral values of assets/format_options.yaml: `field: text` on sharegpt, `roles_to_train:
+[assistant]` on oasst, alpaca's `field_instruction: instruction`): Axolotl ignores those keys and so does ftkit,
+said in a note.
 """
 from __future__ import annotations
 
 import difflib
 import string
+from pathlib import Path
+
+import yaml
 
 from ftkit.errors import Problem
 from ftkit.formats.alpaca import FORMATS
@@ -16,36 +20,9 @@ from ftkit.formats.chat import chat_rows, template_option_problem
 from ftkit.formats.fastchat import templates as fastchat_templates
 from ftkit.formats.preference_types import type_problem
 
-CHAT_TYPES = ("chat_template", "sharegpt")
-RAW_TYPES = ("completion", "input_output", "pretokenized")
-TYPE_NAMES = tuple(FORMATS) + CHAT_TYPES + RAW_TYPES
-# format options -> the types they apply to (a value other than the default for another type is an error)
-OPTION_TYPES = {
-    "field": ("completion",),
-    "chunk_long_rows": ("completion",),
-    **{k: CHAT_TYPES for k in ("field_messages", "message_field_role", "message_field_content", "roles",
-                               "roles_to_train", "train_on_eos", "train_on_eot", "message_property_mappings",
-                               "message_field_training", "drop_system_message", "field_tools")},
-    "chat_template": ("chat_template",),
-    **{k: ("sharegpt",) for k in ("conversation", "field_human", "field_model")},
-    **{k: () for k in ("field_instruction", "field_input", "field_output", "field_system")},  # custom formats: type:
-}
-# what sharegpt with a FastChat `conversation:` reads (formats/fastchat.py)
-FASTCHAT_OPTIONS = ("conversation", "field_human", "field_model", "field_messages", "message_field_role",
-                    "message_field_content", "message_property_mappings", "roles", "roles_to_train")
-# values that ask for what any type does anyway: a note where the type does not read the option
-NEUTRAL = {"field": ("text",), "field_messages": ("messages", "conversations"), "message_field_role": ("role", "from"),
-           "message_field_content": ("content", "value"), "roles_to_train": (["assistant"],),
-           "train_on_eos": ("turn", "last", "all"), "train_on_eot": ("turn", "last", "all"),
-           "chat_template": ("tokenizer_default",), "field_human": ("human",), "field_model": ("gpt",),
-           "message_property_mappings": ({"role": "role", "content": "content"}, {"role": "from", "content": "value"}),
-           "field_instruction": ("instruction",), "field_input": ("input",), "field_output": ("output",),
-           "field_system": ("system",)}
-
-
-def is_type(name) -> bool:
-    """A supported `type:` name (the alpaca family includes Axolotl's alpaca:STYLE prompt styles)."""
-    return name in TYPE_NAMES
+TYPE_NAMES = (*FORMATS, "chat_template", "sharegpt", "completion", "input_output", "pretokenized")
+# format option -> {types that read it, fastchat: read by sharegpt + conversation:, neutral: values that change nothing}
+OPTIONS = yaml.safe_load((Path(__file__).parents[1] / "assets" / "format_options.yaml").read_text(encoding="utf-8"))
 
 
 def unknown_type_fix(name: str) -> str:
@@ -82,21 +59,21 @@ def _type_label(d) -> str:
 
 def _reads(d, option: str) -> bool:
     if d.type == "sharegpt" and d.conversation:
-        return option in FASTCHAT_OPTIONS
-    return d.type in OPTION_TYPES[option]
+        return OPTIONS[option].get("fastchat", False)
+    return d.type in OPTIONS[option]["types"]
 
 
 def _neutral(option: str, value) -> bool:
     if option == "roles_to_train" and isinstance(value, list):
         value = [role_names(None).get(r, r) for r in value]  # [gpt] asks for the assistant turns too
-    return value in NEUTRAL.get(option, ())
+    return value in OPTIONS[option].get("neutral", ())
 
 
 def _misplaced(d, key: str) -> tuple[list[Problem], list[tuple[str, str]]]:
     """(problems, notes) for the format options set on a type that does not read them."""
     problems, notes = [], []
     fields = type(d).model_fields
-    for option in OPTION_TYPES:
+    for option in OPTIONS:
         value = getattr(d, option)
         if value == fields[option].get_default() or _reads(d, option):
             continue
@@ -104,12 +81,12 @@ def _misplaced(d, key: str) -> tuple[list[Problem], list[tuple[str, str]]]:
         if _neutral(option, value):
             notes.append((where, f"{value!r} changes nothing for {label}, which does not read it (Axolotl ignores it "
                                  "there too)"))
-        elif not OPTION_TYPES[option]:
+        elif not OPTIONS[option]["types"]:
             problems.append(Problem("a custom-format key written at the dataset level (Axolotl ignores it there)",
                                     where=where, fix=f"put it under type: (a custom format), e.g. type: {{{option}: ...}}"))
         else:
             readers = "sharegpt without conversation, or chat_template" if d.type == "sharegpt" else \
-                " or ".join(OPTION_TYPES[option])
+                " or ".join(OPTIONS[option]["types"])
             problems.append(Problem(f"applies only to type {readers}, not {label}", where=where,
                                     fix="remove it or change the type"))
     return problems, notes
@@ -120,7 +97,7 @@ def _dataset_problems(d, key: str) -> list[Problem]:
     out = []
     if d.type is not None and not isinstance(d.type, str):
         out += _user_defined_problems(d.type, f"{key}.type")
-    elif d.type is not None and not is_type(d.type):
+    elif d.type is not None and d.type not in TYPE_NAMES:
         return [Problem(f"unsupported dataset type {d.type!r}", where=f"{key}.type", fix=unknown_type_fix(d.type))]
     out += _misplaced(d, key)[0]
     if d.chat_template and (fix := template_option_problem(d.chat_template)):
@@ -140,7 +117,7 @@ def _dataset_problems(d, key: str) -> list[Problem]:
 
 
 def format_notes(recipe) -> list[tuple[str, str]]:
-    """(key, note) for dataset options that change nothing (NEUTRAL values on a type that does not read them),
+    """(key, note) for dataset options that change nothing (neutral values on a type that does not read them),
     and for sharegpt rows rendered with the tokenizer's template where Axolotl's sharegpt used vicuna_v1.1."""
     if getattr(recipe, "rl", None):
         return []

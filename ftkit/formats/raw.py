@@ -47,9 +47,6 @@ class CompletionStrategy(PromptStrategy):
                 cols["labels"][i] = [IGNORE] * len(cols["labels"][i])
         return split_long_rows(cols, self.chunk) if self.chunk else cols
 
-    def prompt_for(self, text: str) -> str:
-        return text  # a completion model continues the text it is given
-
 
 class InputOutputStrategy(PromptStrategy):
     """{"segments": [{"label": bool, "text": str}, ...]} -> the segments as written.
@@ -72,9 +69,6 @@ class InputOutputStrategy(PromptStrategy):
                                'write {"label": true, "text": "..."}')
             out.append(Segment(s["text"], s["label"]))
         return out
-
-    def prompt_for(self, text: str) -> str:
-        return text
 
 
 class PretokenizedStrategy(PromptStrategy):
@@ -118,9 +112,6 @@ class PretokenizedStrategy(PromptStrategy):
     def prompt_text(self, row: dict) -> str:
         return ""  # no text to compare: parity is not checked for pretokenized rows
 
-    def prompt_for(self, text: str) -> str:
-        return text
-
 
 class AutoStrategy(PromptStrategy):
     """A dataset with no `type:`: rows that carry input_ids pass through as tokenized (Axolotl's rule), the
@@ -147,6 +138,3 @@ class AutoStrategy(PromptStrategy):
 
     def prompt_for(self, text: str) -> str:
         return self.text.prompt_for(text)
-
-    def inference_row(self, text: str) -> dict:
-        return self.text.inference_row(text)

@@ -14,6 +14,7 @@ Example (tiny llama, alpaca, train_on_inputs=False):
 """
 from __future__ import annotations
 
+from itertools import groupby
 from typing import NamedTuple
 
 IGNORE = -100  # the label of a token that is not trained (PyTorch's cross-entropy ignore_index)
@@ -37,15 +38,8 @@ def uses_bos(tokenizer) -> bool:
 
 def merge_segments(segments: list[Segment]) -> list[Segment]:
     """Join neighbours with the same trainability; drop empty ones. [(a,F),(b,F),(c,T)] -> [(ab,F),(c,T)]."""
-    out: list[Segment] = []
-    for seg in segments:
-        if not seg.text:
-            continue
-        if out and out[-1].trainable == seg.trainable:
-            out[-1] = Segment(out[-1].text + seg.text, seg.trainable)
-        else:
-            out.append(Segment(seg.text, bool(seg.trainable)))
-    return out
+    return [Segment("".join(seg.text for seg in run), trained)
+            for trained, run in groupby((seg for seg in segments if seg.text), key=lambda seg: bool(seg.trainable))]
 
 
 def encode_batch(batch: list[list[Segment]], tokenizer, *, train_on_inputs: bool = False,

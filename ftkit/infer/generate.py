@@ -5,62 +5,35 @@ import json
 import sys
 
 from ftkit.errors import FtkitError
-from ftkit.formats import strategy_for
-from ftkit.formats.chat import end_of_turn_ids
-from ftkit.formats.tokenize import encode_prompt_text
+from ftkit.formats.prompt import Prompt
 from ftkit.log import log, to_stderr
 from ftkit.models.trained import load_trained
 from ftkit.recipe import Recipe
 
 
 def prompt_ids(recipe: Recipe, tokenizer, text: str) -> list[int]:
-    """Token ids fed at inference for a user's text: the first dataset's prompt format (for chat datasets
-    the user turn rendered by the chat template with add_generation_prompt), tokenized as one string."""
-    if getattr(recipe, "rl", None):  # preference-tuned: the chat-template prompt TRL trained with
-        from ftkit.data.preference import prompt_ids as chat_prompt_ids
-
-        return chat_prompt_ids(recipe, tokenizer, text)
-    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
-    return encode_prompt_text(strategy.prompt_for(text), tokenizer, add_bos=strategy.add_bos)
+    """Token ids fed at inference for a user's text: the training prompt (formats/prompt.py)."""
+    return Prompt(recipe, tokenizer).ids(text)
 
 
 def keeps_turns(recipe: Recipe, tokenizer) -> bool:
-    """Does the recipe's prompt format hold a conversation? Chat templates (and preference data) do, so a chat
-    sends earlier turns along; the alpaca family holds one instruction, so each message is answered alone."""
-    from ftkit.formats.chat import ChatTemplateStrategy
-
-    return bool(getattr(recipe, "rl", None)) or isinstance(strategy_for(recipe.datasets[0], recipe, tokenizer),
-                                                           ChatTemplateStrategy)
+    """Does the recipe's prompt hold a conversation (so a chat sends earlier turns along)?"""
+    return Prompt(recipe, tokenizer).keeps_turns
 
 
 def conversation_ids(recipe: Recipe, tokenizer, messages: list[dict]) -> list[int]:
-    """Prompt ids for a conversation ([{role, content}], the user's turn last) rendered as training rendered
-    conversations; for single-turn formats, the last user message alone (see keeps_turns)."""
-    if getattr(recipe, "rl", None):
-        from ftkit.data.preference import trained_prompt_ids
-
-        return trained_prompt_ids(tokenizer, messages)
-    strategy = strategy_for(recipe.datasets[0], recipe, tokenizer)
-    if not keeps_turns(recipe, tokenizer):
-        return prompt_ids(recipe, tokenizer, messages[-1]["content"])
-    return encode_prompt_text(strategy.render(messages, gen=True), tokenizer, add_bos=strategy.add_bos)
+    """Prompt ids for a conversation ([{role, content}], the user's turn last) rendered as training rendered it."""
+    return Prompt(recipe, tokenizer).ids(messages)
 
 
 def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
-    """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn.
-
-    The template: the tokenizer's own for preference-tuned models (TRL renders with it), else the first
-    dataset's (chat formats); formats without a template stop at eos.
-    """
-    if getattr(recipe, "rl", None):
-        return end_of_turn_ids(tokenizer)
-    jinja = getattr(strategy_for(recipe.datasets[0], recipe, tokenizer), "jinja", None)
-    return end_of_turn_ids(tokenizer, jinja) if jinja else [tokenizer.eos_token_id]
+    """eos plus the chat template's end-of-turn token (e.g. <|eot_id|>), so generation stops after a turn."""
+    return Prompt(recipe, tokenizer).stop_ids()
 
 
 def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_tokens: int | None = None,
              temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None) -> list[str]:
-    """Complete each prompt, a text or a conversation (a list of {role, content}: conversation_ids), greedy unless
+    """Complete each prompt, a text or a conversation (a list of {role, content}: Prompt.ids), greedy unless
     temperature > 0; returns only the new text."""
     import torch
 
@@ -69,14 +42,14 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    prompt = Prompt(recipe, tokenizer)
+    kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                  eos_token_id=prompt.stop_ids(), do_sample=temperature > 0, streamer=streamer)
+    if temperature > 0:
+        kwargs.update(temperature=temperature, top_p=top_p)
     out = []
     for text in prompts:
-        ids = conversation_ids(recipe, tokenizer, text) if isinstance(text, list) else prompt_ids(recipe, tokenizer, text)
-        ids = torch.tensor([ids], device=device)
-        kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=stop_token_ids(recipe, tokenizer), do_sample=temperature > 0, streamer=streamer)
-        if temperature > 0:
-            kwargs.update(temperature=temperature, top_p=top_p)
+        ids = torch.tensor([prompt.ids(text)], device=device)
         with torch.no_grad():
             gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         out.append(tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip())

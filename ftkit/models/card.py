@@ -130,10 +130,9 @@ def write_card(folder: str | Path, recipe: Recipe, kind: str, **kwargs) -> Path:
 
 def served_prompt(tokenizer, text: str = "What is the capital of Spain?") -> str | None:
     """What the saved tokenizer's chat template renders for one user message (None without a template)."""
-    if not tokenizer.chat_template:
-        return None
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                         add_generation_prompt=True)
+    from ftkit.formats.prompt import rendered, user_turn
+
+    return rendered(tokenizer, user_turn(text), generation_prompt=True)
 
 
 def loss_figure(losses: list, title: str = "training loss"):

@@ -23,7 +23,7 @@ class TinySpec:
     bos: str | None
     eos: str
     pad: str | None
-    template: str | None = None  # ftkit chat template name (formats/chat_templates.py)
+    template: str | None = None  # ftkit chat template name (ftkit/assets/chat_templates.yaml)
     add_bos: bool = True
     config_extra: dict = field(default_factory=dict)
     isolate: str | None = None  # regex of text the real tokenizer keeps as one pre-token (see tiny.build_tokenizer)

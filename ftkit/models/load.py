@@ -53,10 +53,9 @@ def load_tokenizer(recipe: Recipe):
     if recipe.tokens:
         added = tok.add_tokens([verbatim(t) for t in recipe.tokens])
         log.info(f"tokens: added {added} of {len(recipe.tokens)} tokens to the vocabulary")
-    from ftkit.formats.chat import configure_tokenizer
+    from ftkit.formats.prompt import configure_tokenizer
 
-    configure_tokenizer(tok, recipe)  # chat_template + the special tokens it needs
-    _default_system_message(tok, recipe)
+    configure_tokenizer(tok, recipe)  # chat_template, the special tokens it needs, default_system_message
 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -68,21 +67,6 @@ def load_tokenizer(recipe: Recipe):
                  "so eos stays trained here; set special_tokens.pad_token to a distinct token for other tools")
     tok.padding_side = "right"
     return tok
-
-
-def _default_system_message(tok, recipe: Recipe) -> None:
-    """default_system_message: replace the template's built-in default system text (Axolotl's behaviour)."""
-    message = getattr(recipe, "default_system_message", None)
-    if not message:
-        return
-    from ftkit.formats.chat_templates import DEFAULT_SYSTEM
-
-    if DEFAULT_SYSTEM not in (tok.chat_template or ""):
-        raise FtkitError(f"the chat template has no default system text ({DEFAULT_SYSTEM!r}) to replace",
-                         where="default_system_message", file=recipe.source,
-                         fix="use a template with one (qwen), or give a system message in the data")
-    tok.chat_template = tok.chat_template.replace(DEFAULT_SYSTEM, message)
-    log.info("default_system_message: the chat template's default system text is replaced")
 
 
 # ---------------------------------------------------------------- model

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ftkit.errors import DiskFull, FtkitError, Problem, is_disk_full
-from ftkit.formats import serving
+from ftkit.formats.prompt import Prompt
 from ftkit.log import log, quiet
 from ftkit.models import card, folder
 from ftkit.recipe import Recipe
@@ -52,7 +52,7 @@ def run(recipe: Recipe, output_dir: str | None = None, overwrite: bool = False, 
     shutil.rmtree(staging, ignore_errors=True)  # a merge cut off by a kill: never half-published
     try:
         merged.save_pretrained(staging, safe_serialization=True)
-        template_note = serving.apply(recipe, tok)  # (the adapter run saved it already; older runs get it here)
+        template_note = Prompt(recipe, tok).save_template()  # (the adapter run saved it already; older runs get it here)
         tok.save_pretrained(staging)
         _write_card(recipe, staging, tok, template_note, dtype, saved.r, saved.lora_alpha)
     except BaseException as e:

@@ -1,6 +1,6 @@
 """What a finished run leaves in output_dir: everything needed to serve, share or resume the model as trained.
 
-model or adapter weights, the tokenizer (its chat template renders the training prompt: formats/serving.py),
+model or adapter weights, the tokenizer (its chat template renders the training prompt: formats/prompt.py),
 the resolved recipe.yml, metrics.json, trainer_state.json (the Trainer's log history), loss.png and a
 README.md model card (models/card.py); every file readable like the user's own.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ftkit.formats import serving
+from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.models import card
 from ftkit.recipe import Recipe
@@ -55,7 +55,7 @@ def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: b
         return
     staging.mkdir(parents=True, exist_ok=True)
     if weights:
-        template_note = serving.apply(recipe, tokenizer)  # servers' apply_chat_template == the training prompt
+        template_note = Prompt(recipe, tokenizer).save_template()  # servers' apply_chat_template == the training prompt
         log.info(f"saved tokenizer: {template_note}")
         tokenizer.save_pretrained(str(staging))
     trainer.state.save_to_json(str(staging / "trainer_state.json"))  # every logged step, as the Trainer recorded it
