@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: anything that resolves it unpinned pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,deepspeed,gradio,tracking]"  # not the jupyter metapackage: +3.5 s per kernel start
+	$(BIN)/python -m pip install -q -e ".[dev,deepspeed,gradio,tracking,cloud]"  # not the jupyter metapackage: +3.5 s per kernel start
 	touch $(STAMP)
 
 demo: setup  ## fine-tune the embedded tiny default on data_samples/ and show it learned

@@ -1,12 +1,15 @@
-"""The cluster launch scripts in recipes/cloud/ (shown in docs/cloud.md): valid bash, and they launch what they say.
+"""The cluster launch scripts in recipes/cloud/ (shown in docs/cloud.md): valid bash, and they launch what they say;
+the SkyPilot task parses with the keys SkyPilot reads, and the Modal script defines its app without running remote.
 
 The Slurm script runs here for real: a stand-in `srun` starts one task per node of the job with the variables
 Slurm gives each task (SLURM_NODEID, SLURM_PROCID, ...), a stand-in `scontrol` names the nodes, and the two
 "nodes" train the tiny twin one step together (gloo). The SSH pair runs with a stand-in `ssh` that records the
 command each host would run.
 """
+import importlib.util
 import json
 import os
+import py_compile
 import re
 import shlex
 import socket
@@ -15,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import OFFLINE, ROOT
 from test_multinode import clean_env
 
@@ -91,3 +95,44 @@ def test_multi_gpu_check_script_is_valid_bash():
     script = ROOT / "ftkit" / "bench" / "multi_gpu_checks.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     assert all(f"[{engine}]=" in script.read_text() for engine in ("ddp", "zero2", "zero3", "fsdp"))
+
+
+FAKE_FTKIT = '#!/bin/bash\nprintf "%s\\n" "$@" > "$FTKIT_ARGV.$SKYPILOT_NODE_RANK"\n'
+
+
+def test_skypilot_task_has_what_sky_reads_and_runs_ftkit_on_each_node_with_its_rank(tmp_path):
+    text = (CLOUD / "skypilot.yaml").read_text()
+    assert text in re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "cloud.md").read_text(), re.S)
+    task = yaml.safe_load(text)
+    assert task["num_nodes"] == 2 and task["resources"]["accelerators"] == "H100:8" and task["workdir"] == "."
+    assert set(task["envs"]) == {"RECIPE", "ARGS", "PORT"}  # what `sky launch --env` overrides
+    for block in ("setup", "run"):
+        subprocess.run(["bash", "-n"], input=task[block], text=True, check=True)
+    env = stand_ins(tmp_path, ftkit=FAKE_FTKIT)
+    env.update({k: str(v) for k, v in task["envs"].items()})  # SkyPilot exports them, then its own variables
+    env.update(RECIPE="recipes/llama/full.yml", ARGS="--deepspeed=recipes/deepspeed/zero3.json --max_steps=10",
+               FTKIT_ARGV=str(tmp_path / "argv"), SKYPILOT_NODE_IPS="10.0.0.5\n10.0.0.6", SKYPILOT_NUM_NODES="2",
+               SKYPILOT_NUM_GPUS_PER_NODE="8")
+    for rank in (0, 1):
+        subprocess.run(["bash", "-c", task["run"]], env={**env, "SKYPILOT_NODE_RANK": str(rank)}, check=True)
+        argv = (tmp_path / f"argv.{rank}").read_text().splitlines()
+        assert argv == ["train", "recipes/llama/full.yml", "--num_machines", "2", "--machine_rank", str(rank),
+                        "--main_process_ip", "10.0.0.5", "--main_process_port", "29500", "--num_processes", "16",
+                        "--deepspeed=recipes/deepspeed/zero3.json", "--max_steps=10"]
+
+
+def test_modal_script_compiles_and_defines_the_gpu_function_without_running_remote(monkeypatch):
+    script = CLOUD / "modal_train.py"
+    py_compile.compile(str(script), doraise=True)
+    assert script.read_text() in re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "cloud.md").read_text(), re.S)
+    modal = pytest.importorskip("modal")  # the [cloud] extra
+    monkeypatch.setenv("FTKIT_MODAL_GPUS", "2")
+    monkeypatch.chdir(ROOT)  # `modal run` runs from the checkout, which the image copies
+    spec = importlib.util.spec_from_file_location("modal_train", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines the app and its image; builds and runs nothing
+    assert module.app.name == "ftkit" and isinstance(module.train, modal.Function)
+    assert type(module.main).__name__ == "LocalEntrypoint"  # what `modal run` calls here, with --recipe/--args
+    assert module.train._spec_.gpus == "H100:2" and set(module.train._spec_.volumes) == {"/ftkit/outputs"}
+    assert module.train_command("recipes/llama/lora.yml", '--max_steps=5 "--wandb_project=a b"') == [
+        "ftkit", "train", "recipes/llama/lora.yml", "--num_processes", "2", "--max_steps=5", "--wandb_project=a b"]

@@ -42,3 +42,25 @@ def test_sharded_4bit_weights_are_stored_in_the_compute_dtype(make_recipe, engin
     """As Axolotl: packed 4-bit weights in a bf16 tensor, so FSDP / ZeRO-3 can flatten them with the others."""
     recipe = make_recipe(load_in_4bit=True, adapter="qlora", lora_target_linear=True, **engine)
     assert quant.bnb_config(recipe, torch.bfloat16).bnb_4bit_quant_storage == storage
+
+
+def test_memory_per_device_counts_what_each_engine_adds(make_recipe):
+    """`ftkit memory --num_processes N`: what ftkit/bench/sharded.py measured on two CPU processes, as rows: DDP's
+    bucket copy of the gradients, ZeRO-1/2's fp32 clone of their partition (also in fp32), the weights a ZeRO-3
+    step keeps gathered (the shipped config: up to 1e9 parameters) or FSDP's two layers."""
+    from ftkit.bench.estimate import estimate
+
+    def rows(est):
+        return {name: b for name, b, _ in est.rows}
+
+    n = 7_241_732_096  # Mistral 7B, from the built-in table
+    base = dict(base_model="mistralai/Mistral-7B-v0.1", bf16=False)
+    ddp = rows(estimate(make_recipe(**base), devices=8, cpu=False))
+    assert ddp["ddp buckets"] == ddp["gradients"] == 4 * n
+    assert "ddp buckets" not in rows(estimate(make_recipe(**base), devices=1, cpu=False))
+    z1 = rows(estimate(make_recipe(deepspeed="recipes/deepspeed/zero1.json", **base), devices=8, cpu=False))
+    assert z1["optimizer"] == 12 * n / 8 and "ddp buckets" not in z1  # fp32 clone 4 B + Adam 2 x 4 B
+    z3 = rows(estimate(make_recipe(deepspeed="recipes/deepspeed/zero3.json", **base), devices=8, cpu=False))
+    assert z3["weights"] == 4 * n / 8 and z3["gathered"] == 4 * 1e9 and z3["optimizer"] == 8 * n / 8
+    fsdp = rows(estimate(make_recipe(fsdp=["full_shard", "auto_wrap"], **base), devices=8, cpu=False))
+    assert fsdp["gathered"] == 2 * n / 32 * 4  # Mistral 7B has 32 layers

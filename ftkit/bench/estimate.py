@@ -30,7 +30,10 @@ configs when offline), counts parameters exactly on the meta device (no weights 
 Peak = weights + optimizer + the larger of (activations + max(backward, lm head)) and gradients: backward
 frees each layer's activations as it writes gradients, and the optimizer step runs after both (gradients do sit
 next to activations when gradient_accumulation_steps > 1). ZeRO-1/2/3 and FSDP divide optimizer /
-+gradients / +weights by the number of devices. The workshop rule of thumb (fp32 full fine-tune with
++gradients / +weights by the number of devices; a fully sharded step gathers weights back ("gathered": ZeRO-3 keeps
+up to stage3_max_live_parameters of them, the whole model below 1e9 params with the usual config; FSDP about two
+layers), and DeepSpeed's ZeRO-1/2 clone an fp32 master copy of their partition even in fp32
+(`ftkit/bench/sharded.py` measures two CPU processes). The workshop rule of thumb (fp32 full fine-tune with
 Adam: 4 bytes x 4 = 16 bytes/param, e.g. 7B -> 112 GB) is printed next to the estimate for comparison.
 `ftkit bench memory` checks the estimate against measured CPU runs.
 """
@@ -152,16 +155,31 @@ class Estimate:
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
-def _sharding(recipe: Recipe) -> int:
-    """0 = none; ZeRO stage (1 optimizer, 2 +gradients, 3 +weights); FSDP full_shard = 3, shard_grad_op = 2."""
+def _sharding(recipe: Recipe) -> tuple[int, dict]:
+    """(0 = none; ZeRO stage (1 optimizer, 2 +gradients, 3 +weights); FSDP full_shard = 3, shard_grad_op = 2),
+    with DeepSpeed's zero_optimization block ({} otherwise)."""
     if recipe.deepspeed:
-        from ftkit.train.args import zero_stage
+        from ftkit.train.distributed import deepspeed_path
 
-        return zero_stage(recipe) or 0
+        zero = json.loads(Path(deepspeed_path(recipe)).read_text()).get("zero_optimization") or {}
+        return zero.get("stage") or 0, zero
     if recipe.fsdp:
         options = recipe.fsdp if isinstance(recipe.fsdp, list) else recipe.fsdp.split()
-        return 2 if "shard_grad_op" in options else 3
-    return 0
+        return (2 if "shard_grad_op" in options else 3), {}
+    return 0, {}
+
+
+def _gathered(recipe: Recipe, zero: dict, config: dict, total: int, dense: float) -> tuple[float, str]:
+    """The full weights a fully sharded step computes with, gathered from the other devices."""
+    if recipe.deepspeed:  # released only when not used again within stage3_max_reuse_distance parameters
+        live = min(total, int(float(zero.get("stage3_max_live_parameters", 1e9))))
+        return live * dense, (f"ZeRO-3 keeps what it gathers while reused within stage3_max_reuse_distance: "
+                              f"min({total:,} params, stage3_max_live_parameters) x {dense:g} B")
+    import transformers
+
+    layers = transformers.AutoConfig.for_model(**config).num_hidden_layers
+    return 2 * total / layers * dense, (f"FSDP gathers a layer at a time and prefetches the next: "
+                                        f"2 x {total:,} / {layers} layers x {dense:g} B")
 
 
 def _bytes_per_weight(recipe: Recipe, half: bool) -> tuple[float, str]:
@@ -233,7 +251,7 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
         half = recipe.bf16 is True or recipe.fp16 is True or (recipe.bf16 == "auto" and _cuda_bf16())
     if cpu is None:
         cpu = not half and not _cuda()
-    stage = _sharding(recipe)
+    stage, zero = _sharding(recipe)
     div = {k: (devices if stage >= s else 1) for k, s in (("opt", 1), ("grad", 2), ("weights", 3))}
     shard = lambda k: f" / {devices} devices" if div[k] > 1 else ""  # noqa: E731
     est = Estimate(f"{recipe.base_model}: {total / 1e9:.3f}B params ({total:,}; config from {source}); "
@@ -251,9 +269,14 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
         weights += trainable * 4
         how += f" + LoRA {trainable:,} x 4 B"
     est.add("weights", weights / div["weights"], how + shard("weights"))
+    if stage == 3 and devices > 1:
+        est.add("gathered", *_gathered(recipe, zero, config, total, dense))
     t_bytes = 4.0 if bool(recipe.adapter) else dense
     est.add("gradients", trainable * t_bytes / div["grad"], f"{trainable:,} trainable x {t_bytes:g} B" + shard("grad"))
-    opt, opt_how = _optimizer_bytes(recipe, trainable, t_bytes, half)
+    if devices > 1 and not (recipe.deepspeed or recipe.fsdp):
+        est.add("ddp buckets", trainable * t_bytes, f"{trainable:,} x {t_bytes:g} B: DDP all-reduces a copy of the "
+                "gradients (accelerate's gradient_as_bucket_view=False)")
+    opt, opt_how = _optimizer_bytes(recipe, trainable, t_bytes, half, stage)
     est.add("optimizer", opt / div["opt"], opt_how + shard("opt"))
     act, one_layer, act_how = _activations(config, recipe, 2 if half else 4, counts, cpu)
     est.add("activations", act, act_how)
@@ -276,13 +299,17 @@ def estimate(recipe: Recipe, devices: int = 1, half: bool | None = None, model_c
                                      "the CUDA context and kernels (~0.3-0.5 GB per GPU), the caching "
                                      "allocator's reserve and fragmentation, ")
                      + "a padded or packed batch's attention mask (micro_batch x sequence_len^2 per layer where "
-                       "the kernel keeps one), the optimizer step's temporaries, 4/8-bit dequantization buffers")
+                       "the kernel keeps one), the optimizer step's temporaries, 4/8-bit dequantization buffers"
+                     + (", DeepSpeed's flat buffers and step temporaries (0.25-0.5 GB per process above this estimate "
+                        "on two CPU processes training a 58M model: python -m ftkit.bench.sharded)"
+                        if recipe.deepspeed else ""))
     return est
 
 
-def _optimizer_bytes(recipe: Recipe, trainable: int, t_bytes: float, half: bool) -> tuple[float, str]:
+def _optimizer_bytes(recipe: Recipe, trainable: int, t_bytes: float, half: bool, stage: int) -> tuple[float, str]:
     name = recipe.optimizer.lower()
-    master = 4 if (recipe.deepspeed and half and not recipe.adapter) else 0  # DeepSpeed's fp32 master copy
+    # DeepSpeed's fp32 master copy: ZeRO-1/2 clone their partition even in fp32; ZeRO-3 shares an fp32 one
+    master = 4 if recipe.deepspeed and (stage in (1, 2) or (half and not recipe.adapter)) else 0
     if "sgd" in name:
         per, how = 0.0, "SGD keeps no state"
     elif "8bit" in name:

@@ -73,14 +73,19 @@ def _check_data(recipe: Recipe, checkpoint: Path, data: dict | None, changed_ok:
                                   "start afresh"))
 
 
+def _unusable(checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot be resumed; None when its manifest matches, or it is an older ftkit's whose files
+    load (adopted now)."""
+    wrong = problem_with(checkpoint)
+    return None if wrong and not (checkpoint / MANIFEST).is_file() and adopt(checkpoint) else wrong
+
+
 def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
     """The newest checkpoint-N in output_dir whose files match its manifest (or an older ftkit's that loads);
     damaged newer ones are skipped (each with the reason). One written by a different recipe or from other data
     is an error, not a silent resume."""
     for _, d in numbered(recipe.output_dir):
-        wrong = problem_with(d)
-        if wrong and not (d / MANIFEST).is_file() and adopt(d):
-            wrong = None
+        wrong = _unusable(d)
         if wrong:
             log.warning(f"skipping {d}: {wrong}; trying an older checkpoint")
             continue
@@ -100,9 +105,7 @@ def resume_from(recipe: Recipe, data: dict | None = None, changed_ok: bool = Fal
     run's data record (data/cache.data_record), compared with the checkpoint's."""
     if recipe.resume_from_checkpoint:
         path = Path(recipe.resume_from_checkpoint)
-        wrong = "it is not a directory" if not path.is_dir() else problem_with(path)
-        if wrong and path.is_dir() and not (path / MANIFEST).is_file() and adopt(path):
-            wrong = None
+        wrong = _unusable(path) if path.is_dir() else "it is not a directory"
         if wrong:
             older = [str(d) for _, d in numbered(path.parent) if d != path and not problem_with(d)]
             raise ConfigError(Problem(f"{path} cannot be resumed: {wrong}", recipe.source, "resume_from_checkpoint",

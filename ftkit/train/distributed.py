@@ -30,11 +30,8 @@ FSDP_RENAMES = {"offload_params": "cpu_offload"}  # Axolotl's name -> TrainingAr
 def deepspeed_path(recipe: Recipe) -> str:
     """The recipe's DeepSpeed JSON, found as given, next to the recipe, or among the shipped ones; validated."""
     given = Path(recipe.deepspeed)
-    candidates = [given]
-    if recipe.source and not given.is_absolute():
-        candidates.append(Path(recipe.source).parent / given)
-    candidates.append(SHIPPED / given.name)
-    path = next((c for c in candidates if c.is_file()), None)
+    beside = Path(recipe.source).parent / given if recipe.source else given  # an absolute path stays as given
+    path = next((c for c in (given, beside, SHIPPED / given.name) if c.is_file()), None)
     stage = re.match(r"zero(\d)", given.name)
     if path is None and stage and (SHIPPED / f"zero{stage.group(1)}.json").is_file():
         path = SHIPPED / f"zero{stage.group(1)}.json"  # Axolotl's deepspeed_configs/zero3_bf16.json and friends
@@ -177,9 +174,7 @@ def launch(recipe_file: str, overrides: list[str], num_processes: int | None, no
         _check_nodes(nodes, num_processes)
     argv = ["--num_processes", str(num_processes), "--num_machines", str(machines), "--mixed_precision", "no",
             "--dynamo_backend", "no"]
-    for key, value in nodes.items():
-        if key != "num_machines":
-            argv += [f"--{key}", str(value)]
+    argv += [word for key, value in nodes.items() if key != "num_machines" for word in (f"--{key}", str(value))]
     if num_processes > 1:
         argv.append("--multi_gpu")  # accelerate's torchrun path; on CPU each process gets gloo (--cpu needs MPI)
     elif not torch.cuda.is_available():
