@@ -41,6 +41,19 @@ def test_on_cuda_without_the_packages_the_fix_is_named(make_recipe):
     assert any("cut-cross-entropy is not installed (pip install 'ftkit[gpu]')" in s for s in said)
 
 
+def test_a_preference_recipe_may_name_them_liger_patches_its_model_and_the_loss_kernels_are_said_unused(make_recipe):
+    """As Axolotl's Liger plugin, the model-level kernels serve every method (it patches before the trainer exists);
+    DPO computes its loss from the logits, so the loss kernels have nothing to replace there: said, not refused."""
+    from conftest import ROOT
+
+    recipe = make_recipe(ROOT / "recipes" / "llama" / "dpo.yml", base_model="tiny:llama", **ALL)
+    kwargs, cce, said = lm_head.plan(recipe, cuda=True, has=lambda m: True)
+    assert kwargs["rms_norm"] and kwargs["swiglu"] and not kwargs["fused_linear_cross_entropy"] and cce is False
+    assert "Liger kernels: liger_rope, liger_rms_norm, liger_glu_activation" in said
+    assert [s.split(":")[0] for s in said if "not used by dpo runs" in s] == ["liger_fused_linear_cross_entropy",
+                                                                              "cut_cross_entropy"]
+
+
 def test_apply_patches_the_base_model_under_lora_and_routes_the_loss_to_cce(make_recipe, tiny_llama_dir,
                                                                            monkeypatch, said):
     """On CUDA (as if) with a stand-in liger_kernel, apply() hands Liger the base model (not peft's wrapper)

@@ -214,8 +214,15 @@ def plan(recipe, cuda: bool, has: Callable[[str], bool] | None = None) -> tuple[
     if not cuda:
         return {}, False, [f"{', '.join(named)}: CUDA kernels, not used on this machine (no CUDA device); the same "
                            "training with transformers' modules and ftkit's chunked LM head"]
-    said = [f"{k}: the LM head's loss never builds the logits already (TRL's fused head, Triton on CUDA); "
-            "Liger's would replace the model's forward, which TRL's trainer refuses" for k in named if k in LOSS_KERNELS]
+    trainer = recipe.rl or ("reward" if recipe.reward_model else None)  # TRL computes these losses from the logits
+    if trainer:
+        said = [f"{k}: not used by {trainer} runs (TRL's trainer computes its loss from the model's logits)"
+                for k in named if k in (*LOSS_KERNELS, "cut_cross_entropy")]
+        named = [k for k in named if k in LIGER]
+    else:
+        said = [f"{k}: the LM head's loss never builds the logits already (TRL's fused head, Triton on CUDA); "
+                "Liger's would replace the model's forward, which TRL's trainer refuses"
+                for k in named if k in LOSS_KERNELS]
     liger = [k for k in named if k in LIGER]
     kwargs = {}
     if liger and not has("liger_kernel"):

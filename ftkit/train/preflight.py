@@ -304,7 +304,7 @@ def _meta_model(report: Report, recipe: Recipe) -> None:
         return
     if recipe.adapter and not recipe.lora_model_dir:  # a saved adapter brings its own targets
         try:
-            report.collect(apply_adapter, recipe.model_copy(update={"loftq": None}), model)
+            report.collect(apply_adapter, recipe.model_copy(update={"loftq_config": None, "peft": None}), model)
         except Exception as e:  # noqa: BLE001 - see the docstring; train applies it to the real weights
             report.not_run.append(f"the adapter on the meta device ({type(e).__name__}: {_first_line(e)})")
 

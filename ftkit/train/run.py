@@ -50,7 +50,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     from ftkit.data import packing
     from ftkit.train import args as trainer_args
     from ftkit.train import callbacks as cb
-    from ftkit.train import outputs, preflight
+    from ftkit.train import lm_head, outputs, preflight
     from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
@@ -67,6 +67,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
+    lm_head.apply_kernels(recipe, model)  # the CUDA kernels the recipe names (Liger, CCE): said, skipped elsewhere
     args = trainer_args.config(recipe, precision, prepared.eval is not None, prepared.n_train)  # train/args.py
     _fresh_bnb_overrides()
     trainer = method.trainer_class()(

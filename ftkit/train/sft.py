@@ -96,9 +96,7 @@ def trainer_class():
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
     """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one); so do
-    the rows of a stream (data/stream.py). The model gets the CUDA kernels the recipe names first
-    (train/lm_head.py; said, and skipped elsewhere)."""
-    lm_head.apply_kernels(recipe, model)
+    the rows of a stream (data/stream.py)."""
     if recipe.pretraining_dataset:
         return {"data_collator": stream.collator(recipe, tokenizer, model)}
     _varlen(recipe, model)
