@@ -93,7 +93,7 @@ def test_heldout_pairs_left_out_are_said_and_a_kto_run_reads_them_as_pairs(tmp_p
     assert f"test_datasets.0: 1 of {len(rows)} held-out rows left out (1 identical)" in said
 
 
-"The tokenized prompt is not a prefix of the tokenized prompt+completion"
+PREFIX_WARNING = "The tokenized prompt is not a prefix of the tokenized prompt+completion"
 
 
 def test_trl_trains_the_prompt_inference_sends_without_a_prefix_warning(tmp_path, caplog):
