@@ -389,7 +389,7 @@ def test_data_samples_readme_is_current():
 
 def test_parity_notes_multi_turn_history_drift(tok):
     from ftkit.data.parity import ParityReport, check_rows
-    from ftkit.formats import strategy_for
+    from ftkit.formats.prompt import strategy_for
 
     row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
                         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Lima"}]}

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
 from ftkit.formats import Prompt, RowError, row_errors
@@ -29,6 +28,7 @@ from ftkit.recipe import DatasetSpec, Recipe
 REASONS = ("too_long", "too_short", "no_trainable")  # why a row is dropped, counted as stats["dropped_<reason>"]
 BYTES_PER_TOKEN = 32  # rows with more text bytes than sequence_len x this are too long without tokenizing
 TOKEN_COLUMNS = ("input_ids", "labels", "attention_mask")
+ROW = "_row"  # each tokenized row's index in its dataset: data/prepare.py orders the kept rows by it, then drops it
 
 
 def _row_error(e: RowError, files: list[str], idx: int) -> DataError:
@@ -291,16 +291,17 @@ def token_stats(ds) -> dict:
     return _stats(*row_token_counts(ds))
 
 
-def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,
+def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, prompt: Prompt, where: str, num_proc: int | None,
             fingerprint: str) -> tuple[object, dict]:
-    """One dataset tokenized and filtered -> (kept rows, its counts); no usable row at all is an error."""
+    """One dataset read in the run's prompt format, tokenized and filtered -> (kept rows, its counts); no usable row
+    at all is an error."""
     limit = recipe.sequence_len * BYTES_PER_TOKEN
-    strategy = Prompt(recipe, tokenizer).strategy(spec, where)
+    tokenizer, strategy = prompt.tokenizer, prompt.strategy(spec, where)
     skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, limit)
     if len(skip):
         _announce_oversized(raw, where, skip, limit, recipe)
     tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, strategy, num_proc, fingerprint, skip)
-    tokenized = tokenized.add_column(order.ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
+    tokenized = tokenized.add_column(ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
     dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
     kept, drops, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
     stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept),
