@@ -1,8 +1,8 @@
 """`ftkit train`: one path for SFT and every `rl:` method, top to bottom.
 
-build: precision -> tokenizer and chat template -> the run's prompt -> data -> model (adapter, quantization) -> the method's
-trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
+build: precision -> tokenizer and chat template -> the run's prompt -> data -> model (adapter, quantization) ->
+the method's trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before ->
+train (resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
 (train/sft.py, preference.py, grpo.py, reward.py) supplies only what else differs: its trainer, the trainer's
 extra arguments (collator, reference model, reward functions) and its before/after measurement. TRL and peft
 do the training.
@@ -39,10 +39,13 @@ class Built(NamedTuple):
     """A run up to its first step: everything `run` trains and measures (tests inspect it without training)."""
 
     method: Method
-    tokenizer: object
     prompt: Prompt  # formats/prompt.py: the rows' formats, the template, stop tokens; made once, handed down
     prepared: data.Prepared
     trainer: object  # the TRL trainer; trainer.model is the model being trained, trainer.args its config
+
+    @property
+    def tokenizer(self):
+        return self.prompt.tokenizer
 
 
 def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
@@ -83,7 +86,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     preflight.first_loss(recipe, trainer)  # loss_watchdog_threshold below the loss before step 1: refused now
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
-    return Built(method, tokenizer, prompt, prepared, trainer)
+    return Built(method, prompt, prepared, trainer)
 
 
 def _fresh_bnb_overrides() -> None:
@@ -164,7 +167,8 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     t0 = time.time()
     if not torch.cuda.is_available():
         set_cpu_malloc()  # CPU: glibc's malloc, or FTKIT_CPU_MALLOC=lean (see train/allocator.py)
-    method, tokenizer, prompt, prepared, trainer = build(recipe, callbacks, overwrite)
+    method, prompt, prepared, trainer = build(recipe, callbacks, overwrite)
+    tokenizer = prompt.tokenizer
     if outputs.is_main_process():
         outputs.check_space(recipe, trainer.model, prepared.n_train)  # a warning now, not a lost run at the end
     trainable, total = models.count_parameters(trainer.model)
