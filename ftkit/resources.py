@@ -15,7 +15,7 @@ INSTALLED = PACKAGE / "_shipped"  # the same folders inside an installed wheel
 
 # folder -> the files of it that ship (glob patterns, searched recursively)
 SHIPPED = {
-    "recipes": ("*.yml", "*.json", "*.md", "*.py", "*.sh", "*.sbatch"),  # <family>/*.yml (+ rewards.py), deepspeed/*.json, cloud/
+    "recipes": ("*.yml", "*.yaml", "*.json", "*.md", "*.py", "*.sh", "*.sbatch"),  # <family>/*.yml (+ rewards.py), deepspeed/*.json, cloud/
     "notebooks": ("*.ipynb",),
     "data_samples": ("*.jsonl", "*.md", "*.py"),  # the .py files write the samples (bench preprocess reads them)
 }

@@ -100,9 +100,9 @@ def test_fetch_copies_shipped_files_and_never_overwrites_silently(tmp_path, caps
     assert main(["fetch", "examples", "--dest", str(tmp_path / "ex")]) == 0
     got = sorted(str(p.relative_to(tmp_path / "ex")) for p in (tmp_path / "ex").rglob("*") if p.is_file())
     want = sorted(str(p.relative_to(ROOT / "recipes")) for p in (ROOT / "recipes").rglob("*")
-                  if p.is_file() and p.suffix in (".yml", ".json", ".md", ".py", ".sh", ".sbatch"))  # .py: rewards.py
+                  if p.is_file() and p.suffix in (".yml", ".yaml", ".json", ".md", ".py", ".sh", ".sbatch"))  # .py: rewards.py
     assert got == want and "quickstart.yml" in got and "deepspeed/zero2.json" in got and "llama/rewards.py" in got
-    assert {"cloud/slurm.sbatch", "cloud/ssh-pair.sh"} <= set(got)  # the cluster scripts docs/cloud.md runs
+    assert {"cloud/slurm.sbatch", "cloud/ssh-pair.sh", "cloud/skypilot.yaml", "cloud/modal_train.py"} <= set(got)  # docs/cloud.md
     assert main(["fetch", "deepspeed_configs", "--dest", str(tmp_path / "ds")]) == 0
     assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["README.md", "zero1.json", "zero2.json", "zero3.json"]
     assert main(["fetch", "notebooks", "--dest", str(tmp_path / "nb")]) == 0

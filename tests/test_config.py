@@ -63,6 +63,12 @@ BAD_RECIPES = [
     ("bad precision value", GOOD + "bf16: maybe\n", ["bf16", "Fix:"]),
     ("invalid yaml", GOOD + "  bad: [unclosed\n", ["r.yml", "not valid YAML", "Fix:"]),
     ("not a mapping", "- just\n- a list\n", ["r.yml", "mapping", "Fix:"]),
+    ("shard index past the shards", GOOD.replace("    type: alpaca\n", "    type: alpaca\n    shards: 2\n    shards_idx: 2\n"),
+     ["datasets.0.shards_idx: is 2 but there are only 2 shards", "Fix: use 0 to 1"]),
+    # a preference recipe too: before, only SFT recipes were checked and DPO data prep stopped in datasets' shard()
+    ("dpo shard index past the shards", "base_model: tiny:llama\nrl: dpo\ndatasets:\n  - path: "
+     "data_samples/preference_pairs.jsonl\n    type: chat_template.prompt_pairs\ndataset_shard_num: 2\n"
+     "dataset_shard_idx: 5\n", ["dataset_shard_idx: is 5 but dataset_shard_num is 2", "Fix: use 0 to 1"]),
 ]
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ftkit import train
+from ftkit.bench.packing import naive_bins
 from ftkit.data import packing
 from ftkit.recipe import load_recipe
 
@@ -47,7 +48,7 @@ def test_bins_keep_every_example_once_and_fit():
     assert sorted(i for b in bins for i in b) == list(range(700))
     assert all(sum(lengths[i] for i in b) <= 512 for b in bins)
     assert len(bins) <= math.ceil(1.01 * math.ceil(sum(lengths) / 512))
-    assert packing.naive_bins(lengths, 512) > len(bins)
+    assert naive_bins(lengths, 512) > len(bins)
 
 
 def test_too_long_example_is_refused():

@@ -79,7 +79,21 @@ def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
     assert again["margins"] == pytest.approx(result.heldout_after["margins"], abs=1e-4)
 
 
-PREFIX_WARNING = "The tokenized prompt is not a prefix of the tokenized prompt+completion"
+def test_heldout_pairs_left_out_are_said_and_a_kto_run_reads_them_as_pairs(tmp_path, said):
+    from ftkit import models
+
+    rows = [json.loads(line) for line in (ROOT / "data_samples/preference_heldout.jsonl").read_text().splitlines()]
+    rows[1]["rejected"] = rows[1]["chosen"]  # nothing to compare: left out, and said
+    path = tmp_path / "heldout.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = recipe_for("kto", tmp_path / "out", test_datasets=[{"path": str(path), "type": "chat_template.prompt_pairs"}])
+    held = preference_report.heldout_rows(recipe, models.load_tokenizer(recipe))
+    assert len(held) == len(rows) - 1 and set(held.column_names) == {"prompt", "chosen", "rejected"}
+    assert held[1]["prompt"][-1]["content"] == rows[2]["prompt"]
+    assert f"test_datasets.0: 1 of {len(rows)} held-out rows left out (1 identical)" in said
+
+
+"The tokenized prompt is not a prefix of the tokenized prompt+completion"
 
 
 def test_trl_trains_the_prompt_inference_sends_without_a_prefix_warning(tmp_path, caplog):

@@ -14,10 +14,22 @@ import math
 import random
 import time
 
+import numpy as np
+
 from ftkit import data, models
 from ftkit.data import packing
 from ftkit.errors import FtkitError, Problem
 from ftkit.log import log
+
+
+def naive_bins(lengths: list[int], capacity: int) -> int:
+    """Bins used by in-order concatenation of whole examples (a new row when the next one does not fit)."""
+    return len(packing.next_fit(np.asarray(lengths, dtype=np.int64), capacity))
+
+
+def padded_slots(lengths: list[int], batch_size: int) -> int:
+    """Token slots when each batch of `batch_size` examples (in order) is padded to its longest."""
+    return sum(len(b) * max(b) for b in (lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)))
 
 
 def efficiency_table(rows, recipe) -> list[tuple[str, int, float]]:
@@ -29,8 +41,8 @@ def efficiency_table(rows, recipe) -> list[tuple[str, int, float]]:
     tokens, L, mbs = sum(lengths), recipe.sequence_len, recipe.micro_batch_size
     _, ours = packing.pack(rows, L, recipe.sample_packing_group_size)
     trl = packing.stats_of(pack_dataset(rows.select_columns(["input_ids", "labels"]), L, "bfd", {"batch_size": None}), L)
-    naive = packing.naive_bins(lengths, L)
-    padded = packing.padded_slots(lengths, mbs)
+    naive = naive_bins(lengths, L)
+    padded = padded_slots(lengths, mbs)
     return [("ftkit packing (histogram BFD/min slack)", ours.bins, ours.efficiency),
             ("TRL pack_dataset bfd", trl.bins, trl.efficiency),
             ("in-order concatenation", naive, tokens / (naive * L)),

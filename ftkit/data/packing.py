@@ -233,16 +233,6 @@ def next_fit(lengths: np.ndarray, capacity: int) -> np.ndarray:
     return np.asarray(sizes, dtype=np.int64)
 
 
-def naive_bins(lengths: list[int], capacity: int) -> int:
-    """Bins used by in-order concatenation of whole examples (a new row when the next one does not fit)."""
-    return len(next_fit(np.asarray(lengths, dtype=np.int64), capacity))
-
-
-def padded_slots(lengths: list[int], batch_size: int) -> int:
-    """Token slots when each batch of `batch_size` examples (in order) is padded to its longest."""
-    return sum(len(b) * max(b) for b in (lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)))
-
-
 # ---------------------------------------------------------------- packed datasets
 
 @dataclass

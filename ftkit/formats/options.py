@@ -133,17 +133,12 @@ def format_notes(recipe) -> list[tuple[str, str]]:
 
 def recipe_problems(recipe) -> list[Problem]:
     """Dataset types, format options and chat template names (Problems with key paths)."""
-    out = []
+    out = _shard_problems(recipe)
     if recipe.chat_template and (fix := template_option_problem(recipe.chat_template)):
         out.append(Problem(f"unknown chat template {recipe.chat_template!r}", where="chat_template", fix=fix))
     if recipe.default_system_message and recipe.chat_template and not _has_default_system(recipe.chat_template):
         out.append(Problem("the chat template has no built-in default system text to replace", where="default_system_message",
                            fix="use a template with one (qwen), or put a system message in the data"))
-    for key in ("datasets", "test_datasets"):
-        for i, d in enumerate(getattr(recipe, key, [])):
-            if d.shards is not None and d.shards_idx >= d.shards:
-                out.append(Problem(f"is {d.shards_idx} but there are only {d.shards} shards", where=f"{key}.{i}.shards_idx",
-                                   fix=f"use 0 to {d.shards - 1}"))
     if recipe.test_datasets and recipe.val_set_size and not chat_rows(recipe):  # Axolotl refuses the pair
         out.append(Problem("test_datasets is the eval set, and val_set_size would hold out a second one",
                            where="val_set_size", fix="keep one: remove val_set_size, or test_datasets"))
@@ -155,6 +150,15 @@ def recipe_problems(recipe) -> list[Problem]:
     for key in ("datasets", "test_datasets"):
         for i, d in enumerate(getattr(recipe, key)):
             out += _dataset_problems(d, f"{key}.{i}")
+    return out
+
+
+def _shard_problems(recipe) -> list[Problem]:
+    """A shard index past the last shard, for every method: datasets' shard() would stop data preparation with a
+    traceback."""
+    out = [Problem(f"is {d.shards_idx} but there are only {d.shards} shards", where=f"{key}.{i}.shards_idx",
+                   fix=f"use 0 to {d.shards - 1}") for key in ("datasets", "test_datasets")
+           for i, d in enumerate(getattr(recipe, key, [])) if d.shards is not None and d.shards_idx >= d.shards]
     if recipe.dataset_shard_num is not None and recipe.dataset_shard_idx >= recipe.dataset_shard_num:
         out.append(Problem(f"is {recipe.dataset_shard_idx} but dataset_shard_num is {recipe.dataset_shard_num}",
                            where="dataset_shard_idx", fix=f"use 0 to {recipe.dataset_shard_num - 1}"))

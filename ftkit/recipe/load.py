@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ftkit.axolotl import NOTE, Migration, migrate
+from ftkit.axolotl import catalogue as cat
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
 from ftkit.recipe.notes import recipe_notes
@@ -269,6 +270,14 @@ def _notes(recipe: Recipe, migration: Migration) -> None:
         migration.report.add(key, "note", note)
 
 
+def recipe_fields() -> dict[str, set[str]]:
+    """The names that are recipe fields, per level (nested levels: the keys of a field's option block): the names
+    the Axolotl door hands to the schema, and those `ftkit options` counts as implemented."""
+    return {**{level: set(keys) for level, keys in cat.NESTED_FIELDS.items()}, "top": set(Recipe.model_fields),
+            "dataset": set(DatasetSpec.model_fields), "type": set(UserDefinedFormat.model_fields),
+            "trl": set(TRLBlock.model_fields), "pretraining_dataset": set(PretrainingDataset.model_fields)}
+
+
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
@@ -276,10 +285,7 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
     lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
     for dotted in overrides:  # a value set on the command line is not the one on the file's line
         lines = {k: v for k, v in lines.items() if k != dotted and not k.startswith(dotted + ".")}
-    fields = {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-              "type": set(UserDefinedFormat.model_fields), "trl": set(TRLBlock.model_fields),
-              "pretraining_dataset": set(PretrainingDataset.model_fields)}
-    migration = migrate(data, fields, file, lines)
+    migration = migrate(data, recipe_fields(), file, lines)
     for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
         migration.report.add(note.where, NOTE, note.problem, note.line)
     problems = yaml_problems + list(migration.problems)

@@ -8,7 +8,8 @@ from pydantic import BaseModel
 
 from ftkit.axolotl import catalogue as cat
 from ftkit.recipe.base import METHODS, field_methods, is_ftkit_only
-from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, TRLBlock, UserDefinedFormat
+from ftkit.recipe.load import recipe_fields
+from ftkit.recipe.schema import DatasetSpec, Recipe, TRLBlock, UserDefinedFormat
 
 
 # What a first recipe sets (recipes/quickstart.yml): the reference opens with these, then every group in order.
@@ -37,17 +38,10 @@ def _fields_table(model, skip=("source",)) -> list[str]:
     return rows
 
 
-def _implemented() -> dict[str, set[str]]:
-    """The names that are recipe fields, per level (nested levels: the keys of a field's option block)."""
-    return {"top": set(Recipe.model_fields), "dataset": set(DatasetSpec.model_fields),
-            "type": set(UserDefinedFormat.model_fields), "pretraining_dataset": set(PretrainingDataset.model_fields),
-            **{k: set(v) for k, v in cat.NESTED_FIELDS.items()}}
-
-
 def option_status(level: str, name: str, implemented: dict[str, set[str]] | None = None) -> str | None:
     """What ftkit does with one Axolotl option: implemented, a catalogue status, or, for a key inside a block
     that is refused or ignored whole (pretraining_dataset.path, capabilities.n_gpu), that block's; else None."""
-    if name in (implemented or _implemented()).get(level, ()):
+    if name in (implemented or recipe_fields()).get(level, ()):
         return cat.IMPLEMENTED
     if (entry := cat.lookup(level, name)) is not None:
         return entry.status
@@ -58,7 +52,7 @@ def option_status(level: str, name: str, implemented: dict[str, set[str]] | None
 def option_counts() -> dict[str, int]:
     """Every name Axolotl shipped (ftkit/axolotl/harvested_names.txt) by status here; "none" counts the names
     without one (tests/test_axolotl_options.py keeps that at 0)."""
-    implemented = _implemented()
+    implemented = recipe_fields()
     out = {status: 0 for status in (cat.IMPLEMENTED, *cat.STATUSES)}
     for level, name, _ in cat.harvested():
         status = option_status(level, name, implemented) or "none"

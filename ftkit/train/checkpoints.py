@@ -44,12 +44,12 @@ def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
     return {**out, "save_steps": every} if strategy == "steps" else out
 
 
-def _recipe_changes(recipe: Recipe, checkpoint: Path) -> list[str]:
-    """Training options that differ between this recipe and the one that wrote `checkpoint` ("key: old -> new")."""
-    then, now = recipe_of(checkpoint), training_options(recipe.dump())
-    if not then:
-        return []
-    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+def option_changes(then: dict, now: dict, most: int | None = None) -> str:
+    """The training options that differ between two records ("key: old -> new; ..."), the first `most` of them;
+    "" when they agree or `then` recorded none."""
+    changes = [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now))
+               if then.get(k) != now.get(k)] if then else []
+    return "; ".join(changes[:most]) + ("; ..." if most and len(changes) > most else "")
 
 
 def _check_data(recipe: Recipe, checkpoint: Path, data: dict | None, changed_ok: bool) -> None:
@@ -89,11 +89,9 @@ def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool =
         if wrong:
             log.warning(f"skipping {d}: {wrong}; trying an older checkpoint")
             continue
-        changes = _recipe_changes(recipe, d)
-        if changes:
-            raise ConfigError(Problem(f"{d} was written by a different recipe ({'; '.join(changes[:4])}"
-                                      f"{'; ...' if len(changes) > 4 else ''}), so resuming it would train the old "
-                                      "run under this recipe's name", recipe.source, "auto_resume_from_checkpoints",
+        if changes := option_changes(recipe_of(d), training_options(recipe.dump()), most=4):
+            raise ConfigError(Problem(f"{d} was written by a different recipe ({changes}), so resuming it would train "
+                                      "the old run under this recipe's name", recipe.source, "auto_resume_from_checkpoints",
                                       fix="use a new output_dir for this recipe, or set the changed options back"))
         _check_data(recipe, d, data, changed_ok)
         return str(d)
@@ -112,9 +110,8 @@ def resume_from(recipe: Recipe, data: dict | None = None, changed_ok: bool = Fal
                                       fix=f"resume from {older[0]} (the newest intact one)" if older else
                                           "point it at an intact output_dir/checkpoint-N, or use "
                                           "auto_resume_from_checkpoints: true"))
-        changes = _recipe_changes(recipe, path)
-        if changes:
-            log.warning(f"resuming {path}, written with other training options: {'; '.join(changes)}")
+        if changes := option_changes(recipe_of(path), training_options(recipe.dump())):
+            log.warning(f"resuming {path}, written with other training options: {changes}")
         _check_data(recipe, path, data, changed_ok)
         return str(path)
     if recipe.auto_resume_from_checkpoints:

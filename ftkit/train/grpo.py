@@ -18,11 +18,12 @@ import inspect
 from pathlib import Path
 
 from ftkit import models
-from ftkit.data import files, prompts
+from ftkit.data import prompts
 from ftkit.data.user_code import load_function, search_dirs
 from ftkit.errors import FtkitError
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.train import preference_report
 from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "reward": "reward", "reward_std": "reward_std", "kl": "kl", "entropy": "entropy",
@@ -109,26 +110,12 @@ def method(recipe: Recipe) -> Method:
 
 # ---------------------------------------------------------------- before / after
 
-def heldout_prompts(recipe: Recipe, tokenizer, prepared=None):
-    """Held-out prompt rows: test_datasets if given, else the val_set_size split; None without either."""
-    import datasets
-
-    parts = []
-    for i, spec in enumerate(recipe.test_datasets):
-        where = f"test_datasets.{i}"
-        parts.append(prompts.convert(files.load_raw(spec, recipe, where), spec, recipe, tokenizer, where, None,
-                                     f"heldout-{i}")[0])
-    if parts:
-        return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    return prepared.eval if prepared is not None and prepared.eval is not None and len(prepared.eval) else None
-
-
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     """Mean reward of completions sampled for held-out prompts (num_generations each), by TRL's own evaluation.
     The sampling is seeded the same before and after training, and leaves the training's random stream alone."""
     import torch
 
-    rows = heldout_prompts(recipe, tokenizer, prepared)
+    rows = preference_report.heldout(recipe, tokenizer, prepared, prompts.convert)
     if rows is None:
         return {"reward": {}}
     if before and (recipe.fsdp or recipe.deepspeed):

@@ -41,8 +41,10 @@ from ftkit.models.folder import (  # noqa: F401  (MARKER, LOCK, STAGING, read_ma
     write_marker,
 )
 from ftkit.recipe import Recipe
-from ftkit.recipe.fingerprint import training_options
+from ftkit.recipe.fingerprint import default_output_dir, training_options
 from ftkit.train import checkpoint_files as cf
+from ftkit.train.checkpoints import option_changes, save_kwargs
+
 # What a finished run writes at the top of output_dir (save.py), named when a user's folder would lose them.
 WRITES = ("README.md", "config.json", "generation_config.json", "model.safetensors", "adapter_config.json",
           "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
@@ -99,10 +101,6 @@ def _foreign_entries(recipe: Recipe) -> list[str]:
     return foreign_entries(Path(recipe.output_dir), [cache] if cache else [])
 
 
-def _changes(then: dict, now: dict) -> list[str]:
-    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
-
-
 def check(recipe: Recipe, overwrite: bool = False) -> None:
     """Refuse a folder ftkit may not write into (a file, or a user's non-empty folder without overwrite)."""
     check_paths(recipe)
@@ -129,20 +127,12 @@ def _announce(recipe: Recipe, marker: dict | None, overwrite: bool) -> None:
             log.warning(f"--overwrite: {out} was not written by ftkit; it is ftkit's from now on. "
                         + (f"Replaced when this run finishes: {', '.join(replaced)}; " if replaced else "")
                         + f"left as they are: {len(foreign) - len(replaced)} other entries")
-        elif recipe.output_dir == os.path.abspath(_default(recipe)):
+        elif recipe.output_dir == os.path.abspath(default_output_dir(recipe.source, recipe.dump())):
             log.info(f"output_dir is not set: writing to {out} (named after the recipe; set output_dir to choose)")
         return
-    changes = _changes(marker.get("training_options", {}), now)
-    if changes:
-        shown = "; ".join(changes[:4]) + ("; ..." if len(changes) > 4 else "")
+    if changes := option_changes(marker.get("training_options", {}), now, most=4):
         log.warning(f"{out} holds ftkit's run of other training options ({marker.get('recipe_file') or 'a recipe'}: "
-                    f"{shown}); this run replaces its model when it finishes")
-
-
-def _default(recipe: Recipe) -> str:
-    from ftkit.recipe.fingerprint import default_output_dir
-
-    return default_output_dir(recipe.source, recipe.dump())
+                    f"{changes}); this run replaces its model when it finishes")
 
 
 class Lock:
@@ -295,7 +285,6 @@ def check_space(recipe: Recipe, model, n_train: int) -> None:
     the checkpoints kept at once (the loaded model's tensors; Adam's two fp32 moments per trained weight)."""
     from ftkit.data.steps import steps_per_epoch
     from ftkit.train.args import total_steps
-    from ftkit.train.checkpoints import save_kwargs
 
     out = Path(recipe.output_dir)
     params = list(model.parameters())

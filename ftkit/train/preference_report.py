@@ -11,26 +11,46 @@ import statistics
 from ftkit.data import Prepared
 from ftkit.data.files import load_raw
 from ftkit.data.preference import (
+    REASONS,
     common_prefix,
     convert_rows,
     encode_messages,
+    keep_marked,
     trained_prompt_ids,
 )
+from ftkit.log import log
 from ftkit.recipe import Recipe
 
 ANSWERS = ("chosen", "rejected", "completion")
 
 
-def heldout_rows(recipe: Recipe, tokenizer, data: Prepared | None = None) -> list[dict]:
-    """Held-out pairs {prompt, chosen, rejected}: test_datasets if given, else the eval split (paired methods)."""
-    rows = []
+def heldout(recipe: Recipe, tokenizer, prepared: Prepared | None, convert):
+    """Held-out rows for the before/after measurement: test_datasets, each read by `convert` (a data module's, so
+    the rows are those training reads), else the eval split; None without either. Rows left out are said."""
+    import datasets
+
+    parts = []
     for i, spec in enumerate(recipe.test_datasets):
         where = f"test_datasets.{i}"
-        conv = convert_rows(load_raw(spec, recipe, where), spec, recipe, tokenizer, where, kto=False)
-        rows += [r for r in conv if r["_drop"] == ""]
-    if not rows and data is not None and data.eval is not None and recipe.rl != "kto":
-        rows = list(data.eval)
-    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+        rows, stats = convert(load_raw(spec, recipe, where), spec, recipe, tokenizer, where, None, f"heldout-{i}")[:2]
+        if dropped := {k.removeprefix("dropped_"): n for k, n in stats.items() if k.startswith("dropped_") and n}:
+            log.warning(f"{where}: {sum(dropped.values())} of {stats['rows_in']} held-out rows left out ("
+                        + ", ".join(f"{n} {why}" for why, n in dropped.items()) + ")")
+        parts.append(rows)
+    if parts:
+        return datasets.concatenate_datasets(parts)
+    return prepared.eval if prepared is not None and prepared.eval is not None and len(prepared.eval) else None
+
+
+def _pairs(raw, spec, recipe: Recipe, tokenizer, where: str, num_proc, fingerprint: str):
+    """Held-out rows as {prompt, chosen, rejected}, a KTO run's too: the check compares the two answers."""
+    marked = convert_rows(raw, spec, recipe, tokenizer, where, kto=False, num_proc=num_proc)
+    return keep_marked(marked, len(raw.rows), REASONS, fingerprint)
+
+
+def heldout_rows(recipe: Recipe, tokenizer, prepared: Prepared | None = None):
+    """Held-out pairs {prompt, chosen, rejected}: test_datasets, else the eval split (a KTO run's is unpaired)."""
+    return heldout(recipe, tokenizer, None if recipe.rl == "kto" else prepared, _pairs)
 
 
 def answer_logp(model, tokenizer, prompt: list[dict], answer: list[dict]) -> float:
@@ -46,18 +66,21 @@ def answer_logp(model, tokenizer, prompt: list[dict], answer: list[dict]) -> flo
     return float(logps[start - 1:].sum())  # token t is predicted at position t-1
 
 
-def pair_scores(model, tokenizer, rows: list[dict]) -> dict:
-    """Mean logp(chosen) - logp(rejected) over pairs, the fraction preferred, and each pair's margin."""
+def pair_scores(model, tokenizer, rows, score=answer_logp, name: str = "logp") -> dict:
+    """Over held-out pairs: the mean margin score(chosen) - score(rejected), the fraction preferred, each answer's
+    mean score (`name`_chosen, `name`_rejected) and each pair's margin. score(model, tokenizer, prompt, answer): the
+    answer's log-prob after the prompt by default (a policy); a reward model scores the pair's text (reward.py)."""
     if not rows:
         return {}
     was_training = model.training
     model.eval()
-    chosen = [answer_logp(model, tokenizer, r["prompt"], r["chosen"]) for r in rows]
-    rejected = [answer_logp(model, tokenizer, r["prompt"], r["rejected"]) for r in rows]
+    chosen = [score(model, tokenizer, r["prompt"], r["chosen"]) for r in rows]
+    rejected = [score(model, tokenizer, r["prompt"], r["rejected"]) for r in rows]
     model.train(was_training)
     margins = [c - r for c, r in zip(chosen, rejected)]
     return {"n": len(rows), "margin": statistics.fmean(margins), "accuracy": sum(m > 0 for m in margins) / len(rows),
-            "logp_chosen": statistics.fmean(chosen), "logp_rejected": statistics.fmean(rejected), "margins": margins}
+            f"{name}_chosen": statistics.fmean(chosen), f"{name}_rejected": statistics.fmean(rejected),
+            "margins": margins}
 
 
 def compare_table(rows: list[dict], before: dict, after: dict) -> str:

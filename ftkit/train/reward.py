@@ -10,8 +10,6 @@ e.g. as a GRPO reward function (trl.reward_funcs: [path/to/output_dir]).
 """
 from __future__ import annotations
 
-import statistics
-
 from ftkit.data.preference import encode_messages
 from ftkit.recipe import Recipe
 from ftkit.train import preference_report
@@ -36,19 +34,13 @@ def score(model, tokenizer, messages: list[dict]) -> float:
         return float(model(input_ids=ids).logits[0, 0])
 
 
-def pair_accuracy(model, tokenizer, rows: list[dict]) -> dict:
+def pair_accuracy(model, tokenizer, rows) -> dict:
     """Held-out pairs: the fraction where score(prompt + chosen) > score(prompt + rejected), the mean margin and
     each pair's margin."""
-    if not rows:
-        return {}
-    was_training = model.training
-    model.eval()
-    chosen = [score(model, tokenizer, r["prompt"] + r["chosen"]) for r in rows]
-    rejected = [score(model, tokenizer, r["prompt"] + r["rejected"]) for r in rows]
-    model.train(was_training)
-    margins = [c - r for c, r in zip(chosen, rejected)]
-    return {"n": len(rows), "accuracy": sum(m > 0 for m in margins) / len(rows), "margin": statistics.fmean(margins),
-            "score_chosen": statistics.fmean(chosen), "score_rejected": statistics.fmean(rejected), "margins": margins}
+    def text_score(model, tokenizer, prompt, answer):
+        return score(model, tokenizer, prompt + answer)
+
+    return preference_report.pair_scores(model, tokenizer, rows, text_score, name="score")
 
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
