@@ -10,7 +10,7 @@ import torch
 
 from ftkit import data, models
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.formats import strategy_for
+from ftkit.formats.prompt import strategy_for
 from ftkit.formats.tokenize import IGNORE
 from ftkit.recipe import load_recipe
 from ftkit.recipe.check import check

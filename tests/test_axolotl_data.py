@@ -9,7 +9,7 @@ import pytest
 
 from ftkit import data
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.formats import strategy_for
+from ftkit.formats.prompt import strategy_for
 from ftkit.formats.tokenize import IGNORE
 from ftkit.recipe import load_recipe
 

@@ -260,13 +260,11 @@ def test_temp_dirs_of_killed_runs_are_removed_and_a_live_writers_is_kept(tmp_pat
 
 
 def test_a_row_too_big_to_fit_is_dropped_before_the_tokenizer_sees_it(tmp_path, tok, said, monkeypatch):
-    from ftkit.data import sft
-
     huge = {"instruction": "Repeat.", "input": "", "output": "word " * 20_000}  # 100 kB >> 64 x 32 bytes
     f = jsonl(tmp_path / "x.jsonl", ALPACA + [huge])
     seen = []
-    real = sft.BatchIds.__call__
-    monkeypatch.setattr(sft.BatchIds, "__call__", lambda self, text=None, *a, **k: (seen.extend(
+    real = type(tok).__call__
+    monkeypatch.setattr(type(tok), "__call__", lambda self, text=None, *a, **k: (seen.extend(
         t for t in (text if isinstance(text, list) else [text]) if isinstance(t, str)), real(self, text, *a, **k))[1])
     p = prep(tmp_path, tok, [{"path": f}], sequence_len=64)
     assert p.stats["dropped_too_long"] == 1 and p.stats["kept"] == 3
@@ -389,7 +387,7 @@ def test_data_samples_readme_is_current():
 
 def test_parity_notes_multi_turn_history_drift(tok):
     from ftkit.data.parity import ParityReport, check_rows
-    from ftkit.formats import strategy_for
+    from ftkit.formats.prompt import strategy_for
 
     row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
                         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Lima"}]}
@@ -416,16 +414,6 @@ def test_csv_numbers_are_text(tmp_path, tok):
     p = prep(tmp_path, tok, [{"path": str(tmp_path / "n.csv")}])
     answer = [t for t in p.train[0]["labels"] if t != -100]
     assert tok.decode(answer) == "15<|end_of_text|>"
-
-
-def test_batch_tokenizing_from_the_rust_backend_gives_the_tokenizers_ids(tok):
-    from ftkit.data.sft import BatchIds
-
-    texts = ["Add 2 and 3.", "  leading spaces", "ünïcödé and emoji 🙂", "", "<|im_end|> special?", "a\n\nb"]
-    fast = BatchIds.for_batches(tok)
-    assert isinstance(fast, BatchIds)  # the twin's tokenizer takes the direct path
-    assert fast(texts, add_special_tokens=False)["input_ids"] == tok(texts, add_special_tokens=False)["input_ids"]
-    assert fast("one text")["input_ids"] == tok("one text")["input_ids"]  # other calls go to the tokenizer
 
 
 def test_pretokenized_rows_mix_with_a_prompt_format(tmp_path, tok):

@@ -499,7 +499,8 @@ def test_custom_format_naming_an_unknown_field(tmp_path):
 
 def test_bad_rows_are_collected_first_five_and_the_total(tiny_tokenizer):
     """The hook data/sft.py calls once the first bad row stopped tokenizing (formats.row_errors)."""
-    from ftkit.formats import row_errors, strategy_for
+    from ftkit.formats import row_errors
+    from ftkit.formats.prompt import strategy_for
 
     recipe = load_recipe({"base_model": "tiny:llama", "datasets": [{"path": "x.jsonl", "type": "alpaca"}]})
     rows = [{"instruction": "q", "output": "a"} if i % 3 else {"instruction": "q"} for i in range(20)]

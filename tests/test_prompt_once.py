@@ -43,8 +43,7 @@ def test_the_check_sees_a_read_in_code_and_ignores_comments_and_strings(tmp_path
 
 def test_the_format_of_a_dataset_is_built_through_the_prompt():
     builders = {p.relative_to(FTKIT).as_posix() for p in FTKIT.rglob("*.py") if "strategy_for" in _names(p)}
-    # formats/__init__ re-exports it for tests; train/preflight.py still calls it (its owner moves it to the Prompt)
-    assert builders <= {"formats/prompt.py", "formats/__init__.py", "train/preflight.py"}, builders
+    assert builders == {"formats/prompt.py"}, builders  # everyone else asks the run's Prompt
 
 
 def test_inference_never_branches_on_the_training_method():

@@ -6,7 +6,8 @@ and converted with the vocabulary, so each list reads as the text it encodes.
 import pytest
 
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.formats import RowError, strategy_for
+from ftkit.formats import RowError
+from ftkit.formats.prompt import strategy_for
 from ftkit.recipe import load_recipe
 
 M = -100  # masked label

@@ -52,7 +52,7 @@ def test_serving_template_system_messages_custom_formats_and_chat_formats(tiny_t
     # alpaca_w_system writes the system message where training wrote the row's system field
     recipe = _recipe("alpaca_w_system", tmp_path)
     Prompt(recipe, tok).save_template()
-    from ftkit.formats import strategy_for
+    from ftkit.formats.prompt import strategy_for
     from ftkit.formats.tokenize import encode_prompt_text
 
     strategy = strategy_for(recipe.datasets[0], recipe, tok)

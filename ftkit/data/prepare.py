@@ -15,7 +15,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.data import cache, order, packing
+import numpy as np
+
+from ftkit.data import cache, packing
 from ftkit.data import preference as preference_rows
 from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
@@ -24,6 +26,7 @@ from ftkit.data.files import load_raw, locate_files
 from ftkit.data.sft import show_mask  # noqa: F401  (part of this module's interface)
 from ftkit.env import idle_cores, usable_cores
 from ftkit.errors import ConfigError, Problem
+from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.recipe.base import GRPO, PAIRED, method_of
@@ -76,9 +79,10 @@ class Prepared:
         return "\n".join(lines)
 
 
-def prepare(recipe: Recipe, tokenizer) -> Prepared:
+def prepare(recipe: Recipe, tokenizer, *, prompt: Prompt | None = None) -> Prepared:
     """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
-    The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl."""
+    The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl.
+    SFT rows are read in the formats of `prompt`, the run's Prompt (train/run.py hands its own; else one is built)."""
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
     if recipe.pretraining_dataset:  # raw text read while training: nothing prepared or cached here
@@ -107,15 +111,17 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
             return packing.apply(Prepared(splits["train"], splits.get("eval"), meta["stats"], cache_hit=True,
                                           cache_dir=str(cache_dir), data=record), recipe)
 
-    # prepared afresh: each dataset converted (drops counted), mixed, split, counted, cached, packed
-    convert = dict(rows=rows, hub=hub, recipe=recipe, tokenizer=tokenizer, fp=fp)
+    # prepared afresh: each dataset converted (drops counted), mixed, split, counted, cached, packed;
+    # SFT rows read with the run's prompt formats, the other methods' rows with the tokenizer's template (TRL's)
+    reader = (prompt or Prompt(recipe, tokenizer)) if rows is sft_rows else tokenizer
+    convert = dict(rows=rows, hub=hub, recipe=recipe, reader=reader, fp=fp)
     parts, per_dataset = _convert("datasets", **convert)
-    train, ev, duplicates = _split(order.merge(parts, per_dataset, recipe), recipe)
+    train, ev, duplicates = _split(_merge(parts, per_dataset, recipe), recipe)
     totals = {k: sum(d[k] for d in per_dataset.values()) for k in next(iter(per_dataset.values()))
               if k in ("rows_in", "kept", "truncated") or k.startswith("dropped_")}  # the training rows'
     if "test_datasets" in keys and recipe.test_datasets:
         test_parts, test_counts = _convert("test_datasets", **convert)
-        ev = order.merge(test_parts, test_counts, recipe)
+        ev = _merge(test_parts, test_counts, recipe)
         per_dataset.update(test_counts)
     stats = {"method": method, "reasons": list(rows.REASONS) + ["duplicate"], **totals, "dropped_duplicate": duplicates,
              "train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0,
@@ -128,16 +134,64 @@ def prepare(recipe: Recipe, tokenizer) -> Prepared:
     return packing.apply(Prepared(train, ev, stats, cache_dir=cache_dir and str(cache_dir), data=record), recipe)
 
 
-def _convert(key: str, rows, hub: dict, recipe: Recipe, tokenizer, fp: str) -> tuple[list, dict]:
-    """The `key` entries converted by the method: their kept rows, and the counts per dataset."""
+def _convert(key: str, rows, hub: dict, recipe: Recipe, reader, fp: str) -> tuple[list, dict]:
+    """The `key` entries converted by the method (`reader`: SFT's Prompt, the others' tokenizer): their kept rows,
+    and the counts per dataset."""
     parts, per_dataset = [], {}
     for i, spec in enumerate(getattr(recipe, key)):
         where, test = f"{key}.{i}", "test " * (key == "test_datasets")
         raw = hub.get(where) or load_raw(spec, recipe, where)
         kept, per_dataset[f"{test}{i}:{Path(spec.path).name}"] = rows.convert(
-            raw, spec, recipe, tokenizer, where, _processes(recipe, len(raw.rows)), f"{fp}-{test.strip()}{i}")
+            raw, spec, recipe, reader, where, _processes(recipe, len(raw.rows)), f"{fp}-{test.strip()}{i}")
         parts.append(kept)
     return parts, per_dataset
+
+
+def _merge(parts: list, per_dataset: dict, recipe: Recipe):
+    """The datasets' kept rows as one set, in the order Axolotl's shuffle-then-filter gives them.
+
+    Axolotl shuffles the tokenized rows of all datasets before its length filter; ftkit tokenizes and filters each
+    dataset on its own (drops counted per dataset), so each SFT row carries its tokenized index (sft.ROW;
+    `per_dataset[...]["tokenized_rows"]` counts them before filtering), the seeded permutations are drawn over all
+    tokenized rows (as datasets' own shuffle draws them) and the kept rows sorted by their place in them: same seed
+    and data -> Axolotl's order. E.g. datasets of 3 and 2 tokenized rows, row 4 dropped as too long, permutation
+    [3, 0, 4, 2, 1]: kept rows 0 1 2 | 3, ordered by their place in it -> 3, 0, 2, 1.
+
+    shuffle_before_merging_datasets shuffles each dataset first, shuffle_merged_datasets (default) the
+    concatenation; curriculum_sampling keeps a single dataset in its file order (Axolotl skips the shuffle then).
+    Rows without ROW (preference pairs, prompts) are shuffled after mixing.
+    """
+    import datasets
+
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    if sft_rows.ROW not in ds.column_names:
+        return ds.shuffle(seed=recipe.seed) if recipe.shuffle_merged_datasets else ds
+    sizes = [d["tokenized_rows"] for d in per_dataset.values()]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    place = np.arange(int(sum(sizes)), dtype=np.int64)  # place[global row] = its position in the final order
+    keep = recipe.curriculum_sampling and len(parts) == 1  # Axolotl takes a single dataset as it is then
+    if recipe.shuffle_before_merging_datasets and not keep:
+        for off, n in zip(offsets, sizes):
+            place[off:off + n] = off + np.argsort(_permutation(n, recipe.seed))
+    shuffle = recipe.shuffle_merged_datasets and not keep
+    if shuffle and recipe.curriculum_sampling:
+        log.warning("curriculum_sampling: the mixed datasets are shuffled (shuffle_merged_datasets), so batches follow "
+                    "that order; set shuffle_merged_datasets: false to keep the files' order")
+    if shuffle:
+        order = np.argsort(place)  # rows in the order so far
+        place[order[_permutation(len(order), recipe.seed)]] = np.arange(len(order))
+    if not len(ds):
+        return ds.remove_columns(sft_rows.ROW)
+    # each row's global index, read through Arrow (indexing the Dataset reads it row by row)
+    rows = np.concatenate([p.with_format("arrow")[sft_rows.ROW].to_numpy().astype(np.int64) + off
+                           for p, off in zip(parts, offsets)])
+    # an indices mapping: the rows are copied once, when the cache is written
+    return ds.select(np.argsort(place[rows], kind="stable")).remove_columns(sft_rows.ROW)
+
+
+def _permutation(n: int, seed: int) -> np.ndarray:
+    """The permutation `datasets.Dataset.shuffle(seed=seed)` applies to n rows."""
+    return np.random.default_rng(seed).permutation(n)
 
 
 def _processes(recipe: Recipe, rows: int) -> int | None:

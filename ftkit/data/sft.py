@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ftkit.data import order
 from ftkit.data.files import RawData, locate_row
 from ftkit.errors import DataError, Problem
 from ftkit.formats import Prompt, RowError, row_errors
@@ -29,6 +28,7 @@ from ftkit.recipe import DatasetSpec, Recipe
 REASONS = ("too_long", "too_short", "no_trainable")  # why a row is dropped, counted as stats["dropped_<reason>"]
 BYTES_PER_TOKEN = 32  # rows with more text bytes than sequence_len x this are too long without tokenizing
 TOKEN_COLUMNS = ("input_ids", "labels", "attention_mask")
+ROW = "_row"  # each tokenized row's index in its dataset: data/prepare.py orders the kept rows by it, then drops it
 
 
 def _row_error(e: RowError, files: list[str], idx: int) -> DataError:
@@ -103,47 +103,6 @@ def _announce_oversized(raw: RawData, where: str, rows: np.ndarray, limit: int, 
 
 # ---------------------------------------------------------------- tokenizing
 
-class BatchIds:
-    """The tokenizer, with `tokenizer(texts, add_special_tokens=False)` (a list of texts: the prompt formats'
-    one call per batch) answered by the Rust backend's encode_batch directly. transformers makes that same
-    call (no padding, no truncation) and then builds a dict per text, which took a third of the tokenizer's
-    time at 100k alpaca rows; the ids are the same. Any other call goes to the tokenizer itself.
-    Used only for tokenizers that keep transformers' own __call__ and _encode_plus (see `for_batches`)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    @classmethod
-    def for_batches(cls, tokenizer):
-        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
-        from transformers.tokenization_utils_tokenizers import TokenizersBackend
-
-        plain = (isinstance(tokenizer, TokenizersBackend) and type(tokenizer).__call__ is PreTrainedTokenizerBase.__call__
-                 and type(tokenizer)._encode_plus is TokenizersBackend._encode_plus)
-        return cls(tokenizer) if plain else tokenizer
-
-    def __call__(self, text=None, *args, **kwargs):
-        tok = self.tokenizer
-        if args or kwargs != {"add_special_tokens": False} or not isinstance(text, list) or \
-                tok._in_target_context_manager:
-            return tok(text, *args, **kwargs)
-        from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
-
-        tok.set_truncation_and_padding(PaddingStrategy.DO_NOT_PAD, TruncationStrategy.DO_NOT_TRUNCATE, None, 0, None, None)
-        backend = tok._tokenizer
-        if backend.encode_special_tokens != tok.split_special_tokens:
-            backend.encode_special_tokens = tok.split_special_tokens
-        return {"input_ids": [e.ids for e in backend.encode_batch(text, add_special_tokens=False)]}
-
-    def __getattr__(self, name):
-        if name == "tokenizer":  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.tokenizer, name)
-
-    def __len__(self):
-        return len(self.tokenizer)
-
-
 def _as_table(cols: dict):
     """The tokenizer's column lists as one typed Arrow table, the same types for every dataset (input_ids int32,
     labels int64, attention_mask int8, what datasets infers for tokenizer output), so pretokenized rows (int64 from
@@ -176,7 +135,6 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
     skip = frozenset(int(i) for i in skip)
     cut = recipe.excess_length_strategy == "truncate"
     chars = recipe.sequence_len * BYTES_PER_TOKEN
-    batch_tokenizer = BatchIds.for_batches(tokenizer)
 
     def encode(batch, idxs):
         rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
@@ -188,8 +146,8 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
         keep = [j for j in range(len(rows)) if j not in over] if over else None
         try:
             if keep is None:
-                return _as_table(strategy.encode_batch(rows, batch_tokenizer))
-            cols = strategy.encode_batch([rows[j] for j in keep], batch_tokenizer) if keep else \
+                return _as_table(strategy.encode_batch(rows, tokenizer))
+            cols = strategy.encode_batch([rows[j] for j in keep], tokenizer) if keep else \
                 {k: [] for k in TOKEN_COLUMNS}
         except RowError as e:
             raise _bad_rows(e, strategy, raw, tokenizer, raw.first_row + idxs[e.row if keep is None else keep[e.row]]) \
@@ -291,16 +249,17 @@ def token_stats(ds) -> dict:
     return _stats(*row_token_counts(ds))
 
 
-def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer, where: str, num_proc: int | None,
+def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, prompt: Prompt, where: str, num_proc: int | None,
             fingerprint: str) -> tuple[object, dict]:
-    """One dataset tokenized and filtered -> (kept rows, its counts); no usable row at all is an error."""
+    """One dataset read in the run's prompt format, tokenized and filtered -> (kept rows, its counts); no usable row
+    at all is an error."""
     limit = recipe.sequence_len * BYTES_PER_TOKEN
-    strategy = Prompt(recipe, tokenizer).strategy(spec, where)
+    tokenizer, strategy = prompt.tokenizer, prompt.strategy(spec, where)
     skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, limit)
     if len(skip):
         _announce_oversized(raw, where, skip, limit, recipe)
     tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, strategy, num_proc, fingerprint, skip)
-    tokenized = tokenized.add_column(order.ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
+    tokenized = tokenized.add_column(ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
     dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
     kept, drops, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
     stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept),

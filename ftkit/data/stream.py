@@ -36,7 +36,6 @@ from transformers import TrainerCallback
 
 from ftkit.data import packing
 from ftkit.data.files import BUILDERS, file_format, load_hub, load_saved, locate_files
-from ftkit.data.packing import collator  # noqa: F401  (stream rows carry seq_lengths: the packing collator)
 from ftkit.errors import DataError, Problem
 from ftkit.formats.base import RowError
 from ftkit.formats.raw import CompletionStrategy

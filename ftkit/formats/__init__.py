@@ -12,7 +12,7 @@ from __future__ import annotations
 from ftkit.formats.alpaca import AlpacaStrategy, InstructStrategy
 from ftkit.formats.base import PromptStrategy, RowError, Segment, row_errors
 from ftkit.formats.chat import ChatTemplateStrategy
-from ftkit.formats.prompt import Prompt, strategy_for
+from ftkit.formats.prompt import Prompt
 
 
 def get_strategy(type_name: str, train_on_inputs: bool = False) -> PromptStrategy:
@@ -21,4 +21,4 @@ def get_strategy(type_name: str, train_on_inputs: bool = False) -> PromptStrateg
 
 
 __all__ = ["AlpacaStrategy", "ChatTemplateStrategy", "Prompt", "PromptStrategy", "RowError", "Segment", "get_strategy",
-           "row_errors", "strategy_for"]
+           "row_errors"]

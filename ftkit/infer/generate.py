@@ -32,9 +32,10 @@ def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
 
 
 def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_tokens: int | None = None,
-             temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None) -> list[str]:
+             temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None,
+             prompt: Prompt | None = None) -> list[str]:
     """Complete each prompt, a text or a conversation (a list of {role, content}: Prompt.ids), greedy unless
-    temperature > 0; returns only the new text."""
+    temperature > 0; returns only the new text. `prompt`: the run's or session's Prompt (else one is built)."""
     import torch
 
     if seed is not None:
@@ -42,7 +43,7 @@ def generate(model, tokenizer, recipe: Recipe, prompts: list[str], *, max_new_to
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    prompt = Prompt(recipe, tokenizer)
+    prompt = prompt or Prompt(recipe, tokenizer)
     kwargs = dict(max_new_tokens=max_new_tokens or recipe.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=prompt.stop_ids(), do_sample=temperature > 0, streamer=streamer)
     if temperature > 0:
@@ -76,10 +77,11 @@ def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, tempe
     refuse_reward_model(recipe)
     with to_stderr():  # stdout carries only the answers
         model, tok = load_trained(recipe, **(load or {}))
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                    prompt=Prompt(recipe, tok))  # the saved folder's prompt, built once for every answer
     if prompt is not None:
         streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True) if stream else None
-        text = generate(model, tok, recipe, [prompt], max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=top_p, seed=seed, streamer=streamer)
+        text = generate(model, tok, recipe, [prompt], streamer=streamer, **sampling)
         if not stream:
             print(text[0], file=stdout)
         return text
@@ -93,8 +95,7 @@ def run(recipe: Recipe, prompt: str | None = None, *, max_new_tokens=None, tempe
         line = line.rstrip("\n")
         if not line.strip():
             continue
-        ans = generate(model, tok, recipe, [line], max_new_tokens=max_new_tokens, temperature=temperature,
-                       top_p=top_p, seed=seed)[0]
+        ans = generate(model, tok, recipe, [line], **sampling)[0]
         print(json.dumps({"prompt": line, "completion": ans}, ensure_ascii=False), file=stdout, flush=True)
         answers.append(ans)
     return answers

@@ -31,9 +31,11 @@ def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0
 
     from transformers import TextIteratorStreamer
 
-    from ftkit.infer.generate import generate, keeps_turns
+    from ftkit.formats.prompt import Prompt
+    from ftkit.infer.generate import generate
 
-    turns = keeps_turns(recipe, tokenizer)
+    served = Prompt(recipe, tokenizer)  # the saved folder's prompt, built once for the session
+    turns = served.keeps_turns
 
     def respond(message, history):
         # a chat template holds the conversation; an alpaca-style prompt holds one instruction (see turns_note)
@@ -41,7 +43,7 @@ def chat_fn(model, tokenizer, recipe: Recipe, max_new_tokens=None, temperature=0
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         worker = Thread(target=generate, args=(model, tokenizer, recipe, [prompt]),
                         kwargs=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                    seed=seed, streamer=streamer), daemon=True)
+                                    seed=seed, streamer=streamer, prompt=served), daemon=True)
         worker.start()
         text = ""
         for piece in streamer:

@@ -20,6 +20,7 @@ from pathlib import Path
 from ftkit import models
 from ftkit.env import offline_switch
 from ftkit.errors import ConfigError, FtkitError, Problem
+from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.args import hub_kwargs
@@ -39,10 +40,10 @@ class Report:
     not_run: list[str] = field(default_factory=list)
     tokenizer: object = None
 
-    def collect(self, check, *args) -> object:
+    def collect(self, check, *args, **kwargs) -> object:
         """Run one check that raises FtkitError; keep its problems instead of stopping at the first."""
         try:
-            return check(*args)
+            return check(*args, **kwargs)
         except FtkitError as e:
             for p in e.problems:  # a recipe key without its line gets it here
                 if p.line is None and p.where and p.file == self.recipe.source:
@@ -311,8 +312,9 @@ def _meta_model(report: Report, recipe: Recipe) -> None:
 
 # ---------------------------------------------------------------- rows
 
-def row_checks(report: Report, tokenizer, prepared) -> None:
-    """The prepared rows: a sample of their text round-trips through the tokenizer; the warm-up ends in time."""
+def row_checks(report: Report, tokenizer, prepared, prompt=None) -> None:
+    """The prepared rows: a sample of their text round-trips through the tokenizer; the warm-up ends in time.
+    `prompt`: the run's formats/prompt.Prompt (train hands its own; without one, it is built from the tokenizer)."""
     from ftkit.env import world_size
     from ftkit.train.args import total_steps
 
@@ -322,14 +324,14 @@ def row_checks(report: Report, tokenizer, prepared) -> None:
     if not r.max_steps:  # with max_steps, config_checks said it already
         _warmup(report, total_steps(r, n, world_size()), f"{n} rows x {r.num_epochs:g} epochs / {per_step} rows per step")
     key, fix = _tokenizer_key(r)
-    for where, texts in _sample_texts(r, tokenizer, prepared):
+    for where, texts in _sample_texts(r, prompt or Prompt(r, tokenizer), prepared):
         if lost := round_trip(tokenizer, texts, key, fix, report, where):
             report.problem(key, f"the data's text does not survive the tokenizer ({type(tokenizer).__name__}): {lost}",
                            fix)
             return
 
 
-def _sample_texts(recipe: Recipe, tokenizer, prepared):
+def _sample_texts(recipe: Recipe, prompt, prepared):
     """(where, texts) per dataset: the text pieces the first rows are tokenized from (SFT: the prompt format's
     segments, as data/sft.py encodes them), or the strings of the first preference rows (TRL tokenizes those)."""
     if recipe.rl or recipe.reward_model:
@@ -337,12 +339,12 @@ def _sample_texts(recipe: Recipe, tokenizer, prepared):
         yield "preference rows: ", [s for row in rows for s in _strings(row) if s.strip()]
         return
     from ftkit.data.files import load_raw
-    from ftkit.formats import RowError, strategy_for
+    from ftkit.formats import RowError
     from ftkit.formats.tokenize import merge_segments
 
     for i, spec in enumerate(recipe.datasets):
         raw = load_raw(spec, recipe, f"datasets.{i}")
-        strategy = strategy_for(spec, recipe, tokenizer, f"datasets.{i}")
+        strategy = prompt.strategy(spec, f"datasets.{i}")
         texts = []
         for row in raw.rows.select(range(min(SAMPLE_ROWS, len(raw.rows)))):
             try:
@@ -415,9 +417,10 @@ def check(recipe: Recipe, data: bool = False) -> Report:
     elif report.tokenizer is None and not report.problems:
         report.not_run.append("row checks: they need the tokenizer, which is not on this machine")
     elif not report.problems:
-        prepared = report.collect(data_prep.prepare, report.recipe, report.tokenizer)
+        prompt = Prompt(report.recipe, report.tokenizer)  # one for preparing and checking the rows, as in train
+        prepared = report.collect(data_prep.prepare, report.recipe, report.tokenizer, prompt=prompt)
         if prepared is not None:
-            row_checks(report, report.tokenizer, prepared)
+            row_checks(report, report.tokenizer, prepared, prompt)
     if recipe.loss_watchdog_threshold is not None:
         report.not_run.append("loss_watchdog_threshold against the loss before training: train measures it once "
                               "the weights are loaded, before the first step")

@@ -1,8 +1,8 @@
 """`ftkit train`: one path for SFT and every `rl:` method, top to bottom.
 
-build: precision -> tokenizer and chat template -> data -> model (adapter, quantization) -> the method's
-trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before -> train
-(resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
+build: precision -> tokenizer and chat template -> the run's prompt -> data -> model (adapter, quantization) ->
+the method's trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before ->
+train (resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
 (train/sft.py, preference.py, grpo.py, reward.py) supplies only what else differs: its trainer, the trainer's
 extra arguments (collator, reference model, reward functions) and its before/after measurement. TRL and peft
 do the training.
@@ -16,6 +16,7 @@ import time
 from typing import NamedTuple
 
 from ftkit import data, models
+from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.result import Method, TrainResult
@@ -38,9 +39,13 @@ class Built(NamedTuple):
     """A run up to its first step: everything `run` trains and measures (tests inspect it without training)."""
 
     method: Method
-    tokenizer: object
+    prompt: Prompt  # formats/prompt.py: the rows' formats, the template, stop tokens; made once, handed down
     prepared: data.Prepared
     trainer: object  # the TRL trainer; trainer.model is the model being trained, trainer.args its config
+
+    @property
+    def tokenizer(self):
+        return self.prompt.tokenizer
 
 
 def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
@@ -60,10 +65,11 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     method = method_for(recipe)
     precision = models.resolve_precision(recipe)  # bf16/fp16/tf32: auto -> what this device has
     tokenizer = checked.tokenizer  # special tokens, the run's chat template, pad check; round-tripped
-    prepared = data.prepare(recipe, tokenizer)  # the method's rows, drops counted, cached, packed (SFT)
+    prompt = Prompt(recipe, tokenizer)  # read by data preparation, the row checks and the save
+    prepared = data.prepare(recipe, tokenizer, prompt=prompt)  # the method's rows, drops counted, cached, packed (SFT)
     if outputs.is_main_process():  # one summary per run, not one per process
         log.info(prepared.summary())
-    preflight.row_checks(checked, tokenizer, prepared)  # the rows' text survives the tokenizer; warm-up < run
+    preflight.row_checks(checked, tokenizer, prepared, prompt)  # the rows' text survives the tokenizer; warm-up < run
     checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
@@ -80,7 +86,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     preflight.first_loss(recipe, trainer)  # loss_watchdog_threshold below the loss before step 1: refused now
     if method.name == "sft":
         packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
-    return Built(method, tokenizer, prepared, trainer)
+    return Built(method, prompt, prepared, trainer)
 
 
 def _fresh_bnb_overrides() -> None:
@@ -161,12 +167,13 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     t0 = time.time()
     if not torch.cuda.is_available():
         set_cpu_malloc()  # CPU: glibc's malloc, or FTKIT_CPU_MALLOC=lean (see train/allocator.py)
-    method, tokenizer, prepared, trainer = build(recipe, callbacks, overwrite)
+    method, prompt, prepared, trainer = build(recipe, callbacks, overwrite)
+    tokenizer = prompt.tokenizer
     if outputs.is_main_process():
         outputs.check_space(recipe, trainer.model, prepared.n_train)  # a warning now, not a lost run at the end
     trainable, total = models.count_parameters(trainer.model)
     prompts = recipe.eval_prompts
-    samples_before = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
+    samples_before = generate(trainer.model, tokenizer, recipe, prompts, prompt=prompt) if prompts else []
     before = method.measure(recipe, trainer, tokenizer, prepared, before=True)  # eval loss / held-out pairs
     resumed_from = checkpoints.resume_from(recipe, prepared.data, changed_ok)  # explicit or newest complete checkpoint
     if not resumed_from:
@@ -188,7 +195,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     if ctrl_c.step is not None:
         raise _interrupted(recipe, ctrl_c.step)
     after = method.measure(recipe, trainer, tokenizer, prepared, before=False)
-    samples_after = generate(trainer.model, tokenizer, recipe, prompts) if prompts else []
+    samples_after = generate(trainer.model, tokenizer, recipe, prompts, prompt=prompt) if prompts else []
 
     logged = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
     losses = [(h["step"], h["loss"]) for h in logged]
@@ -208,7 +215,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
         trainable_params=trainable, total_params=total, data=prepared.stats,
         runtime=finished, diverged=finished["diverged"])
     result.model = trainer.model  # not a field, so not in metrics.json: callers can generate or compare logits
-    result.saved_to = str(_save(recipe, trainer, tokenizer, result, existing))
+    result.saved_to = str(_save(recipe, trainer, prompt, result, existing))
     if outputs.is_main_process():  # one summary per run, not one per process
         log.info(result.summary())
         if not result.diverged:
@@ -216,7 +223,7 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     return result
 
 
-def _save(recipe: Recipe, trainer, tokenizer, result, existing: set[str]):
+def _save(recipe: Recipe, trainer, prompt: Prompt, result, existing: set[str]):
     """save_run; a full disk raises the error naming what was kept, after saving the finished model on another disk
     when there is no checkpoint to resume from (outputs.rescue)."""
     from ftkit.errors import is_disk_full
@@ -224,13 +231,13 @@ def _save(recipe: Recipe, trainer, tokenizer, result, existing: set[str]):
     from ftkit.train.save import save_run
 
     try:
-        return save_run(recipe, trainer, tokenizer, result, diverged=result.diverged)
+        return save_run(recipe, trainer, prompt, result, diverged=result.diverged)
     except Exception as e:
         if not is_disk_full(e, recipe.output_dir):
             raise
         intact = any(checkpoint_files.problem_with(d) is None for _, d in checkpoint_files.numbered(recipe.output_dir))
         rescued = None if intact or result.diverged else outputs.rescue(recipe, lambda folder: save_run(
-            recipe, trainer, tokenizer, result, folder=folder))
+            recipe, trainer, prompt, result, folder=folder))
         raise outputs.disk_full(recipe, "the final model", e, existing, rescued) from None
 
 

@@ -44,8 +44,9 @@ def _drop_reference_adapter(model, staging: Path) -> None:
             log.info(f"not saved: TRL's frozen reference adapter '{name}' (the adapter at step 0)")
 
 
-def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: bool) -> None:
+def _write(staging: Path, recipe: Recipe, trainer, prompt: Prompt, result, weights: bool) -> None:
     """Every file of the finished run into `staging` (weights: on every process, which gathers shards)."""
+    tokenizer = prompt.tokenizer
     if weights and recipe.relora_active:  # the base moved at each ReLoRA restart: save the merged model
         relora.save_merged(trainer.model, staging, trainer.is_world_process_zero())
     elif weights:
@@ -55,7 +56,7 @@ def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: b
         return
     staging.mkdir(parents=True, exist_ok=True)
     if weights:
-        template_note = Prompt(recipe, tokenizer).save_template()  # servers' apply_chat_template == the training prompt
+        template_note = prompt.save_template()  # servers' apply_chat_template == the training prompt
         log.info(f"saved tokenizer: {template_note}")
         tokenizer.save_pretrained(str(staging))
     trainer.state.save_to_json(str(staging / "trainer_state.json"))  # every logged step, as the Trainer recorded it
@@ -70,18 +71,20 @@ def _write(staging: Path, recipe: Recipe, trainer, tokenizer, result, weights: b
                         template_note=template_note, plot=plot.name if plot else None)
 
 
-def save_run(recipe: Recipe, trainer, tokenizer, result, diverged: bool = False, folder: Path | None = None) -> Path:
-    """The finished run in output_dir (or its evidence in output_dir/diverged/); returns where it went.
+def save_run(recipe: Recipe, trainer, prompt: Prompt, result, diverged: bool = False,
+             folder: Path | None = None) -> Path:
+    """The finished run in output_dir (or its evidence in output_dir/diverged/); returns where it went. The tokenizer
+    is saved from the run's `prompt`, carrying the template servers render its prompt with.
     `folder`: the whole finished model written there instead, as it is (a rescue after a full disk)."""
     if folder is not None:
-        _write(folder, recipe, trainer, tokenizer, result, weights=True)
+        _write(folder, recipe, trainer, prompt, result, weights=True)
         card.make_readable(folder)
         return folder
     out = Path(recipe.output_dir)
     staging = out / STAGING
     target = out / DIVERGED if diverged else out
     try:
-        _write(staging, recipe, trainer, tokenizer, result, weights=not diverged)
+        _write(staging, recipe, trainer, prompt, result, weights=not diverged)
     except BaseException:
         if trainer.is_world_process_zero():
             shutil.rmtree(staging, ignore_errors=True)  # frees what the cut-off save took; the earlier model stays

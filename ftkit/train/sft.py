@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 
 from ftkit import models
-from ftkit.data import packing, stream
+from ftkit.data import packing
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train import lm_head
@@ -95,10 +95,8 @@ def trainer_class():
 
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
-    """Packed rows need the collator that keeps attention inside each example (None: TRL's padding one); so do
-    the rows of a stream (data/stream.py)."""
-    if recipe.pretraining_dataset:
-        return {"data_collator": stream.collator(recipe, tokenizer, model)}
+    """Packed rows, and the rows of a stream (data/stream.py), need the collator that keeps attention inside each
+    example (None: TRL's padding one)."""
     _varlen(recipe, model)
     return {"data_collator": packing.collator(recipe, tokenizer, model)}
 
