@@ -69,3 +69,18 @@ def test_timings_print_their_spread_and_flag_a_busy_machine(monkeypatch):
     assert timing.busy([1.5, 2.0]) == ""
     assert "load average up to 9.3 on 2 cores" in timing.busy([1.0, 9.3])
     assert timing.cpu_seconds() > 0
+
+
+def test_bench_preprocess_measures_every_sample_file_cold_and_warm(monkeypatch, capsys):
+    """`ftkit bench preprocess` (a prepare() signature change once broke it unseen): every data_samples file is
+    tokenized cold, then re-used from the cache warm, and the totals add up."""
+    from ftkit.bench.preprocess import catalog
+    from ftkit.cli import main
+
+    assert main(["bench", "preprocess"]) == 0
+    out = capsys.readouterr().out
+    rows = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in
+            re.finditer(r"^(\S+\.jsonl)\s+(\d+)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+x$", out, re.M)}
+    assert set(rows) == set(catalog()) and all(n > 0 and tokens > n for n, tokens in rows.values()), out
+    total = re.search(r"^all\s+(\d+)\s+(\d+)", out, re.M)
+    assert total and tuple(map(int, total.groups())) == tuple(map(sum, zip(*rows.values()))), out

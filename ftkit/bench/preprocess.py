@@ -31,13 +31,12 @@ def measure(name: str, stanza: dict, base_model: str, work: Path) -> dict:
 
     recipe = load_recipe({"base_model": base_model, "sequence_len": 1024, "dataset_prepared_path": str(work),
                           "datasets": [{"path": str(ROOT / "data_samples" / name), **stanza}]})
-    quiet = lambda *_: None  # noqa: E731
-    tok = models.load_tokenizer(recipe, quiet)
+    tok = models.load_tokenizer(recipe)
     t0 = time.perf_counter()
-    prepared = data.prepare(recipe, tok, quiet)
+    prepared = data.prepare(recipe, tok)
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    again = data.prepare(recipe, tok, quiet)
+    again = data.prepare(recipe, tok)
     warm = time.perf_counter() - t0
     assert again.cache_hit, name
     return {"rows": prepared.stats["rows_in"], "tokens": prepared.stats.get("tokens", 0), "cold": cold, "warm": warm}
