@@ -315,11 +315,11 @@ def _run(args, extra) -> int:
     from ftkit.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, extra)
-    if args.verb in ("train", "preprocess"):
-        from ftkit.log import log
+    launcher = args.verb == "train" and bool(args.num_processes or args.num_machines)
+    if args.verb in ("train", "preprocess") and not launcher and os.environ.get("RANK", "0") == "0":
+        from ftkit.log import log  # said once: by the process itself, or by rank 0 of those a launcher starts
 
         log.info(recipe.report.summary())  # "42 options used, 3 aliases, 2 speed-only ignored: ..."
-    launcher = args.verb == "train" and bool(args.num_processes or args.num_machines)
     if args.verb in TORCH_VERBS and not launcher:  # the launcher's children choose
         _torch_threads(to_stderr=args.verb == "infer")
     if launcher:

@@ -41,8 +41,8 @@ def test_ddp_two_processes_via_accelerate(make_recipe, tmp_path, tiny_llama_dir)
     said = proc.stdout + proc.stderr
     assert "2 processes, steps [2, 2]: replicas identical" in said
     # the summary lines are rank 0's alone: the data, the run's losses, where the model went
-    summary = ("[ftkit] data (sft): ", "[ftkit] train loss ", "[ftkit] saved to ")
-    assert [said.count(line) for line in summary] == [1, 1, 1]
+    summary = ("[ftkit] data (sft): ", "[ftkit] train loss ", "[ftkit] saved to ", " options used")
+    assert [said.count(line) for line in summary] == [1, 1, 1, 1]
 
 
 def test_deepspeed_zero2_two_processes_on_cpu(make_recipe, tmp_path, tiny_llama_dir):

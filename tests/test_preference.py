@@ -91,6 +91,9 @@ def test_heldout_pairs_left_out_are_said_and_a_kto_run_reads_them_as_pairs(tmp_p
     assert len(held) == len(rows) - 1 and set(held.column_names) == {"prompt", "chosen", "rejected"}
     assert held[1]["prompt"][-1]["content"] == rows[2]["prompt"]
     assert f"test_datasets.0: 1 of {len(rows)} held-out rows left out (1 identical)" in said
+    said.clear()  # the measurement after training reads the same rows: said once per run, before training
+    assert len(preference_report.heldout_rows(recipe, models.load_tokenizer(recipe), say=False)) == len(held)
+    assert not any("held-out rows left out" in s for s in said)
 
 
 PREFIX_WARNING = "The tokenized prompt is not a prefix of the tokenized prompt+completion"

@@ -115,7 +115,7 @@ def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     The sampling is seeded the same before and after training, and leaves the training's random stream alone."""
     import torch
 
-    rows = preference_report.heldout(recipe, tokenizer, prepared, prompts.convert)
+    rows = preference_report.heldout(recipe, tokenizer, prepared, prompts.convert, say=before)
     if rows is None:
         return {"reward": {}}
     if before and (recipe.fsdp or recipe.deepspeed):

@@ -45,7 +45,7 @@ def reference(recipe: Recipe, model, tokenizer=None) -> dict:
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     """logp(chosen) - logp(rejected) on held-out pairs: test_datasets, else the eval split (paired methods)."""
-    rows = preference_report.heldout_rows(recipe, tokenizer, prepared)
+    rows = preference_report.heldout_rows(recipe, tokenizer, prepared, say=before)
     return {"heldout": preference_report.pair_scores(trainer.model, tokenizer, rows)}
 
 

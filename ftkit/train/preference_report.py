@@ -24,16 +24,18 @@ from ftkit.recipe import Recipe
 ANSWERS = ("chosen", "rejected", "completion")
 
 
-def heldout(recipe: Recipe, tokenizer, prepared: Prepared | None, convert):
+def heldout(recipe: Recipe, tokenizer, prepared: Prepared | None, convert, say: bool = True):
     """Held-out rows for the before/after measurement: test_datasets, each read by `convert` (a data module's, so
-    the rows are those training reads), else the eval split; None without either. Rows left out are said."""
+    the rows are those training reads), else the eval split; None without either. Rows left out are said (`say`:
+    the measurement before training says it; the one after reads the same rows again)."""
     import datasets
 
     parts = []
     for i, spec in enumerate(recipe.test_datasets):
         where = f"test_datasets.{i}"
         rows, stats = convert(load_raw(spec, recipe, where), spec, recipe, tokenizer, where, None, f"heldout-{i}")[:2]
-        if dropped := {k.removeprefix("dropped_"): n for k, n in stats.items() if k.startswith("dropped_") and n}:
+        dropped = {k.removeprefix("dropped_"): n for k, n in stats.items() if k.startswith("dropped_") and n}
+        if say and dropped:
             log.warning(f"{where}: {sum(dropped.values())} of {stats['rows_in']} held-out rows left out ("
                         + ", ".join(f"{n} {why}" for why, n in dropped.items()) + ")")
         parts.append(rows)
@@ -48,9 +50,9 @@ def _pairs(raw, spec, recipe: Recipe, tokenizer, where: str, num_proc, fingerpri
     return keep_marked(marked, len(raw.rows), REASONS, fingerprint)
 
 
-def heldout_rows(recipe: Recipe, tokenizer, prepared: Prepared | None = None):
+def heldout_rows(recipe: Recipe, tokenizer, prepared: Prepared | None = None, say: bool = True):
     """Held-out pairs {prompt, chosen, rejected}: test_datasets, else the eval split (a KTO run's is unpaired)."""
-    return heldout(recipe, tokenizer, None if recipe.rl == "kto" else prepared, _pairs)
+    return heldout(recipe, tokenizer, None if recipe.rl == "kto" else prepared, _pairs, say)
 
 
 def answer_logp(model, tokenizer, prompt: list[dict], answer: list[dict]) -> float:

@@ -45,7 +45,7 @@ def pair_accuracy(model, tokenizer, rows) -> dict:
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     """Pair accuracy on held-out pairs: test_datasets, else the val_set_size split."""
-    rows = preference_report.heldout_rows(recipe, tokenizer, prepared)
+    rows = preference_report.heldout_rows(recipe, tokenizer, prepared, say=before)
     return {"heldout": pair_accuracy(trainer.model, tokenizer, rows)}
 
 
