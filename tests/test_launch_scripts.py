@@ -94,7 +94,7 @@ def test_multi_gpu_check_script_is_valid_bash():
     """It needs several GPUs to mean anything (docs/multi-gpu.md); here: it parses, and knows every engine."""
     script = ROOT / "ftkit" / "bench" / "multi_gpu_checks.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
-    assert all(f"[{engine}]=" in script.read_text() for engine in ("ddp", "zero2", "zero3", "fsdp"))
+    assert all(f"[{engine}]=" in script.read_text() for engine in ("ddp", "zero2", "zero3", "fsdp", "fsdp_hybrid"))
 
 
 FAKE_FTKIT = '#!/bin/bash\nprintf "%s\\n" "$@" > "$FTKIT_ARGV.$SKYPILOT_NODE_RANK"\n'

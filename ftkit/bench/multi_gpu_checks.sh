@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Several-GPU checks (issue 23): one process vs N processes under DDP, ZeRO-2, ZeRO-3 and FSDP on the ~58M
+# Several-GPU checks (issue 23): one process vs N processes under DDP, ZeRO-2, ZeRO-3, FSDP full_shard and
+# hybrid_shard (FSDP1: the hybrid strategies need version 1; on one node it shards within the node) on the ~58M
 # Llama twin (fp32, constant learning rate, the same global batch: one process accumulates N micro-batches).
 # Prints per engine: the largest per-step loss difference from the one-process run, tokens/s, rank 0's peak
 # allocated memory against `ftkit memory --num_processes N`, and every GPU's peak memory.used (nvidia-smi).
@@ -14,12 +15,13 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled FTKIT_CACHE=${FTKIT_CACHE:-/tmp/ft
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 N=${N:-$(( GPUS >= 2 ? GPUS : 2 ))}
-ENGINES=${ENGINES:-ddp zero2 zero3 fsdp}
+ENGINES=${ENGINES:-ddp zero2 zero3 fsdp fsdp_hybrid}
 declare -A ENGINE_ARGS=(
     [ddp]=""
     [zero2]="--deepspeed=recipes/deepspeed/zero2.json"
     [zero3]="--deepspeed=recipes/deepspeed/zero3.json"
     [fsdp]="--fsdp=[full_shard,auto_wrap] --fsdp_config.fsdp_transformer_layer_cls_to_wrap=LlamaDecoderLayer"
+    [fsdp_hybrid]="--fsdp=[hybrid_shard,auto_wrap] --fsdp_config.fsdp_version=1 --fsdp_config.fsdp_transformer_layer_cls_to_wrap=LlamaDecoderLayer"
 )
 [ "$GPUS" -gt 0 ] && nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, accelerate, deepspeed; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'deepspeed', deepspeed.__version__, 'cuda devices', torch.cuda.device_count())"
