@@ -1,0 +1,25 @@
+"""The seam between the core and ftkit/plugins/: optional methods and features, loaded by name.
+
+The core imports no plug-in (the import-linter layers put ftkit.plugins above ftkit.train). It asks this module
+which plug-ins a recipe turns on and calls the hooks they define. A plug-in is a module with
+`applies(recipe) -> bool` and any of the hooks in HOOKS; a hook it does not define is skipped."""
+from __future__ import annotations
+
+import importlib
+
+PLUGINS: tuple[str, ...] = ()  # module names under ftkit/plugins/, in the order their hooks run
+
+HOOKS = {  # hook -> its signature and what the core does with what it returns
+    "method": "(recipe) -> Method: the trainer this recipe trains with (SFT when no plug-in gives one)",
+}
+
+
+def active(recipe) -> list:
+    """The plug-in modules this recipe turns on, in PLUGINS order."""
+    return [module for module in map(importlib.import_module, PLUGINS) if module.applies(recipe)]
+
+
+def call(recipe, hook: str, *args) -> list:
+    """Each active plug-in's `hook(*args)`, in order; plug-ins without that hook are skipped."""
+    assert hook in HOOKS, f"unknown hook {hook!r}: add it to HOOKS with its contract"
+    return [getattr(module, hook)(*args) for module in active(recipe) if hasattr(module, hook)]
