@@ -65,14 +65,14 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def test_plugins_are_reached_only_through_the_seam():
-    """ftkit/train/hooks.py names each plug-in; each exists and says when it applies. The core never imports one
+    """ftkit/hooks.py names each plug-in; each exists and says when it applies. The core never imports one
     (the layers contract above puts ftkit.plugins over ftkit.train)."""
     import importlib
 
-    from ftkit.train import hooks
+    from ftkit import hooks
 
     on_disk = {f"ftkit.plugins.{p.stem}" for p in (ROOT / "ftkit" / "plugins").glob("*.py") if p.stem != "__init__"}
-    assert set(hooks.PLUGINS) == on_disk, "list every plug-in module in ftkit/train/hooks.py PLUGINS, and only those"
+    assert set(hooks.PLUGINS) == on_disk, "list every plug-in module in ftkit/hooks.py PLUGINS, and only those"
     for name in hooks.PLUGINS:
         module = importlib.import_module(name)
         assert callable(getattr(module, "applies", None)), f"{name} needs applies(recipe)"

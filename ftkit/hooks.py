@@ -1,7 +1,8 @@
 """The seam between the core and ftkit/plugins/: optional methods and features, loaded by name.
 
-The core imports no plug-in (the import-linter layers put ftkit.plugins above ftkit.train). It asks this module
-which plug-ins a recipe turns on and calls the hooks they define. A plug-in is a module with
+The core imports no plug-in (the import-linter layers put ftkit.plugins above ftkit.train; this module sits at the
+bottom, so data/ and models/ may call it too). It asks which plug-ins a recipe turns on and calls the hooks they
+define. A plug-in is a module with
 `applies(recipe) -> bool` and any of the hooks in HOOKS; a hook it does not define is skipped."""
 from __future__ import annotations
 
