@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import importlib
 
-PLUGINS: tuple[str, ...] = ()  # module names under ftkit/plugins/, in the order their hooks run
+PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order their hooks run
+    # the training methods beyond SFT
+    # the features a recipe turns on
+)
 
 HOOKS = {  # hook -> its signature and what the core does with what it returns
+    # the training methods beyond SFT
     "method": "(recipe) -> Method: the trainer this recipe trains with (SFT when no plug-in gives one)",
+    # the features a recipe turns on
 }
 
 
