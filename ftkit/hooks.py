@@ -11,12 +11,24 @@ import importlib
 PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order their hooks run
     # the training methods beyond SFT
     # the features a recipe turns on
+    "ftkit.plugins.relora",  # relora / relora_steps: merge and restart the adapter every R steps
+    "ftkit.plugins.lisa",  # lisa_n_layers: a few decoder layers train at a time
+    "ftkit.plugins.stream",  # pretraining_dataset: raw text tokenized and packed while training
+    "ftkit.plugins.kernels",  # Liger / CCE named, or a CPU run: how the LM head's loss is computed
 )
 
 HOOKS = {  # hook -> its signature and what the core does with what it returns
     # the training methods beyond SFT
     "method": "(recipe) -> Method: the trainer this recipe trains with (SFT when no plug-in gives one)",
     # the features a recipe turns on
+    "prepare": "(recipe, tokenizer) -> rows: the plug-in reads the rows itself; data.prepare returns them as they are",
+    "patch_model": "(recipe, model) -> None: change the loaded model in place, before a trainer wraps it",
+    "sft_loss": "(recipe, model) -> None: SFT's trainer is about to be built; how TRL's fused LM head scores tokens",
+    "callbacks": "(recipe, prepared) -> [TrainerCallback]: first in the run's callbacks (their on_save before the "
+                 "manifest's)",
+    "resume": "(trainer, checkpoint or None) -> None: training is about to start, from that checkpoint",
+    "checkpoint_loaded": "(trainer) -> None: the last step's checkpoint was loaded without training (finish_from)",
+    "save_weights": "(trainer, folder) -> None: write the final weights there in place of trainer.save_model",
 }
 
 

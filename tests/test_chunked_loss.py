@@ -1,11 +1,11 @@
-"""The LM head's chunked cross-entropy (ftkit/train/lm_head.py): the loss and every gradient equal the
+"""The LM head's chunked cross-entropy (ftkit/plugins/kernels.py): the loss and every gradient equal the
 full-logits loss, through the real SFT trainer, with slices small enough that every batch spans several."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ftkit.train import lm_head
+from ftkit.plugins import kernels as lm_head
 
 
 @pytest.fixture

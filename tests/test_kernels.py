@@ -1,4 +1,4 @@
-"""CUDA kernels a recipe names (train/lm_head.py) and the LM head's kernel choice (train/lm_head.route): what
+"""CUDA kernels a recipe names (plugins/kernels.py) and the LM head's kernel choice (plugins/kernels.route): what
 would run where, and what is said. This machine has no GPU: the CUDA side is checked with stand-ins for the
 packages; ftkit/bench/gpu_speed.sh measures the real kernels on a GPU."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from ftkit.train import lm_head
+from ftkit.plugins import kernels as lm_head
 
 ALL = dict(liger_rope=True, liger_rms_norm=True, liger_glu_activation=True, liger_fused_linear_cross_entropy=True,
            cut_cross_entropy=True)

@@ -9,7 +9,7 @@ from axolotl_corpus import twin_run_overrides
 from twin import ROOT, load_on_twin
 
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.train.lisa import draw
+from ftkit.plugins.lisa import draw
 
 EXAMPLES = ROOT / "tests" / "data" / "axolotl_examples"  # Axolotl's own, byte for byte after a source line
 FULL = ROOT / "recipes" / "llama" / "full.yml"
@@ -67,7 +67,7 @@ def test_lisa_trains_exactly_n_layers_per_interval_and_freezes_the_rest_bit_for_
 
 def test_a_wrong_layers_attribute_names_the_layer_lists_the_model_has(tmp_path):
     from ftkit import models
-    from ftkit.train.lisa import layer_list
+    from ftkit.plugins.lisa import layer_list
 
     recipe = load_on_twin(FULL, tmp_path)
     model = models.load_model(recipe, models.load_tokenizer(recipe))

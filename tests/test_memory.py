@@ -107,7 +107,7 @@ def test_activations_match_what_autograd_saves(make_recipe, tiny_llama_dir, adap
     from trl.trainer.utils import add_fused_lm_head
 
     from ftkit.models import apply_lora
-    from ftkit.train import lm_head
+    from ftkit.plugins import kernels as lm_head
 
     recipe = make_recipe(adapter=adapter, lora_target_linear=True, lora_dropout=dropout, micro_batch_size=2,
                          sequence_len=64, bf16=False)

@@ -58,7 +58,7 @@ class Watch(TrainerCallback):
 
     @staticmethod
     def snapshot(model, optimizer=None):
-        from ftkit.train.relora import MOMENTS, base_weights, lora_layers
+        from ftkit.plugins.relora import MOMENTS, base_weights, lora_layers
 
         inner = getattr(optimizer, "optimizer", optimizer)
         base = {n: w.float().clone() for n, w in base_weights(model).items()}
@@ -167,7 +167,7 @@ def test_pruning_keeps_the_largest_moments_also_in_8bit_optimizer_states():
     """bitsandbytes' 8-bit Adam stores codes into a map times a block maximum: pruned by what the codes stand for."""
     import bitsandbytes as bnb
 
-    from ftkit.train.relora import BNB_BLOCK, prune_moments
+    from ftkit.plugins.relora import BNB_BLOCK, prune_moments
 
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(64, 80))  # 5,120 values: 8-bit states (bitsandbytes: >= 4,096), 20 blocks

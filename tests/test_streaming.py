@@ -1,4 +1,4 @@
-"""Streaming pre-training (pretraining_dataset, data/stream.py): local files read with datasets' streaming mode,
+"""Streaming pre-training (pretraining_dataset, plugins/stream.py): local files read with datasets' streaming mode,
 tokenized and packed while training, max_steps required, nothing cached, and a SIGKILLed run that resumes at the
 same next row as the uninterrupted run (the stream's position saved in each checkpoint)."""
 from __future__ import annotations

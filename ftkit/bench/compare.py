@@ -358,10 +358,10 @@ def ftkit_train(steps: int, out: Path) -> dict:
 @contextlib.contextmanager
 def _trls_own_head():
     """TRL's fused LM head as TRL ships it, for the bare script: ftkit puts its CPU kernel under TRL's head
-    process-wide (train/lm_head.install) once an ftkit run has started in this process."""
+    process-wide (plugins/kernels.install) once an ftkit run has started in this process."""
     from trl.trainer import utils
 
-    from ftkit.train.lm_head import Dispatch
+    from ftkit.plugins.kernels import Dispatch
 
     patched = utils._ChunkedLogProbFunction, utils._use_triton
     if Dispatch.trl is not None:

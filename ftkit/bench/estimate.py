@@ -18,7 +18,7 @@ configs when offline), counts parameters exactly on the meta device (no weights 
               Gradient checkpointing keeps one h per layer plus one layer's set.
   backward    one layer's set again: the gradients of a layer's intermediates exist while its saved
               tensors are still alive.
-  lm head     the loss's working set: the full [tokens, V] logits never exist (train/lm_head.py). On CPU
+  lm head     the loss's working set: the full [tokens, V] logits never exist (plugins/kernels.py). On CPU
               3 slices of fp32 logits (the slice, its exponentials, its gradient) of TILE / V tokens; on
               CUDA TRL's tile (4,096 tokens x 32,768 vocabulary entries in the compute dtype) and the fp32
               gradient of the hidden states. What the full logits would cost is printed beside it.
@@ -223,7 +223,7 @@ def _lm_head(config: dict, recipe: Recipe, act_bytes: int, cpu: bool) -> tuple[f
     """(the chunked loss's working set, arithmetic, what the full logits would hold) in bytes."""
     import transformers
 
-    from ftkit.train.lm_head import slice_tokens
+    from ftkit.plugins.kernels import slice_tokens
 
     cfg = transformers.AutoConfig.for_model(**config)
     h, vocab, tokens = cfg.hidden_size, cfg.vocab_size, recipe.micro_batch_size * recipe.sequence_len

@@ -5,7 +5,7 @@ One forward + backward of one micro-batch's loss (random hidden states and head 
   full logits   log-softmax of hidden @ W.T, what a model's own loss does
   TRL's tiles   trl.kernels.ChunkedLogProbFunction as TRL's fused head runs it on CPU: 4,096 x 32,768 tiles
                 folded by torch ops, every position scored
-  ftkit         train/lm_head.ChunkedCrossEntropy as ftkit runs it on CPU: labelled positions only
+  ftkit         plugins/kernels.ChunkedCrossEntropy as ftkit runs it on CPU: labelled positions only
 Printed: peak RSS above the start, CPU and wall seconds, and the loss (the same for all three).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def measure(kernel: str, tokens: int, vocab: int, hidden: int) -> dict:
     from trl.kernels import ChunkedLogProbFunction
 
     from ftkit.bench.timing import cpu_seconds
-    from ftkit.train.lm_head import ChunkedCrossEntropy
+    from ftkit.plugins.kernels import ChunkedCrossEntropy
 
     torch.manual_seed(0)
     h = torch.randn(tokens, hidden, requires_grad=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ftkit import hooks
 from ftkit.data import cache, packing
 from ftkit.data import preference as preference_rows
 from ftkit.data import prompts as prompt_rows
@@ -85,10 +86,8 @@ def prepare(recipe: Recipe, tokenizer, *, prompt: Prompt | None = None) -> Prepa
     SFT rows are read in the formats of `prompt`, the run's Prompt (train/run.py hands its own; else one is built)."""
     if problems := preference_rows.unsupported_options(recipe):
         raise ConfigError(problems)
-    if recipe.pretraining_dataset:  # raw text read while training: nothing prepared or cached here
-        from ftkit.data import stream
-
-        return stream.prepare(recipe, tokenizer)
+    if streamed := hooks.call(recipe, "prepare", recipe, tokenizer):  # raw text read while training: no cache
+        return streamed[0]
     method = method_of(recipe)
     rows = sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows  # the conversion
     # test_datasets are the eval set of an SFT run; with rl: or a reward model they are the held-out pairs

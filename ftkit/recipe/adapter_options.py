@@ -1,6 +1,6 @@
 """Recipe options of adapters (LoRA and its variants), quantized bases, ReLoRA and partial full fine-tunes.
 
-ftkit/models/adapters.py, quant.py, freeze.py and train/relora.py apply them.
+ftkit/models/adapters.py, quant.py, freeze.py and plugins/relora.py apply them.
 """
 from __future__ import annotations
 

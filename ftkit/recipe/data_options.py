@@ -89,7 +89,7 @@ class DatasetSpec(DatasetLoadOptions, DatasetFormatOptions):
 
 
 class PretrainingDataset(Strict):
-    """One entry of `pretraining_dataset:`: raw text read as a stream while training (ftkit/data/stream.py)."""
+    """One entry of `pretraining_dataset:`: raw text read as a stream while training (ftkit/plugins/stream.py)."""
 
     path: str = option(description="Local file or folder (jsonl/json/parquet/csv/txt) or a hub dataset name, read with datasets' streaming mode.")
     name: Optional[str] = option(None, description="Configuration (subset) of a hub dataset, e.g. en for allenai/c4.")
@@ -103,7 +103,7 @@ class PretrainingDataset(Strict):
 
 
 class StreamOptions(Strict):
-    """Streaming pre-training: raw text tokenized and packed on the fly, never prepared or cached (data/stream.py)."""
+    """Streaming pre-training: raw text tokenized and packed on the fly, never prepared or cached (plugins/stream.py)."""
 
     pretraining_dataset: Optional[list[PretrainingDataset]] = option(None, methods=SFT, description="Raw text streamed while training (entries read one after the other, then again from the start); needs max_steps; replaces datasets. Not cached: a resume continues at the saved position of the stream.")
     streaming: Optional[bool] = option(None, methods=SFT, description="true with pretraining_dataset (it streams anyway); streaming `datasets:` (SFT rows) is not implemented.")

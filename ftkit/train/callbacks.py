@@ -268,12 +268,12 @@ def build(recipe: Recipe, prepared=None) -> list[TrainerCallback]:
     checkpoint it asks for), the replica check where each process holds whole weights (not under FSDP /
     ZeRO-3, which shard them; it costs nothing on one process), the learning-rate shapes, the ones the recipe
     asks for, recipe-as-run-config, checkpoint manifests (with the record of the data the rows came from)."""
-    from ftkit.data import stream
-    from ftkit.train import lisa, relora, schedules, tracking
+    from ftkit import hooks
+    from ftkit.train import schedules, tracking
     from ftkit.train.args import zero_stage
     from ftkit.train.checkpoint_files import CheckpointManifest
 
-    out = relora.callbacks(recipe) + lisa.callbacks(recipe) + stream.callbacks(prepared) + [StopOnCtrlC()]
+    out = sum(hooks.call(recipe, "callbacks", recipe, prepared), []) + [StopOnCtrlC()]  # ReLoRA, LISA, stream
     if not recipe.fsdp and zero_stage(recipe) != 3:
         out.append(ReplicaCheck())
     out += schedules.callbacks(recipe)  # cosine_constant_lr_ratio / lr_quadratic_warmup / jagged

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftkit import hooks
 from ftkit.data.cache import changed_files
 from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
@@ -135,13 +136,11 @@ def is_last_step(trainer, checkpoint: str) -> bool:
     return bool(state.max_steps) and state.global_step >= state.max_steps and same_length
 
 
-def finish_from(trainer, checkpoint: str) -> None:
+def finish_from(recipe: Recipe, trainer, checkpoint: str) -> None:
     """A run whose last step is in `checkpoint`: its weights and logged history, no training (then it is saved)."""
     from transformers import TrainerState
 
-    from ftkit.train import relora
-
     trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader: full weights or the adapter
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-    relora.restore(trainer)  # a ReLoRA run: the base as merged at its restarts
+    hooks.call(recipe, "checkpoint_loaded", trainer)  # a ReLoRA run: the base as merged at its restarts
     log.info(f"{checkpoint} holds the run's last step ({trainer.state.global_step}): loaded, not trained further")

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import NamedTuple
 
-from ftkit import data, models
+from ftkit import data, hooks, models
 from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -55,7 +55,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     from ftkit.data import packing
     from ftkit.train import args as trainer_args
     from ftkit.train import callbacks as cb
-    from ftkit.train import lm_head, outputs, preflight
+    from ftkit.train import outputs, preflight
     from ftkit.train.save import no_draft_card
 
     outputs.check(recipe, overwrite)  # output_dir: a folder ftkit may write into (not a file, not a user's folder)
@@ -73,7 +73,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     checked.raise_problems()
     set_seed(recipe.seed)  # the adapter's random init (and new token rows) follow the recipe's seed, in any process
     model = models.load_model(recipe, tokenizer, precision)  # dtype or 4/8-bit, adapter
-    lm_head.apply_kernels(recipe, model)  # the CUDA kernels the recipe names (Liger, CCE): said, skipped elsewhere
+    hooks.call(recipe, "patch_model", recipe, model)  # the CUDA kernels the recipe names (Liger, CCE): said
     args = trainer_args.config(recipe, precision, prepared.eval is not None, prepared.n_train)  # train/args.py
     _fresh_bnb_overrides()
     trainer = method.trainer_class()(
@@ -156,7 +156,6 @@ def _forget_engine() -> None:
 def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, changed_ok: bool) -> TrainResult:
     import torch
 
-    from ftkit.data import stream
     from ftkit.errors import is_disk_full
     from ftkit.infer.generate import generate
     from ftkit.train import checkpoint_files, checkpoints, outputs
@@ -178,12 +177,12 @@ def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, cha
     resumed_from = checkpoints.resume_from(recipe, prepared.data, changed_ok)  # explicit or newest complete checkpoint
     if not resumed_from:
         outputs.start_afresh(recipe, earlier, overwrite)  # the earlier run's checkpoints would mix with this run's
-    stream.resume(trainer, resumed_from)  # a stream continues at its saved position, nothing re-read
+    hooks.call(recipe, "resume", trainer, resumed_from)  # a stream continues at its saved position
     existing = {d.name for _, d in checkpoint_files.numbered(recipe.output_dir)}
     ctrl_c = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StopOnCtrlC))
     try:
         if resumed_from and not (recipe.deepspeed or recipe.fsdp) and checkpoints.is_last_step(trainer, resumed_from):
-            checkpoints.finish_from(trainer, resumed_from)  # e.g. after a full disk at the final save: just save it
+            checkpoints.finish_from(recipe, trainer, resumed_from)  # e.g. after a full disk at the final save: just save it
         else:
             trainer.train(resume_from_checkpoint=resumed_from)
     except Exception as e:

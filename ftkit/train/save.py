@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
+from ftkit import hooks
 from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.models import card
 from ftkit.recipe import Recipe
-from ftkit.train import relora
 from ftkit.models.folder import STAGING, publish, read_marker, write_marker  # noqa: F401  (publish: re-exported)
 
 DIVERGED = "diverged"
@@ -47,9 +47,7 @@ def _drop_reference_adapter(model, staging: Path) -> None:
 def _write(staging: Path, recipe: Recipe, trainer, prompt: Prompt, result, weights: bool) -> None:
     """Every file of the finished run into `staging` (weights: on every process, which gathers shards)."""
     tokenizer = prompt.tokenizer
-    if weights and recipe.relora_active:  # the base moved at each ReLoRA restart: save the merged model
-        relora.save_merged(trainer.model, staging, trainer.is_world_process_zero())
-    elif weights:
+    if weights and not hooks.call(recipe, "save_weights", trainer, staging):  # ReLoRA saves the model merged
         trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only
         _drop_reference_adapter(trainer.model, staging)
     if not trainer.is_world_process_zero():

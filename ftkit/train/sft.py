@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import functools
 
-from ftkit import models
+from ftkit import hooks, models
 from ftkit.data import packing
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.train import lm_head
 from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "mean_token_accuracy": "accuracy"}  # TRL's log key -> TrainResult.history key
@@ -59,12 +58,8 @@ def trainer_class():
 
     class FtkitSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
-            lm_head.install()  # TRL's fused head, ftkit's chunked cross-entropy on CPU
             super().__init__(*args, **kwargs)
             self._lean = lean_lm_head(self.model)
-            vocab = self.model.get_output_embeddings().weight.shape[0]
-            log.info(lm_head.describe(self.args.per_device_train_batch_size * (self.args.max_length or 0), vocab,
-                                      self.args.device.type))
 
         def _logged_step(self) -> bool:
             """Will the optimizer step in progress be logged (DefaultFlowCallback's rule)? Other logging
@@ -95,9 +90,10 @@ def trainer_class():
 
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
-    """Packed rows, and the rows of a stream (data/stream.py), need the collator that keeps attention inside each
+    """Packed rows, and the rows of a stream (plugins/stream.py), need the collator that keeps attention inside each
     example (None: TRL's padding one)."""
     _varlen(recipe, model)
+    hooks.call(recipe, "sft_loss", recipe, model)  # ftkit's chunked cross-entropy under TRL's fused head on CPU
     return {"data_collator": packing.collator(recipe, tokenizer, model)}
 
 

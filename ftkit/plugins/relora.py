@@ -12,7 +12,7 @@ is re-quantized from it. Merging into the 4-bit weight itself would round away a
 a quantization step, cycle after cycle (Axolotl keeps its master on disk, from the original checkpoint).
 
 Checkpoints hold the moved base (relora_base.safetensors), which a resumed run loads back; the final
-model is saved merged, in plain weights (save_merged).
+model is saved merged, in plain weights (save_weights).
 """
 from __future__ import annotations
 
@@ -184,11 +184,12 @@ def base_weights(model) -> dict:
             for name, layer in lora_layers(model).items()}
 
 
-def save_merged(model, out, main_process: bool = True) -> None:
+def save_weights(trainer, out) -> None:
     """A ReLoRA run's result: the base moved at every restart, so the adapter alone is not the model. Plain
     weights, W (or its master) + the last cycle's update, in the model's dtype (a 4-bit base dequantized)."""
     import torch
 
+    model = trainer.model
     dtype = model.get_input_embeddings().weight.dtype  # what the unquantized parts were loaded in
     with torch.no_grad():
         layers = lora_layers(model)
@@ -204,20 +205,21 @@ def save_merged(model, out, main_process: bool = True) -> None:
         for name, weight in full.items():
             target = plain.get_submodule(name.removeprefix("base_model.model."))
             target.weight.data = weight.to(target.weight.device, target.weight.dtype)
-    if main_process:
+    if trainer.is_world_process_zero():
         plain.save_pretrained(str(out), safe_serialization=True)
 
 
-def restore(trainer) -> None:
+def checkpoint_loaded(trainer) -> None:
     """The moved base of a ReLoRA checkpoint loaded without training (train/checkpoints.py finish_from)."""
     for c in trainer.callback_handler.callbacks:
         if isinstance(c, ReLoRACallback):
             c.restore(trainer.args, trainer.state, trainer.model)
 
 
-def callbacks(recipe: Recipe) -> list:
-    """The ReLoRA callback when the recipe asks for it (empty list otherwise)."""
-    if not recipe.relora_active:
-        return []
+def applies(recipe: Recipe) -> bool:
+    return recipe.relora_active
+
+
+def callbacks(recipe: Recipe, prepared) -> list:
     return [ReLoRACallback(recipe.restart_steps, recipe.relora_prune_ratio, recipe.relora_prune_method or "magnitude",
                            recipe.relora_cpu_offload, recipe.resume_from_checkpoint)]

@@ -85,8 +85,10 @@ class LISACallback(TrainerCallback):
                 p.requires_grad_(True)
 
 
-def callbacks(recipe: Recipe) -> list:
-    if not (recipe.lisa_n_layers and recipe.lisa_step_interval):
-        return []
+def applies(recipe: Recipe) -> bool:
+    return bool(recipe.lisa_n_layers and recipe.lisa_step_interval)
+
+
+def callbacks(recipe: Recipe, prepared) -> list:
     return [LISACallback(recipe.lisa_n_layers, recipe.lisa_step_interval, recipe.lisa_layers_attribute, recipe.seed,
                          recipe.source)]

@@ -220,10 +220,12 @@ class StreamPosition(TrainerCallback):
         return control
 
 
-def callbacks(prepared) -> list:
-    """StreamPosition for a stream (before the checkpoint manifest callback, so its file is checksummed)."""
-    if not isinstance(prepared, StreamPrepared):
-        return []
+def applies(recipe: Recipe) -> bool:
+    return bool(recipe.pretraining_dataset)
+
+
+def callbacks(recipe: Recipe, prepared) -> list:
+    """StreamPosition (before the checkpoint manifest callback, so its file is checksummed)."""
     return [StreamPosition(keep=2 * prepared.stats["rows_per_step"] + 8)]  # >= 2 steps of batches
 
 

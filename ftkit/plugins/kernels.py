@@ -1,5 +1,6 @@
 """The LM head's loss without the [tokens, vocabulary] logits (ftkit's CPU kernel under TRL's fused head), and
-the CUDA kernels a recipe names.
+the CUDA kernels a recipe names. A plug-in (ftkit/hooks.py): on when the recipe names a kernel or training runs
+on a CPU.
 
 TRL 1.16's trainers (SFT, DPO, KTO, GRPO, RLOO) patch a fused LM head onto the model
 (trl.trainer.utils.add_fused_lm_head): the forward runs the backbone, then scores each position's label
@@ -193,6 +194,19 @@ def describe(tokens: int, vocab: int, device: str) -> str:
             f"entries instead of the micro-batch's {tokens:,} x {vocab:,} fp32 logits ({full:.2f} GB)")
 
 
+def applies(recipe) -> bool:
+    """Kernels named, a CPU run (ftkit's chunked loss), or CCE still routed by an earlier run in this process (undone)."""
+    return bool(kernels_named(recipe)) or not torch.cuda.is_available() or Dispatch.cce is not None
+
+
+def sft_loss(recipe, model) -> None:
+    """TRL's fused head with ftkit's chunked cross-entropy on CPU, said with the logits it spares."""
+    install()
+    vocab = model.get_output_embeddings().weight.shape[0]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    log.info(describe(recipe.micro_batch_size * recipe.sequence_len, vocab, device))
+
+
 # ---------------------------------------------------------------- CUDA kernels a recipe names
 
 LIGER = {"liger_rope": ("rope",), "liger_rms_norm": ("rms_norm",), "liger_layer_norm": ("layer_norm",),
@@ -205,10 +219,14 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def kernels_named(recipe) -> list[str]:
+    return [k for k in (*LIGER, *LOSS_KERNELS, "cut_cross_entropy") if getattr(recipe, k, False)]
+
+
 def plan(recipe, cuda: bool, has: Callable[[str], bool] | None = None) -> tuple[dict, bool, list[str]]:
     """(Liger's keyword arguments, or {} when none apply; whether CCE computes the loss; lines to announce)."""
     has = has or installed
-    named = [k for k in (*LIGER, *LOSS_KERNELS, "cut_cross_entropy") if getattr(recipe, k, False)]
+    named = kernels_named(recipe)
     if not named:
         return {}, False, []
     if not cuda:
@@ -254,6 +272,9 @@ def apply_kernels(recipe, model, cuda: bool | None = None) -> None:
             log.info(f"Liger has no kernels for model type {base.config.model_type!r}: transformers' modules")
             return
         _apply_liger_kernel_to_instance(model=base, **kwargs)
+
+
+patch_model = apply_kernels  # the hook (ftkit/hooks.py)
 
 
 def _cce_loss(hidden, weight, targets, softcap):
