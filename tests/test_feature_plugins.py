@@ -4,6 +4,7 @@ none; each option turns its own plug-in on, in PLUGINS order."""
 from pathlib import Path
 
 import pytest
+import torch
 
 from ftkit import hooks
 from ftkit.plugins import kernels
@@ -52,3 +53,27 @@ def test_cce_left_routed_by_an_earlier_run_is_undone_by_the_next_run_that_names_
 def test_each_feature_option_turns_its_own_plugin_on(make_recipe, cuda, overrides, expected):
     """(on CUDA, so the kernels plug-in stays out; the runs themselves: test_merge_relora, test_lisa, test_streaming)"""
     assert on(make_recipe(**overrides)) == expected
+
+
+def test_a_relora_run_finished_from_its_last_checkpoint_saves_the_base_merged_at_its_restarts(tmp_path):
+    """The checkpoint of the last step is loaded, not trained (checkpoints.finish_from): the checkpoint_loaded hook
+    puts back the base ReLoRA merged at step 2, so the saved model is the one the run saved (else: the original base
+    plus the last cycle's update)."""
+    from safetensors.torch import load_file
+    from twin import ROOT, load_on_twin
+
+    from ftkit import train
+
+    lora = ROOT / "recipes" / "llama" / "lora.yml"
+    common = dict(max_steps=4, relora=True, jagged_restart_steps=2, learning_rate=0.01, lr_scheduler="constant",
+                  lora_dropout=0.0, gradient_checkpointing=False, save_steps=4,
+                  dataset_prepared_path=str(tmp_path / "prepared"))
+    whole = load_on_twin(lora, tmp_path / "a", **common)
+    train.run(whole)
+    checkpoint = tmp_path / "a" / "out" / "checkpoint-4"
+    again = load_on_twin(lora, tmp_path / "b", **common, resume_from_checkpoint=str(checkpoint))
+    assert train.run(again).steps == 4
+    first, second = (load_file(tmp_path / run / "out" / "model.safetensors") for run in ("a", "b"))
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(second[name], first[name], rtol=0, atol=1e-6)
