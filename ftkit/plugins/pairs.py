@@ -220,7 +220,7 @@ def mixed_stats(ds) -> dict:
 # ---------------------------------------------------------------- held-out pairs, before / after
 
 def heldout(recipe: Recipe, tokenizer, prepared: Prepared | None, convert, say: bool = True):
-    """Held-out rows for the before/after measurement: test_datasets, each read by `convert` (a data module's, so
+    """Held-out rows for the before/after measurement: test_datasets, each read by `convert` (a plug-in's, so
     the rows are those training reads), else the eval split; None without either. Rows left out are said (`say`:
     the measurement before training says it; the one after reads the same rows again)."""
     import datasets
