@@ -10,6 +10,10 @@ import importlib
 
 PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order their hooks run
     # the training methods beyond SFT
+    "ftkit.plugins.pairs",  # preference rows and held-out pairs (rl: dpo/ipo/kto/orpo/simpo, reward_model: true)
+    "ftkit.plugins.preference",  # rl: dpo/ipo/kto/orpo/simpo: TRL's preference trainers
+    "ftkit.plugins.reward",  # reward_model: true: TRL's RewardTrainer
+    "ftkit.plugins.grpo",  # rl: grpo/gdpo: prompt rows, reward functions, TRL's GRPOTrainer
     # the features a recipe turns on
     "ftkit.plugins.relora",  # relora / relora_steps: merge and restart the adapter every R steps
     "ftkit.plugins.lisa",  # lisa_n_layers: a few decoder layers train at a time
@@ -20,6 +24,9 @@ PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order 
 HOOKS = {  # hook -> its signature and what the core does with what it returns
     # the training methods beyond SFT
     "method": "(recipe) -> Method: the trainer this recipe trains with (SFT when no plug-in gives one)",
+    "rows": "(recipe) -> a module like data/sft.py (REASONS, convert, mixed_stats): data.prepare reads rows with it",
+    "data_files": "(recipe) -> list[str]: code the rows depend on (GRPO transforms), part of the data fingerprint",
+    "refused_options": "(recipe) -> list[Problem]: option values the method cannot honour, raised by data.prepare",
     # the features a recipe turns on
     "prepare": "(recipe, tokenizer) -> rows: the plug-in reads the rows itself; data.prepare returns them as they are",
     "patch_model": "(recipe, model) -> None: change the loaded model in place, before a trainer wraps it",
