@@ -57,10 +57,8 @@ def _text_bytes(array) -> np.ndarray:
 
 def row_bytes(ds) -> np.ndarray:
     """Bytes of text in each row of a datasets.Dataset, from its Arrow columns (no Python values)."""
-    table = ds.data.table
-    total = np.zeros(table.num_rows, dtype=np.int64)
-    for column in table.columns:
-        total += np.concatenate([_text_bytes(chunk) for chunk in column.chunks]) if column.num_chunks else 0
+    batches = ds.data.table.to_batches()  # a batch of rows is a struct array of its columns
+    total = np.concatenate([np.zeros(0, dtype=np.int64)] + [_text_bytes(b.to_struct_array()) for b in batches])
     mapping = getattr(ds, "_indices", None)
     return total if mapping is None else total[mapping.column(0).to_numpy()]
 
