@@ -1,17 +1,16 @@
 """Reading datasets: local json/jsonl/parquet/csv/arrow files and directories, save_to_disk directories
 and hub names, with checks that name the file, the line and the fix where datasets/pyarrow report badly.
 
-Loading itself is datasets' (Arrow). Before it, a JSON-lines file is checked in one pass, line by line (each
-line one object, each key once, no lone surrogate, each field one JSON type), which also gives the line of
-every row for later row errors; other text files are checked for UTF-8. When datasets fails anyway ("An error
-occurred while generating the dataset"), `explain_failure` says why where it can: an empty file, a trailing
-comma in a JSON array, a bad row of a .json document. Every check lists the first few bad lines and the total,
-never only the first.
+Loading itself is datasets' (Arrow). Fast path: a JSON-lines file is read once, line by line (each line one
+object, each field one JSON type), which also gives the line of every row for later row errors; other text
+files are checked for UTF-8. When datasets fails anyway ("An error occurred while generating the dataset"),
+`explain_failure` re-reads the files strictly to say which rows are bad and why: duplicate keys, lone
+surrogates, a trailing comma in a JSON array, an empty file. Every check lists the first few bad lines and the
+total, never only the first.
 """
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,7 +25,6 @@ PROJECT_MARKERS = (".git", "pyproject.toml", "setup.cfg")  # a folder holding on
 _ANNOUNCED: set[tuple[str, str]] = set()
 LISTED = 5  # bad lines shown per file; the total is always given
 _LINES: dict[tuple, list[int]] = {}  # (path, size, mtime) -> line number of each row of a JSON-lines file
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a UTF-16 pair, paired or not
 _KINDS = {str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list", dict: "a mapping",
           type(None): None}  # a JSON value's Python type -> how the type check names it
 
@@ -268,14 +266,14 @@ class _Collector:
         raise DataError(self.problems)
 
 
-def check_json_lines(path: Path) -> list[int]:
-    """Every line parses to an object with each key once and no lone surrogate, and each field keeps one JSON
-    type; returns the line of each row. One pass over the file, cached by its size and mtime.
+def check_json_lines(path: Path, strict: bool = False) -> list[int]:
+    """Every line parses to an object and each field keeps one JSON type; returns the line of each row.
+    `strict` (after datasets failed on the file) also finds a key written twice and lone surrogates.
 
     The type check runs per field only when a row's fields or their types differ from the row before (most
     files repeat one shape), so the pass costs little more than json.loads per line."""
     key = (str(path), path.stat().st_size, path.stat().st_mtime_ns)
-    if key in _LINES:
+    if key in _LINES and not strict:
         return _LINES[key]
     rows, kinds, bad = [], {}, _Collector(path)
     shape, no = None, 0  # shape: (field names, their value types) of the last row checked field by field
@@ -283,7 +281,7 @@ def check_json_lines(path: Path) -> list[int]:
         for no, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
-                value = json.loads(line, object_pairs_hook=_strict_object)
+                value = json.loads(line, object_pairs_hook=_strict_object if strict else None)
             except UnicodeDecodeError as e:
                 bad.add(no, f"not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})",
                         "re-save the file as UTF-8")
@@ -293,10 +291,10 @@ def check_json_lines(path: Path) -> list[int]:
                     bad.add(no, f"malformed JSON ({e.msg} at column {e.colno})",
                             "each line must be one JSON object; fix or delete that line")
                 continue
-            except ValueError as e:  # a key written twice
+            except ValueError as e:  # strict: a key written twice
                 bad.add(no, str(e), "write each key once per row")
                 continue
-            if found := _row_problem(value, SURROGATE_ESCAPE.search(line)):
+            if found := _row_problem(value, strict):
                 bad.add(no, *found)
                 continue
             now = (tuple(value), tuple(map(type, value.values())))
@@ -327,11 +325,12 @@ def check_utf8(path: Path) -> None:
 
 def _strict_object(pairs: list[tuple]) -> dict:
     """json object hook: a key written twice is an error (json.loads would silently keep the last)."""
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        keys = [k for k, _ in pairs]
-        raise ValueError(f"key {next(k for k in keys if keys.count(k) > 1)!r} appears twice in one row")
-    return obj
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise ValueError(f"key {k!r} appears twice in one row")
+        seen.add(k)
+    return dict(pairs)
 
 
 def _lone_surrogate(value) -> str | None:
@@ -346,18 +345,17 @@ def _lone_surrogate(value) -> str | None:
     return next((s for s in map(_lone_surrogate, items) if s is not None), None)
 
 
-def _row_problem(value, escaped: bool = True) -> tuple[str, str] | None:
-    """Why a parsed row cannot be stored; surrogates are looked for only where the text `escaped` one."""
+def _row_problem(value, strict: bool) -> tuple[str, str] | None:
     if not isinstance(value, dict):
         return f"a row must be a JSON object, got {type(value).__name__}", 'write rows as {"field": "value", ...}'
-    if escaped and (s := _lone_surrogate(value)) is not None:
+    if strict and (s := _lone_surrogate(value)) is not None:
         return (f"text {s[:40]!r} holds a lone surrogate escape (\\ud800-\\udfff without its pair)",
                 "write the character itself, or its full surrogate pair")
     return None
 
 
 def _check_json_document(path: Path) -> None:
-    """A .json file datasets could not read: an empty file, a trailing comma, a key twice, bad rows, JSON lines."""
+    """A .json file datasets could not read: an empty file, a trailing comma, a key twice, bad rows."""
     text, bad = path.read_text(encoding="utf-8", errors="replace"), _Collector(path)
     try:
         doc = json.loads(text, object_pairs_hook=_strict_object)
@@ -366,7 +364,7 @@ def _check_json_document(path: Path) -> None:
         if not text.strip():
             bad.add(None, "the file is empty", "add rows (a JSON array of objects, or one object per line in a .jsonl)")
         elif e.msg == "Extra data":  # one object per line in a .json file: read it as JSON lines
-            check_json_lines(path)
+            check_json_lines(path, strict=True)
         elif before.endswith(","):  # JSON allows no comma before ] or }: point at the comma, not the bracket
             bad.add(before.count("\n") + 1, "a trailing comma before ']' or '}' (JSON allows none)",
                     "delete that comma")
@@ -378,21 +376,21 @@ def _check_json_document(path: Path) -> None:
         rows = doc if isinstance(doc, list) else [doc]
         bad.lines = len(rows)
         for i, row in enumerate(rows):
-            if found := _row_problem(row):
+            if found := _row_problem(row, strict=True):
                 bad.add(None, *found, where=f"row {i + 1}")
     bad.raise_if_bad()
 
 
 def explain_failure(files: list[Path], builder: str, error: Exception) -> DataError:
-    """The DataError for a file set datasets could not read: an empty file, the bad rows of a .json document
-    (JSON lines were checked before loading), else datasets' message."""
+    """The DataError for a file set datasets could not read: the bad rows found by a strict re-read, else its
+    message."""
     for f in files:
         try:
             if f.stat().st_size == 0:
                 raise DataError(Problem("the file is empty", str(f),
                                         fix="add rows, or remove the file from the dataset"))
-            if builder == "json" and f.suffix != ".jsonl":
-                _check_json_document(f)
+            if builder == "json":
+                check_json_lines(f, strict=True) if f.suffix == ".jsonl" else _check_json_document(f)
         except DataError as found:
             return found
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
