@@ -323,7 +323,7 @@ def _run(args, extra) -> int:
     if args.verb in TORCH_VERBS and not launcher:  # the launcher's children choose
         _torch_threads(to_stderr=args.verb == "infer")
     if launcher:
-        from ftkit.train import distributed
+        from ftkit.plugins import distributed
 
         distributed.launch(args.recipe, extra + ["--overwrite"] * args.overwrite
                            + ["--resume-changed-data"] * args.resume_changed_data, args.num_processes,

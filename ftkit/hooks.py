@@ -19,6 +19,9 @@ PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order 
     "ftkit.plugins.lisa",  # lisa_n_layers: a few decoder layers train at a time
     "ftkit.plugins.stream",  # pretraining_dataset: raw text tokenized and packed while training
     "ftkit.plugins.kernels",  # Liger / CCE named, or a CPU run: how the LM head's loss is computed
+    "ftkit.plugins.schedules",  # cosine_constant_lr_ratio / lr_quadratic_warmup / jagged_restart_steps: LR shapes
+    "ftkit.plugins.distributed",  # deepspeed / fsdp, or more than one process: the engine's arguments
+    "ftkit.plugins.tracking",  # wandb_project / mlflow_* / use_comet: loggers beside tensorboard
 )
 
 HOOKS = {  # hook -> its signature and what the core does with what it returns
@@ -36,6 +39,11 @@ HOOKS = {  # hook -> its signature and what the core does with what it returns
     "resume": "(trainer, checkpoint or None) -> None: training is about to start, from that checkpoint",
     "checkpoint_loaded": "(trainer) -> None: the last step's checkpoint was loaded without training (finish_from)",
     "save_weights": "(trainer, folder) -> None: write the final weights there in place of trainer.save_model",
+    "training_args": "(recipe) -> dict: TrainingArguments fields to add (train/args.py), e.g. deepspeed, fsdp_config",
+    "check": "(report) -> None: `ftkit check` and the preflight before training: add the plug-in's problems to report",
+    "report_to": "(recipe) -> list[str]: loggers beside tensorboard (TrainingArguments.report_to), their variables set",
+    "run_end": "(recipe) -> None: the run ended (trained, failed or interrupted): undo what the plug-in set in this "
+               "process (a later run in a notebook starts plain)",
 }
 
 

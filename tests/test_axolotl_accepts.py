@@ -60,7 +60,7 @@ def test_dataset_keys_that_change_nothing_are_notes_and_the_rest_stay_errors(tin
 def test_settings_lost_in_axolotl_too_are_said_and_train_the_same(tmp_path, tiny_tokenizer):
     """Wild configs 24, 28, 36, 52: `wandb: {enabled: true}`, a run name as wandb_log_model, a key written as its
     default and again empty, and system_prompt beside a named type each train as in Axolotl, said in the report."""
-    from ftkit.train import tracking
+    from ftkit.plugins import tracking
 
     path = tmp_path / "r.yml"
     path.write_text("base_model: tiny:llama\nlora_fan_in_fan_out: false\ndatasets:\n  - path: a.jsonl\n"

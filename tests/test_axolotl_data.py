@@ -255,7 +255,7 @@ def test_eval_table_logs_prompt_reference_and_generation(tiny_llama_dir, tok, tm
 
 
 def test_cosine_variants_follow_axolotl_formulas():
-    from ftkit.train.schedules import factor
+    from ftkit.plugins.schedules import factor
 
     assert factor(5, 10, 100, quadratic=True) == 0.25  # (5/10)^2 during warm-up
     assert factor(10, 10, 100, 0.1) == 1.0 and abs(factor(100, 10, 100, 0.1) - 0.1) < 1e-9
@@ -267,7 +267,7 @@ def test_cosine_constant_ratio_replaces_the_schedule_in_a_run(make_recipe):
     from transformers import TrainerCallback
 
     from ftkit import train
-    from ftkit.train.schedules import factor
+    from ftkit.plugins.schedules import factor
 
     class Rates(TrainerCallback):
         seen: dict = {}

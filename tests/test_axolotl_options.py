@@ -152,7 +152,7 @@ def test_implemented_logging_and_precision_options():
     import torch
 
     from ftkit.models import resolve_precision
-    from ftkit.train import tracking
+    from ftkit.plugins import tracking
 
     tracking.report_to(load_recipe({**BASE, "wandb_project": "p", "wandb_mode": "offline", "wandb_watch": "gradients",
                                     "wandb_log_model": "end"}))

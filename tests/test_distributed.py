@@ -7,7 +7,7 @@ import yaml
 from conftest import run_cli
 
 from ftkit.errors import ConfigError
-from ftkit.train import distributed
+from ftkit.plugins import distributed
 from ftkit.train.callbacks import param_checksum
 
 

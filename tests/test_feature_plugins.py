@@ -1,6 +1,6 @@
-"""The feature plug-ins (ftkit/plugins/relora, lisa, stream, kernels) are on exactly when their recipe options are:
-a plain SFT recipe on a CPU runs the kernels plug-in alone (ftkit's chunked loss under TRL's fused head), on CUDA
-none; each option turns its own plug-in on, in PLUGINS order."""
+"""The feature plug-ins (ftkit/plugins/relora, lisa, stream, kernels, schedules, distributed, tracking) are on
+exactly when their recipe options are: a plain SFT recipe on a CPU runs the kernels plug-in alone (ftkit's chunked
+loss under TRL's fused head), on CUDA none; each option turns its own plug-in on, in PLUGINS order."""
 from pathlib import Path
 
 import pytest
@@ -45,11 +45,21 @@ def test_cce_left_routed_by_an_earlier_run_is_undone_by_the_next_run_that_names_
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    ({"adapter": "lora", "lora_target_linear": True, "relora": True, "jagged_restart_steps": 2}, ["relora"]),
+    ({"adapter": "lora", "lora_target_linear": True, "relora": True, "jagged_restart_steps": 2},
+     ["relora", "schedules"]),  # ReLoRA's learning rate follows the jagged schedule
     ({"lisa_n_layers": 1, "lisa_step_interval": 2}, ["lisa"]),
     ({"datasets": [], "pretraining_dataset": [{"path": str(TEXTS), "type": "pretrain"}], "val_set_size": 0},
      ["stream"]),
-], ids=["relora", "lisa", "stream"])
+    ({"lr_scheduler": "cosine", "cosine_min_lr_ratio": 0.1, "cosine_constant_lr_ratio": 0.5}, ["schedules"]),
+    ({"jagged_restart_steps": 4}, ["schedules"]),
+    ({"lr_scheduler": "cosine", "cosine_min_lr_ratio": 0.1}, []),  # transformers' cosine_with_min_lr
+    ({"deepspeed": "zero2.json"}, ["distributed"]),
+    ({"fsdp": ["full_shard", "auto_wrap"]}, ["distributed"]),
+    ({"wandb_project": "p", "wandb_mode": "offline"}, ["tracking"]),
+    ({"mlflow_tracking_uri": "file:./mlruns"}, ["tracking"]),
+    ({"use_comet": True}, ["tracking"]),
+], ids=["relora", "lisa", "stream", "cosine_constant", "jagged", "cosine_min", "deepspeed", "fsdp", "wandb", "mlflow",
+        "comet"])
 def test_each_feature_option_turns_its_own_plugin_on(make_recipe, cuda, overrides, expected):
     """(on CUDA, so the kernels plug-in stays out; the runs themselves: test_merge_relora, test_lisa, test_streaming)"""
     assert on(make_recipe(**overrides)) == expected
@@ -77,3 +87,9 @@ def test_a_relora_run_finished_from_its_last_checkpoint_saves_the_base_merged_at
     assert first.keys() == second.keys()
     for name in first:
         torch.testing.assert_close(second[name], first[name], rtol=0, atol=1e-6)
+
+
+def test_more_than_one_process_turns_the_distributed_plugin_on(make_recipe, cuda, monkeypatch):
+    """Plain DDP (no deepspeed/fsdp): two processes still need its arguments (gloo on CPU processes)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert on(make_recipe()) == ["distributed"]

@@ -196,7 +196,7 @@ def test_pruning_keeps_the_largest_moments_also_in_8bit_optimizer_states():
 def test_axolotl_former_relora_names_mean_the_same_run(tmp_path):
     """relora_steps / relora_warmup_steps / relora_anneal_steps (Axolotl <= 0.11) = relora: true + jagged_restart_*;
     jagged_restart_steps without relora: true is the jagged schedule alone, no merges (today's Axolotl)."""
-    from ftkit.train import schedules
+    from ftkit.plugins import schedules
 
     old = load_on_twin(LORA, tmp_path, relora_steps=6, relora_warmup_steps=2, relora_anneal_steps=3)
     new = load_on_twin(LORA, tmp_path, relora=True, jagged_restart_steps=6, jagged_restart_warmup_steps=2,
@@ -285,7 +285,7 @@ def test_axolotls_relora_example_trains_two_steps_on_its_twin(tmp_path):
 
 def test_the_jagged_factor_by_hand():
     """R = 6, W = 2, A = 3, floor 0.001: the first cycle untouched until its anneal, then drop, warm-up, anneal."""
-    from ftkit.train.schedules import jagged
+    from ftkit.plugins.schedules import jagged
 
     f = 0.001
     want = [1, 1, 1, 1, f + (1 - f) * 2 / 3, f + (1 - f) / 3, f, f + (1 - f) / 2, 1, 1, f + (1 - f) * 2 / 3]

@@ -25,7 +25,7 @@ from ftkit.errors import ConfigError
 from ftkit.recipe import load_recipe
 from ftkit.train.callbacks import LossWatchdog
 from ftkit.train.run import build
-from ftkit.train.tracking import RecipeLogger
+from ftkit.train.callbacks import RecipeLogger
 
 METHODS = ["sft", "dpo", "ipo", "kto", "orpo", "simpo"]
 DATA = {"sft": ("data_samples/alpaca.jsonl", "alpaca"), "kto": ("data_samples/kto.jsonl", "chat_template.prompt_pairs")}

@@ -18,7 +18,7 @@ import pytest
 from conftest import OFFLINE, ROOT, run_cli
 
 from ftkit.errors import FtkitError
-from ftkit.train import distributed
+from ftkit.plugins import distributed
 
 WORLD_VARS = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
 RUN = ["--sequence_len=64", "--micro_batch_size=2", "--max_steps=3", "--logging_steps=1", "--eval_prompts=[]",

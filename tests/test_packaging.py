@@ -63,7 +63,7 @@ def test_installed_wheel_finds_its_shipped_files_outside_a_checkout(wheel, tmp_p
     script = """
 from ftkit.resources import root, shipped
 from ftkit.cookbook import runner, preference
-from ftkit.train.distributed import deepspeed_path
+from ftkit.plugins.distributed import deepspeed_path
 from ftkit.recipe import load_recipe
 from ftkit.recipe.reference import option_counts
 print("root", root())

@@ -61,7 +61,7 @@ def test_mlflow_file_store_records_params_and_metrics(logged_run):
 
 
 def test_use_comet_without_comet_ml_says_what_to_install(make_recipe):
-    from ftkit.train.tracking import report_to
+    from ftkit.plugins.tracking import report_to
 
     with pytest.raises(ConfigError, match="use_comet: logging to comet_ml needs the comet_ml package.*Fix: pip install comet_ml"):
         report_to(make_recipe(use_comet=True))

@@ -24,7 +24,7 @@ from ftkit import train
 from ftkit.errors import ConfigError
 from ftkit.recipe import load_recipe
 from ftkit.recipe.check import check
-from ftkit.train.distributed import deepspeed_path
+from ftkit.plugins.distributed import deepspeed_path
 
 CONFIGS = wild_configs()
 VERDICTS = json.loads((WILD / "axolotl_verdicts.json").read_text())

@@ -159,7 +159,7 @@ def _sharding(recipe: Recipe) -> tuple[int, dict]:
     """(0 = none; ZeRO stage (1 optimizer, 2 +gradients, 3 +weights); FSDP full_shard = 3, shard_grad_op = 2),
     with DeepSpeed's zero_optimization block ({} otherwise)."""
     if recipe.deepspeed:
-        from ftkit.train.distributed import deepspeed_path
+        from ftkit.plugins.distributed import deepspeed_path
 
         zero = json.loads(Path(deepspeed_path(recipe)).read_text()).get("zero_optimization") or {}
         return zero.get("stage") or 0, zero

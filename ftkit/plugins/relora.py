@@ -4,7 +4,7 @@ At each restart (after steps R, 2R, ..., not after the last): W += (alpha/r)·B�
 re-drawn and B zeroed, and the adapter's Adam moments are pruned: the smallest `relora_prune_ratio` (0.9) of
 each moment tensor by |value| are zeroed (Axolotl's rule; `random` / `reset` zero a random draw instead), so
 the next cycle learns a fresh low-rank update while keeping the strongest directions of momentum. Summed over
-k cycles the base moves by a rank up to k·r. The learning rate follows the jagged schedule (train/schedules.py).
+k cycles the base moves by a rank up to k·r. The learning rate follows the jagged schedule (plugins/schedules.py).
 
 A 4-bit base keeps a full-precision master of each adapted weight (the dequantized weight at the first
 restart, on the CPU with relora_cpu_offload): the master grows by each cycle's update and the 4-bit weight

@@ -1,7 +1,7 @@
 """Recipe options of the run around the optimisation: engines, logging, checkpoints, evaluation, callbacks, hub.
 
-ftkit/train/ applies them (args.py builds the trainer's arguments; distributed.py, tracking.py,
-checkpoints.py, callbacks.py, preflight.py for the hub check).
+ftkit/train/ applies them (args.py builds the trainer's arguments; checkpoints.py, callbacks.py, preflight.py for
+the hub check), and the plug-ins plugins/distributed.py, plugins/tracking.py.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ epochs / rows per step); a checkpoint each epoch, the newest 4 kept (by ftkit's 
     max_steps (unset: -1)                             max_steps
     eval_batch_size (unset: micro_batch_size)         per_device_eval_batch_size
     lr_scheduler, lr_scheduler_kwargs,                lr_scheduler_type, lr_scheduler_kwargs (cosine + min ratio
-      cosine_min_lr_ratio                               alone: cosine_with_min_lr); other shapes: schedules.py
+      cosine_min_lr_ratio                               alone: cosine_with_min_lr); other shapes: plugins/schedules.py
     warmup_steps | warmup_ratio | Axolotl's 3%        warmup_steps (a value < 1: a ratio)
     logging_steps | Axolotl's 0.5%                    logging_steps
     data_seed (unset: seed)                           data_seed
@@ -19,8 +19,8 @@ epochs / rows per step); a checkpoint each epoch, the newest 4 kept (by ftkit's 
     eval_steps | evals_per_epoch, eval_strategy,      eval_strategy, eval_steps, metric_for_best_model,
       early_stopping_patience                           greater_is_better (eval_kwargs)
     save_strategy, save_steps | saves_per_epoch       save_strategy, save_steps (checkpoints.save_kwargs)
-    deepspeed, fsdp, fsdp_config                      deepspeed, fsdp, fsdp_config, ddp_backend (distributed.py)
-    wandb_*, mlflow_*, use_comet                      report_to (+ the integrations' variables: tracking.py)
+    deepspeed, fsdp, fsdp_config                      deepspeed, fsdp, fsdp_config, ddp_backend (plugins/distributed.py)
+    wandb_*, mlflow_*, use_comet                      report_to (+ the integrations' variables: plugins/tracking.py)
     hub_model_id, hub_strategy, hub_revision,         push_to_hub, hub_model_id, hub_private_repo, hub_strategy,
       push_to_hub                                       hub_revision (hub_kwargs)
 
@@ -42,7 +42,11 @@ Per trainer (`config`):
 from __future__ import annotations
 
 import math
+import os
+import time
+from pathlib import Path
 
+from ftkit import hooks
 from ftkit.log import log
 from ftkit.models import Precision
 from ftkit.recipe import Recipe
@@ -142,13 +146,22 @@ def hub_kwargs(recipe: Recipe) -> dict:
     return {**out, **{k: getattr(recipe, k) for k in ("hub_strategy", "hub_revision") if getattr(recipe, k)}}
 
 
+def report_to(recipe: Recipe) -> list[str]:
+    """tensorboard in every run, into OUTPUT_DIR/runs/TIME (transformers' TensorBoardCallback reads the variable),
+    and the loggers a plug-in turns on (plugins/tracking.py: W&B, MLflow, Comet, their variables set)."""
+    others = sum(hooks.call(recipe, "report_to", recipe), [])
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(recipe.output_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S"))
+    return ["tensorboard", *others]
+
+
 def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, n_train: int = 0) -> dict:
     """The recipe's TrainingArguments fields, shared by every TRL config (see the tables above)."""
     import torch
 
-    from ftkit.train import checkpoints, distributed, tracking
+    from ftkit.env import world_size
+    from ftkit.train import checkpoints
 
-    world, cuda = distributed.world_size(), torch.cuda.is_available()
+    world, cuda = world_size(), torch.cuda.is_available()
     total = total_steps(recipe, n_train, world)
     out = {ta: getattr(recipe, name) for name, ta in PASSED.items()}
     out.update({ta: getattr(recipe, name) for name, ta in WHEN_SET.items() if getattr(recipe, name) is not None})
@@ -162,23 +175,11 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
         bf16=precision.bf16, fp16=precision.fp16, tf32=precision.tf32 if cuda else None, use_cpu=not cuda,
         activation_checkpointing_kwargs={"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})},
         **hub_kwargs(recipe),
-        **distributed.engine_kwargs(recipe),  # deepspeed / fsdp / gloo for CPU processes
+        **{k: v for extra in hooks.call(recipe, "training_args", recipe) for k, v in extra.items()},  # DeepSpeed, FSDP
         **checkpoints.save_kwargs(recipe, n_train, world),  # save_strategy, save_steps, save_total_limit
         **eval_kwargs(recipe, has_eval, n_train, world),  # eval_strategy, eval_steps, best metric
         **({"load_best_model_at_end": True} if recipe.load_best_model_at_end else {}),
-        report_to=tracking.report_to(recipe))  # tensorboard + wandb/mlflow/comet env
-
-
-def zero_stage(recipe: Recipe) -> int | None:
-    """The ZeRO stage of the recipe's DeepSpeed JSON (None without DeepSpeed)."""
-    import json
-
-    from ftkit.train.distributed import deepspeed_path
-
-    if not recipe.deepspeed:
-        return None
-    with open(deepspeed_path(recipe)) as f:
-        return json.load(f)["zero_optimization"]["stage"]
+        report_to=report_to(recipe))  # tensorboard + wandb/mlflow/comet env
 
 
 def config(recipe: Recipe, precision: Precision, has_eval: bool = False, n_train: int = 0):

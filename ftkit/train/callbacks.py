@@ -262,26 +262,41 @@ def _to_loggers(args, table: list[dict], step: int) -> None:
         mlflow.log_text("".join(json.dumps(r) + "\n" for r in table), f"eval_tables/step-{step}.jsonl")
 
 
+class RecipeLogger(TrainerCallback):
+    """The resolved recipe as text in the run's tensorboard log (plugins/tracking.py adds it to W&B and MLflow)."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and "tensorboard" in args.report_to:
+            import yaml
+            from torch.utils.tensorboard import SummaryWriter
+
+            text = yaml.safe_dump(self.recipe.dump(), sort_keys=False)
+            with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
+                tb.add_text("ftkit/recipe", f"```yaml\n{text}\n```")
+
+
 def build(recipe: Recipe, prepared=None) -> list[TrainerCallback]:
-    """The run's callbacks: ReLoRA, LISA and a stream's position first (their on_save adds to a checkpoint before
-    ftkit's manifest records it), Ctrl-C (before the watchdog and the manifest callback, which may veto the
-    checkpoint it asks for), the replica check where each process holds whole weights (not under FSDP /
-    ZeRO-3, which shard them; it costs nothing on one process), the learning-rate shapes, the ones the recipe
-    asks for, recipe-as-run-config, checkpoint manifests (with the record of the data the rows came from)."""
+    """The run's callbacks: the plug-ins' first (ReLoRA, LISA and a stream's position: their on_save adds to a
+    checkpoint before ftkit's manifest records it; the learning-rate shapes), Ctrl-C (before the watchdog and the
+    manifest callback, which may veto the checkpoint it asks for), the replica check where each process holds whole
+    weights (not under FSDP / ZeRO-3, which shard them; it costs nothing on one process), the ones the recipe asks
+    for, recipe-as-run-config, checkpoint manifests (with the record of the data the rows came from)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled  # set by the run's TrainingArguments, made first
+
     from ftkit import hooks
-    from ftkit.train import schedules, tracking
-    from ftkit.train.args import zero_stage
     from ftkit.train.checkpoint_files import CheckpointManifest
 
-    out = sum(hooks.call(recipe, "callbacks", recipe, prepared), []) + [StopOnCtrlC()]  # ReLoRA, LISA, stream
-    if not recipe.fsdp and zero_stage(recipe) != 3:
+    out = sum(hooks.call(recipe, "callbacks", recipe, prepared), []) + [StopOnCtrlC()]  # ReLoRA, LISA, LR shapes...
+    if not recipe.fsdp and not is_deepspeed_zero3_enabled():
         out.append(ReplicaCheck())
-    out += schedules.callbacks(recipe)  # cosine_constant_lr_ratio / lr_quadratic_warmup / jagged
     if recipe.eval_table_size:
         out.append(EvalTable(recipe.eval_table_size, recipe.eval_max_new_tokens, recipe.output_dir))
     if recipe.loss_watchdog_threshold is not None:
         out.append(LossWatchdog(recipe.loss_watchdog_threshold, recipe.loss_watchdog_patience, recipe.learning_rate))
     if recipe.early_stopping_patience:
         out.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-    return out + [tracking.RecipeLogger(recipe),  # checksums + ftkit's own rotation:
+    return out + [RecipeLogger(recipe),  # checksums + ftkit's own rotation:
                   CheckpointManifest(recipe.dump(), recipe.save_total_limit, getattr(prepared, "data", None))]

@@ -63,8 +63,8 @@ class Report:
 
 def config_checks(report: Report, local_only: bool = False) -> None:
     """What the recipe and this machine say, without reading the model (local_only: nor the network)."""
+    from ftkit import hooks
     from ftkit.models import quant
-    from ftkit.train import distributed
 
     r = report.recipe
     _optimizer(report)
@@ -72,10 +72,7 @@ def config_checks(report: Report, local_only: bool = False) -> None:
     _device_map(report)
     _warmup(report, r.max_steps or 0, "max_steps")
     report.collect(check_hub, r, not local_only)
-    if r.deepspeed:
-        report.collect(distributed.deepspeed_path, r)
-    if r.fsdp:
-        report.collect(distributed.fsdp_kwargs, r)
+    hooks.call(r, "check", report)  # e.g. the DeepSpeed JSON, the FSDP options
     report.collect(quant.check_gptq, r)
     report.collect(quant.bnb_config, r, None)  # unknown bnb_config_kwargs; the compute dtype does not matter here
     _wandb(report)

@@ -98,10 +98,9 @@ def finish(trainer, resumed_from: str | None) -> dict:
     """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas).
     Weights that are not finite at the end count as diverged (stop_key names the option to change)."""
     from ftkit.train import callbacks as cb
-    from ftkit.train import distributed, tracking
+    from ftkit.env import world_size
 
-    tracking.finish()
-    out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
+    out = {"world_size": world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
            "peak_device_memory_bytes": _peak_device_memory(), "diverged": False}
     for c in trainer.callback_handler.callbacks:
         if isinstance(c, cb.LossWatchdog) and c.reason:

@@ -10,7 +10,6 @@ model, reward functions) and its before/after measurement. TRL and peft do the t
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from typing import NamedTuple
@@ -129,26 +128,7 @@ def run(recipe: Recipe, callbacks=(), overwrite: bool = False, resume_changed_da
         try:
             return _train(recipe, callbacks, overwrite, earlier, resume_changed_data)
         finally:
-            if recipe.deepspeed or recipe.fsdp:
-                _forget_engine()
-
-
-def _forget_engine() -> None:
-    """After a DeepSpeed/FSDP run, the next run in this process (a notebook, a batch of recipes) starts plain:
-    transformers' global ZeRO-3 switch would load every later model as meta placeholders, and accelerate's state
-    singletons would make the next Trainer a DeepSpeed one ("ZeRO inference only makes sense with ZeRO Stage 3"),
-    and a subprocess started later would take the RANK/MASTER_PORT of this process's world of one. The process group
-    and accelerate's PartialState stay: a later DeepSpeed run here reuses them."""
-    from accelerate.state import AcceleratorState
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-    from ftkit.train import distributed
-
-    unset_hf_deepspeed_config()
-    AcceleratorState._reset_state(reset_partial_state=False)
-    for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):  # accelerate reads these to pick the engine
-        os.environ.pop(key, None)
-    distributed.forget_single_process_env()
+            hooks.call(recipe, "run_end", recipe)  # e.g. after DeepSpeed/FSDP the next run here starts plain
 
 
 def _train(recipe: Recipe, callbacks, overwrite: bool, earlier: dict | None, changed_ok: bool) -> TrainResult:

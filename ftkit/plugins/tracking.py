@@ -1,4 +1,6 @@
-"""Experiment logging: tensorboard always; W&B, MLflow and Comet when the recipe names them.
+"""Experiment logging to W&B, MLflow and Comet, when the recipe names them (tensorboard, on in every run, is the
+core's: train/args.py report_to, train/callbacks.py RecipeLogger). A plug-in (ftkit/hooks.py): on when the recipe
+names wandb_project, an mlflow_ key or use_comet.
 
 transformers' own integrations do the logging (they read their settings from environment variables),
 so ftkit only maps the recipe's Axolotl-named keys onto those variables and adds the resolved recipe
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import time
 from pathlib import Path
 
 import yaml
@@ -41,9 +42,8 @@ def _known(recipe: Recipe, key: str) -> str | None:
 
 
 def report_to(recipe: Recipe) -> list[str]:
-    """Which integrations log this run, with their environment set; tensorboard is always on."""
-    targets = ["tensorboard"]
-    env = {"TENSORBOARD_LOGGING_DIR": str(Path(recipe.output_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S"))}
+    """Which integrations log this run beside tensorboard, with their environment set."""
+    targets, env = [], {}
     if recipe.wandb_project and recipe.wandb_mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
         targets.append("wandb")
         env.update(WANDB_PROJECT=recipe.wandb_project, WANDB_ENTITY=recipe.wandb_entity, WANDB_NAME=recipe.wandb_name,
@@ -63,8 +63,8 @@ def report_to(recipe: Recipe) -> list[str]:
         targets.append("comet_ml")
     _require_packages(recipe, targets)
     _set_env(env)
-    if len(targets) > 1:
-        log.info(f"logging to {', '.join(targets)}")
+    if targets:
+        log.info(f"logging to {', '.join(['tensorboard', *targets])}")
     return targets
 
 
@@ -87,8 +87,8 @@ def _require_packages(recipe: Recipe, targets: list[str]) -> None:
         raise ConfigError(problems)
 
 
-class RecipeLogger(TrainerCallback):
-    """Adds the resolved recipe to each logger's run config (runs after the integrations' own setup)."""
+class RecipeToTrackers(TrainerCallback):
+    """Adds the resolved recipe to W&B's and MLflow's run config (runs after the integrations' own setup)."""
 
     def __init__(self, recipe: Recipe):
         self.recipe = recipe
@@ -98,11 +98,6 @@ class RecipeLogger(TrainerCallback):
             return
         resolved = self.recipe.dump()
         text = yaml.safe_dump(resolved, sort_keys=False)
-        if "tensorboard" in args.report_to:
-            from torch.utils.tensorboard import SummaryWriter
-
-            with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
-                tb.add_text("ftkit/recipe", f"```yaml\n{text}\n```")
         if "wandb" in args.report_to:
             import wandb
 
@@ -117,8 +112,9 @@ class RecipeLogger(TrainerCallback):
                 mlflow.log_params(flat)
 
 
-def finish() -> None:
-    """End this process's W&B run, so the offline run dir is complete and the next run starts its own.
+def run_end(recipe: Recipe) -> None:
+    """End this process's W&B run, so the offline run dir is complete and the next run starts its own, and take back
+    the variables this run set (a later run in this process that names no logger starts without them).
 
     (transformers' WandbCallback leaves the run open after training; MLflow's callback ends its own run.)
     """
@@ -127,3 +123,12 @@ def finish() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
+    _set_env({})
+
+
+def applies(recipe: Recipe) -> bool:
+    return bool(recipe.wandb_project or recipe.mlflow_tracking_uri or recipe.mlflow_experiment_name or recipe.use_comet)
+
+
+def callbacks(recipe: Recipe, prepared) -> list:
+    return [RecipeToTrackers(recipe)]

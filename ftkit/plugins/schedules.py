@@ -90,7 +90,7 @@ class ShapedSchedule(TrainerCallback):
         lr_scheduler._last_lr = [g["lr"] for g in lr_scheduler.optimizer.param_groups]
 
 
-def callbacks(recipe) -> list:
+def callbacks(recipe, prepared) -> list:
     cosine = (recipe.cosine_min_lr_ratio or 0.0, recipe.cosine_constant_lr_ratio, recipe.lr_quadratic_warmup) \
         if cosine_wanted(recipe) else None
     jag = jagged_args(recipe)
@@ -98,3 +98,7 @@ def callbacks(recipe) -> list:
         log.info(f"jagged schedule: every {jag[0]} steps the learning rate restarts at x{jag[3]:g}, warms up over "
                  f"{jag[1]} steps and anneals over the last {jag[2]} of each cycle")
     return [ShapedSchedule(cosine, jag)] if cosine or jag else []
+
+
+def applies(recipe) -> bool:
+    return bool(recipe.restart_steps) or cosine_wanted(recipe)

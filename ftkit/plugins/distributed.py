@@ -3,6 +3,8 @@
 ftkit never launches processes itself: `accelerate launch -m ftkit train RECIPE` (or `ftkit train RECIPE
 --num_processes 2`, which calls accelerate's own launcher) starts one process per device, and the HF
 Trainer inside each one does DDP, DeepSpeed or FSDP as TrainingArguments say.
+
+A plug-in (ftkit/hooks.py): on when the recipe names deepspeed or fsdp, or more than one process runs.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from ftkit.env import world_size  # noqa: F401  (re-exported: callers ask distributed.world_size())
+from ftkit.env import world_size
 from ftkit.errors import ConfigError, FtkitError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -203,3 +205,36 @@ def _check_nodes(nodes: dict, num_processes: int) -> None:
                                 fix=f"use {machines} x the devices of one machine"))
     if problems:
         raise FtkitError(problems)
+
+
+def applies(recipe: Recipe) -> bool:
+    return bool(recipe.deepspeed or recipe.fsdp) or world_size() > 1
+
+
+training_args = engine_kwargs  # the hook's name (ftkit/hooks.py)
+
+
+def check(report) -> None:
+    """`ftkit check`: the DeepSpeed JSON and the FSDP options, as engine_kwargs will read them."""
+    if report.recipe.deepspeed:
+        report.collect(deepspeed_path, report.recipe)
+    if report.recipe.fsdp:
+        report.collect(fsdp_kwargs, report.recipe)
+
+
+def run_end(recipe: Recipe) -> None:
+    """After a DeepSpeed/FSDP run, the next run in this process (a notebook, a batch of recipes) starts plain:
+    transformers' global ZeRO-3 switch would load every later model as meta placeholders, and accelerate's state
+    singletons would make the next Trainer a DeepSpeed one ("ZeRO inference only makes sense with ZeRO Stage 3"),
+    and a subprocess started later would take the RANK/MASTER_PORT of this process's world of one. The process group
+    and accelerate's PartialState stay: a later DeepSpeed run here reuses them."""
+    if not (recipe.deepspeed or recipe.fsdp):
+        return
+    from accelerate.state import AcceleratorState
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    AcceleratorState._reset_state(reset_partial_state=False)
+    for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):  # accelerate reads these to pick the engine
+        os.environ.pop(key, None)
+    forget_single_process_env()
