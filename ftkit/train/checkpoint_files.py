@@ -28,18 +28,15 @@ from transformers import TrainerCallback
 
 from ftkit.log import log
 from ftkit.models.card import make_readable
-from ftkit.recipe.fingerprint import training_options  # noqa: F401  (re-exported: checkpoints.py)
+from ftkit.recipe.fingerprint import training_options
 
 MANIFEST = "ftkit_checkpoint.json"
 NUMBERED = re.compile(r"checkpoint-(\d+)")
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_manifest(checkpoint: Path, recipe_dump: dict | None, data: dict | None = None, **extra) -> None:

@@ -17,14 +17,8 @@ from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.train.checkpoint_files import (
-    MANIFEST,
-    adopt,
-    numbered,
-    problem_with,
-    recipe_of,
-    training_options,
-)
+from ftkit.recipe.fingerprint import training_options
+from ftkit.train.checkpoint_files import MANIFEST, adopt, numbered, problem_with, recipe_of
 
 
 def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
