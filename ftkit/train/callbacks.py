@@ -20,7 +20,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -147,7 +146,6 @@ class ProgressLines(TrainerCallback):
 
     def __init__(self, lines: int = 10):
         self.lines = lines
-        self.t0, self.next_at, self.every = 0.0, 0, 1
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.time()
@@ -155,7 +153,6 @@ class ProgressLines(TrainerCallback):
         self.next_at = state.global_step + 1  # the first logged step is always shown (resume: from there)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
         if not state.is_world_process_zero:
             return
         if "eval_loss" in logs:
@@ -230,7 +227,7 @@ class EvalTable(TrainerCallback):
         self.written: list[Path] = []
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, eval_dataloader=None, **kwargs):
-        if not state.is_world_process_zero or model is None or eval_dataloader is None or processing_class is None:
+        if not state.is_world_process_zero:
             return
         rows = []
         for batch in eval_dataloader:
@@ -247,18 +244,14 @@ class EvalTable(TrainerCallback):
 
 
 def _to_loggers(args, table: list[dict], step: int) -> None:
-    if "tensorboard" in (args.report_to or []) and os.environ.get("TENSORBOARD_LOGGING_DIR"):
-        from torch.utils.tensorboard import SummaryWriter
+    from ftkit.train.tracking import open_run, tensorboard_text
 
-        with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
-            text = "\n".join(f"| {r['prompt']!r} | {r['reference']!r} | {r['prediction']!r} |" for r in table)
-            tb.add_text("eval_table", "| prompt | reference | prediction |\n|---|---|---|\n" + text, step)
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    text = "\n".join(f"| {r['prompt']!r} | {r['reference']!r} | {r['prediction']!r} |" for r in table)
+    tensorboard_text(args, "eval_table", "| prompt | reference | prediction |\n|---|---|---|\n" + text, step)
+    if wandb := open_run(args, "wandb"):
         wandb.log({"eval_table": wandb.Table(columns=["prompt", "reference", "prediction"],
                                              data=[[r["prompt"], r["reference"], r["prediction"]] for r in table])})
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is not None and mlflow.active_run() is not None:
+    if mlflow := open_run(args, "mlflow"):
         mlflow.log_text("".join(json.dumps(r) + "\n" for r in table), f"eval_tables/step-{step}.jsonl")
 
 
