@@ -18,7 +18,7 @@ from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.recipe.fingerprint import training_options
-from ftkit.train.checkpoint_files import MANIFEST, adopt, numbered, problem_with, recipe_of
+from ftkit.train.checkpoint_files import adopt, numbered, problem_with, recipe_of
 
 
 def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
@@ -71,7 +71,7 @@ def _unusable(checkpoint: Path) -> str | None:
     """Why `checkpoint` cannot be resumed; None when its manifest matches, or it is an older ftkit's whose files
     load (adopted now)."""
     wrong = problem_with(checkpoint)
-    return None if wrong and not (checkpoint / MANIFEST).is_file() and adopt(checkpoint) else wrong
+    return None if wrong and adopt(checkpoint) else wrong  # adopt: only a checkpoint without a manifest
 
 
 def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
@@ -79,8 +79,7 @@ def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool =
     damaged newer ones are skipped (each with the reason). One written by a different recipe or from other data
     is an error, not a silent resume."""
     for _, d in numbered(recipe.output_dir):
-        wrong = _unusable(d)
-        if wrong:
+        if wrong := _unusable(d):
             log.warning(f"skipping {d}: {wrong}; trying an older checkpoint")
             continue
         if changes := option_changes(recipe_of(d), training_options(recipe.dump()), most=4):
@@ -97,8 +96,7 @@ def resume_from(recipe: Recipe, data: dict | None = None, changed_ok: bool = Fal
     run's data record (data/cache.data_record), compared with the checkpoint's."""
     if recipe.resume_from_checkpoint:
         path = Path(recipe.resume_from_checkpoint)
-        wrong = _unusable(path) if path.is_dir() else "it is not a directory"
-        if wrong:
+        if wrong := (_unusable(path) if path.is_dir() else "it is not a directory"):
             older = [str(d) for _, d in numbered(path.parent) if d != path and not problem_with(d)]
             raise ConfigError(Problem(f"{path} cannot be resumed: {wrong}", recipe.source, "resume_from_checkpoint",
                                       fix=f"resume from {older[0]} (the newest intact one)" if older else

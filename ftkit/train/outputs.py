@@ -63,8 +63,7 @@ def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) ->
     """output_dir and dataset_prepared_path must be folders (or not exist yet) that this user can write."""
     problems = []
     for key in keys:
-        value = getattr(recipe, key)
-        if not value:
+        if not (value := getattr(recipe, key)):
             continue
         blocked = next((p for p in (Path(value), *Path(value).parents) if p.exists() and not p.is_dir()), None)
         if blocked is not None:
@@ -144,7 +143,8 @@ def _lock(recipe: Recipe, out: Path):
                 recipe, "output_dir", f"{out} is in use by another training (pid {holder.get('pid', '?')}"
                 f" on {holder.get('host', '?')}, started {holder.get('started', '?')}): two runs in one folder would "
                 "interleave their checkpoints and overwrite each other's model",
-                f"wait for it to finish, stop it (kill {holder.get('pid', 'PID')}), or use another output_dir")) from None
+                f"wait for it to finish, stop it (kill {holder.get('pid', 'PID')}), or use another output_dir"),
+            ) from None
         if os.path.exists(path) and os.fstat(fd).st_ino == os.stat(path).st_ino:
             break
         os.close(fd)
@@ -195,10 +195,8 @@ def start_afresh(recipe: Recipe, earlier: dict | None, overwrite: bool = False) 
     When that run never finished (killed, crashed), they are all that is left of it: refused unless overwrite."""
     if not is_main_process():
         return
-    for _, d in cf.numbered(recipe.output_dir):
-        cf.adopt(d)  # an older ftkit's checkpoints that load count as ftkit's: said, and never removed unsaid
-    found = [d for _, d in cf.numbered(recipe.output_dir) if (d / cf.MANIFEST).is_file()]
-    if not found:
+    # an older ftkit's checkpoints that load count as ftkit's (adopted, said), and are never removed unsaid
+    if not (found := [d for _, d in cf.numbered(recipe.output_dir) if cf.adopt(d) or (d / cf.MANIFEST).is_file()]):
         return
     names = ", ".join(d.name for d in reversed(found))
     if earlier and earlier.get("running") and not overwrite:
@@ -246,8 +244,7 @@ def rescue(recipe: Recipe, write) -> Path | None:
     import tempfile
 
     name = f"ftkit-rescued-{Path(recipe.output_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    places = [Path(recipe.dataset_prepared_path)] if recipe.dataset_prepared_path else []
-    for place in [*places, Path(tempfile.gettempdir())]:
+    for place in [Path(p) for p in (recipe.dataset_prepared_path, tempfile.gettempdir()) if p]:
         target = place / name
         try:
             target.mkdir(parents=True)

@@ -148,8 +148,7 @@ def check_hub(recipe: Recipe, verify: bool = True) -> None:
                                                    "HF_TOKEN), or set push_to_hub: false"))
     from huggingface_hub import HfApi, get_token
 
-    token = get_token()
-    if not token:
+    if not (token := get_token()):
         raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs a hub token, and none is set", file, where,
                                   fix="run `hf auth login` (or set HF_TOKEN); or set push_to_hub: false"))
     if not verify:

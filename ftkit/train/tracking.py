@@ -117,7 +117,7 @@ def tensorboard_text(args, tag: str, text: str, step: int = 0) -> None:
 
 
 def open_run(args, name: str):
-    """The wandb or mlflow module when this run logs to it and its run is open (the integration opened it), else None."""
+    """The wandb or mlflow module when this run logs to it and its run is open; else None."""
     module = sys.modules.get(name) if name in (args.report_to or []) else None
     if module is not None and (module.run if name == "wandb" else module.active_run()) is not None:
         return module
