@@ -57,11 +57,8 @@ class StopOnCtrlC(TrainerCallback):
             control.should_save = True  # later callbacks may still veto it (a diverged run, a user's folder)
             control.should_training_stop = True
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self.restore()
-
     def restore(self) -> None:
-        """Python's own Ctrl-C again (also when training ended in an error, which skips on_train_end)."""
+        """Python's own Ctrl-C again: train/run.py calls it when trainer.train returns or raises."""
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
@@ -93,7 +90,7 @@ class LossWatchdog(TrainerCallback):
                 f"training loss {loss:.4g} > loss_watchdog_threshold {self.threshold} for {self.bad} logged steps")
         self.reason = (f"loss watchdog: {what} at step {state.global_step}; training stopped. Fix: lower learning_rate "
                        f"(now {self.learning_rate}), add warmup_steps, or check the data for broken rows")
-        log.info(f"{self.reason}")
+        log.info(self.reason)
         control.should_training_stop = True
         control.should_save = False
 
@@ -131,12 +128,11 @@ class ReplicaCheck(TrainerCallback):
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2 or model is None:
             return
         mine = {"rank": dist.get_rank(), "steps": state.global_step, "checksum": param_checksum(model)}
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, mine)
-        self.replicas = gathered
-        same = len({r["checksum"] for r in gathered}) == 1
+        self.replicas = [None] * dist.get_world_size()
+        dist.all_gather_object(self.replicas, mine)  # fills the list in place, one entry per rank
+        same = len({r["checksum"] for r in self.replicas}) == 1
         if state.is_world_process_zero:
-            log.info(f"{len(gathered)} processes, steps {[r['steps'] for r in gathered]}: replicas "
+            log.info(f"{len(self.replicas)} processes, steps {[r['steps'] for r in self.replicas]}: replicas "
                           + ("identical" if same else "DIFFER (data-parallel sync failed)"))
 
 

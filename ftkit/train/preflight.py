@@ -116,8 +116,7 @@ def _device_map(report: Report) -> None:
         except (RuntimeError, TypeError):
             report.problem("device_map", f"{value!r} is not a device", 'use auto, cpu, or a GPU number, e.g. {"": 0}')
             continue
-        count = torch.cuda.device_count() if device.type == "cuda" else None
-        if count is not None and (device.index or 0) >= count:
+        if device.type == "cuda" and (device.index or 0) >= (count := torch.cuda.device_count()):
             has = f"has {count} CUDA device(s)" if count else "has no CUDA device"
             report.problem("device_map", f"places the model on {device}, but this machine {has}",
                            "remove device_map (ftkit puts the model on this process's device: the GPU when there "
