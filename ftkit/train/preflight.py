@@ -242,15 +242,12 @@ def _tokenizer(report: Report, recipe: Recipe):
     """The recipe's tokenizer (as train loads it), checked to encode and decode a probe text unchanged."""
     key, fix = _tokenizer_key(recipe)
     try:
-        tok = models.load_tokenizer(recipe)
-    except FtkitError as e:
-        report.problems += e.problems
-        return None
+        tok = report.collect(models.load_tokenizer, recipe)
     except Exception as e:  # a class that cannot read these files (T5Tokenizer on a BPE): no traceback  # noqa: BLE001
         cls = recipe.tokenizer_type or "AutoTokenizer"
         report.problem(key, f"{cls} cannot read the tokenizer files ({type(e).__name__}: {_first_line(e)})", fix)
         return None
-    if lost := round_trip(tok, [PROBE], key, fix, report):
+    if tok is not None and (lost := round_trip(tok, [PROBE], key, fix, report)):
         report.problem(key, f"{type(tok).__name__} does not give text back: {lost}", fix)
     return tok
 

@@ -78,12 +78,9 @@ _PACKAGES = {  # integration -> (package, recipe key, how to get it)
 
 def _require_packages(recipe: Recipe, targets: list[str]) -> None:
     """A named logger whose package is missing is a config error, not a traceback from inside the Trainer."""
-    problems = []
-    for target in targets:
-        if target in _PACKAGES and importlib.util.find_spec(_PACKAGES[target][0]) is None:
-            package, key, fix = _PACKAGES[target]
-            problems.append(Problem(f"logging to {target} needs the {package} package, which is not installed",
-                                    recipe.source, key, fix=fix))
+    problems = [Problem(f"logging to {target} needs the {package} package, which is not installed", recipe.source, key,
+                        fix=fix) for target, (package, key, fix) in _PACKAGES.items()
+                if target in targets and importlib.util.find_spec(package) is None]
     if problems:
         raise ConfigError(problems)
 
