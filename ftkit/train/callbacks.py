@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from ftkit.formats.tokenize import IGNORE
@@ -103,8 +104,6 @@ class LossWatchdog(TrainerCallback):
 
 def param_checksum(model) -> str:
     """sha256 over every parameter's bytes in name order: equal checksums = identical weights."""
-    import torch
-
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         h.update(name.encode())
@@ -197,8 +196,6 @@ def rows_of(batch: dict) -> list[tuple[list[int], list[int]]]:
 
 
 def generate_table(model, tokenizer, rows: list[tuple[list[int], list[int]]], max_new_tokens: int) -> list[dict]:
-    import torch
-
     was_training = model.training
     model.eval()
     table = []

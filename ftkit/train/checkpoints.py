@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import TrainerState
+
 from ftkit.data.cache import changed_files
 from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
@@ -118,8 +120,6 @@ def is_last_step(trainer, checkpoint: str) -> bool:
     """True when `checkpoint` is the last step of the run the trainer is set up for (same max_steps, or the same
     epochs when max_steps is unset). Resuming such a checkpoint, the Trainer would still train one more step
     (it only checks max_steps after a step), so `finish_from` loads it instead."""
-    from transformers import TrainerState
-
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     args = trainer.args
     same_length = (args.max_steps == state.max_steps if args.max_steps > 0 else
@@ -129,8 +129,6 @@ def is_last_step(trainer, checkpoint: str) -> bool:
 
 def finish_from(trainer, checkpoint: str) -> None:
     """A run whose last step is in `checkpoint`: its weights and logged history, no training (then it is saved)."""
-    from transformers import TrainerState
-
     from ftkit.train import relora
 
     trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader: full weights or the adapter

@@ -17,6 +17,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+import transformers
+
 from ftkit import models
 from ftkit.env import offline_switch
 from ftkit.errors import ConfigError, FtkitError, Problem
@@ -94,8 +97,6 @@ def _optimizer(report: Report) -> None:
 def _model_type(report: Report) -> None:
     import difflib
 
-    import transformers
-
     name = report.recipe.model_type
     if not hasattr(getattr(transformers, name, None), "from_pretrained"):
         close = difflib.get_close_matches(name, [n for n in dir(transformers) if n.endswith("ForCausalLM")], n=1)
@@ -105,8 +106,6 @@ def _model_type(report: Report) -> None:
 
 def _device_map(report: Report) -> None:
     """device_map entries that name a device this machine lacks (from_pretrained fails deep inside torch)."""
-    import torch
-
     dm = report.recipe.device_map
     for value in (dm.values() if isinstance(dm, dict) else [dm]):
         if value is None or value in ("auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "meta"):
@@ -280,7 +279,6 @@ def _meta_model(report: Report, recipe: Recipe) -> None:
     """Build the model from its config on the meta device (no weights, no memory) and apply the adapter: a
     model_type that cannot build this config, LoRA targets the model lacks, settings peft refuses. What fails
     on the meta device for another reason (an initialisation that computes on the weights) is not checked."""
-    import transformers
     from accelerate import init_empty_weights
 
     from ftkit.models.adapters import apply_adapter
@@ -367,8 +365,6 @@ def first_loss(recipe: Recipe, trainer) -> None:
     if threshold is None:
         return
     import copy
-
-    import torch
 
     rows = trainer.train_dataset
     n = min(recipe.micro_batch_size, len(rows))
