@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainerCallback
 
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
@@ -173,7 +173,6 @@ def plain_progress(trainer) -> None:
     step; elsewhere keep the Trainer's bar."""
     if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
         return
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback
 
     for default in (PrinterCallback, ProgressCallback, NotebookProgressCallback):

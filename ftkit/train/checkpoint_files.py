@@ -181,4 +181,3 @@ class CheckpointManifest(TrainerCallback):
                 write_manifest(checkpoint, self.recipe_dump, self.data)
                 for d in rotate(args.output_dir, self.limit, state.best_model_checkpoint):
                     log.info(f"save_total_limit={self.limit}: removed {d.name}")
-        return control
