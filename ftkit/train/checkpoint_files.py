@@ -99,8 +99,7 @@ def _load_problem(checkpoint: Path) -> str | None:
     from safetensors import safe_open
 
     try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-        int(state["global_step"])
+        int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return "no readable trainer_state.json (the Trainer writes it last)"
     weights = sorted(checkpoint.glob("*.safetensors"))
