@@ -187,8 +187,7 @@ def rows_of(batch: dict) -> list[tuple[list[int], list[int]]]:
         ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
         mask = batch["attention_mask"][i].tolist() if "attention_mask" in batch else [1] * len(ids)
         pairs = [(t, lab) for t, lab, m in zip(ids, labels, mask) if m]
-        first = next((k for k, (_, lab) in enumerate(pairs) if lab != IGNORE), None)
-        if first is None:
+        if (first := next((k for k, (_, lab) in enumerate(pairs) if lab != IGNORE), None)) is None:
             continue
         out.append(([t for t, _ in pairs[:first]], [lab for _, lab in pairs[first:] if lab != IGNORE]))
     return out

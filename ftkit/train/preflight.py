@@ -284,8 +284,7 @@ def _meta_model(report: Report, recipe: Recipe) -> None:
     from ftkit.models.adapters import apply_adapter
     from ftkit.models.load import model_config
 
-    config = report.collect(model_config, recipe)
-    if config is None:
+    if (config := report.collect(model_config, recipe)) is None:
         return
     cls = getattr(transformers, recipe.model_type)
     try:
@@ -361,8 +360,7 @@ def _strings(value):
 def first_loss(recipe: Recipe, trainer) -> None:
     """loss_watchdog_threshold below the model's loss before any step: the watchdog would stop the run at its first
     logged steps and blame the learning rate. Measured on the first rows (no optimizer step, RNG untouched)."""
-    threshold = recipe.loss_watchdog_threshold
-    if threshold is None:
+    if (threshold := recipe.loss_watchdog_threshold) is None:
         return
     import copy
 
@@ -409,8 +407,7 @@ def check(recipe: Recipe, data: bool = False) -> Report:
         report.not_run.append("row checks: they need the tokenizer, which is not on this machine")
     elif not report.problems:
         prompt = Prompt(report.recipe, report.tokenizer)  # one for preparing and checking the rows, as in train
-        prepared = report.collect(data_prep.prepare, report.recipe, report.tokenizer, prompt=prompt)
-        if prepared is not None:
+        if (prepared := report.collect(data_prep.prepare, report.recipe, report.tokenizer, prompt=prompt)) is not None:
             row_checks(report, report.tokenizer, prepared, prompt)
     if recipe.loss_watchdog_threshold is not None:
         report.not_run.append("loss_watchdog_threshold against the loss before training: train measures it once "

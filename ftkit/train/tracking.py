@@ -126,6 +126,5 @@ def finish() -> None:
 
     (transformers' WandbCallback leaves the run open after training; MLflow's callback ends its own run.)
     """
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if (wandb := sys.modules.get("wandb")) is not None and wandb.run is not None:
         wandb.finish()
