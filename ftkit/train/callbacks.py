@@ -156,8 +156,7 @@ class ProgressLines(TrainerCallback):
             log.info(f"{when}: eval loss {logs['eval_loss']:.4f}{reward}")
         if "loss" not in logs:
             return
-        last = state.global_step >= state.max_steps
-        if state.global_step < self.next_at and not last:
+        if state.global_step < self.next_at and state.global_step < state.max_steps:  # the last step is always shown
             return
         while self.next_at <= state.global_step:
             self.next_at += self.every
