@@ -49,7 +49,6 @@ FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from
 
 __all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "PretrainingDataset", "Precision", "Recipe", "TRLBlock",
            "UserDefinedFormat"]
-SCORE_HEAD = "AutoModelForSequenceClassification"  # what reward_model: true loads unless model_type names a class
 
 
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
@@ -77,7 +76,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
         if self.reward_model and self.model_type == "AutoModelForCausalLM":  # Axolotl's default for reward models
-            self.__dict__["model_type"] = SCORE_HEAD  # (models/load.py announces it when loading)
+            self.__dict__["model_type"] = "AutoModelForSequenceClassification"  # (models/load.py announces it)
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
                        + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self)
                        + order_problems(self) + stream_problems(self))
