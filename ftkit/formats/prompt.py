@@ -16,7 +16,7 @@ from pathlib import Path
 from string import Template
 
 from ftkit.errors import FtkitError
-from ftkit.formats.alpaca import FORMATS, InstructStrategy, UserDefinedStrategy
+from ftkit.formats.alpaca import FORMATS, InstructStrategy, custom_format
 from ftkit.formats.base import PromptStrategy
 from ftkit.formats.chat import (FALLBACK, ChatTemplateStrategy, chat_rows, end_of_turn, is_jinja, needed_tokens,
                                 resolve_template, template_option_problem)
@@ -40,7 +40,7 @@ def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptSt
     if t is None:  # no type: tokenized rows pass through (as in Axolotl), text rows are alpaca
         return AutoStrategy(toi, vocab_size=len(tokenizer))
     if not isinstance(t, str):
-        return UserDefinedStrategy(t, toi)
+        return InstructStrategy("user-defined type", toi, custom_format(t))
     if t in FORMATS:
         return InstructStrategy(t, toi)
     if t == "sharegpt" and spec.conversation:  # a FastChat template, as Axolotl's sharegpt rendered it
@@ -240,7 +240,8 @@ class Prompt:
         name = spec.type if isinstance(spec.type, str) else "custom"
         before, after = _around(strategy.prompt_for(SLOT))
         add_bos = uses_bos(self.tokenizer) if strategy.add_bos is None else strategy.add_bos
-        system_format = getattr(getattr(strategy, "fmt", None), "system_format", "")
+        # a custom format's system_prompt is inside `before` already: a served system message would repeat it
+        system_format = getattr(getattr(strategy, "fmt", None), "system_format", "") if name != "custom" else ""
         if system_format:
             sys_before, sys_after = _around(system_format.format(system=SLOT))
             system = f"{{{{- {_literal(sys_before)} + system + {_literal(sys_after)} -}}}}"
