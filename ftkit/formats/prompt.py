@@ -19,7 +19,7 @@ from ftkit.errors import FtkitError
 from ftkit.formats.alpaca import FORMATS, InstructStrategy, custom_format
 from ftkit.formats.base import PromptStrategy
 from ftkit.formats.chat import (FALLBACK, ChatTemplateStrategy, chat_rows, end_of_turn, is_jinja, needed_tokens,
-                                resolve_template, template_option_problem)
+                                resolve_template)
 from ftkit.formats.chat_templates import DEFAULT_SYSTEM, TEMPLATES
 from ftkit.formats.fastchat import FastChatStrategy, special_tokens
 from ftkit.formats.options import unknown_type_fix
@@ -96,22 +96,20 @@ def rendered(tokenizer, messages: list[dict], generation_prompt: bool = False) -
 # ---------------------------------------------------------------- the template the tokenizer carries
 
 def _asked_templates(recipe) -> list[tuple[str, str]]:
-    """(key, chat_template option) for each dataset that names a template, in dataset order."""
+    """(key, chat_template option) for each dataset that names a template, in dataset order: an SFT chat_template
+    entry's own, or the template a preference type names (chatml.intel). The recipe check refused the rest
+    (datasets[].chat_template is read by SFT alone, and only by type chat_template)."""
     out = []
     for i, d in enumerate(recipe.datasets):
-        t = d.type if isinstance(d.type, str) else ""
-        if chat_rows(recipe) and (named := split_type(t)[0]) in TEMPLATES:  # chatml.intel names chatml
+        if chat_rows(recipe) and (named := split_type(d.type)[0]) in TEMPLATES:
             out.append((f"datasets.{i}.type", named))
-        elif d.chat_template and (chat_rows(recipe) or t == "chat_template"):
+        elif d.chat_template and d.type == "chat_template":
             out.append((f"datasets.{i}.chat_template", d.chat_template))
     return out
 
 
 def _one_template(recipe, asked: list[tuple[str, str]]) -> str | None:
     """Preference rows are rendered by the tokenizer's template (TRL): every name must agree."""
-    for key, option in asked:  # (the recipe check validates SFT datasets' names; preference types name their own)
-        if fix := template_option_problem(option):
-            raise FtkitError(f"unknown chat template {option!r}", file=recipe.source, where=key, fix=fix)
     names = {o for o in [recipe.chat_template] + [o for _, o in asked] if o and o != "tokenizer_default"}
     if len(names) > 1:
         raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",
@@ -158,10 +156,10 @@ def configure_tokenizer(tokenizer, recipe) -> None:
         raise FtkitError("the tokenizer has no chat template", file=recipe.source, where="chat_template",
                          fix=f"set chat_template: to one of {', '.join(TEMPLATES)}")
     for key, option in asked:
-        if not rl and key.endswith(".chat_template") and recipe.chat_template and option != recipe.chat_template:
+        if not rl and recipe.chat_template and option != recipe.chat_template:
             log.warning(f"{key} ({option[:30]}) differs from the recipe's chat_template that the saved tokenizer "
                         "serves with; inference elsewhere will not match this dataset's prompts")
-    if message := getattr(recipe, "default_system_message", None):  # Axolotl: replace the built-in system text
+    if message := recipe.default_system_message:  # Axolotl: replace the built-in system text
         if DEFAULT_SYSTEM not in (tokenizer.chat_template or ""):
             raise FtkitError(f"the chat template has no default system text ({DEFAULT_SYSTEM!r}) to replace",
                              where="default_system_message", file=recipe.source,

@@ -106,8 +106,6 @@ def _core_problems(r: Recipe) -> list:
         r.val_set_size > 1 and r.val_set_size != int(r.val_set_size) and p(
             "val_set_size", f"{r.val_set_size:g} is above 1 but not a whole number: a fraction must be below 1, a row "
                             "count whole", "write a fraction below 1 (0.05 = 5% of the rows) or a row count (e.g. 100)"),
-        r.max_steps is None and r.num_epochs <= 0 and p("num_epochs", "must be > 0 when max_steps is not set",
-                                                        "set num_epochs: 1 or max_steps"),
         r.bf16 is True and r.fp16 is True and p("fp16", "bf16 and fp16 are both true", "choose one precision"),
         r.bfloat16 and r.float16 and p("float16", "bfloat16 and float16 are both true", "choose one weight dtype"),
         r.warmup_steps is not None and r.warmup_ratio is not None and p(
