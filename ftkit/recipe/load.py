@@ -269,15 +269,14 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
         migration.data["load_in_4bit"] = False  # Axolotl (v0.13 on) builds no 4-bit config for adapter: lora
         migration.report.add("load_in_4bit", NOTE, "with adapter: lora the base loads unquantized, as Axolotl (v0.13 on) "
                                                    "loads it; for a 4-bit base write adapter: qlora", lines.get("load_in_4bit"))
-    recipe = None
     try:
         recipe = Recipe.model_validate({**migration.data, "source": file})
     except ValidationError as err:
         refused = {p.where for p in migration.problems}  # a refused value is reported once, not again by the schema
         problems += [p for p in _validation_problems(err, file, lines, migration.origin) if p.where not in refused]
-    if recipe is not None:
-        add_notes(recipe, migration.report)
-        recipe._report = migration.report
+        return None, migration, problems
+    add_notes(recipe, migration.report)
+    recipe._report = migration.report
     return (None if problems else recipe), migration, problems
 
 
