@@ -274,4 +274,3 @@ def chat_rows(recipe) -> bool:
     """Rows TRL renders with the tokenizer's chat template (every rl: method and reward_model: true), not SFT
     rows that ftkit's prompt formats tokenize."""
     return bool(getattr(recipe, "rl", None) or getattr(recipe, "reward_model", False))
-
