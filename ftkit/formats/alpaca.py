@@ -60,10 +60,7 @@ def _evaluation(row) -> str:
 
 def _creative(kind: str):
     def fields(row, fmt):
-        question = text_field(row, "instruction", fmt)
-        if kind == "answer":
-            return question, "", text_field(row, "revision", fmt)
-        answer = text_field(row, "answer", fmt)
+        question, answer = text_field(row, "instruction", fmt), text_field(row, "answer", fmt)
         if kind == "critique":
             prompt = (f"Critique the Response to the Question on {CRITERIA}, then explain each score and how to "
                       f"improve it. Reply in YAML with scores: and critiques:.\n\nQuestion: {question}\nAnswer: {answer}\n")
@@ -90,7 +87,7 @@ READERS = {
                                    "", "Answer: " + text_field(r, "answer", f)),
     "context_qa_404": lambda r, f: (text_field(r, "article", f) + "\n===\n" + text_field(r, "unanswerable_question", f),
                                     "", NO_CONTEXT_ANSWER),
-    **{f"creative_{kind}": _creative(kind) for kind in ("answer", "critique", "revise")},
+    **{f"creative_{kind}": _creative(kind) for kind in ("critique", "revise")},
 }
 
 
