@@ -16,39 +16,23 @@ from pydantic import PrivateAttr, model_validator
 
 from ftkit.errors import Problem
 from ftkit.formats.chat import chat_rows
-from ftkit.recipe.adapter_options import AdapterOptions, LoftQOptions, PeftBlock, PeftOptions, adapter_problems
-from ftkit.recipe.base import (
-    METHODS,
-    PREFERENCE,
-    field_methods,
-    method_label,
-    method_of,
-    option,
-    problem,
-    raise_problems,
-)
-from ftkit.recipe.data_options import (
-    DataOptions,
-    DatasetSpec,
-    PretrainingDataset,
-    PromptOptions,
-    StreamOptions,
-    UserDefinedFormat,
-    stream_problems,
-)
+from ftkit.recipe.adapter_options import AdapterOptions, PeftOptions, adapter_problems
+from ftkit.recipe.base import (METHODS, PREFERENCE, field_methods, method_label, method_of, option, problem,
+                               raise_problems)
+from ftkit.recipe.data_options import (DataOptions, DatasetSpec, PretrainingDataset, PromptOptions, StreamOptions,
+                                       UserDefinedFormat, stream_problems)
+from ftkit.recipe.fingerprint import default_output_dir
 from ftkit.recipe.method_options import RLOptions, TRLBlock
 from ftkit.recipe.method_options import method_problems as rl_problems
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
-from ftkit.recipe.fingerprint import default_output_dir
-from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems, order_problems
+from ftkit.recipe.train_options import PackingOptions, TrainOptions, name_problems, order_problems
 
 # Folders ftkit writes or reads as a whole: `~` expanded and made absolute at load (the Trainer expands `~` by
 # itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
 FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from_checkpoint")
 
-__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "PretrainingDataset", "Precision", "Recipe", "TRLBlock",
-           "UserDefinedFormat"]
+__all__ = ["DatasetSpec", "PretrainingDataset", "Recipe", "TRLBlock", "UserDefinedFormat"]  # the option models
 
 
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
