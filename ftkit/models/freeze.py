@@ -22,13 +22,10 @@ PEFT_PREFIX = "base_model.model."
 def parse(pattern: str) -> tuple[re.Pattern, tuple[int, int | None] | None]:
     """'model.embed_tokens.weight$[:32000]' -> (compiled regex, (0, 32000))."""
     rows = None
-    m = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", pattern)
-    if m:
-        pattern, start, end = m.groups()
-        if end is None and start.isdecimal():
-            rows = (int(start), int(start) + 1)
-        else:
-            rows = (int(start) if start else 0, int(end) if end else None)
+    if m := re.match(r"^(.+)\[([0-9]*)(:?)([0-9]*)\]$", pattern):  # [a:b], [a:], [:b] or [i]
+        pattern, start, colon, end = m.groups()
+        first = int(start or 0)
+        rows = (first, int(end) if end else None) if colon or not start else (first, first + 1)
     try:
         return re.compile(re.sub(r"\.(?!\+)", r"\\.", pattern)), rows
     except re.error as e:

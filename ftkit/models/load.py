@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ftkit.errors import FtkitError, Problem
@@ -32,10 +33,7 @@ def load_tokenizer(recipe: Recipe):
     legacy = {"legacy": recipe.tokenizer_legacy} if recipe.tokenizer_legacy is not None else {}
     tok = _from_pretrained(cls, getattr(recipe, key), "tokenizer", recipe, key, use_fast=recipe.tokenizer_use_fast,
                            trust_remote_code=recipe.trust_remote_code, revision=recipe.revision_of_model, **legacy)
-
-    def verbatim(text):  # as Axolotl adds tokens: matched verbatim, spaces around them kept
-        return AddedToken(text, normalized=False, lstrip=False, rstrip=False)
-
+    verbatim = partial(AddedToken, normalized=False, lstrip=False, rstrip=False)  # as Axolotl: spaces around kept
     for key, value in recipe.special_tokens.items():  # the schema allows only the five keys below
         if key == "additional_special_tokens":  # transformers 5's name for them: extra_special_tokens
             added = tok.add_special_tokens({"extra_special_tokens": [verbatim(t) for t in value]},
@@ -75,13 +73,16 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None):
     from transformers import set_seed
 
     model, grown = _load_base(recipe, tokenizer, precision)
-    if recipe.load_in_4bit or recipe.load_in_8bit:
-        from ftkit.models import quant
+    checkpointing = {"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})}
+    if recipe.load_in_4bit or recipe.load_in_8bit:  # peft's k-bit prep: fp32 norms, input grads, checkpointing
+        from peft import prepare_model_for_kbit_training
 
-        model = quant.prepare(model, recipe)  # fp32 norms, input grads
+        log.info("quantized base: TRL will keep the LoRA weights in bf16 (the QLoRA paper's choice; "
+                 "DoRA magnitudes stay fp32); infer and merge-lora reload them in the same dtype")
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
     elif recipe.gradient_checkpointing:
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     if recipe.gradient_checkpointing:
         model.config.use_cache = False
     set_seed(recipe.seed)
@@ -129,13 +130,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
         log.info(f"reward_model: {recipe.model_type} with a new 1-output score head on {recipe.base_model}")
     if recipe.reinit_weights:
         transformers.set_seed(recipe.seed)
-        config = kwargs.get("config") or model_config(recipe)
-        attn = kwargs.get("attn_implementation")
-        if hasattr(auto_cls, "from_config"):  # an Auto class
-            model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
-                                         attn_implementation=attn)
-        else:  # a concrete class (model_type: LlamaForCausalLM): transformers' own constructor from a config
-            model = auto_cls._from_config(config, dtype=precision.dtype, attn_implementation=attn)
+        # an Auto class builds from a config with from_config; a concrete one (model_type: LlamaForCausalLM) with
+        # transformers' own _from_config, which takes no trust_remote_code (it always comes with the Auto class)
+        build = getattr(auto_cls, "from_config", None) or auto_cls._from_config
+        remote = {"trust_remote_code": True} if recipe.trust_remote_code else {}
+        model = build(kwargs.get("config") or model_config(recipe), dtype=precision.dtype,
+                      attn_implementation=kwargs.get("attn_implementation"), **remote)
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
         with head:
@@ -243,8 +243,8 @@ def _resize_embeddings(recipe: Recipe, model, tokenizer) -> list[str]:
                                   mean_resizing=recipe.mean_resizing_embeddings)
     if rows > len(tokenizer):
         return []
-    grown = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
-    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if id(m) in grown))
+    grown = (model.get_input_embeddings(), model.get_output_embeddings())  # an output head may be None
+    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if m in grown))
 
 
 def resolve_model_path(name: str) -> str:
