@@ -153,15 +153,25 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
 
 
 def _load_kwargs(recipe: Recipe, precision: Precision) -> dict:
-    """from_pretrained arguments from the recipe: dtype, config, attention, placement, revision, quantization,
-    extra kwargs (only those the recipe sets)."""
+    """from_pretrained arguments from the recipe: dtype, config, attention, placement, revision, bitsandbytes
+    quantization, extra kwargs (only those the recipe sets). A GPTQ base that cannot load here is refused first."""
+    import os
+
+    import torch
+
+    from ftkit.models import quant
+
     optional = {"revision": recipe.revision_of_model, "device_map": recipe.device_map, "max_memory": recipe.max_memory,
                 "attn_implementation": attention_kernel(recipe.attn_implementation)}
     if recipe.base_model_config or recipe.overrides_of_model_config or recipe.cls_model_config:
         optional["config"] = model_config(recipe)  # only then: from_pretrained reads base_model's own otherwise
+    quant.check_gptq(recipe)
+    if bnb := quant.bnb_config(recipe, precision.dtype):
+        optional["quantization_config"] = bnb
+        if torch.cuda.is_available():  # bitsandbytes places weights at load: one whole copy per process
+            optional["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     return {"dtype": precision.dtype, "trust_remote_code": recipe.trust_remote_code,
-            **{k: v for k, v in optional.items() if v}, **_quant_kwargs(recipe, precision),
-            **recipe.overrides_of_model_kwargs}
+            **{k: v for k, v in optional.items() if v}, **recipe.overrides_of_model_kwargs}
 
 
 def model_config(recipe: Recipe):
@@ -183,23 +193,6 @@ def model_config(recipe: Recipe):
     if overrides:
         log.info(f"overrides_of_model_config: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
     return config
-
-
-def _quant_kwargs(recipe: Recipe, precision: Precision) -> dict:
-    """from_pretrained arguments for a bitsandbytes/GPTQ base (empty for a plain one)."""
-    import os
-
-    import torch
-
-    from ftkit.models import quant
-
-    quant.check_gptq(recipe)
-    config = quant.bnb_config(recipe, precision.dtype)
-    if config is None:
-        return {}
-    # bitsandbytes places weights at load: one whole copy per process
-    placed = {"device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}} if torch.cuda.is_available() else {}
-    return {"quantization_config": config, **placed}
 
 
 def attention_kernel(requested: str | None) -> str | None:
@@ -252,9 +245,9 @@ def resolve_model_path(name: str) -> str:
     return str(tiny_path(name)) if is_tiny(name) else name
 
 
-def _from_pretrained(loader, name: str, what: str, recipe: Recipe | None = None, key: str = "base_model", **kwargs):
+def _from_pretrained(loader, name: str, what: str, recipe: Recipe, key: str = "base_model", **kwargs):
     """from_pretrained with a folder's or the hub's failure turned into one clear error naming the recipe line."""
-    file, line = (recipe.source, recipe.line_of(key)) if recipe is not None else (None, None)
+    file, line = recipe.source, recipe.line_of(key)
     try:
         return loader.from_pretrained(resolve_model_path(name), **kwargs)
     except FtkitError as e:  # a twin that cannot be built says why itself (there is nothing to download)
