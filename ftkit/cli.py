@@ -172,9 +172,9 @@ def _preprocess(recipe, args) -> None:
             range(min(args.debug_rows, len(train))))
         for i, ex in enumerate(rows):
             if chat_rows(recipe):  # a preference / GRPO / reward-model row as the model sees it
-                from ftkit.train import preference_report
+                from ftkit.plugins.pairs import show_pair
 
-                print(f"--- example {i} ---\n{preference_report.show_pair(tok, ex)}")
+                print(f"--- example {i} ---\n{show_pair(tok, ex)}")
                 continue
             if "seq_lengths" in ex:  # sample_packing: a packed row, one line per example
                 from ftkit.data.packing import show_packed_row

@@ -10,12 +10,19 @@ import importlib
 
 PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order their hooks run
     # the training methods beyond SFT
+    "ftkit.plugins.pairs",  # preference rows and held-out pairs (rl: dpo/ipo/kto/orpo/simpo, reward_model: true)
+    "ftkit.plugins.preference",  # rl: dpo/ipo/kto/orpo/simpo: TRL's preference trainers
+    "ftkit.plugins.reward",  # reward_model: true: TRL's RewardTrainer
+    "ftkit.plugins.grpo",  # rl: grpo/gdpo: prompt rows, reward functions, TRL's GRPOTrainer
     # the features a recipe turns on
 )
 
 HOOKS = {  # hook -> its signature and what the core does with what it returns
     # the training methods beyond SFT
     "method": "(recipe) -> Method: the trainer this recipe trains with (SFT when no plug-in gives one)",
+    "rows": "(recipe) -> a module like data/sft.py (REASONS, convert, mixed_stats): data.prepare reads rows with it",
+    "data_files": "(recipe) -> list[str]: code the rows depend on (GRPO transforms), part of the data fingerprint",
+    "refused_options": "(recipe) -> list[Problem]: option values the method cannot honour, raised by data.prepare",
     # the features a recipe turns on
 }
 

@@ -19,7 +19,7 @@ from ftkit.errors import ConfigError, DataError, FtkitError
 from ftkit.models import Precision
 from ftkit.recipe import load_recipe
 from ftkit.recipe.method_options import TRLBlock
-from ftkit.train import grpo
+from ftkit.plugins import grpo
 from ftkit.train.args import grpo_config
 
 RECIPE = ROOT / "recipes" / "llama" / "grpo.yml"

@@ -13,7 +13,6 @@ import pytest
 
 from ftkit import data, train
 from ftkit.cookbook.preference import method_recipe
-from ftkit.data import preference as preference_data
 from ftkit.data.files import RawData
 from ftkit.errors import ConfigError, DataError, FtkitError
 from ftkit.formats.chat import end_of_turn
@@ -22,7 +21,7 @@ from ftkit.infer.generate import prompt_ids
 from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.recipe import load_recipe
 from ftkit.train.args import config as rl_config
-from ftkit.train import preference_report
+from ftkit.plugins import pairs
 from tests.conftest import ROOT
 
 
@@ -74,8 +73,8 @@ def test_run_saves_adapter_tokenizer_and_margins_that_reload(trained):
     assert (out / "adapter_config.json").is_file() and (out / "recipe.yml").is_file()
     model, tok = load_trained(recipe)
     assert "<|start_header_id|>" in tok.chat_template  # the template trained with travels with the model
-    rows = preference_report.heldout_rows(recipe, tok)
-    again = preference_report.pair_scores(model, tok, rows)
+    rows = pairs.heldout_rows(recipe, tok)
+    again = pairs.pair_scores(model, tok, rows)
     assert again["margins"] == pytest.approx(result.heldout_after["margins"], abs=1e-4)
 
 
@@ -87,12 +86,12 @@ def test_heldout_pairs_left_out_are_said_and_a_kto_run_reads_them_as_pairs(tmp_p
     path = tmp_path / "heldout.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = recipe_for("kto", tmp_path / "out", test_datasets=[{"path": str(path), "type": "chat_template.prompt_pairs"}])
-    held = preference_report.heldout_rows(recipe, models.load_tokenizer(recipe))
+    held = pairs.heldout_rows(recipe, models.load_tokenizer(recipe))
     assert len(held) == len(rows) - 1 and set(held.column_names) == {"prompt", "chosen", "rejected"}
     assert held[1]["prompt"][-1]["content"] == rows[2]["prompt"]
     assert f"test_datasets.0: 1 of {len(rows)} held-out rows left out (1 identical)" in said
     said.clear()  # the measurement after training reads the same rows: said once per run, before training
-    assert len(preference_report.heldout_rows(recipe, models.load_tokenizer(recipe), say=False)) == len(held)
+    assert len(pairs.heldout_rows(recipe, models.load_tokenizer(recipe), say=False)) == len(held)
     assert not any("held-out rows left out" in s for s in said)
 
 
@@ -214,10 +213,10 @@ def test_each_shape_becomes_trl_conversational_rows(name, tmp_path, tiny_tokeniz
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
     configure_tokenizer(tok, recipe)
     rows = RawData(__import__("datasets").Dataset.from_list([raw]), [name])
-    row = preference_data.convert_rows(rows, recipe.datasets[0], recipe, tok, "datasets.0")[0]
+    row = pairs.convert_rows(rows, recipe.datasets[0], recipe, tok, "datasets.0")[0]
     assert [m["role"] for m in row["prompt"]] == roles and row["_drop"] == ""
     assert row["chosen"][0]["content"].endswith(".") and row["rejected"][0]["content"].endswith("!")
-    shown = preference_report.show_pair(tok, row)  # what `ftkit preprocess --debug` prints
+    shown = pairs.show_pair(tok, row)  # what `ftkit preprocess --debug` prints
     assert shown.splitlines()[-1].startswith("rejected: ")  # chatml follows <|im_end|> with a newline
     assert f"{row['rejected'][0]['content']}{end_of_turn(tok.chat_template, tok)}" in shown.splitlines()[-1]
     if type_.startswith("chatml"):  # the type's template becomes the run's, special tokens added

@@ -13,7 +13,7 @@ from conftest import ROOT
 from ftkit import data, models, train
 from ftkit.errors import ConfigError
 from ftkit.recipe import load_recipe
-from ftkit.train import reward
+from ftkit.plugins import reward
 
 RECIPE = ROOT / "recipes" / "llama" / "reward.yml"
 
@@ -48,9 +48,9 @@ def test_the_reward_model_learns_the_preference_and_reloads(tmp_path):
 
 
 def _heldout(recipe, tok):
-    from ftkit.train import preference_report
+    from ftkit.plugins import pairs
 
-    return preference_report.heldout_rows(recipe, tok)
+    return pairs.heldout_rows(recipe, tok)
 
 
 def test_a_full_reward_model_saves_a_sequence_classifier(tmp_path):

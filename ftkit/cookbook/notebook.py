@@ -119,7 +119,7 @@ def show_example(example: dict, tokenizer) -> None:
     if "input_ids" in example:
         show_mask(example, tokenizer)
     else:
-        from ftkit.train.preference_report import show_pair
+        from ftkit.plugins.pairs import show_pair
 
         print(show_pair(tokenizer, example))
 

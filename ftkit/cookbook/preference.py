@@ -57,7 +57,7 @@ def endings(model, tokenizer, rows: list[dict]) -> list[dict]:
     switched off (the model before training, DPO's reference), `after` with it on (None without an adapter)."""
     from peft import PeftModel
 
-    from ftkit.data.preference import common_prefix, encode_messages, trained_prompt_ids
+    from ftkit.formats.prompt import common_prefix, encode_messages, trained_prompt_ids
 
     was_training, out = model.training, []
     model.eval()

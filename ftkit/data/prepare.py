@@ -1,9 +1,9 @@
 """Data preparation, one path for every method: read -> convert per dataset (drops counted) -> mix -> shuffle
 -> shard -> split -> cache -> pack.
 
-The per-dataset conversion is the method's: SFT rows become input_ids/labels (data/sft.py), preference
-rows become TRL's conversational rows (data/preference.py; TRL tokenizes them), GRPO rows prompts
-(data/prompts.py). Everything around it is shared: the fingerprinted cache (the method is part of the
+The per-dataset conversion is the method's: SFT rows become input_ids/labels (data/sft.py); a method beyond SFT
+brings its own through ftkit/hooks.py (`rows`: preference pairs become TRL's conversational rows, GRPO rows
+prompts; ftkit/plugins/). Everything around it is shared: the fingerprinted cache (the method is part of the
 fingerprint), dataset_processes, the seeded shuffle, dataset_shard_num/idx and the val_set_size split.
 Packing applies to SFT rows only.
 """
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ftkit import hooks
 from ftkit.data import cache, packing
-from ftkit.data import preference as preference_rows
-from ftkit.data import prompts as prompt_rows
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
@@ -83,23 +82,23 @@ def prepare(recipe: Recipe, tokenizer, *, prompt: Prompt | None = None) -> Prepa
     """The recipe's rows for its method, converted, counted, mixed and split (from the cache when nothing changed).
     The eval rows are the val_set_size split, or test_datasets (converted and mixed the same way), as in Axolotl.
     SFT rows are read in the formats of `prompt`, the run's Prompt (train/run.py hands its own; else one is built)."""
-    if problems := preference_rows.unsupported_options(recipe):
+    if problems := [p for found in hooks.call(recipe, "refused_options", recipe) for p in found]:
         raise ConfigError(problems)
     if recipe.pretraining_dataset:  # raw text read while training: nothing prepared or cached here
         from ftkit.data import stream
 
         return stream.prepare(recipe, tokenizer)
     method = method_of(recipe)
-    rows = sft_rows if method == "sft" else prompt_rows if method in GRPO else preference_rows  # the conversion
-    # test_datasets are the eval set of an SFT run; with rl: or a reward model they are the held-out pairs
-    # train/preference_report.py measures, read there
+    rows = next(iter(hooks.call(recipe, "rows", recipe)), sft_rows)  # the conversion: SFT's, or a plug-in's
+    # test_datasets are the eval set of an SFT run; with rl: or a reward model they are the held-out rows
+    # the method's plug-in measures, read there
     keys = ("datasets", "test_datasets") if method == "sft" else ("datasets",)
     entries = {f"{key}.{i}": spec for key in keys for i, spec in enumerate(getattr(recipe, key))}
     located = {where: locate_files(spec, recipe, where) for where, spec in entries.items()}
     hub = {where: load_raw(entries[where], recipe, where) for where, (kind, _) in located.items() if kind == "hub"}
     sources = [str(f) for _, found in located.values() for f in found]
     sources += [f"hub:{raw.rows._fingerprint}" for raw in hub.values()]
-    sources += prompt_rows.code_files(recipe) if rows is prompt_rows else []  # GRPO: the transform's code too
+    sources += [f for files in hooks.call(recipe, "data_files", recipe) for f in files]  # GRPO: the transforms' code
     fp = cache.fingerprint(recipe, tokenizer, sources)
     record = cache.data_record(fp, sources)
     cache_dir = Path(recipe.dataset_prepared_path) / fp if recipe.dataset_prepared_path else None

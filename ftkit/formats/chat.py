@@ -311,6 +311,6 @@ def chat_rows(recipe) -> bool:
 
 def preference_type_template(type_name) -> str | None:
     """The template a preference type names: `chatml.intel` -> chatml; `chat_template.intel` -> None (the
-    recipe's). The shape part (intel) is data/preference.py's."""
+    recipe's). The shape part (intel) is plugins/pairs.py's."""
     template = type_name.partition(".")[0] if isinstance(type_name, str) else ""
     return template if template in TEMPLATES else None

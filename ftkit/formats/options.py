@@ -143,7 +143,7 @@ def recipe_problems(recipe) -> list[Problem]:
         out.append(Problem("test_datasets is the eval set, and val_set_size would hold out a second one",
                            where="val_set_size", fix="keep one: remove val_set_size, or test_datasets"))
     if chat_rows(recipe):  # preference/RL/reward-model datasets name their own types
-        if recipe.rl not in ("grpo", "gdpo"):  # GRPO reads prompts (data/prompts.py), the others pairs
+        if recipe.rl not in ("grpo", "gdpo"):  # GRPO reads prompts (plugins/grpo.py), the others pairs
             out += [p for key in ("datasets", "test_datasets") for i, d in enumerate(getattr(recipe, key))
                     if (p := type_problem(d, f"{key}.{i}"))]
         return out

@@ -1,4 +1,4 @@
-"""The names of preference dataset types: `<template>.<shape>` (data/preference.py converts the rows), checked
+"""The names of preference dataset types: `<template>.<shape>` (plugins/pairs.py converts the rows), checked
 when the recipe loads, so `ftkit check` refuses a type no loader has (Axolotl's `completion` under rl: dpo, or
 `chatml.intel_prefilled`) instead of the data step."""
 from __future__ import annotations

@@ -63,7 +63,7 @@ def refuse_reward_model(recipe: Recipe) -> None:
     if getattr(recipe, "reward_model", False):
         raise FtkitError("this recipe trains a reward model: it scores a conversation with one number, it does not "
                          "generate", file=recipe.source, where="reward_model",
-                         fix="score with ftkit.train.reward.score(model, tokenizer, messages), or use the output_dir "
+                         fix="score with ftkit.plugins.reward.score(model, tokenizer, messages), or use the output_dir "
                              "as a GRPO reward (trl: {reward_funcs: [OUTPUT_DIR]})")
 
 

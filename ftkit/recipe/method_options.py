@@ -1,6 +1,6 @@
 """Recipe options of the `rl:` methods and the reward model: TRL's DPO/KTO/ORPO/CPO trainers
-(ftkit/train/preference.py), GRPOTrainer with the `trl:` block (ftkit/train/grpo.py) and RewardTrainer for
-`reward_model: true` (ftkit/train/reward.py)."""
+(ftkit/plugins/preference.py), GRPOTrainer with the `trl:` block (ftkit/plugins/grpo.py) and RewardTrainer for
+`reward_model: true` (ftkit/plugins/reward.py)."""
 from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union

@@ -24,9 +24,10 @@ class TrainResult:
     """Loss curve, before/after measurements and samples of one run (SFT or an `rl:` method).
 
     SFT measures eval loss on the val_set_size split; preference methods measure held-out pairs
-    (preference_report.pair_scores: logp(chosen) - logp(rejected)), the reward model its scores of them
-    (reward.pair_accuracy), GRPO the mean reward of held-out prompts' completions (grpo.measure). `history` holds one dict per logged
-    step with the method's metrics (loss; preference: margin, accuracy, logps_chosen, ...).
+    (plugins/pairs.py pair_scores: logp(chosen) - logp(rejected)), the reward model its scores of them
+    (plugins/reward.py pair_accuracy), GRPO the mean reward of held-out prompts' completions (plugins/grpo.py
+    measure). `history` holds one dict per logged step with the method's metrics (loss; preference: margin,
+    accuracy, logps_chosen, ...).
     """
 
     output_dir: str

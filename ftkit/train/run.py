@@ -3,9 +3,9 @@
 build: precision -> tokenizer and chat template -> the run's prompt -> data -> model (adapter, quantization) ->
 the method's trainer with the shared plumbing (callbacks, checkpoints, evals, tracking); run: measure before ->
 train (resume) -> measure after -> save. train/args.py turns the recipe into the method's TRL config; the method
-(train/sft.py, preference.py, grpo.py, reward.py) supplies only what else differs: its trainer, the trainer's
-extra arguments (collator, reference model, reward functions) and its before/after measurement. TRL and peft
-do the training.
+(train/sft.py; the others are plug-ins reached through ftkit/hooks.py: ftkit/plugins/preference.py, grpo.py,
+reward.py) supplies only what else differs: its trainer, the trainer's extra arguments (collator, reference
+model, reward functions) and its before/after measurement. TRL and peft do the training.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import time
 from typing import NamedTuple
 
-from ftkit import data, models
+from ftkit import data, hooks, models
 from ftkit.formats.prompt import Prompt
 from ftkit.log import log
 from ftkit.recipe import Recipe
@@ -26,13 +26,11 @@ from ftkit.train.result import Method, TrainResult
 
 
 def method_for(recipe: Recipe) -> Method:
-    """SFT, the recipe's `rl:` method (preference tuning or GRPO), or the reward model."""
-    from ftkit.recipe.base import GRPO
-    from ftkit.train import grpo, preference, reward, sft
+    """SFT, or the method a plug-in gives for `rl:` or `reward_model:` (GRPO imports its reward functions now: a
+    bad path fails before data and model)."""
+    from ftkit.train import sft
 
-    if recipe.rl in GRPO:
-        return grpo.method(recipe)  # imports the reward functions now: a bad path fails before data and model
-    return preference.method(recipe.rl) if recipe.rl else reward.REWARD if recipe.reward_model else sft.SFT
+    return next(iter(hooks.call(recipe, "method", recipe)), sft.SFT)
 
 
 class Built(NamedTuple):

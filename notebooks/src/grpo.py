@@ -40,7 +40,7 @@ from ftkit.cookbook import notebook as nb
 nb.setup()  # offline; repository root as the working directory; quiet progress in batch runs
 from ftkit import data, models
 from ftkit.cookbook import workshop
-from ftkit.train import grpo
+from ftkit.plugins import grpo
 
 panel = workshop.TrainingPanel(workshop.grpo_recipe, globals())  # learning_rate 0 on a twin: 0.03, a big step
 panel.show()  # Jupyter: the parameters as a form with Train / Stop / Resume; headless: nothing

@@ -43,7 +43,7 @@ nb.setup()  # offline; repository root as the working directory; quiet progress 
 from ftkit import data, models
 from ftkit.cookbook import evals, workshop
 from ftkit.cookbook import preference as lesson
-from ftkit.train import preference_report
+from ftkit.plugins import pairs
 
 panel = workshop.TrainingPanel(workshop.preference_recipe, globals(), choices={"method": list(lesson.RECIPES)})
 panel.show()  # Jupyter: the method chooser with Train / Stop / Resume; headless: nothing
@@ -62,7 +62,7 @@ print(recipe.rl, recipe.base_model, recipe.datasets[0].path, recipe.datasets[0].
 # identical answers, or more than `sequence_len` tokens are dropped and counted.
 
 # %%
-from ftkit.data.preference import encode_messages, trained_prompt_ids
+from ftkit.formats.prompt import encode_messages, trained_prompt_ids
 
 tokenizer = models.load_tokenizer(recipe)  # the run's chat template, as for SFT
 prepared = data.prepare(recipe, tokenizer)  # the same data.prepare as SFT; rows for the method
@@ -98,8 +98,8 @@ nb.show_figure(lesson.plot_history(result), plot_png)
 # `logp(chosen) - logp(rejected)`: negative means the model preferred the exclaimed answer.
 
 # %%
-rows = preference_report.heldout_rows(recipe, tokenizer)
-print(preference_report.compare_table(rows, result.heldout_before, result.heldout_after))
+rows = pairs.heldout_rows(recipe, tokenizer)
+print(pairs.compare_table(rows, result.heldout_before, result.heldout_after))
 print(result.summary())
 ev = evals.judge(result)  # the free answer to the recipe's eval prompt, judged: see below why it stays wrong
 nb.show_markdown(ev.markdown())

@@ -1,5 +1,6 @@
 """`rl: dpo | ipo | kto | orpo | simpo`, the part that differs from SFT: TRL's config and trainer, the
-reference model, and held-out pair scores as the before/after measurement. train/run.py does the rest.
+reference model, and held-out pair scores as the before/after measurement (the rows and the pairs: pairs.py).
+train/run.py does the rest: it reaches this plug-in through ftkit/hooks.py (`method`).
 
 TRL does the training: DPOTrainer (dpo, ipo), KTOTrainer, trl.experimental's ORPOTrainer and CPOTrainer (simpo);
 train/args.py maps the recipe onto their configs (Axolotl's option names -> TRL 1.16's).
@@ -17,8 +18,9 @@ import copy
 import importlib
 
 from ftkit.log import log
+from ftkit.plugins import pairs
 from ftkit.recipe import Recipe
-from ftkit.train import preference_report
+from ftkit.recipe.base import PREFERENCE
 from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "rewards/margins": "margin", "rewards/accuracies": "accuracy",
@@ -45,11 +47,16 @@ def reference(recipe: Recipe, model, tokenizer=None) -> dict:
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     """logp(chosen) - logp(rejected) on held-out pairs: test_datasets, else the eval split (paired methods)."""
-    rows = preference_report.heldout_rows(recipe, tokenizer, prepared, say=before)
-    return {"heldout": preference_report.pair_scores(trainer.model, tokenizer, rows)}
+    rows = pairs.heldout_rows(recipe, tokenizer, prepared, say=before)
+    return {"heldout": pairs.pair_scores(trainer.model, tokenizer, rows)}
 
 
-def method(name: str) -> Method:
-    """The Method for one `rl:` value."""
-    module, trainer = TRAINERS[name]
-    return Method(name, lambda: getattr(importlib.import_module(module), trainer), reference, measure, HISTORY_KEYS)
+def applies(recipe: Recipe) -> bool:
+    return recipe.rl in PREFERENCE
+
+
+def method(recipe: Recipe) -> Method:
+    """The Method for the recipe's `rl:` value."""
+    module, trainer = TRAINERS[recipe.rl]
+    return Method(recipe.rl, lambda: getattr(importlib.import_module(module), trainer), reference, measure,
+                  HISTORY_KEYS)

@@ -1,5 +1,5 @@
 """`reward_model: true`, the part that differs from SFT: TRL's RewardConfig + RewardTrainer, and held-out pair
-accuracy as the before/after measurement. train/run.py does the rest.
+accuracy as the before/after measurement (its rows are preference pairs: pairs.py). train/run.py does the rest.
 
 The model is AutoModelForSequenceClassification with one output (models/load.py): the base with a new score
 head that reads the last token of prompt + answer (as the chat template renders them). RewardTrainer trains it
@@ -10,9 +10,9 @@ e.g. as a GRPO reward function (trl.reward_funcs: [path/to/output_dir]).
 """
 from __future__ import annotations
 
-from ftkit.data.preference import encode_messages
+from ftkit.formats.prompt import encode_messages
+from ftkit.plugins import pairs
 from ftkit.recipe import Recipe
-from ftkit.train import preference_report
 from ftkit.train.result import Method
 
 HISTORY_KEYS = {"loss": "loss", "accuracy": "accuracy", "margin": "margin", "mean_reward": "mean_score"}
@@ -40,13 +40,18 @@ def pair_accuracy(model, tokenizer, rows) -> dict:
     def text_score(model, tokenizer, prompt, answer):
         return score(model, tokenizer, prompt + answer)
 
-    return preference_report.pair_scores(model, tokenizer, rows, text_score, name="score")
+    return pairs.pair_scores(model, tokenizer, rows, text_score, name="score")
 
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     """Pair accuracy on held-out pairs: test_datasets, else the val_set_size split."""
-    rows = preference_report.heldout_rows(recipe, tokenizer, prepared, say=before)
+    rows = pairs.heldout_rows(recipe, tokenizer, prepared, say=before)
     return {"heldout": pair_accuracy(trainer.model, tokenizer, rows)}
 
 
-REWARD = Method("reward", trainer_class, lambda recipe, model, tokenizer: {}, measure, HISTORY_KEYS)
+def applies(recipe: Recipe) -> bool:
+    return recipe.reward_model
+
+
+def method(recipe: Recipe) -> Method:
+    return Method("reward", trainer_class, lambda recipe, model, tokenizer: {}, measure, HISTORY_KEYS)
