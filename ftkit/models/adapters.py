@@ -67,10 +67,11 @@ def lora_targets(recipe: Recipe, model) -> list[str] | str:
         return []  # only parameters are adapted
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
-    from ftkit.models.families import FAMILIES, family_of_config
+    from ftkit.models.families import ALIASES, FAMILIES
 
-    family = family_of_config(model.config)  # peft has no default for some families (phi3): use the family's own
-    targets = DEFAULTS.get(model.config.model_type) or (FAMILIES[family].lora_targets if family else None)
+    model_type = model.config.model_type
+    family = FAMILIES.get(ALIASES.get(model_type, model_type))  # peft has no default for some (phi3): the family's own
+    targets = DEFAULTS.get(model_type) or (family.lora_targets if family else None)
     if not targets:
         raise FtkitError(f"no default LoRA targets known for model_type {model.config.model_type!r}",
                          where="lora_target_modules", fix="list them, or set lora_target_linear: true")
@@ -218,8 +219,3 @@ def _quant_roundtrip(w, bits: int):
         return F.dequantize_4bit(packed, state).float()
     q, scale, _ = F.int8_vectorwise_quant(w.half())
     return F.int8_vectorwise_dequant(q, scale).float()
-
-
-def has_adapter_files(directory: str | Path) -> list[str]:
-    """The adapter files present in a directory (a merged model must have none)."""
-    return sorted(p.name for p in Path(directory).iterdir() if p.name in ADAPTER_FILES)
