@@ -123,9 +123,7 @@ def clean_stale(*folders: Path) -> list[str]:
     """Remove the `.tmp-*` dirs killed preprocess runs left in these folders (announced); returns their names."""
     removed, freed = [], 0
     for folder in folders:
-        if not folder.is_dir():
-            continue
-        for tmp in sorted(folder.glob(TMP_PREFIX + "*")):
+        for tmp in sorted(folder.glob(TMP_PREFIX + "*")):  # none in a folder that does not exist
             if tmp.is_dir() and not tmp.is_symlink() and _is_stale(tmp):
                 with contextlib.suppress(OSError):
                     freed += sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())

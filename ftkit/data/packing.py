@@ -312,12 +312,11 @@ def _rows_from_bins(table, order: np.ndarray, ex_len: np.ndarray, sizes: np.ndar
         chunks["seq_lengths"].append(pa.ListArray.from_arrays(pa.array(bin_ex.astype(np.int32)),
                                                               pa.array(ex_len[a:b].astype(np.int32))))
         first = last
-    if not chunks["seq_lengths"]:  # nothing to pack: an empty table of the same columns
-        chunks = {"input_ids": [table["input_ids"].combine_chunks().slice(0, 0)],
-                  "labels": [table["labels"].combine_chunks().slice(0, 0)],
-                  "seq_lengths": [pa.array([], pa.list_(pa.int32()))]}
+    types = {"input_ids": table.schema.field("input_ids").type, "labels": table.schema.field("labels").type,
+             "seq_lengths": pa.list_(pa.int32())}  # typed: nothing to pack gives an empty table of these columns
     # an explicit fingerprint: without one, datasets hashes the whole table by pickling it (time and a copy)
-    return datasets.Dataset(pa.table({k: pa.chunked_array(v) for k, v in chunks.items()}), fingerprint=fingerprint)
+    return datasets.Dataset(pa.table({k: pa.chunked_array(v, types[k]) for k, v in chunks.items()}),
+                            fingerprint=fingerprint)
 
 
 def pack(dataset, sequence_len: int, group_size: int = 100_000, in_order: bool = False) -> tuple[object, PackStats]:
@@ -493,9 +492,8 @@ def _eval_packed(recipe) -> bool:
 def layout_key(recipe) -> str:
     """What the packed rows depend on besides the rows themselves: the packer's version, sequence_len and
     sample_packing_group_size (micro-batch and padding options act in the collator, not on the rows)."""
-    if recipe.sample_packing_sequentially:
-        return f"v{PACK_VERSION}-len{recipe.sequence_len}-in-order"
-    return f"v{PACK_VERSION}-len{recipe.sequence_len}-group{recipe.sample_packing_group_size}"
+    order = "in-order" if recipe.sample_packing_sequentially else f"group{recipe.sample_packing_group_size}"
+    return f"v{PACK_VERSION}-len{recipe.sequence_len}-{order}"
 
 
 def apply(prepared, recipe):
@@ -525,9 +523,9 @@ def apply(prepared, recipe):
         prepared.stats[f"packing_{split}"] = {**st.as_dict(), "steps_per_epoch": steps}
         log.info(f"packing {split}: {st.summary()}")
         if split == "train":
-            world = world_size()
             log.info(f"packing train: {steps} optimizer steps per epoch = ceil(ceil({st.bins} rows / "
-                     f"({recipe.micro_batch_size} x {world} processes)) / {recipe.gradient_accumulation_steps}) "
+                     f"({recipe.micro_batch_size} x {world_size()} processes)) / "
+                     f"{recipe.gradient_accumulation_steps}) "
                      f"(was {steps_per_epoch(recipe, st.rows)} unpacked)")
     return prepared
 

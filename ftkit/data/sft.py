@@ -47,11 +47,9 @@ def _text_bytes(array) -> np.ndarray:
     t = array.type
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        inner = np.concatenate([[0], np.cumsum(_text_bytes(array.values))])
-        offsets = array.offsets.to_numpy()
-        out = inner[offsets[1:]] - inner[offsets[:-1]]
-        return np.where(array.is_null().to_numpy(zero_copy_only=False), 0, out) if array.null_count else out
+    if pa.types.is_list(t) or pa.types.is_large_list(t):  # each element's bytes summed into its row
+        inner = _text_bytes(pc.list_flatten(array))
+        return np.bincount(pc.list_parent_indices(array).to_numpy(), inner, len(array)).astype(np.int64)
     if pa.types.is_struct(t):
         return sum((_text_bytes(child) for child in array.flatten()), np.zeros(len(array), dtype=np.int64))
     return np.zeros(len(array), dtype=np.int64)
@@ -59,18 +57,17 @@ def _text_bytes(array) -> np.ndarray:
 
 def row_bytes(ds) -> np.ndarray:
     """Bytes of text in each row of a datasets.Dataset, from its Arrow columns (no Python values)."""
-    table = ds.data.table
-    total = np.zeros(table.num_rows, dtype=np.int64)
-    for column in table.columns:
-        total += np.concatenate([_text_bytes(chunk) for chunk in column.chunks]) if column.num_chunks else 0
+    batches = ds.data.table.to_batches()  # a batch of rows is a struct array of its columns
+    total = np.concatenate([np.zeros(0, dtype=np.int64)] + [_text_bytes(b.to_struct_array()) for b in batches])
     mapping = getattr(ds, "_indices", None)
     return total if mapping is None else total[mapping.column(0).to_numpy()]
 
 
-def _oversized(raw: RawData, strategy, limit: int) -> np.ndarray:
-    """Indices of the rows whose formatted text (the segments the tokenizer would get) exceeds `limit` bytes.
-    The rows' raw bytes (every string field) screen them first, so only rare big rows are formatted here."""
-    out = []
+def _oversized(raw: RawData, strategy, recipe: Recipe, where: str) -> np.ndarray:
+    """Indices of the rows whose formatted text (the segments the tokenizer would get) exceeds sequence_len x
+    BYTES_PER_TOKEN bytes, announced with the first one's file and line. The rows' raw bytes (every string
+    field) screen them first, so only rare big rows are formatted here."""
+    limit, out = recipe.sequence_len * BYTES_PER_TOKEN, []
     for i in np.flatnonzero(row_bytes(raw.rows) > limit).tolist():
         try:
             text = sum(len(seg.text.encode("utf-8", "surrogatepass")) for seg in strategy.segments(raw.rows[i]))
@@ -78,6 +75,13 @@ def _oversized(raw: RawData, strategy, limit: int) -> np.ndarray:
             continue
         if text > limit:
             out.append(i)
+    if out:
+        file, line, row = locate_row(raw.files, raw.first_row + out[0])
+        first = f"{file}:{line}" if line is not None else f"{file} row {row + 1}"
+        what = (f"cut to {limit:,} characters per field before tokenizing, then truncated"
+                if recipe.excess_length_strategy == "truncate" else "dropped as too long without tokenizing")
+        log.warning(f"{where}: {len(out)} row(s) hold more than {limit:,} bytes of text (sequence_len "
+                    f"{recipe.sequence_len} x {BYTES_PER_TOKEN}), {what}; the first is {first}")
     return np.asarray(out, dtype=np.int64)
 
 
@@ -90,15 +94,6 @@ def _cut(value, chars: int):
     if isinstance(value, list):
         return [_cut(v, chars) for v in value]
     return value
-
-
-def _announce_oversized(raw: RawData, where: str, rows: np.ndarray, limit: int, recipe: Recipe) -> None:
-    file, line, row = locate_row(raw.files, raw.first_row + int(rows[0]))
-    first = f"{file}:{line}" if line is not None else f"{file} row {row + 1}"
-    what = (f"cut to {limit:,} characters per field before tokenizing, then truncated"
-            if recipe.excess_length_strategy == "truncate" else "dropped as too long without tokenizing")
-    log.warning(f"{where}: {len(rows)} row(s) hold more than {limit:,} bytes of text (sequence_len "
-                f"{recipe.sequence_len} x {BYTES_PER_TOKEN}), {what}; the first is {first}")
 
 
 # ---------------------------------------------------------------- tokenizing
@@ -138,25 +133,23 @@ def tokenize_dataset(raw: RawData, spec: DatasetSpec, recipe: Recipe, tokenizer,
 
     def encode(batch, idxs):
         rows = [dict(zip(batch.keys(), values)) for values in zip(*batch.values())]
-        over = {j for j, i in enumerate(idxs) if i in skip} if skip else set()
-        if over and cut:
-            for j in over:
-                rows[j] = _cut(rows[j], chars)
+        over = {j for j, i in enumerate(idxs) if i in skip}
+        if cut:  # the big rows' strings cut, then tokenized with the others
+            rows = [_cut(row, chars) if j in over else row for j, row in enumerate(rows)]
             over = set()
-        keep = [j for j in range(len(rows)) if j not in over] if over else None
+        keep = [j for j in range(len(rows)) if j not in over]
         try:
-            if keep is None:
-                return _as_table(strategy.encode_batch(rows, tokenizer))
             cols = strategy.encode_batch([rows[j] for j in keep], tokenizer) if keep else \
                 {k: [] for k in TOKEN_COLUMNS}
         except RowError as e:
-            raise _bad_rows(e, strategy, raw, tokenizer, raw.first_row + idxs[e.row if keep is None else keep[e.row]]) \
-                from None
-        out = {k: [[] for _ in rows] for k in cols}  # the skipped rows stay, empty, so row indices keep their place
-        for k, values in cols.items():
-            for j, v in zip(keep, values):
-                out[k][j] = v
-        return _as_table(out)
+            raise _bad_rows(e, strategy, raw, tokenizer, raw.first_row + idxs[keep[e.row]]) from None
+        if over:  # the skipped rows stay, empty, so row indices keep their place
+            placed = {k: [[] for _ in rows] for k in cols}
+            for k, values in cols.items():
+                for j, v in zip(keep, values):
+                    placed[k][j] = v
+            cols = placed
+        return _as_table(cols)
 
     ds = raw.rows
     return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc,
@@ -181,15 +174,10 @@ def row_token_counts(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarr
             hit &= (np.arange(len(hit)) - np.repeat(ends - n, n)) < limit
         edges = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])
         trained.append(edges[ends] - edges[ends - n])
-    lengths = np.concatenate([np.zeros(0, dtype=np.int64)] + [
-        pc.list_value_length(c).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        for c in table["input_ids"].chunks])
-    trained = np.concatenate(trained)
+    lengths = pc.list_value_length(table["input_ids"]).fill_null(0).to_numpy().astype(np.int64)
     mapping = getattr(ds, "_indices", None)
-    if mapping is not None:
-        rows = mapping.column(0).to_numpy()
-        lengths, trained = lengths[rows], trained[rows]
-    return lengths, trained
+    rows = slice(None) if mapping is None else mapping.column(0).to_numpy()
+    return lengths[rows], np.concatenate(trained)[rows]
 
 
 def _truncated(ds, limit: int, fingerprint: str | None):
@@ -199,10 +187,8 @@ def _truncated(ds, limit: int, fingerprint: str | None):
 
     table = ds.flatten_indices().data.table if getattr(ds, "_indices", None) is not None else ds.data.table
     for name in TOKEN_COLUMNS:
-        if name in table.column_names:
-            col = table[name]
-            sliced = pc.list_slice(col, 0, limit).cast(col.type)
-            table = table.set_column(table.column_names.index(name), name, sliced)
+        sliced = pc.list_slice(table[name], 0, limit).cast(table[name].type)
+        table = table.set_column(table.column_names.index(name), name, sliced)
     return datasets.Dataset(table, info=ds.info.copy(), fingerprint=fingerprint and f"{fingerprint}-cut")
 
 
@@ -210,28 +196,24 @@ def _filter(ds, recipe: Recipe, fingerprint: str | None = None, skipped=()):
     """Drop (or truncate) rows longer than sequence_len, drop rows shorter than min_sample_len tokens (Axolotl's
     filter, default 2: one token has nothing to predict) and rows with no trained token; all counted.
 
-    Returns (kept rows, {reason: rows dropped}, truncated, tokens per kept row, trained tokens per kept row).
-    `skipped` rows (too big to tokenize, so empty here) count as too long."""
+    Returns (kept rows, their counts as convert's stats name them, tokens per kept row, trained tokens per kept
+    row). `skipped` rows (too big to tokenize, so empty here) count as too long."""
     limit = recipe.sequence_len
     truncate = recipe.excess_length_strategy == "truncate"
     lengths, trained = row_token_counts(ds, limit if truncate else None)
     over = lengths > limit
     over[np.asarray(skipped, dtype=np.int64)] = True
     short = ~over & (lengths < recipe.min_sample_len)
-    too_long, truncated = int(over.sum()), 0
-    if truncate:
-        truncated, too_long = too_long, 0
-        if truncated:
-            ds = _truncated(ds, limit, fingerprint)
-            lengths = np.minimum(lengths, limit)
-        fits = ~short
-    else:
-        fits = ~over & ~short
+    if truncate and over.any():
+        ds = _truncated(ds, limit, fingerprint)
+        lengths = np.minimum(lengths, limit)
+    fits = ~short if truncate else ~over & ~short
     keep = fits & (trained > 0)
-    dropped = {"too_long": too_long, "too_short": int(short.sum()), "no_trainable": int((fits & (trained == 0)).sum())}
+    counts = {"dropped_too_long": 0 if truncate else int(over.sum()), "truncated": int(over.sum()) if truncate else 0,
+              "dropped_too_short": int(short.sum()), "dropped_no_trainable": int((fits & (trained == 0)).sum())}
     if not keep.all():
         ds = ds.select(np.flatnonzero(keep))
-    return ds, dropped, truncated, lengths[keep], trained[keep]
+    return ds, counts, lengths[keep], trained[keep]
 
 
 def _stats(lengths: np.ndarray, trained: np.ndarray) -> dict:
@@ -244,8 +226,9 @@ def _stats(lengths: np.ndarray, trained: np.ndarray) -> dict:
             "len_max": int(lengths.max()), "tokens": total, "trained_fraction": int(trained.sum()) / total}
 
 
-def token_stats(ds) -> dict:
-    """Length mean / p95 / max, token count and the fraction of tokens that are trained."""
+def mixed_stats(ds) -> dict:
+    """Length mean / p95 / max, token count and trained fraction of the mixed train split (data/prepare.py asks
+    each row module)."""
     return _stats(*row_token_counts(ds))
 
 
@@ -253,32 +236,25 @@ def convert(raw: RawData, spec: DatasetSpec, recipe: Recipe, prompt: Prompt, whe
             fingerprint: str) -> tuple[object, dict]:
     """One dataset read in the run's prompt format, tokenized and filtered -> (kept rows, its counts); no usable row
     at all is an error."""
-    limit = recipe.sequence_len * BYTES_PER_TOKEN
     tokenizer, strategy = prompt.tokenizer, prompt.strategy(spec, where)
-    skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, limit)
-    if len(skip):
-        _announce_oversized(raw, where, skip, limit, recipe)
+    skip = np.zeros(0, dtype=np.int64) if getattr(strategy, "chunk", None) else _oversized(raw, strategy, recipe, where)
     tokenized = tokenize_dataset(raw, spec, recipe, tokenizer, strategy, num_proc, fingerprint, skip)
     tokenized = tokenized.add_column(ROW, np.arange(len(tokenized), dtype=np.int64))  # Axolotl's order
     dropped = skip if recipe.excess_length_strategy != "truncate" else ()  # truncate: cut and tokenized
-    kept, drops, truncated, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
-    stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept),
-             "dropped_too_long": drops["too_long"], "truncated": truncated, "dropped_too_short": drops["too_short"],
-             "dropped_no_trainable": drops["no_trainable"],
+    kept, counts, lengths, trained = _filter(tokenized, recipe, fingerprint, dropped)
+    stats = {"rows_in": len(raw.rows), "tokenized_rows": len(tokenized), "kept": len(kept), **counts,
              **({"over_byte_limit": len(skip)} if len(skip) else {}), **_stats(lengths, trained)}
     if not len(kept):
         longest = int(row_token_counts(tokenized)[0].max(initial=0))
+        limit, few = recipe.sequence_len * BYTES_PER_TOKEN, counts["dropped_too_short"]
         unread = f"; {len(skip)} hold more than {limit:,} bytes and were not tokenized" if len(skip) else ""
-        short = f", {drops['too_short']} are shorter than {recipe.min_sample_len} tokens" if drops["too_short"] else ""
-        raise DataError(Problem(f"no usable rows: {drops['too_long']} of {len(raw.rows)} are longer than sequence_len="
-                                f"{recipe.sequence_len} (the longest has {longest} tokens{unread}){short}, "
-                                f"{drops['no_trainable']} have nothing to train on", raw.files[0], f"{where}.path",
-                                fix=f"raise sequence_len to at least {longest}, set excess_length_strategy: truncate, "
-                                    "or check that the dataset type matches the rows"))
+        short = f", {few} are shorter than {recipe.min_sample_len} tokens" if few else ""
+        raise DataError(Problem(f"no usable rows: {counts['dropped_too_long']} of {len(raw.rows)} are longer than "
+                                f"sequence_len={recipe.sequence_len} (the longest has {longest} tokens{unread})"
+                                f"{short}, {counts['dropped_no_trainable']} have nothing to train on", raw.files[0],
+                                f"{where}.path", fix=f"raise sequence_len to at least {longest}, set "
+                                "excess_length_strategy: truncate, or check that the dataset type matches the rows"))
     return kept, stats
-
-
-mixed_stats = token_stats  # statistics of the mixed train split (data/prepare.py asks each row module)
 
 
 def show_mask(example: dict, tokenizer, color: bool = False) -> str:

@@ -16,7 +16,7 @@ for a fresh one); with a full fine-tune TRL loads base_model again, so a run who
 The rows: prompts, and the columns the reward functions read, from any dataset; drops counted.
 Two ways in, as in Axolotl:
   no type               rows already hold `prompt`: a text (one user turn) or a list of {role, content} messages
-  type: MODULE.FUNCTION  a transform named by import path (data/user_code.py, next to the recipe):
+  type: MODULE.FUNCTION  a transform named by import path (load_function: next to the recipe):
                         FUNCTION(cfg, dataset_idx=i) returns map_fn or (map_fn, map_kwargs); map_fn(row) (or
                         map_fn(row, tokenizer=...)) returns the new columns; map_kwargs.remove_columns drops the
                         raw ones (a list, or "__all__")
@@ -29,6 +29,7 @@ with an empty prompt, or one longer than sequence_len tokens, is dropped and cou
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from functools import partial
@@ -36,7 +37,6 @@ from pathlib import Path
 
 from ftkit import models
 from ftkit.data.files import RawData, locate_row
-from ftkit.data.user_code import load_function, module_file, search_dirs
 from ftkit.errors import DataError, FtkitError, Problem
 from ftkit.formats.prompt import encode_messages, user_turn
 from ftkit.log import log
@@ -240,3 +240,67 @@ def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:
     per_func = {k.split("/")[1]: v for k, v in logged.items() if k.startswith("eval_rewards/") and k.endswith("/mean")}
     return {"reward": {"n": len(rows), "generations": trainer.num_generations_eval, "mean": logged["eval_reward"],
                        "per_func": per_func, "completion_length": logged.get("eval_completions/mean_length")}}
+
+
+# ---------------------------------------------------------------- functions a recipe names by import path
+# As Axolotl names them: `rewards.correct_sum` is `correct_sum` in rewards.py (or rewards/__init__.py). Reward
+# functions (`trl.reward_funcs`) and prompt transforms (`datasets[].type`) are found this way. The module is looked
+# up in the recipe's folder first, then the working directory (Axolotl imports from the working directory only, so
+# a recipe run from elsewhere finds its rewards.py here too). Two recipes in different folders may each have a
+# rewards.py: the one next to the recipe being run is the one imported.
+
+def search_dirs(recipe: Recipe) -> list[str]:
+    """The recipe's folder, then the working directory."""
+    dirs = [str(Path(recipe.source).resolve().parent)] if recipe.source else []
+    return list(dict.fromkeys([*dirs, str(Path.cwd())]))
+
+
+def module_file(module: str, dirs: list[str]) -> Path | None:
+    """The file `module` (dotted) resolves to in the first of `dirs` that holds it."""
+    rel = Path(*module.split("."))
+    for d in dirs:
+        for candidate in (Path(d) / rel.with_suffix(".py"), Path(d) / rel / "__init__.py"):
+            if candidate.is_file():
+                return candidate.resolve()
+    return None
+
+
+def _import(module: str, dirs: list[str]):
+    """Import `module` with `dirs` searched first; a module of that name imported from another file before (the
+    rewards.py of another recipe) is imported again from the file found now."""
+    wanted = module_file(module, dirs)
+    cached = sys.modules.get(module)
+    if wanted and cached is not None and Path(getattr(cached, "__file__", "") or "").resolve() != wanted:
+        for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+            del sys.modules[name]
+    sys.path[:0] = dirs
+    try:
+        importlib.invalidate_caches()
+        return importlib.import_module(module)
+    finally:
+        del sys.path[:len(dirs)]
+
+
+def load_function(dotted: str, recipe: Recipe, key: str, what: str, example: str):
+    """The function a dotted path names; an error naming the recipe file, the key and the fix when the path does
+    not import, the module lacks the name, or the name is not a function."""
+    module, _, name = dotted.rpartition(".")
+    dirs = search_dirs(recipe)
+    where = f" (looked in {', '.join(dirs)})"
+    fix = f"define {example} in {module or 'MODULE'}.py next to the recipe, and name it {module or 'MODULE'}.{name}"
+    if not module:
+        raise FtkitError(f"{what} {dotted!r} is not an import path (MODULE.FUNCTION)", file=recipe.source, where=key,
+                         fix=fix)
+    try:
+        mod = _import(module, dirs)
+    except ModuleNotFoundError as e:
+        raise FtkitError(f"{what} {dotted!r} does not import: no module named {e.name!r}{where}", file=recipe.source,
+                         where=key, fix=fix) from None
+    except Exception as e:  # the user's module raised while importing: say which and why
+        raise FtkitError(f"{what} {dotted!r}: importing {module} failed: {type(e).__name__}: {e}", file=recipe.source,
+                         where=key, fix=f"fix {module_file(module, dirs) or module}") from e
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        found = "has no" if fn is None else "has a non-function"
+        raise FtkitError(f"{what} {dotted!r}: {mod.__file__} {found} {name!r}", file=recipe.source, where=key, fix=fix)
+    return fn
