@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,7 @@ from transformers import TrainerCallback
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
+from ftkit.train.callbacks import open_run
 
 _SET_BY_FTKIT: dict[str, str] = {}  # env vars ftkit set for the previous run in this process (cleared per run)
 
@@ -77,12 +79,9 @@ _PACKAGES = {  # integration -> (package, recipe key, how to get it)
 
 def _require_packages(recipe: Recipe, targets: list[str]) -> None:
     """A named logger whose package is missing is a config error, not a traceback from inside the Trainer."""
-    problems = []
-    for target in targets:
-        if target in _PACKAGES and importlib.util.find_spec(_PACKAGES[target][0]) is None:
-            package, key, fix = _PACKAGES[target]
-            problems.append(Problem(f"logging to {target} needs the {package} package, which is not installed",
-                                    recipe.source, key, fix=fix))
+    problems = [Problem(f"logging to {target} needs the {package} package, which is not installed", recipe.source, key,
+                        fix=fix) for target, (package, key, fix) in _PACKAGES.items()
+                if target in targets and importlib.util.find_spec(package) is None]
     if problems:
         raise ConfigError(problems)
 
@@ -98,18 +97,11 @@ class RecipeToTrackers(TrainerCallback):
             return
         resolved = self.recipe.dump()
         text = yaml.safe_dump(resolved, sort_keys=False)
-        if "wandb" in args.report_to:
-            import wandb
-
-            if wandb.run is not None:
-                wandb.config.update({"ftkit_recipe": resolved}, allow_val_change=True)
-        if "mlflow" in args.report_to:
-            import mlflow
-
-            if mlflow.active_run() is not None:
-                mlflow.log_text(text, "ftkit_recipe.yml")
-                flat = {f"ftkit.{k}": str(v)[:500] for k, v in resolved.items() if v not in (None, [], {})}
-                mlflow.log_params(flat)
+        if wandb := open_run(args, "wandb"):
+            wandb.config.update({"ftkit_recipe": resolved}, allow_val_change=True)
+        if mlflow := open_run(args, "mlflow"):
+            mlflow.log_text(text, "ftkit_recipe.yml")
+            mlflow.log_params({f"ftkit.{k}": str(v)[:500] for k, v in resolved.items() if v not in (None, [], {})})
 
 
 def run_end(recipe: Recipe) -> None:
@@ -118,10 +110,7 @@ def run_end(recipe: Recipe) -> None:
 
     (transformers' WandbCallback leaves the run open after training; MLflow's callback ends its own run.)
     """
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if (wandb := sys.modules.get("wandb")) is not None and wandb.run is not None:
         wandb.finish()
     _set_env({})
 
