@@ -250,11 +250,12 @@ def test_wandb_online_without_a_login_is_refused(recipe, capsys, no_wandb_login)
 
 
 def test_a_netrc_login_keeps_wandb_online(make_recipe, no_wandb_login):
+    from ftkit.plugins import tracking
     from ftkit.train import preflight
 
     (no_wandb_login / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
     report = preflight.Report(make_recipe(wandb_project="p"))
-    preflight._wandb(report)
+    tracking.check(report)
     assert report.recipe.wandb_mode is None and not report.notes and not report.problems
 
 

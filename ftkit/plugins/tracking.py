@@ -86,6 +86,42 @@ def _require_packages(recipe: Recipe, targets: list[str]) -> None:
         raise ConfigError(problems)
 
 
+def _wandb_login() -> bool:
+    """An API key in the environment or a `wandb login` entry in the netrc file (where wandb itself looks)."""
+    import netrc
+    from urllib.parse import urlsplit
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
+    try:
+        return netrc.netrc(os.environ.get("NETRC") or os.path.expanduser("~/.netrc")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check(report) -> None:
+    """wandb_project without a login: online logging would stop the run once training started (wandb asks for a
+    key it cannot prompt for). Log offline instead, said; an explicit online mode is an error (the
+    "check" hook: `ftkit check` and the preflight before training)."""
+    r = report.recipe
+    env = os.environ.get("WANDB_MODE")
+    if not r.wandb_project or r.wandb_mode in ("offline", "disabled") or (r.wandb_mode is None and env in (
+            "offline", "disabled", "dryrun")) or _wandb_login():
+        return
+    login = "`wandb login` (or set WANDB_API_KEY)"
+    if r.wandb_mode == "online" or env == "online":
+        asked = "wandb_mode: online" if r.wandb_mode else "WANDB_MODE=online"
+        report.problem("wandb_mode" if r.wandb_mode else "wandb_project",
+                       f"{asked} logs to W&B online, but there is no W&B login here (no WANDB_API_KEY, no netrc entry)",
+                       f"{login}, or set wandb_mode: offline")
+        return
+    report.recipe = r.model_copy(update={"wandb_mode": "offline"})
+    report.notes.append(f"wandb_project: no W&B login here (no WANDB_API_KEY, no netrc entry), so the run logs offline "
+                        f"(WANDB_MODE=offline, under {r.output_dir}/wandb; `wandb sync` uploads it later); to log "
+                        f"online, {login} or set wandb_mode: online")
+
+
 class RecipeToTrackers(TrainerCallback):
     """Adds the resolved recipe to W&B's and MLflow's run config (runs after the integrations' own setup)."""
 

@@ -1,8 +1,9 @@
 """Checks before a run: what `ftkit train` would refuse, found before it loads weights; `ftkit check` runs them too.
 
 The stages and what each reads (docs/preflight.md lists every check):
-  config - the recipe, the environment and the installed packages (optimizer package, hub push, W&B login,
-           model_type, device_map, DeepSpeed/FSDP and bitsandbytes settings, warm-up against max_steps)
+  config - the recipe, the environment and the installed packages (optimizer package, hub push, model_type,
+           device_map, bitsandbytes settings, warm-up against max_steps; the plug-ins' "check" hook: the DeepSpeed/
+           FSDP settings in plugins/distributed.py, the W&B login in plugins/tracking.py)
   model  - the tokenizer and the model's config.json, no weights: the tokenizer must encode and decode a probe
            text unchanged, the model is built on the meta device (accelerate) with the recipe's adapter on it
   rows   - the prepared rows: a sample of their text must decode back unchanged; a warm-up longer than the run
@@ -12,7 +13,6 @@ Train and check call the same functions, so a recipe check refuses is refused by
 """
 from __future__ import annotations
 
-import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +78,6 @@ def config_checks(report: Report, local_only: bool = False) -> None:
     hooks.call(r, "check", report)  # e.g. the DeepSpeed JSON, the FSDP options
     report.collect(quant.check_gptq, r)
     report.collect(quant.bnb_config, r, None)  # unknown bnb_config_kwargs; the compute dtype does not matter here
-    _wandb(report)
 
 
 def _optimizer(report: Report) -> None:
@@ -156,41 +155,6 @@ def check_hub(recipe: Recipe, verify: bool = True) -> None:
         raise ConfigError(Problem(f"the hub does not accept the push ({str(e).splitlines()[0][:120]})", file, where,
                                   fix="check the network and the token (`hf auth whoami`)")) from None
     log.info(f"hub_model_id: pushing to {recipe.hub_model_id} as {user.get('name', '?')} (private repo)")
-
-
-def _wandb_login() -> bool:
-    """An API key in the environment or a `wandb login` entry in the netrc file (where wandb itself looks)."""
-    import netrc
-    from urllib.parse import urlsplit
-
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
-    try:
-        return netrc.netrc(os.environ.get("NETRC") or os.path.expanduser("~/.netrc")).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def _wandb(report: Report) -> None:
-    """wandb_project without a login: online logging would stop the run once training started (wandb asks for a
-    key it cannot prompt for). Log offline instead, said; an explicit online mode is an error."""
-    r = report.recipe
-    env = os.environ.get("WANDB_MODE")
-    if not r.wandb_project or r.wandb_mode in ("offline", "disabled") or (r.wandb_mode is None and env in (
-            "offline", "disabled", "dryrun")) or _wandb_login():
-        return
-    login = "`wandb login` (or set WANDB_API_KEY)"
-    if r.wandb_mode == "online" or env == "online":
-        asked = "wandb_mode: online" if r.wandb_mode else "WANDB_MODE=online"
-        report.problem("wandb_mode" if r.wandb_mode else "wandb_project",
-                       f"{asked} logs to W&B online, but there is no W&B login here (no WANDB_API_KEY, no netrc entry)",
-                       f"{login}, or set wandb_mode: offline")
-        return
-    report.recipe = r.model_copy(update={"wandb_mode": "offline"})
-    report.notes.append(f"wandb_project: no W&B login here (no WANDB_API_KEY, no netrc entry), so the run logs offline "
-                        f"(WANDB_MODE=offline, under {r.output_dir}/wandb; `wandb sync` uploads it later); to log "
-                        f"online, {login} or set wandb_mode: online")
 
 
 # ---------------------------------------------------------------- model: tokenizer and config, no weights
