@@ -29,6 +29,7 @@ class InstructFormat:
     turn: tuple[str, str]  # (with input, without input)
     system_format: str = ""  # for formats whose system text comes from the row, e.g. "### System:\n{system}\n\n"
     eos_count: int = 1
+    default_system: str = ""  # the system text of rows without one (a custom format's system_prompt)
 
 
 def _cols(instruction="instruction", output="output", input="input", system=None, prefix=""):
@@ -59,10 +60,7 @@ def _evaluation(row) -> str:
 
 def _creative(kind: str):
     def fields(row, fmt):
-        question = text_field(row, "instruction", fmt)
-        if kind == "answer":
-            return question, "", text_field(row, "revision", fmt)
-        answer = text_field(row, "answer", fmt)
+        question, answer = text_field(row, "instruction", fmt), text_field(row, "answer", fmt)
         if kind == "critique":
             prompt = (f"Critique the Response to the Question on {CRITERIA}, then explain each score and how to "
                       f"improve it. Reply in YAML with scores: and critiques:.\n\nQuestion: {question}\nAnswer: {answer}\n")
@@ -89,7 +87,7 @@ READERS = {
                                    "", "Answer: " + text_field(r, "answer", f)),
     "context_qa_404": lambda r, f: (text_field(r, "article", f) + "\n===\n" + text_field(r, "unanswerable_question", f),
                                     "", NO_CONTEXT_ANSWER),
-    **{f"creative_{kind}": _creative(kind) for kind in ("answer", "critique", "revise")},
+    **{f"creative_{kind}": _creative(kind) for kind in ("critique", "revise")},
 }
 
 
@@ -120,13 +118,13 @@ class InstructStrategy(PromptStrategy):
     [("Below is ... ### Instruction:\\nAdd 2 and 3.\\n\\n### Response:\\n", False), ("2 plus 3 is 5.", True)]
     """
 
-    def __init__(self, name: str, train_on_inputs: bool = False):
+    def __init__(self, name: str, train_on_inputs: bool = False, fmt: InstructFormat | None = None):
         super().__init__(name, train_on_inputs)
-        self.fmt = FORMATS[name]
+        self.fmt = fmt or FORMATS[name]
         self.eos_count = self.fmt.eos_count
 
     def render(self, instruction: str, input_: str = "", system: str = "") -> str:
-        fmt = self.fmt
+        fmt, system = self.fmt, system or self.fmt.default_system
         if input_.strip():
             head = fmt.system + fmt.turn[0].format(instruction=instruction, input=input_)
         else:
@@ -141,29 +139,10 @@ class InstructStrategy(PromptStrategy):
         return self.render(text)
 
 
-class UserDefinedStrategy(PromptStrategy):
-    """`type:` as a mapping: system_format + format/no_input_format over the named columns."""
-
-    def __init__(self, spec, train_on_inputs: bool = False):
-        super().__init__("user-defined type", train_on_inputs)
-        self.spec = spec
-
-    def render(self, instruction: str, input_: str = "", system: str = "") -> str:
-        s = self.spec
-        system = system or s.system_prompt
-        head = s.system_format.format(system=system) if system else ""
-        if input_.strip():
-            return head + s.format.format(instruction=instruction, input=input_)
-        return head + s.no_input_format.format(instruction=instruction)
-
-    def segments(self, row: dict) -> list[Segment]:
-        s, fmt = self.spec, self.name
-        prompt = self.render(text_field(row, s.field_instruction, fmt), text_field(row, s.field_input, fmt, required=False),
-                             text_field(row, s.field_system, fmt, required=False))
-        return [Segment(prompt, False), Segment(text_field(row, s.field_output, fmt), True)]
-
-    def prompt_for(self, text: str) -> str:
-        return self.render(text)
+def custom_format(t) -> InstructFormat:
+    """`type:` as a mapping (a format written in the recipe): the columns it names, its templates, its system text."""
+    return InstructFormat(_cols(t.field_instruction, t.field_output, t.field_input, t.field_system), "", "",
+                          (t.format, t.no_input_format), t.system_format, default_system=t.system_prompt)
 
 
 class AlpacaStrategy(InstructStrategy):

@@ -15,6 +15,19 @@ def role_names(roles: dict[str, list[str]] | None) -> dict[str, str]:
     return out
 
 
+def chat_roles(spec, renamed: dict[str, str] | None = None) -> tuple[dict[str, str], set[str]]:
+    """(role name in the data -> role, the roles trained) of a conversation dataset entry: `roles:` (keys renamed
+    by `renamed`), with sharegpt's field_human / field_model added to the user / assistant names. Trained roles go
+    through the mapping, as in Axolotl: roles_to_train [gpt] trains the assistant turns."""
+    roles = {k: list(v) for k, v in (spec.roles or {}).items()}
+    if spec.type == "sharegpt" and (spec.field_human or spec.field_model):
+        roles = roles or {k: list(v) for k, v in DEFAULT_ROLES.items()}
+        roles["user"] = roles.get("user", []) + [spec.field_human] * bool(spec.field_human)
+        roles["assistant"] = roles.get("assistant", []) + [spec.field_model] * bool(spec.field_model)
+    role_of = role_names({(renamed or {}).get(k, k): v for k, v in roles.items()} or None)
+    return role_of, {role_of.get(r, r) for r in spec.roles_to_train or ["assistant"]}
+
+
 class RowError(Exception):
     """One bad row: which field, what is wrong, the fix. data.py adds the file and line."""
 

@@ -16,7 +16,7 @@ import difflib
 import json
 
 from ftkit.errors import FtkitError
-from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
+from ftkit.formats.base import PromptStrategy, RowError, Segment, chat_roles
 from ftkit.formats.chat_templates import DEFAULT_SYSTEM, TEMPLATES
 
 FALLBACK = "tokenizer_default_fallback_"
@@ -28,17 +28,15 @@ def is_jinja(text: str) -> bool:
 
 def template_option_problem(value: str) -> str | None:
     """None when `chat_template:` names something ftkit knows; else the fix text."""
-    if value == "tokenizer_default" or is_jinja(value) or value in TEMPLATES:
-        return None
-    if value.startswith(FALLBACK) and value[len(FALLBACK):] in TEMPLATES:
+    if value == "tokenizer_default" or is_jinja(value) or value.removeprefix(FALLBACK) in TEMPLATES:
         return None
     guess = difflib.get_close_matches(value, list(TEMPLATES) + ["tokenizer_default"], n=1, cutoff=0.4)
     return ((f"did you mean {guess[0]}? " if guess else "") +
             f"use tokenizer_default, one of {', '.join(TEMPLATES)}, {FALLBACK}NAME, or Jinja text")
 
 
-def resolve_template(option: str | None, tokenizer) -> tuple[str, str | None]:
-    """(jinja, end-of-turn token text) for a chat_template option value against this tokenizer."""
+def resolve_template(option: str | None, tokenizer) -> str:
+    """The Jinja a chat_template option value names, against this tokenizer."""
     option = option or "tokenizer_default"
     if option.startswith(FALLBACK):
         option = "tokenizer_default" if tokenizer.chat_template else option[len(FALLBACK):]
@@ -51,7 +49,7 @@ def resolve_template(option: str | None, tokenizer) -> tuple[str, str | None]:
         jinja = TEMPLATES[option].jinja
     else:
         jinja = option
-    return jinja, end_of_turn(jinja, tokenizer)
+    return jinja
 
 
 def end_of_turn(jinja: str | None, tokenizer) -> str:
@@ -66,24 +64,10 @@ def end_of_turn(jinja: str | None, tokenizer) -> str:
     return eot or tokenizer.eos_token
 
 
-def end_of_turn_ids(tokenizer, jinja: str | None = None) -> list[int]:
-    """Where generation stops: eos, plus the template's end-of-turn token when it is one vocabulary entry.
-
-    `jinja` defaults to the tokenizer's own template (what preference training and inference render with).
-    """
-    eot = end_of_turn(tokenizer.chat_template if jinja is None else jinja, tokenizer)
-    ids = [tokenizer.eos_token_id]
-    eot_id = tokenizer.convert_tokens_to_ids(eot)
-    if eot_id not in (None, tokenizer.unk_token_id):
-        ids.append(eot_id)
-    return list(dict.fromkeys(ids))
-
-
 def needed_tokens(option: str | None) -> tuple[str, ...]:
     """Special tokens a named template writes (so they must be single vocabulary entries)."""
-    if option and option.startswith(FALLBACK):
-        option = option[len(FALLBACK):]
-    return TEMPLATES[option].special_tokens if option in TEMPLATES else ()
+    name = (option or "").removeprefix(FALLBACK)
+    return TEMPLATES[name].special_tokens if name in TEMPLATES else ()
 
 
 class ChatTemplateStrategy(PromptStrategy):
@@ -101,40 +85,35 @@ class ChatTemplateStrategy(PromptStrategy):
     add_bos = False  # templates write bos themselves (apply_chat_template does not add it either)
     eos_count = 0  # the end-of-turn tokens come from the template
 
-    def __init__(self, name: str, tokenizer, *, train_on_inputs=False, field_messages="messages",
-                 message_field_role="role", message_field_content="content", roles=None,
-                 roles_to_train=("assistant",), train_on_eos="turn", chat_template=None, train_on_eot=None,
-                 eot_tokens=None, message_properties=None, message_field_training="training",
-                 drop_system_message=False, field_tools=None, template_kwargs=None, default_system_message=None):
-        super().__init__(name, False)  # train_on_inputs is applied per turn below, never to headers
-        self.train_all = train_on_inputs
-        self.tokenizer = tokenizer
-        self.field, self.role_key, self.content_key = field_messages, message_field_role, message_field_content
-        self.role_of = role_names(roles)
-        # names go through the role mapping, as in Axolotl: roles_to_train [gpt] trains the assistant turns
-        self.roles_to_train = {self.role_of.get(r, r) for r in roles_to_train}
-        self.train_on_eos = train_on_eos
-        self.train_on_eot = train_on_eot or train_on_eos
-        self.properties = dict(message_properties or {})  # template property -> key in the data (besides role/content)
-        self.training_key = message_field_training
-        self.drop_system = drop_system_message
-        self.field_tools = field_tools
-        self.template_kwargs = dict(template_kwargs or {})
-        self.jinja, own_eot = resolve_template(chat_template, tokenizer)
-        if default_system_message:
-            self.jinja = self.jinja.replace(DEFAULT_SYSTEM, default_system_message)
-        self.eots = list(eot_tokens) if eot_tokens else [own_eot]
-        vocab = tokenizer.get_vocab()
-        not_one = [t for t in (eot_tokens or []) if t not in vocab]
+    def __init__(self, spec, recipe, tokenizer):
+        """`spec`: the datasets entry (chat_template, or sharegpt without `conversation:`), read duck-typed."""
+        super().__init__(spec.type, False)  # train_on_inputs is applied per turn below, never to headers
+        share = spec.type == "sharegpt"
+        self.train_all, self.tokenizer = recipe.train_on_inputs, tokenizer
+        self.properties = dict(spec.message_property_mappings or {})  # template property -> key in the data
+        self.role_key = self.properties.pop("role", None) or spec.message_field_role or ("from" if share else "role")
+        self.content_key = (self.properties.pop("content", None) or spec.message_field_content
+                            or ("value" if share else "content"))
+        self.field = spec.field_messages or ("conversations" if share else "messages")
+        self.role_of, self.roles_to_train = chat_roles(spec)
+        self.train_on_eos = spec.train_on_eos or "turn"
+        self.train_on_eot = spec.train_on_eot or self.train_on_eos
+        self.training_key = spec.message_field_training or "training"
+        self.drop_system, self.field_tools = spec.drop_system_message, spec.field_tools
+        self.template_kwargs = dict(recipe.chat_template_kwargs or {})
+        option = "tokenizer_default" if share else (spec.chat_template or recipe.chat_template)
+        self.jinja = resolve_template(option, tokenizer)
+        own_eot = end_of_turn(self.jinja, tokenizer)  # before default_system_message rewrites a named template
+        if recipe.default_system_message:
+            self.jinja = self.jinja.replace(DEFAULT_SYSTEM, recipe.default_system_message)
+        self.eots = list(recipe.eot_tokens or [own_eot])
+        not_one = [t for t in (recipe.eot_tokens or []) if t not in tokenizer.get_vocab()]
         if not_one:
             raise FtkitError(f"eot_tokens {not_one} are not single tokens of the vocabulary", where="eot_tokens",
                              fix="add them with special_tokens.additional_special_tokens (or tokens:), or list the "
                                  "template's own end-of-turn token")
-        self.eot = self.eots[0]
         eos = tokenizer.eos_token
         self.eos = eos if eos and eos not in self.eots and eos in self.jinja else None  # an eos written besides the eot
-        self._final = None  # index of the conversation's last message while its prefixes are rendered
-        self._tools = None
 
     # ------------------------------------------------------------ rows -> messages
     def messages(self, row: dict) -> list[dict]:
@@ -191,18 +170,14 @@ class ChatTemplateStrategy(PromptStrategy):
                 raise RowError(key, "tools must be a list of tool definitions (JSON)", "store tools as a list") from None
         return tools or None
 
-    def render(self, msgs: list[dict], gen: bool = False) -> str:
+    def render(self, msgs: list[dict], gen: bool = False, **kwargs) -> str:
+        """The template's text; `kwargs` (tools, real_last_index) join chat_template_kwargs."""
         if not msgs:
             return ""
-        kwargs = dict(self.template_kwargs)
-        if self._final is not None:
-            kwargs["real_last_index"] = self._final  # templates that treat the final turn apart (qwen3) read it
-        if self._tools:
-            kwargs["tools"] = self._tools
         try:
-            return self.tokenizer.apply_chat_template(
-                [{"role": m["role"], "content": m["content"], **m.get("extra", {})} for m in msgs],
-                chat_template=self.jinja, tokenize=False, add_generation_prompt=gen, **kwargs)
+            messages = [{"role": m["role"], "content": m["content"], **m.get("extra", {})} for m in msgs]
+            return self.tokenizer.apply_chat_template(messages, chat_template=self.jinja, tokenize=False,
+                                                      add_generation_prompt=gen, **{**self.template_kwargs, **kwargs})
         except Exception as e:  # jinja raise_exception() and template errors: report on the row
             raise RowError(self.field, f"the chat template cannot render this conversation ({e})",
                            "check the role order the template expects, or choose another chat_template") from None
@@ -228,25 +203,20 @@ class ChatTemplateStrategy(PromptStrategy):
         found = [f for f in found if not tail[:f[0]].strip()]
         return min(found) if found else None
 
-    def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int, bool]]]:
-        """(full text, [(start, end, trained)]) for every message content and end-of-turn token."""
-        self._final = len(msgs) - 1
-        try:
-            return self._spans(msgs)
-        finally:
-            self._final = None
-
-    def _spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int, bool]]]:
+    def spans(self, msgs: list[dict], tools=None) -> tuple[str, list[tuple[int, int, bool]]]:
+        """(full text, [(start, end, trained)]) for every message content and end-of-turn token. Every prefix is
+        rendered knowing the conversation's last index (templates that treat the final turn apart, qwen3, read it)."""
+        kwargs = {"real_last_index": len(msgs) - 1, **({"tools": tools} if tools else {})}
         prev, spans, eots = "", [], []
         for i, m in enumerate(msgs):
-            cur = self.render(msgs[:i + 1])
+            cur = self.render(msgs[:i + 1], **kwargs)
             if not cur.startswith(prev):
                 raise RowError(self.field, f"the chat template renders turns before message {i} differently once "
                                "it is added, so turn boundaries cannot be found",
                                "use a template whose rendering grows turn by turn (chatml, llama3, ...)")
             start = len(prev)
             if m["role"] == "assistant":
-                gen = self.render(msgs[:i], gen=True)
+                gen = self.render(msgs[:i], gen=True, **kwargs)
                 if cur.startswith(gen) and len(gen) > start:
                     start = len(gen)
             found = self._content_span(cur, m["content"], start)
@@ -270,11 +240,8 @@ class ChatTemplateStrategy(PromptStrategy):
         return prev, sorted(spans)
 
     def segments(self, row: dict) -> list[Segment]:
-        self._tools = self._tools_of(row)
-        try:
-            full, spans = self.spans(self.messages(row))
-        finally:
-            self._tools = None
+        tools = self._tools_of(row)
+        full, spans = self.spans(self.messages(row), tools)
         out, pos = [], 0
         for s, e, trained in spans:
             out += [Segment(full[pos:s], False), Segment(full[s:e], trained)]
@@ -307,10 +274,3 @@ def chat_rows(recipe) -> bool:
     """Rows TRL renders with the tokenizer's chat template (every rl: method and reward_model: true), not SFT
     rows that ftkit's prompt formats tokenize."""
     return bool(getattr(recipe, "rl", None) or getattr(recipe, "reward_model", False))
-
-
-def preference_type_template(type_name) -> str | None:
-    """The template a preference type names: `chatml.intel` -> chatml; `chat_template.intel` -> None (the
-    recipe's). The shape part (intel) is plugins/pairs.py's."""
-    template = type_name.partition(".")[0] if isinstance(type_name, str) else ""
-    return template if template in TEMPLATES else None

@@ -18,7 +18,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from ftkit.formats.base import PromptStrategy, RowError, Segment, role_names
+from ftkit.formats.base import PromptStrategy, RowError, Segment, chat_roles
 
 TABLE = Path(__file__).resolve().parents[1] / "assets" / "fastchat_templates.json"
 DEFAULT_SYSTEM_REPLACEABLE = ("chatml", "llama3")  # Axolotl registered these with default_system_message
@@ -68,19 +68,18 @@ class FastChatStrategy(PromptStrategy):
     add_bos = None  # as Axolotl tokenized the opening piece: with the tokenizer's bos
     eos_count = 0  # each trained turn closes with its own stop (see the module docstring)
 
-    def __init__(self, name: str, conversation: str, tokenizer, *, train_on_inputs=False,
-                 field_messages="conversations", role_key=None, content_key=None, roles=None,
-                 roles_to_train=("assistant",), default_system_message=None):
-        super().__init__(name, train_on_inputs)
-        self.conversation, self.t = conversation, templates()[conversation]  # the recipe checked the name
+    def __init__(self, spec, recipe, tokenizer):
+        super().__init__(spec.type, recipe.train_on_inputs)
+        self.conversation, self.t = spec.conversation, templates()[spec.conversation]  # the recipe checked the name
         self.eos = tokenizer.eos_token
-        self.field, self.role_key, self.content_key = field_messages, role_key, content_key
-        roles = {("user" if k == "input" else "assistant" if k == "output" else k): v for k, v in (roles or {}).items()}
-        self.role_of = role_names(roles or None)
-        self.roles_to_train = {self.role_of.get(r, r) for r in roles_to_train}
+        mapping = spec.message_property_mappings or {}
+        self.field = spec.field_messages or "conversations"
+        self.role_key = mapping.get("role") or spec.message_field_role
+        self.content_key = mapping.get("content") or spec.message_field_content
+        self.role_of, self.roles_to_train = chat_roles(spec, renamed={"input": "user", "output": "assistant"})
         self.system = self.t.get("system_message", "")
-        if default_system_message and conversation in DEFAULT_SYSTEM_REPLACEABLE:
-            self.system = default_system_message
+        if recipe.default_system_message and spec.conversation in DEFAULT_SYSTEM_REPLACEABLE:
+            self.system = recipe.default_system_message
 
     def messages(self, row: dict) -> tuple[str, list[tuple[str, str, bool]]]:
         """(system text, [(user|assistant, text, trained)]) of one row."""

@@ -16,13 +16,14 @@ from pathlib import Path
 from string import Template
 
 from ftkit.errors import FtkitError
-from ftkit.formats.alpaca import FORMATS, InstructStrategy, UserDefinedStrategy
-from ftkit.formats.base import DEFAULT_ROLES, PromptStrategy
-from ftkit.formats.chat import (FALLBACK, ChatTemplateStrategy, chat_rows, end_of_turn_ids, is_jinja, needed_tokens,
-                                preference_type_template, resolve_template, template_option_problem)
+from ftkit.formats.alpaca import FORMATS, InstructStrategy, custom_format
+from ftkit.formats.base import PromptStrategy
+from ftkit.formats.chat import (FALLBACK, ChatTemplateStrategy, chat_rows, end_of_turn, is_jinja, needed_tokens,
+                                resolve_template)
 from ftkit.formats.chat_templates import DEFAULT_SYSTEM, TEMPLATES
 from ftkit.formats.fastchat import FastChatStrategy, special_tokens
 from ftkit.formats.options import unknown_type_fix
+from ftkit.formats.preference_types import split_type
 from ftkit.formats.raw import AutoStrategy, CompletionStrategy, InputOutputStrategy, PretokenizedStrategy
 from ftkit.formats.tokenize import encode_prompt_text, uses_bos
 from ftkit.log import log
@@ -37,14 +38,15 @@ def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptSt
     """The strategy for one `datasets:` entry (its type and format options) with this tokenizer."""
     t, toi = spec.type, recipe.train_on_inputs
     if t is None:  # no type: tokenized rows pass through (as in Axolotl), text rows are alpaca
-        return AutoStrategy(PretokenizedStrategy("pretokenized", toi, vocab_size=len(tokenizer)),
-                            InstructStrategy("alpaca", toi))
+        return AutoStrategy(toi, vocab_size=len(tokenizer))
     if not isinstance(t, str):
-        return UserDefinedStrategy(t, toi)
+        return InstructStrategy("user-defined type", toi, custom_format(t))
     if t in FORMATS:
         return InstructStrategy(t, toi)
+    if t == "sharegpt" and spec.conversation:  # a FastChat template, as Axolotl's sharegpt rendered it
+        return FastChatStrategy(spec, recipe, tokenizer)
     if t in ("chat_template", "sharegpt"):
-        return _chat_strategy(spec, recipe, tokenizer)
+        return ChatTemplateStrategy(spec, recipe, tokenizer)
     if t == "completion":
         return CompletionStrategy(t, toi, field=spec.field, chunk=recipe.sequence_len if spec.chunk_long_rows else None)
     if t == "input_output":
@@ -53,41 +55,6 @@ def strategy_for(spec, recipe, tokenizer, where: str = "datasets.0") -> PromptSt
         return PretokenizedStrategy(t, toi, vocab_size=len(tokenizer))
     raise FtkitError(f"unsupported dataset type {t!r}", file=recipe.source, where=f"{where}.type",
                      fix=unknown_type_fix(t))
-
-
-def _share_roles(spec) -> dict | None:
-    """roles:, with sharegpt's field_human / field_model added to the user / assistant names."""
-    roles = {k: list(v) for k, v in (spec.roles or {}).items()} or None
-    if spec.type == "sharegpt" and (spec.field_human or spec.field_model):
-        roles = roles or {k: list(v) for k, v in DEFAULT_ROLES.items()}
-        roles["user"] = roles.get("user", []) + [spec.field_human] * bool(spec.field_human)
-        roles["assistant"] = roles.get("assistant", []) + [spec.field_model] * bool(spec.field_model)
-    return roles
-
-
-def _chat_strategy(spec, recipe, tokenizer) -> PromptStrategy:
-    """chat_template, or sharegpt: a FastChat template when `conversation:` names one (as Axolotl's sharegpt
-    rendered it), else the tokenizer's chat template."""
-    share, toi = spec.type == "sharegpt", recipe.train_on_inputs
-    mapping = dict(spec.message_property_mappings or {})
-    role_key = mapping.pop("role", None) or spec.message_field_role
-    content_key = mapping.pop("content", None) or spec.message_field_content
-    common = dict(train_on_inputs=toi, roles=_share_roles(spec), roles_to_train=spec.roles_to_train or ["assistant"],
-                  default_system_message=recipe.default_system_message)
-    if share and spec.conversation:
-        return FastChatStrategy(spec.type, spec.conversation, tokenizer, **common,
-                                field_messages=spec.field_messages or "conversations", role_key=role_key,
-                                content_key=content_key)
-    return ChatTemplateStrategy(
-        spec.type, tokenizer, **common, field_messages=spec.field_messages or ("conversations" if share else "messages"),
-        message_field_role=role_key or ("from" if share else "role"),
-        message_field_content=content_key or ("value" if share else "content"),
-        train_on_eos=spec.train_on_eos or "turn", train_on_eot=spec.train_on_eot,
-        chat_template="tokenizer_default" if share else (spec.chat_template or recipe.chat_template),
-        eot_tokens=recipe.eot_tokens, message_properties=mapping,
-        message_field_training=spec.message_field_training or "training",
-        drop_system_message=spec.drop_system_message, field_tools=spec.field_tools,
-        template_kwargs=recipe.chat_template_kwargs)
 
 
 # ---------------------------------------------------------------- conversations as TRL renders them
@@ -129,22 +96,20 @@ def rendered(tokenizer, messages: list[dict], generation_prompt: bool = False) -
 # ---------------------------------------------------------------- the template the tokenizer carries
 
 def _asked_templates(recipe) -> list[tuple[str, str]]:
-    """(key, chat_template option) for each dataset that names a template, in dataset order."""
+    """(key, chat_template option) for each dataset that names a template, in dataset order: an SFT chat_template
+    entry's own, or the template a preference type names (chatml.intel). The recipe check refused the rest
+    (datasets[].chat_template is read by SFT alone, and only by type chat_template)."""
     out = []
     for i, d in enumerate(recipe.datasets):
-        t = d.type if isinstance(d.type, str) else ""
-        if chat_rows(recipe) and (named := preference_type_template(t)):
+        if chat_rows(recipe) and (named := split_type(d.type)[0]) in TEMPLATES:
             out.append((f"datasets.{i}.type", named))
-        elif d.chat_template and (chat_rows(recipe) or t == "chat_template"):
+        elif d.chat_template and d.type == "chat_template":
             out.append((f"datasets.{i}.chat_template", d.chat_template))
     return out
 
 
 def _one_template(recipe, asked: list[tuple[str, str]]) -> str | None:
     """Preference rows are rendered by the tokenizer's template (TRL): every name must agree."""
-    for key, option in asked:  # (the recipe check validates SFT datasets' names; preference types name their own)
-        if fix := template_option_problem(option):
-            raise FtkitError(f"unknown chat template {option!r}", file=recipe.source, where=key, fix=fix)
     names = {o for o in [recipe.chat_template] + [o for _, o in asked] if o and o != "tokenizer_default"}
     if len(names) > 1:
         raise FtkitError(f"the dataset types and chat_template name different templates: {sorted(names)}",
@@ -181,7 +146,7 @@ def configure_tokenizer(tokenizer, recipe) -> None:
     chosen = _one_template(recipe, asked) if rl else (
         recipe.chat_template or next((o for _, o in asked if o != "tokenizer_default"), None))
     if chosen and not (chosen == "tokenizer_default" or (chosen.startswith(FALLBACK) and tokenizer.chat_template)):
-        jinja, _ = resolve_template(chosen, tokenizer)
+        jinja = resolve_template(chosen, tokenizer)
         if jinja != tokenizer.chat_template:
             tokenizer.chat_template = jinja
             label = chosen if not is_jinja(chosen) else "Jinja text from the recipe"
@@ -191,10 +156,10 @@ def configure_tokenizer(tokenizer, recipe) -> None:
         raise FtkitError("the tokenizer has no chat template", file=recipe.source, where="chat_template",
                          fix=f"set chat_template: to one of {', '.join(TEMPLATES)}")
     for key, option in asked:
-        if not rl and key.endswith(".chat_template") and recipe.chat_template and option != recipe.chat_template:
+        if not rl and recipe.chat_template and option != recipe.chat_template:
             log.warning(f"{key} ({option[:30]}) differs from the recipe's chat_template that the saved tokenizer "
                         "serves with; inference elsewhere will not match this dataset's prompts")
-    if message := getattr(recipe, "default_system_message", None):  # Axolotl: replace the built-in system text
+    if message := recipe.default_system_message:  # Axolotl: replace the built-in system text
         if DEFAULT_SYSTEM not in (tokenizer.chat_template or ""):
             raise FtkitError(f"the chat template has no default system text ({DEFAULT_SYSTEM!r}) to replace",
                              where="default_system_message", file=recipe.source,
@@ -253,9 +218,13 @@ class Prompt:
         return encode_prompt_text(text, self.tokenizer, add_bos=s.add_bos)
 
     def stop_ids(self) -> list[int]:
-        """eos plus the template's end-of-turn token (e.g. <|eot_id|>), so generation stops after one turn."""
-        template = self.template
-        return end_of_turn_ids(self.tokenizer, template) if template else [self.tokenizer.eos_token_id]
+        """eos plus the template's end-of-turn token (e.g. <|eot_id|>) when it is one vocabulary entry, so generation
+        stops after one turn."""
+        ids, template = [self.tokenizer.eos_token_id], self.template
+        eot_id = self.tokenizer.convert_tokens_to_ids(end_of_turn(template, self.tokenizer)) if template else None
+        if eot_id not in (None, self.tokenizer.unk_token_id):
+            ids.append(eot_id)
+        return list(dict.fromkeys(ids))
 
     def serving_template(self) -> str | None:
         """Jinja rendering a user message exactly as training rendered an instruction, for the saved tokenizer
@@ -269,7 +238,8 @@ class Prompt:
         name = spec.type if isinstance(spec.type, str) else "custom"
         before, after = _around(strategy.prompt_for(SLOT))
         add_bos = uses_bos(self.tokenizer) if strategy.add_bos is None else strategy.add_bos
-        system_format = getattr(getattr(strategy, "fmt", None), "system_format", "")
+        # a custom format's system_prompt is inside `before` already: a served system message would repeat it
+        system_format = getattr(getattr(strategy, "fmt", None), "system_format", "") if name != "custom" else ""
         if system_format:
             sys_before, sys_after = _around(system_format.format(system=SLOT))
             system = f"{{{{- {_literal(sys_before)} + system + {_literal(sys_after)} -}}}}"

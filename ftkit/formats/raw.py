@@ -1,6 +1,7 @@
 """Template-free formats: completion (raw text), input_output (labelled segments), pretokenized ids."""
 from __future__ import annotations
 
+from ftkit.formats.alpaca import InstructStrategy
 from ftkit.formats.base import PromptStrategy, RowError, Segment, text_field
 from ftkit.formats.tokenize import IGNORE
 
@@ -113,28 +114,21 @@ class PretokenizedStrategy(PromptStrategy):
         return ""  # no text to compare: parity is not checked for pretokenized rows
 
 
-class AutoStrategy(PromptStrategy):
+class AutoStrategy(InstructStrategy):
     """A dataset with no `type:`: rows that carry input_ids pass through as tokenized (Axolotl's rule), the
-    others are read with the text format (alpaca). Decided per batch of rows."""
+    others are read as alpaca. Decided per batch of rows (its first row)."""
 
-    def __init__(self, tokenized: PretokenizedStrategy, text: PromptStrategy):
-        super().__init__("no type (tokenized rows, else alpaca)", text.train_on_inputs)
-        self.tokenized, self.text = tokenized, text
-
-    def _pick(self, rows: list[dict]) -> PromptStrategy:
-        return self.tokenized if rows and "input_ids" in rows[0] else self.text
+    def __init__(self, train_on_inputs: bool, vocab_size: int):
+        super().__init__("alpaca", train_on_inputs)
+        self.tokenized = PretokenizedStrategy("pretokenized", train_on_inputs, vocab_size=vocab_size)
 
     def encode_batch(self, rows: list[dict], tokenizer) -> dict:
-        return self._pick(rows).encode_batch(rows, tokenizer)
-
-    def segments(self, row: dict) -> list[Segment]:
-        return self._pick([row]).segments(row)
+        if rows and "input_ids" in rows[0]:
+            return self.tokenized.encode_batch(rows, tokenizer)
+        return super().encode_batch(rows, tokenizer)
 
     def check_row(self, row: dict, tokenizer) -> None:
-        self._pick([row]).check_row(row, tokenizer)
+        (self.tokenized if "input_ids" in row else super()).check_row(row, tokenizer)
 
     def prompt_text(self, row: dict) -> str:
-        return self._pick([row]).prompt_text(row)
-
-    def prompt_for(self, text: str) -> str:
-        return self.text.prompt_for(text)
+        return "" if "input_ids" in row else super().prompt_text(row)

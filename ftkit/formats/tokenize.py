@@ -68,16 +68,15 @@ def encode_batch(batch: list[list[Segment]], tokenizer, *, train_on_inputs: bool
 
 
 def encode_segments(segments: list[Segment], tokenizer, *, train_on_inputs: bool = False,
-                    add_bos: bool | None = None, add_eos: bool = True, eos_count: int = 1) -> dict:
+                    add_bos: bool | None = None, eos_count: int = 1) -> dict:
     """One example: input_ids, labels (-100 where not trained), attention_mask."""
-    cols = encode_batch([segments], tokenizer, train_on_inputs=train_on_inputs, add_bos=add_bos,
-                        eos_count=eos_count if add_eos else 0)
+    cols = encode_batch([segments], tokenizer, train_on_inputs=train_on_inputs, add_bos=add_bos, eos_count=eos_count)
     return {k: v[0] for k, v in cols.items()}
 
 
 def encode_prompt(segments: list[Segment], tokenizer, *, add_bos: bool | None = None) -> list[int]:
     """The inference prompt: the same encoding as training, without labels and without eos."""
-    return encode_segments(segments, tokenizer, add_bos=add_bos, add_eos=False)["input_ids"]
+    return encode_segments(segments, tokenizer, add_bos=add_bos, eos_count=0)["input_ids"]
 
 
 def encode_prompt_text(text: str, tokenizer, *, add_bos: bool | None = None) -> list[int]:

@@ -6,9 +6,9 @@ that are ftkit's own (not Axolotl options) say so (`ftkit_only`), for `ftkit opt
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ftkit.errors import Problem
 
@@ -20,6 +20,15 @@ GRPO = ("grpo", "gdpo")  # online RL: prompts in, completions generated and scor
 REWARD = ("reward",)  # `reward_model: true`: a sequence-classification head trained on chosen/rejected pairs
 
 
+def _whole_or_fraction(value):
+    if value >= 1 and value != int(value):
+        raise ValueError("use a whole number of steps, or a fraction below 1")
+    return int(value) if value >= 1 else value
+
+
+Steps = Annotated[Union[int, float], AfterValidator(_whole_or_fraction)]  # a count >= 1, or a fraction of the steps
+
+
 class Strict(BaseModel):
     # allow_inf_nan=False: `weight_decay: .inf` (YAML's infinity) is an error naming the key, not NaN weights
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -27,24 +36,17 @@ class Strict(BaseModel):
 
 def option(default: Any = ..., *, methods: tuple[str, ...] = METHODS, ftkit_only: bool = False, **kwargs) -> Any:
     """A pydantic Field carrying ftkit's metadata: the methods that read it, and whether Axolotl has it."""
-    extra: dict[str, Any] = {}
-    if tuple(methods) != METHODS:
-        assert set(methods) <= set(METHODS), methods
-        extra["methods"] = tuple(methods)
-    if ftkit_only:
-        extra["ftkit_only"] = True
-    return Field(default, json_schema_extra=extra or None, **kwargs)
+    assert set(methods) <= set(METHODS), methods
+    return Field(default, json_schema_extra={"methods": tuple(methods), "ftkit_only": ftkit_only}, **kwargs)
 
 
 def field_methods(field) -> tuple[str, ...]:
     """The methods that read a field (every method unless its metadata narrows it)."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return tuple(extra.get("methods", METHODS))
+    return field.json_schema_extra["methods"]
 
 
 def is_ftkit_only(field) -> bool:
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return bool(extra.get("ftkit_only"))
+    return field.json_schema_extra["ftkit_only"]
 
 
 def method_of(recipe) -> str:

@@ -17,5 +17,4 @@ def check(source, overrides=None, strict: bool = False) -> tuple[str, list[Probl
     if strict:
         problems += [Problem(f"ignored here ({line.detail}); --strict refuses it", report.file, line.key, line.line,
                              "remove it, or run without --strict") for line in report.of(IGNORED)]
-    text = report.table()
-    return text, problems, (None if problems else recipe)
+    return report.table(), problems, (None if problems else recipe)

@@ -78,9 +78,9 @@ class DatasetSpec(DatasetLoadOptions, DatasetFormatOptions):
         if not isinstance(data, dict) or data.get("path") is not None or not data.get("data_files"):
             return data
         files = [data["data_files"]] if isinstance(data["data_files"], str) else data["data_files"]
-        if not all(isinstance(f, str) for f in files):
-            return data
-        folder = os.path.commonpath([os.path.dirname(f) or "." for f in files]) if len({os.path.isabs(f) for f in files}) == 1 else ""
+        if not all(isinstance(f, str) for f in files) or len({os.path.isabs(f) for f in files}) != 1:
+            return data  # not names, or absolute and relative names mixed: no common folder
+        folder = os.path.commonpath([os.path.dirname(f) or "." for f in files])
         if not folder:
             return data
         names = [os.path.relpath(f, folder) for f in files]

@@ -14,7 +14,7 @@ from ftkit.axolotl import NOTE, Migration, migrate
 from ftkit.axolotl import catalogue as cat
 from ftkit.errors import ConfigError, Problem
 from ftkit.recipe.base import ProblemsError
-from ftkit.recipe.notes import recipe_notes
+from ftkit.recipe.notes import add_notes
 from ftkit.recipe.schema import DatasetSpec, PretrainingDataset, Recipe, TRLBlock, UserDefinedFormat
 
 
@@ -41,15 +41,11 @@ def _same_in_effect(key: str, first, last) -> str | None:
     return None
 
 
-def _yaml_tree(text: str, file: str | None) -> tuple[dict[str, int], list[Problem], list[Problem]]:
+def _yaml_tree(root, file: str) -> tuple[dict[str, int], list[Problem], list[Problem]]:
     """The line of every dotted key path (for messages), and what only the node tree shows: a key written twice in
     one mapping, which YAML keeps the last of silently (with two values: a problem; with the same value twice: a
     note). Aliases are sized first, each node counted once, and a recipe that expands to more than MAX_VALUES
     values is refused before anything walks it expanded."""
-    try:
-        root = yaml.compose(text)
-    except (yaml.YAMLError, RecursionError):
-        return {}, [], []  # safe_load already reported it
     sizes: dict[int, int] = {}
 
     def size(node) -> int:  # values after alias expansion, each distinct node computed once
@@ -111,12 +107,6 @@ def _field_at(path, into_direct_models: bool = True):
     return field
 
 
-def _field_hint(loc: tuple) -> str:
-    """The fix for a pydantic error: the field's description, i.e. what it expects."""
-    field = _field_at(loc, into_direct_models=False)
-    return getattr(field, "description", None) or ""
-
-
 def _validation_problems(err: ValidationError, file: str | None, lines: dict[str, int],
                          origin: dict[str, str]) -> list[Problem]:
     """pydantic's errors as Problems; a validator's own Problems come through whole (pydantic keeps the exception)."""
@@ -133,13 +123,12 @@ def _validation_problems(err: ValidationError, file: str | None, lines: dict[str
                 key = f"{where}.{p.where}" if where and p.where else (p.where or where)
                 out.append(Problem(p.problem, file, origin.get(key, key), line(key), p.fix))
             continue
+        hint = getattr(_field_at(loc, into_direct_models=False), "description", None) or ""  # what it expects
         if e["type"] == "missing":
-            out.append(Problem("required option is missing", file, where, None,
-                               f"add `{loc[-1]}:` ({_field_hint(loc)})"))
+            out.append(Problem("required option is missing", file, where, None, f"add `{loc[-1]}:` ({hint})"))
             continue
         got = e.get("input")
         got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-        hint = _field_hint(loc)
         out.append(Problem(f"{e['msg'].lower()}{got_s}", file, origin.get(where, where), line(where),
                            f"expected: {hint}" if hint else "see `ftkit options`"))
     return out
@@ -160,12 +149,10 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 def _is_str_field(path: list[str]) -> bool:
     """True when the schema types this dotted path as a plain string (keep the raw text, don't YAML-parse);
     Optional/Union unwrapped only: list[str] is a list, not a string (--eval_prompts=[] must parse)."""
-    field = _field_at(path)
-    if field is None:
-        return False
-    ann = field.annotation
-    is_union = typing.get_origin(ann) in (Union, types.UnionType)
-    return [a for a in typing.get_args(ann) if a is not type(None)] == [str] if is_union else ann is str
+    ann = getattr(_field_at(path), "annotation", None)
+    if typing.get_origin(ann) in (Union, types.UnionType):
+        return [a for a in typing.get_args(ann) if a is not type(None)] == [str]
+    return ann is str
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
@@ -218,27 +205,37 @@ def _read_text(path: Path, file: str) -> str:
                                   fix="re-save the file as UTF-8")) from None
 
 
-def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str, dict]:
-    """(raw data with overrides applied, file, YAML text, the overrides as a dict) of a recipe file or dict."""
-    file, text = None, ""
+def _parse(text: str, file: str) -> tuple[Any, dict[str, int], list[Problem], list[Problem]]:
+    """(data, the lines of its keys, problems, notes) of the recipe's YAML text, parsed once: the node tree is walked
+    before the data is built from it (building rewrites merge keys `<<` in the nodes)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        lines, problems, notes = _yaml_tree(root, file)
+        return (None if root is None else loader.construct_document(root)), lines, problems, notes
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(Problem(f"not valid YAML ({getattr(e, 'problem', e)})", file,
+                                  line=mark.line + 1 if mark else None,
+                                  fix="fix the indentation or quoting on that line")) from None
+    except RecursionError:
+        raise ConfigError(Problem("not valid YAML for a recipe: values nested hundreds of levels deep", file,
+                                  fix="a recipe nests a few levels (datasets: - path: ...)")) from None
+    finally:
+        loader.dispose()
+
+
+def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, dict[str, int], list, list]:
+    """(raw data with overrides applied, file, the file's line of each key not overridden, problems and notes of the
+    YAML) of a recipe file or dict."""
+    file, lines, problems, notes = None, {}, [], []
     if isinstance(source, dict):
         data = dict(source)
     else:
-        path = Path(source)
         file = str(source)
-        if not path.is_file():
+        if not Path(source).is_file():
             raise ConfigError(Problem("recipe file not found", file, fix="check the path (recipes live under recipes/)"))
-        text = _read_text(path, file)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise ConfigError(Problem(f"not valid YAML ({getattr(e, 'problem', e)})", file,
-                                      line=mark.line + 1 if mark else None,
-                                      fix="fix the indentation or quoting on that line")) from None
-        except RecursionError:
-            raise ConfigError(Problem("not valid YAML for a recipe: values nested hundreds of levels deep", file,
-                                      fix="a recipe nests a few levels (datasets: - path: ...)")) from None
+        data, lines, problems, notes = _parse(_read_text(Path(source), file), file)
         if data is None:
             raise ConfigError(Problem("the recipe file is empty (no option: value lines, only blanks or comments)",
                                       file, fix="start from recipes/quickstart.yml (`ftkit fetch examples` copies it): "
@@ -246,28 +243,10 @@ def _read(source: str | Path | dict, overrides) -> tuple[dict, str | None, str, 
         if not isinstance(data, dict):
             raise ConfigError(Problem("a recipe must be a mapping of option: value", file,
                                       fix="start from recipes/quickstart.yml"))
-    if isinstance(overrides, list):
-        overrides = parse_overrides(overrides)
-    if overrides:
-        data = apply_overrides(data, overrides)
-    return data, file, text, overrides or {}
-
-
-def _notes(recipe: Recipe, migration: Migration) -> None:
-    """Options that validate but do nothing with the rest of the recipe, as in Axolotl: said in the report."""
-    split = recipe.val_set_size or recipe.test_datasets
-    for key in ("eval_steps", "evals_per_epoch"):
-        if getattr(recipe, key) and not split:
-            migration.report.add(key, "ignored", "no evaluation split (val_set_size is 0), so no evaluations run "
-                                                 "(Axolotl skips them too)")
-    for kind, interval in (("save", recipe.save_steps or recipe.saves_per_epoch),
-                           ("eval", recipe.eval_steps or recipe.evals_per_epoch)):
-        strategy = getattr(recipe, f"{kind}_strategy")
-        if interval and strategy not in (None, "steps"):
-            migration.report.add(f"{kind}_strategy", "ignored", f"{strategy}: the {kind} interval wins (steps), as in "
-                                                               "Axolotl")
-    for key, note in recipe_notes(recipe):  # settings that change nothing, or read as Axolotl reads them
-        migration.report.add(key, "note", note)
+    overrides = parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}
+    for dotted in overrides:  # a value set on the command line is not the one on the file's line
+        lines = {k: v for k, v in lines.items() if k != dotted and not k.startswith(dotted + ".")}
+    return apply_overrides(data, overrides), file, lines, problems, notes
 
 
 def recipe_fields() -> dict[str, set[str]]:
@@ -281,10 +260,7 @@ def recipe_fields() -> dict[str, set[str]]:
 def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[str] | None = None
                    ) -> tuple[Recipe | None, Migration, list[Problem]]:
     """(recipe or None, what was done with each key, every problem): `ftkit check` shows all three."""
-    data, file, text, overrides = _read(source, overrides)
-    lines, yaml_problems, yaml_notes = _yaml_tree(text, file)
-    for dotted in overrides:  # a value set on the command line is not the one on the file's line
-        lines = {k: v for k, v in lines.items() if k != dotted and not k.startswith(dotted + ".")}
+    data, file, lines, yaml_problems, yaml_notes = _read(source, overrides)
     migration = migrate(data, recipe_fields(), file, lines)
     for note in yaml_notes:  # reported with the keys, not an error: the value is the same either way
         migration.report.add(note.where, NOTE, note.problem, note.line)
@@ -293,15 +269,14 @@ def inspect_recipe(source: str | Path | dict, overrides: dict[str, Any] | list[s
         migration.data["load_in_4bit"] = False  # Axolotl (v0.13 on) builds no 4-bit config for adapter: lora
         migration.report.add("load_in_4bit", NOTE, "with adapter: lora the base loads unquantized, as Axolotl (v0.13 on) "
                                                    "loads it; for a 4-bit base write adapter: qlora", lines.get("load_in_4bit"))
-    recipe = None
     try:
         recipe = Recipe.model_validate({**migration.data, "source": file})
     except ValidationError as err:
         refused = {p.where for p in migration.problems}  # a refused value is reported once, not again by the schema
         problems += [p for p in _validation_problems(err, file, lines, migration.origin) if p.where not in refused]
-    if recipe is not None:
-        _notes(recipe, migration)
-        recipe._report = migration.report
+        return None, migration, problems
+    add_notes(recipe, migration.report)
+    recipe._report = migration.report
     return (None if problems else recipe), migration, problems
 
 

@@ -25,10 +25,9 @@ def option_order() -> list[str]:
     return [n for n in dict.fromkeys(order) if n != "source"]
 
 
-def _fields_table(model, skip=("source",)) -> list[str]:
+def _fields_table(model) -> list[str]:
     rows = ["| option | default | read by | description |", "|---|---|---|---|"]
-    names = option_order() if model is Recipe else list(model.model_fields)
-    for name in (n for n in names if n not in skip):
+    for name in option_order() if model is Recipe else model.model_fields:  # (option_order leaves out `source`)
         f = model.model_fields[name]
         value = None if f.is_required() else f.get_default(call_default_factory=True)
         default = "required" if f.is_required() else "{}" if isinstance(value, BaseModel) else repr(value)  # a block: own table

@@ -9,9 +9,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import field_validator
 
-from ftkit.recipe.base import SFT, Strict, option
-
-Steps = Union[int, float]  # an int >= 1 is a step count; a float < 1 a fraction of the total steps (Axolotl)
+from ftkit.recipe.base import SFT, Steps, Strict, option
 
 
 class RunOptions(Strict):
@@ -55,13 +53,6 @@ class RunOptions(Strict):
     loss_watchdog_threshold: Optional[float] = option(None, gt=0, description="Stop when the training loss stays above this (or is NaN/inf) for loss_watchdog_patience logged steps.")
     loss_watchdog_patience: int = option(3, ge=1, description="Consecutive logged steps above loss_watchdog_threshold before stopping.")
     neftune_noise_alpha: Optional[float] = option(None, gt=0, description="NEFTune: noise added to embeddings during training (TRL/transformers implementation).")
-
-    @field_validator("save_steps", "eval_steps")
-    @classmethod
-    def _steps_or_fraction(cls, v):
-        if v is not None and v >= 1 and v != int(v):
-            raise ValueError("use a whole number of steps, or a fraction below 1")
-        return int(v) if v is not None and v >= 1 else v
 
     @field_validator("wandb_watch", "wandb_log_model", mode="before")
     @classmethod

@@ -16,40 +16,23 @@ from pydantic import PrivateAttr, model_validator
 
 from ftkit.errors import Problem
 from ftkit.formats.chat import chat_rows
-from ftkit.recipe.adapter_options import AdapterOptions, LoftQOptions, PeftBlock, PeftOptions, adapter_problems
-from ftkit.recipe.base import (
-    METHODS,
-    PREFERENCE,
-    field_methods,
-    method_label,
-    method_of,
-    option,
-    problem,
-    raise_problems,
-)
-from ftkit.recipe.data_options import (
-    DataOptions,
-    DatasetSpec,
-    PretrainingDataset,
-    PromptOptions,
-    StreamOptions,
-    UserDefinedFormat,
-    stream_problems,
-)
+from ftkit.recipe.adapter_options import AdapterOptions, PeftOptions, adapter_problems
+from ftkit.recipe.base import (METHODS, PREFERENCE, field_methods, method_label, method_of, option, problem,
+                               raise_problems)
+from ftkit.recipe.data_options import (DataOptions, DatasetSpec, PretrainingDataset, PromptOptions, StreamOptions,
+                                       UserDefinedFormat, stream_problems)
+from ftkit.recipe.fingerprint import default_output_dir
 from ftkit.recipe.method_options import RLOptions, TRLBlock
 from ftkit.recipe.method_options import method_problems as rl_problems
 from ftkit.recipe.model_options import ModelOptions, model_problems
 from ftkit.recipe.run_options import RunOptions
-from ftkit.recipe.fingerprint import default_output_dir
-from ftkit.recipe.train_options import PackingOptions, Precision, TrainOptions, name_problems, order_problems
+from ftkit.recipe.train_options import PackingOptions, TrainOptions, name_problems, order_problems
 
 # Folders ftkit writes or reads as a whole: `~` expanded and made absolute at load (the Trainer expands `~` by
 # itself, so `output_dir: ~/runs/x` once meant ./~/runs/x to ftkit and $HOME/runs/x to the checkpoints).
 FOLDERS = ("output_dir", "dataset_prepared_path", "lora_model_dir", "resume_from_checkpoint")
 
-__all__ = ["DatasetSpec", "LoftQOptions", "PeftBlock", "PretrainingDataset", "Precision", "Recipe", "TRLBlock",
-           "UserDefinedFormat"]
-SCORE_HEAD = "AutoModelForSequenceClassification"  # what reward_model: true loads unless model_type names a class
+__all__ = ["DatasetSpec", "PretrainingDataset", "Recipe", "TRLBlock", "UserDefinedFormat"]  # the option models
 
 
 class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptions, TrainOptions, RLOptions,
@@ -77,7 +60,7 @@ class Recipe(ModelOptions, DataOptions, PromptOptions, AdapterOptions, PeftOptio
         from ftkit.formats.options import recipe_problems  # dataset types and format options
 
         if self.reward_model and self.model_type == "AutoModelForCausalLM":  # Axolotl's default for reward models
-            self.__dict__["model_type"] = SCORE_HEAD  # (models/load.py announces it when loading)
+            self.__dict__["model_type"] = "AutoModelForSequenceClassification"  # (models/load.py announces it)
         raise_problems(model_problems(self) + adapter_problems(self) + _core_problems(self) + recipe_problems(self)
                        + _run_problems(self) + method_problems(self) + name_problems(self) + rl_problems(self)
                        + order_problems(self) + stream_problems(self))
@@ -107,8 +90,6 @@ def _core_problems(r: Recipe) -> list:
         r.val_set_size > 1 and r.val_set_size != int(r.val_set_size) and p(
             "val_set_size", f"{r.val_set_size:g} is above 1 but not a whole number: a fraction must be below 1, a row "
                             "count whole", "write a fraction below 1 (0.05 = 5% of the rows) or a row count (e.g. 100)"),
-        r.max_steps is None and r.num_epochs <= 0 and p("num_epochs", "must be > 0 when max_steps is not set",
-                                                        "set num_epochs: 1 or max_steps"),
         r.bf16 is True and r.fp16 is True and p("fp16", "bf16 and fp16 are both true", "choose one precision"),
         r.bfloat16 and r.float16 and p("float16", "bfloat16 and float16 are both true", "choose one weight dtype"),
         r.warmup_steps is not None and r.warmup_ratio is not None and p(

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from ftkit.errors import Problem
-from ftkit.recipe.base import SFT, Strict, option, problem
+from ftkit.recipe.base import SFT, Steps, Strict, option, problem
 
 Precision = Union[bool, Literal["auto"]]
 
@@ -90,7 +90,7 @@ class TrainOptions(Strict):
     jagged_restart_steps: Optional[int] = option(None, ge=1, description="Jagged schedule: every N steps the learning rate drops and warms up again (Axolotl's cycle length; with relora: true also the ReLoRA restart interval).")
     jagged_restart_warmup_steps: Optional[int] = option(None, ge=0, description="Jagged schedule: steps of linear re-warm-up after each restart (default 10, Axolotl's; 0 = the default).")
     jagged_restart_anneal_steps: Optional[int] = option(None, ge=0, description="Jagged schedule: steps of linear decay before each restart (default 1: none; 0 = the default).")
-    warmup_steps: Optional[Union[int, float]] = option(None, ge=0, description="Linear warm-up steps (a value below 1: that fraction of the steps). Default (no warmup_ratio either): 3% of the steps, at most 100, as Axolotl does.")
+    warmup_steps: Optional[Steps] = option(None, ge=0, description="Linear warm-up steps (a value below 1: that fraction of the steps). Default (no warmup_ratio either): 3% of the steps, at most 100, as Axolotl does.")
     warmup_ratio: Optional[float] = option(None, ge=0, lt=1, description="Warm-up as a fraction of the total steps (rounded down), when warmup_steps is not set.")
     seed: int = option(42, description="Seed for data order, splits, the adapter's and new embeddings' initial weights.")
     data_seed: Optional[int] = option(None, ftkit_only=True, description="Seed of the order batches are drawn in (TrainingArguments data_seed); default: seed.")
@@ -119,13 +119,6 @@ class TrainOptions(Strict):
     lisa_layers_attribute: str = option("model.layers", methods=SFT, description="LISA: the path of the layer list inside the model (model.layers for Llama-like models, transformer.h for GPT-2).")
     eval_prompts: list[str] = option(default_factory=list, ftkit_only=True, description="ftkit: prompts generated before and after training to show what the model learned.")
     max_new_tokens: int = option(48, ge=1, ftkit_only=True, description="ftkit: tokens generated per prompt by infer and the before/after samples.")
-
-    @field_validator("warmup_steps")
-    @classmethod
-    def _steps_or_fraction(cls, v):
-        if v is not None and v >= 1 and v != int(v):
-            raise ValueError("use a whole number of steps, or a fraction below 1")
-        return int(v) if v is not None and v >= 1 else v
 
     @model_validator(mode="before")
     @classmethod

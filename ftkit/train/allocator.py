@@ -26,16 +26,13 @@ def set_cpu_malloc(threshold: int = 1 << 20) -> bool:
     `threshold` (as MALLOC_MMAP_THRESHOLD_ does, switching its adjustment off). Returns whether it was fixed
     (not on other C libraries or systems)."""
     import ctypes
-    import sys
 
     if os.environ.get("FTKIT_CPU_MALLOC", "glibc") != "lean":
         log.info("CPU: glibc's malloc keeps what backward frees resident (fast; peak RSS above the tensors' peak: "
                  "`ftkit memory` shows it as the allocator row). FTKIT_CPU_MALLOC=lean hands it back to the OS, "
                  "steps ~1.1-1.2x slower")
         return False
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
+    try:  # glibc's libc: elsewhere (musl, macOS) no such library or no mallopt
         applied = bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):
         return False

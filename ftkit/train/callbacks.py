@@ -20,12 +20,12 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
-from transformers import EarlyStoppingCallback, TrainerCallback
+import torch
+from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainerCallback
 
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
@@ -58,11 +58,8 @@ class StopOnCtrlC(TrainerCallback):
             control.should_save = True  # later callbacks may still veto it (a diverged run, a user's folder)
             control.should_training_stop = True
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self.restore()
-
     def restore(self) -> None:
-        """Python's own Ctrl-C again (also when training ended in an error, which skips on_train_end)."""
+        """Python's own Ctrl-C again: train/run.py calls it when trainer.train returns or raises."""
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
@@ -94,7 +91,7 @@ class LossWatchdog(TrainerCallback):
                 f"training loss {loss:.4g} > loss_watchdog_threshold {self.threshold} for {self.bad} logged steps")
         self.reason = (f"loss watchdog: {what} at step {state.global_step}; training stopped. Fix: lower learning_rate "
                        f"(now {self.learning_rate}), add warmup_steps, or check the data for broken rows")
-        log.info(f"{self.reason}")
+        log.info(self.reason)
         control.should_training_stop = True
         control.should_save = False
 
@@ -107,8 +104,6 @@ class LossWatchdog(TrainerCallback):
 
 def param_checksum(model) -> str:
     """sha256 over every parameter's bytes in name order: equal checksums = identical weights."""
-    import torch
-
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         h.update(name.encode())
@@ -132,12 +127,11 @@ class ReplicaCheck(TrainerCallback):
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2 or model is None:
             return
         mine = {"rank": dist.get_rank(), "steps": state.global_step, "checksum": param_checksum(model)}
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, mine)
-        self.replicas = gathered
-        same = len({r["checksum"] for r in gathered}) == 1
+        self.replicas = [None] * dist.get_world_size()
+        dist.all_gather_object(self.replicas, mine)  # fills the list in place, one entry per rank
+        same = len({r["checksum"] for r in self.replicas}) == 1
         if state.is_world_process_zero:
-            log.info(f"{len(gathered)} processes, steps {[r['steps'] for r in gathered]}: replicas "
+            log.info(f"{len(self.replicas)} processes, steps {[r['steps'] for r in self.replicas]}: replicas "
                           + ("identical" if same else "DIFFER (data-parallel sync failed)"))
 
 
@@ -147,7 +141,6 @@ class ProgressLines(TrainerCallback):
 
     def __init__(self, lines: int = 10):
         self.lines = lines
-        self.t0, self.next_at, self.every = 0.0, 0, 1
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.time()
@@ -155,7 +148,6 @@ class ProgressLines(TrainerCallback):
         self.next_at = state.global_step + 1  # the first logged step is always shown (resume: from there)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
         if not state.is_world_process_zero:
             return
         if "eval_loss" in logs:
@@ -164,8 +156,7 @@ class ProgressLines(TrainerCallback):
             log.info(f"{when}: eval loss {logs['eval_loss']:.4f}{reward}")
         if "loss" not in logs:
             return
-        last = state.global_step >= state.max_steps
-        if state.global_step < self.next_at and not last:
+        if state.global_step < self.next_at and state.global_step < state.max_steps:  # the last step is always shown
             return
         while self.next_at <= state.global_step:
             self.next_at += self.every
@@ -181,7 +172,6 @@ def plain_progress(trainer) -> None:
     step; elsewhere keep the Trainer's bar."""
     if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
         return
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback
 
     for default in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
@@ -196,16 +186,13 @@ def rows_of(batch: dict) -> list[tuple[list[int], list[int]]]:
         ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
         mask = batch["attention_mask"][i].tolist() if "attention_mask" in batch else [1] * len(ids)
         pairs = [(t, lab) for t, lab, m in zip(ids, labels, mask) if m]
-        first = next((k for k, (_, lab) in enumerate(pairs) if lab != IGNORE), None)
-        if first is None:
+        if (first := next((k for k, (_, lab) in enumerate(pairs) if lab != IGNORE), None)) is None:
             continue
         out.append(([t for t, _ in pairs[:first]], [lab for _, lab in pairs[first:] if lab != IGNORE]))
     return out
 
 
 def generate_table(model, tokenizer, rows: list[tuple[list[int], list[int]]], max_new_tokens: int) -> list[dict]:
-    import torch
-
     was_training = model.training
     model.eval()
     table = []
@@ -230,7 +217,7 @@ class EvalTable(TrainerCallback):
         self.written: list[Path] = []
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, eval_dataloader=None, **kwargs):
-        if not state.is_world_process_zero or model is None or eval_dataloader is None or processing_class is None:
+        if not state.is_world_process_zero:
             return
         rows = []
         for batch in eval_dataloader:
@@ -247,18 +234,14 @@ class EvalTable(TrainerCallback):
 
 
 def _to_loggers(args, table: list[dict], step: int) -> None:
-    if "tensorboard" in (args.report_to or []) and os.environ.get("TENSORBOARD_LOGGING_DIR"):
-        from torch.utils.tensorboard import SummaryWriter
+    from ftkit.train.tracking import open_run, tensorboard_text
 
-        with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
-            text = "\n".join(f"| {r['prompt']!r} | {r['reference']!r} | {r['prediction']!r} |" for r in table)
-            tb.add_text("eval_table", "| prompt | reference | prediction |\n|---|---|---|\n" + text, step)
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    text = "\n".join(f"| {r['prompt']!r} | {r['reference']!r} | {r['prediction']!r} |" for r in table)
+    tensorboard_text(args, "eval_table", "| prompt | reference | prediction |\n|---|---|---|\n" + text, step)
+    if wandb := open_run(args, "wandb"):
         wandb.log({"eval_table": wandb.Table(columns=["prompt", "reference", "prediction"],
                                              data=[[r["prompt"], r["reference"], r["prediction"]] for r in table])})
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is not None and mlflow.active_run() is not None:
+    if mlflow := open_run(args, "mlflow"):
         mlflow.log_text("".join(json.dumps(r) + "\n" for r in table), f"eval_tables/step-{step}.jsonl")
 
 

@@ -28,18 +28,15 @@ from transformers import TrainerCallback
 
 from ftkit.log import log
 from ftkit.models.card import make_readable
-from ftkit.recipe.fingerprint import training_options  # noqa: F401  (re-exported: checkpoints.py)
+from ftkit.recipe.fingerprint import training_options
 
 MANIFEST = "ftkit_checkpoint.json"
 NUMBERED = re.compile(r"checkpoint-(\d+)")
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_manifest(checkpoint: Path, recipe_dump: dict | None, data: dict | None = None, **extra) -> None:
@@ -102,8 +99,7 @@ def _load_problem(checkpoint: Path) -> str | None:
     from safetensors import safe_open
 
     try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-        int(state["global_step"])
+        int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return "no readable trainer_state.json (the Trainer writes it last)"
     weights = sorted(checkpoint.glob("*.safetensors"))
@@ -184,4 +180,3 @@ class CheckpointManifest(TrainerCallback):
                 write_manifest(checkpoint, self.recipe_dump, self.data)
                 for d in rotate(args.output_dir, self.limit, state.best_model_checkpoint):
                     log.info(f"save_total_limit={self.limit}: removed {d.name}")
-        return control

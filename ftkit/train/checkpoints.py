@@ -12,20 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import TrainerState
+
 from ftkit import hooks
 from ftkit.data.cache import changed_files
 from ftkit.data.steps import steps_per_epoch
 from ftkit.errors import ConfigError, Problem
 from ftkit.log import log
 from ftkit.recipe import Recipe
-from ftkit.train.checkpoint_files import (
-    MANIFEST,
-    adopt,
-    numbered,
-    problem_with,
-    recipe_of,
-    training_options,
-)
+from ftkit.recipe.fingerprint import training_options
+from ftkit.train.checkpoint_files import adopt, numbered, problem_with, recipe_of
 
 
 def save_kwargs(recipe: Recipe, n_train: int, world: int = 1) -> dict:
@@ -78,7 +74,7 @@ def _unusable(checkpoint: Path) -> str | None:
     """Why `checkpoint` cannot be resumed; None when its manifest matches, or it is an older ftkit's whose files
     load (adopted now)."""
     wrong = problem_with(checkpoint)
-    return None if wrong and not (checkpoint / MANIFEST).is_file() and adopt(checkpoint) else wrong
+    return None if wrong and adopt(checkpoint) else wrong  # adopt: only a checkpoint without a manifest
 
 
 def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool = False) -> str | None:
@@ -86,8 +82,7 @@ def latest_complete(recipe: Recipe, data: dict | None = None, changed_ok: bool =
     damaged newer ones are skipped (each with the reason). One written by a different recipe or from other data
     is an error, not a silent resume."""
     for _, d in numbered(recipe.output_dir):
-        wrong = _unusable(d)
-        if wrong:
+        if wrong := _unusable(d):
             log.warning(f"skipping {d}: {wrong}; trying an older checkpoint")
             continue
         if changes := option_changes(recipe_of(d), training_options(recipe.dump()), most=4):
@@ -104,8 +99,7 @@ def resume_from(recipe: Recipe, data: dict | None = None, changed_ok: bool = Fal
     run's data record (data/cache.data_record), compared with the checkpoint's."""
     if recipe.resume_from_checkpoint:
         path = Path(recipe.resume_from_checkpoint)
-        wrong = _unusable(path) if path.is_dir() else "it is not a directory"
-        if wrong:
+        if wrong := (_unusable(path) if path.is_dir() else "it is not a directory"):
             older = [str(d) for _, d in numbered(path.parent) if d != path and not problem_with(d)]
             raise ConfigError(Problem(f"{path} cannot be resumed: {wrong}", recipe.source, "resume_from_checkpoint",
                                       fix=f"resume from {older[0]} (the newest intact one)" if older else
@@ -127,8 +121,6 @@ def is_last_step(trainer, checkpoint: str) -> bool:
     """True when `checkpoint` is the last step of the run the trainer is set up for (same max_steps, or the same
     epochs when max_steps is unset). Resuming such a checkpoint, the Trainer would still train one more step
     (it only checks max_steps after a step), so `finish_from` loads it instead."""
-    from transformers import TrainerState
-
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     args = trainer.args
     same_length = (args.max_steps == state.max_steps if args.max_steps > 0 else
@@ -138,8 +130,6 @@ def is_last_step(trainer, checkpoint: str) -> bool:
 
 def finish_from(recipe: Recipe, trainer, checkpoint: str) -> None:
     """A run whose last step is in `checkpoint`: its weights and logged history, no training (then it is saved)."""
-    from transformers import TrainerState
-
     trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader: full weights or the adapter
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     hooks.call(recipe, "checkpoint_loaded", trainer)  # a ReLoRA run: the base as merged at its restarts

@@ -95,10 +95,6 @@ def _skip_shm_compile_on_cpu() -> None:
     gloo does the same collectives without it, so mark the op unavailable: DeepSpeed then uses plain
     torch.distributed (its `__compatible_ops__` dict is cached per process and documented as editable).
     """
-    import torch
-
-    if torch.cuda.is_available() or os.environ.get("FTKIT_DEEPSPEED_SHM") == "1":
-        return
     import deepspeed.ops
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
@@ -139,19 +135,19 @@ def engine_kwargs(recipe: Recipe) -> dict:
     """TrainingArguments for the recipe's engine: DeepSpeed, FSDP, or plain DDP (nothing to add)."""
     import torch
 
-    out = {}
-    if world_size() > 1 and not torch.cuda.is_available():
-        out["ddp_backend"] = "gloo"  # CPU processes: gloo is the only collective backend
+    cuda = torch.cuda.is_available()
+    out = {"ddp_backend": "gloo"} if world_size() > 1 and not cuda else {}  # CPU processes: gloo is the only backend
     if recipe.deepspeed:
         out["deepspeed"] = deepspeed_path(recipe)
-        _skip_shm_compile_on_cpu()
-        _single_process_env()
+        if not cuda and os.environ.get("FTKIT_DEEPSPEED_SHM") != "1":
+            _skip_shm_compile_on_cpu()
     if recipe.fsdp:
         out.update(fsdp_kwargs(recipe))
-        _single_process_env()
-        if not torch.cuda.is_available():
+        if not cuda:
             log.warning("fsdp on CPU: accelerate keeps FSDP for GPU processes only, so this run is plain data "
                         "parallel (every process holds the whole model); the same recipe shards on GPUs")
+    if recipe.deepspeed or recipe.fsdp:
+        _single_process_env()
     return out
 
 

@@ -24,22 +24,14 @@ import os
 import shutil
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ftkit.errors import ConfigError, FtkitError, Problem, is_disk_full
 from ftkit.log import log
-from ftkit.models.folder import (  # noqa: F401  (MARKER, LOCK, STAGING, read_marker, write_marker: re-exported)
-    LOCK,
-    MARKER,
-    STAGING,
-    check_writable,
-    foreign_entries,
-    problem,
-    read_marker,
-    refuse_foreign,
-    write_marker,
-)
+from ftkit.models.folder import MARKER  # noqa: F401  (re-exported: outputs.MARKER)
+from ftkit.models.folder import LOCK, STAGING, check_writable, foreign_entries, problem, read_marker, refuse_foreign
+from ftkit.models.folder import write_marker
 from ftkit.recipe import Recipe
 from ftkit.recipe.fingerprint import default_output_dir, training_options
 from ftkit.train import checkpoint_files as cf
@@ -71,8 +63,7 @@ def check_paths(recipe: Recipe, keys=("output_dir", "dataset_prepared_path")) ->
     """output_dir and dataset_prepared_path must be folders (or not exist yet) that this user can write."""
     problems = []
     for key in keys:
-        value = getattr(recipe, key)
-        if not value:
+        if not (value := getattr(recipe, key)):
             continue
         blocked = next((p for p in (Path(value), *Path(value).parents) if p.exists() and not p.is_dir()), None)
         if blocked is not None:
@@ -107,8 +98,7 @@ def check(recipe: Recipe, overwrite: bool = False) -> None:
     out = Path(recipe.output_dir)
     if read_marker(out) is not None or overwrite or written_before_markers(out):
         return
-    foreign = _foreign_entries(recipe)
-    if foreign:
+    if foreign := _foreign_entries(recipe):
         replaced = [name for name in foreign if name in WRITES or (cf.NUMBERED.fullmatch(name.rstrip("/")) and
                                                                     not (out / name.rstrip("/")).is_symlink())]
         refuse_foreign(recipe, out, "output_dir", foreign, replaced,
@@ -135,56 +125,51 @@ def _announce(recipe: Recipe, marker: dict | None, overwrite: bool) -> None:
                     f"{changes}); this run replaces its model when it finishes")
 
 
-class Lock:
-    """`.ftkit-train.lock` under fcntl.flock (the kernel drops it when the holder dies); holds who and since when."""
+@contextmanager
+def _lock(recipe: Recipe, out: Path):
+    """`.ftkit-train.lock` under fcntl.flock (the kernel drops it when the holder dies), holding who and since when,
+    for the length of the `with`; a second training into the folder is refused, naming the holder."""
+    import fcntl
 
-    def __init__(self, out: Path):
-        self.path, self.fd = out / LOCK, None
-
-    def acquire(self, recipe: Recipe) -> None:
-        import fcntl
-
-        for _ in range(5):  # the holder may unlink the file between our open and flock: then try the new one
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = self._holder(fd)
-                os.close(fd)
-                raise ConfigError(problem(
-                    recipe, "output_dir", f"{self.path.parent} is in use by another training (pid {holder.get('pid', '?')}"
-                    f" on {holder.get('host', '?')}, started {holder.get('started', '?')}): two runs in one folder would "
-                    "interleave their checkpoints and overwrite each other's model",
-                    f"wait for it to finish, stop it (kill {holder.get('pid', 'PID')}), or use another output_dir")) from None
-            if os.path.exists(self.path) and os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                break
-            os.close(fd)
-        else:
-            raise FtkitError(f"could not lock {self.path}", where="output_dir", fix="try again")
-        self.fd = fd
-        left = self._holder(fd)
-        if left.get("pid") and left.get("pid") != os.getpid():
-            log.warning(f"{self.path.parent}: taking over the lock of pid {left['pid']} (started {left.get('started')}), "
-                        "which is not running any more (killed or crashed)")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
-
-    @staticmethod
-    def _holder(fd: int) -> dict:
+    path = out / LOCK
+    for _ in range(5):  # the holder may unlink the file between our open and flock: then try the new one
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            return json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except ValueError:
-            return {}
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise ConfigError(problem(
+                recipe, "output_dir", f"{out} is in use by another training (pid {holder.get('pid', '?')}"
+                f" on {holder.get('host', '?')}, started {holder.get('started', '?')}): two runs in one folder would "
+                "interleave their checkpoints and overwrite each other's model",
+                f"wait for it to finish, stop it (kill {holder.get('pid', 'PID')}), or use another output_dir"),
+            ) from None
+        if os.path.exists(path) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            break
+        os.close(fd)
+    else:
+        raise FtkitError(f"could not lock {path}", where="output_dir", fix="try again")
+    left = _holder(fd)
+    if left.get("pid") and left.get("pid") != os.getpid():
+        log.warning(f"{out}: taking over the lock of pid {left['pid']} (started {left.get('started')}), "
+                    "which is not running any more (killed or crashed)")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                              "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            path.unlink()
+        os.close(fd)  # closing drops the flock
 
-    def release(self) -> None:
-        if self.fd is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-            os.close(self.fd)  # closing drops the flock
-            self.fd = None
+
+def _holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
 
 
 @contextmanager
@@ -197,16 +182,12 @@ def claim(recipe: Recipe, overwrite: bool = False):
         return
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lock = Lock(out)
-    lock.acquire(recipe)
-    try:
+    with _lock(recipe, out):
         earlier = read_marker(out)
         _announce(recipe, earlier, overwrite)
         shutil.rmtree(out / STAGING, ignore_errors=True)  # a final save cut off by a kill: never half-published
         write_marker(out, recipe, running=True, started=time.strftime("%Y-%m-%d %H:%M:%S"))
         yield earlier
-    finally:
-        lock.release()
 
 
 def start_afresh(recipe: Recipe, earlier: dict | None, overwrite: bool = False) -> None:
@@ -214,10 +195,8 @@ def start_afresh(recipe: Recipe, earlier: dict | None, overwrite: bool = False) 
     When that run never finished (killed, crashed), they are all that is left of it: refused unless overwrite."""
     if not is_main_process():
         return
-    for _, d in cf.numbered(recipe.output_dir):
-        cf.adopt(d)  # an older ftkit's checkpoints that load count as ftkit's: said, and never removed unsaid
-    found = [d for _, d in cf.numbered(recipe.output_dir) if (d / cf.MANIFEST).is_file()]
-    if not found:
+    # an older ftkit's checkpoints that load count as ftkit's (adopted, said), and are never removed unsaid
+    if not (found := [d for _, d in cf.numbered(recipe.output_dir) if cf.adopt(d) or (d / cf.MANIFEST).is_file()]):
         return
     names = ", ".join(d.name for d in reversed(found))
     if earlier and earlier.get("running") and not overwrite:
@@ -265,8 +244,7 @@ def rescue(recipe: Recipe, write) -> Path | None:
     import tempfile
 
     name = f"ftkit-rescued-{Path(recipe.output_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    places = [Path(recipe.dataset_prepared_path)] if recipe.dataset_prepared_path else []
-    for place in [*places, Path(tempfile.gettempdir())]:
+    for place in [Path(p) for p in (recipe.dataset_prepared_path, tempfile.gettempdir()) if p]:
         target = place / name
         try:
             target.mkdir(parents=True)

@@ -17,6 +17,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+import transformers
+
 from ftkit import models
 from ftkit.env import offline_switch
 from ftkit.errors import ConfigError, FtkitError, Problem
@@ -94,8 +97,6 @@ def _optimizer(report: Report) -> None:
 def _model_type(report: Report) -> None:
     import difflib
 
-    import transformers
-
     name = report.recipe.model_type
     if not hasattr(getattr(transformers, name, None), "from_pretrained"):
         close = difflib.get_close_matches(name, [n for n in dir(transformers) if n.endswith("ForCausalLM")], n=1)
@@ -105,8 +106,6 @@ def _model_type(report: Report) -> None:
 
 def _device_map(report: Report) -> None:
     """device_map entries that name a device this machine lacks (from_pretrained fails deep inside torch)."""
-    import torch
-
     dm = report.recipe.device_map
     for value in (dm.values() if isinstance(dm, dict) else [dm]):
         if value is None or value in ("auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "meta"):
@@ -116,8 +115,7 @@ def _device_map(report: Report) -> None:
         except (RuntimeError, TypeError):
             report.problem("device_map", f"{value!r} is not a device", 'use auto, cpu, or a GPU number, e.g. {"": 0}')
             continue
-        count = torch.cuda.device_count() if device.type == "cuda" else None
-        if count is not None and (device.index or 0) >= count:
+        if device.type == "cuda" and (device.index or 0) >= (count := torch.cuda.device_count()):
             has = f"has {count} CUDA device(s)" if count else "has no CUDA device"
             report.problem("device_map", f"places the model on {device}, but this machine {has}",
                            "remove device_map (ftkit puts the model on this process's device: the GPU when there "
@@ -148,8 +146,7 @@ def check_hub(recipe: Recipe, verify: bool = True) -> None:
                                                    "HF_TOKEN), or set push_to_hub: false"))
     from huggingface_hub import HfApi, get_token
 
-    token = get_token()
-    if not token:
+    if not (token := get_token()):
         raise ConfigError(Problem(f"pushing to {recipe.hub_model_id} needs a hub token, and none is set", file, where,
                                   fix="run `hf auth login` (or set HF_TOKEN); or set push_to_hub: false"))
     if not verify:
@@ -244,15 +241,12 @@ def _tokenizer(report: Report, recipe: Recipe):
     """The recipe's tokenizer (as train loads it), checked to encode and decode a probe text unchanged."""
     key, fix = _tokenizer_key(recipe)
     try:
-        tok = models.load_tokenizer(recipe)
-    except FtkitError as e:
-        report.problems += e.problems
-        return None
+        tok = report.collect(models.load_tokenizer, recipe)
     except Exception as e:  # a class that cannot read these files (T5Tokenizer on a BPE): no traceback  # noqa: BLE001
         cls = recipe.tokenizer_type or "AutoTokenizer"
         report.problem(key, f"{cls} cannot read the tokenizer files ({type(e).__name__}: {_first_line(e)})", fix)
         return None
-    if lost := round_trip(tok, [PROBE], key, fix, report):
+    if tok is not None and (lost := round_trip(tok, [PROBE], key, fix, report)):
         report.problem(key, f"{type(tok).__name__} does not give text back: {lost}", fix)
     return tok
 
@@ -285,14 +279,12 @@ def _meta_model(report: Report, recipe: Recipe) -> None:
     """Build the model from its config on the meta device (no weights, no memory) and apply the adapter: a
     model_type that cannot build this config, LoRA targets the model lacks, settings peft refuses. What fails
     on the meta device for another reason (an initialisation that computes on the weights) is not checked."""
-    import transformers
     from accelerate import init_empty_weights
 
     from ftkit.models.adapters import apply_adapter
     from ftkit.models.load import model_config
 
-    config = report.collect(model_config, recipe)
-    if config is None:
+    if (config := report.collect(model_config, recipe)) is None:
         return
     cls = getattr(transformers, recipe.model_type)
     try:
@@ -368,12 +360,9 @@ def _strings(value):
 def first_loss(recipe: Recipe, trainer) -> None:
     """loss_watchdog_threshold below the model's loss before any step: the watchdog would stop the run at its first
     logged steps and blame the learning rate. Measured on the first rows (no optimizer step, RNG untouched)."""
-    threshold = recipe.loss_watchdog_threshold
-    if threshold is None:
+    if (threshold := recipe.loss_watchdog_threshold) is None:
         return
     import copy
-
-    import torch
 
     rows = trainer.train_dataset
     n = min(recipe.micro_batch_size, len(rows))
@@ -418,8 +407,7 @@ def check(recipe: Recipe, data: bool = False) -> Report:
         report.not_run.append("row checks: they need the tokenizer, which is not on this machine")
     elif not report.problems:
         prompt = Prompt(report.recipe, report.tokenizer)  # one for preparing and checking the rows, as in train
-        prepared = report.collect(data_prep.prepare, report.recipe, report.tokenizer, prompt=prompt)
-        if prepared is not None:
+        if (prepared := report.collect(data_prep.prepare, report.recipe, report.tokenizer, prompt=prompt)) is not None:
             row_checks(report, report.tokenizer, prepared, prompt)
     if recipe.loss_watchdog_threshold is not None:
         report.not_run.append("loss_watchdog_threshold against the loss before training: train measures it once "

@@ -97,12 +97,15 @@ class TrainResult:
 def finish(trainer, resumed_from: str | None) -> dict:
     """Close the run's loggers; return what the plumbing saw, for metrics.json (stop reason, resume, replicas).
     Weights that are not finite at the end count as diverged (stop_key names the option to change)."""
+    import torch
+
     from ftkit.train import callbacks as cb
     from ftkit.train import distributed, tracking
 
     tracking.finish()
+    peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None  # vs `ftkit memory`; GPU only
     out = {"world_size": distributed.world_size(), "resumed_from": resumed_from, "stop_reason": None, "replicas": [],
-           "peak_device_memory_bytes": _peak_device_memory(), "diverged": False}
+           "peak_device_memory_bytes": peak, "diverged": False}
     for c in trainer.callback_handler.callbacks:
         if isinstance(c, cb.LossWatchdog) and c.reason:
             out["stop_reason"], out["diverged"] = c.reason, True
@@ -125,10 +128,3 @@ def nonfinite_weights(model) -> str | None:
     trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     bad = [name for name, p in trained if not torch.isfinite(p.detach()).all()]
     return f"{len(bad)} of {len(trained)} trained tensors, e.g. {bad[0]}" if bad else None
-
-
-def _peak_device_memory() -> int | None:
-    """torch's peak allocated bytes on this process's GPU (compare with `ftkit memory`); None on CPU."""
-    import torch
-
-    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None

@@ -52,15 +52,10 @@ def jagged(step: int, every: int, warmup: int, anneal: int, floor: float) -> flo
 
 def jagged_args(recipe) -> tuple[int, int, int, float] | None:
     """(cycle, warm-up, anneal, floor) of the recipe's jagged schedule, or None; 0/unset take Axolotl's values."""
-    every = recipe.restart_steps
-    if not every:
+    if not (every := recipe.restart_steps):
         return None
     return (every, recipe.jagged_restart_warmup_steps or JAGGED_WARMUP, recipe.jagged_restart_anneal_steps or JAGGED_ANNEAL,
             recipe.cosine_min_lr_ratio or JAGGED_FLOOR)
-
-
-def cosine_wanted(recipe) -> bool:
-    return recipe.lr_scheduler == "cosine" and bool(recipe.cosine_constant_lr_ratio or recipe.lr_quadratic_warmup)
 
 
 class ShapedSchedule(TrainerCallback):
@@ -91,10 +86,10 @@ class ShapedSchedule(TrainerCallback):
 
 
 def callbacks(recipe) -> list:
+    shaped = recipe.lr_scheduler == "cosine" and (recipe.cosine_constant_lr_ratio or recipe.lr_quadratic_warmup)
     cosine = (recipe.cosine_min_lr_ratio or 0.0, recipe.cosine_constant_lr_ratio, recipe.lr_quadratic_warmup) \
-        if cosine_wanted(recipe) else None
-    jag = jagged_args(recipe)
-    if jag:
+        if shaped else None
+    if jag := jagged_args(recipe):
         log.info(f"jagged schedule: every {jag[0]} steps the learning rate restarts at x{jag[3]:g}, warms up over "
                  f"{jag[1]} steps and anneals over the last {jag[2]} of each cycle")
     return [ShapedSchedule(cosine, jag)] if cosine or jag else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -77,12 +78,9 @@ _PACKAGES = {  # integration -> (package, recipe key, how to get it)
 
 def _require_packages(recipe: Recipe, targets: list[str]) -> None:
     """A named logger whose package is missing is a config error, not a traceback from inside the Trainer."""
-    problems = []
-    for target in targets:
-        if target in _PACKAGES and importlib.util.find_spec(_PACKAGES[target][0]) is None:
-            package, key, fix = _PACKAGES[target]
-            problems.append(Problem(f"logging to {target} needs the {package} package, which is not installed",
-                                    recipe.source, key, fix=fix))
+    problems = [Problem(f"logging to {target} needs the {package} package, which is not installed", recipe.source, key,
+                        fix=fix) for target, (package, key, fix) in _PACKAGES.items()
+                if target in targets and importlib.util.find_spec(package) is None]
     if problems:
         raise ConfigError(problems)
 
@@ -98,23 +96,29 @@ class RecipeLogger(TrainerCallback):
             return
         resolved = self.recipe.dump()
         text = yaml.safe_dump(resolved, sort_keys=False)
-        if "tensorboard" in args.report_to:
-            from torch.utils.tensorboard import SummaryWriter
+        tensorboard_text(args, "ftkit/recipe", f"```yaml\n{text}\n```")
+        if wandb := open_run(args, "wandb"):
+            wandb.config.update({"ftkit_recipe": resolved}, allow_val_change=True)
+        if mlflow := open_run(args, "mlflow"):
+            mlflow.log_text(text, "ftkit_recipe.yml")
+            mlflow.log_params({f"ftkit.{k}": str(v)[:500] for k, v in resolved.items() if v not in (None, [], {})})
 
-            with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
-                tb.add_text("ftkit/recipe", f"```yaml\n{text}\n```")
-        if "wandb" in args.report_to:
-            import wandb
 
-            if wandb.run is not None:
-                wandb.config.update({"ftkit_recipe": resolved}, allow_val_change=True)
-        if "mlflow" in args.report_to:
-            import mlflow
+def tensorboard_text(args, tag: str, text: str, step: int = 0) -> None:
+    """`text` into this run's tensorboard log (when it writes one)."""
+    if "tensorboard" in (args.report_to or []) and os.environ.get("TENSORBOARD_LOGGING_DIR"):
+        from torch.utils.tensorboard import SummaryWriter
 
-            if mlflow.active_run() is not None:
-                mlflow.log_text(text, "ftkit_recipe.yml")
-                flat = {f"ftkit.{k}": str(v)[:500] for k, v in resolved.items() if v not in (None, [], {})}
-                mlflow.log_params(flat)
+        with SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"]) as tb:
+            tb.add_text(tag, text, step)
+
+
+def open_run(args, name: str):
+    """The wandb or mlflow module when this run logs to it and its run is open; else None."""
+    module = sys.modules.get(name) if name in (args.report_to or []) else None
+    if module is not None and (module.run if name == "wandb" else module.active_run()) is not None:
+        return module
+    return None
 
 
 def finish() -> None:
@@ -122,8 +126,5 @@ def finish() -> None:
 
     (transformers' WandbCallback leaves the run open after training; MLflow's callback ends its own run.)
     """
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if (wandb := sys.modules.get("wandb")) is not None and wandb.run is not None:
         wandb.finish()
