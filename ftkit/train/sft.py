@@ -1,5 +1,6 @@
 """Supervised fine-tuning, the part that differs from the `rl:` methods: TRL's SFTConfig + SFTTrainer,
-the packing collator, and eval loss as the before/after measurement. train/run.py does the rest.
+a plug-in's collator (packed or streamed rows), and eval loss as the before/after measurement. train/run.py does
+the rest.
 
 Per-step metrics cost what they are worth: TRL 1.16's SFTTrainer computes the entropy and top-1 token
 accuracy of every training token on every step (extra passes over the vocabulary in its fused LM head).
