@@ -257,12 +257,11 @@ def test_bad_bnb_config_kwargs_name_the_key(tmp_path):
 
 def test_qlora_twin_holds_less_memory_than_its_base(tmp_path):
     from ftkit import models
-    from ftkit.models.quant import footprint
 
     recipe = load_on_twin(QLORA, tmp_path)
     tok = models.load_tokenizer(recipe)
-    quantized = footprint(models.load_base(recipe, tok))
-    plain = footprint(models.load_base(load_on_twin(LORA, tmp_path), tok))
+    quantized = models.load_base(recipe, tok).get_memory_footprint()
+    plain = models.load_base(load_on_twin(LORA, tmp_path), tok).get_memory_footprint()
     # the twin is mostly embeddings (2 x 926 x 64 of 172k params stay fp32): only the linears shrink, ~8x
     assert quantized < 0.75 * plain, (quantized, plain)
 

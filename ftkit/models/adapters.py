@@ -28,21 +28,16 @@ def linear_names(model) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name in found} - set(heads)  # a reward model's head is trained whole
 
 
-def missing_targets(model, names: list[str]) -> list[str]:
-    """The lora_target_modules entries that name no module of the model (peft matches a name or a dotted
-    suffix, and errors only when no entry matches at all: one misspelled name is silently not adapted)."""
-    modules = [name for name, _ in model.named_modules()]
-    return [t for t in names if not any(m == t or m.endswith("." + t) for m in modules)]
-
-
-def _check_listed(recipe: Recipe, model, modules: list[str]) -> None:
-    """Listed names the model lacks: a note when others are adapted (peft adapts the ones it finds, as in Axolotl),
+def _check_listed(recipe: Recipe, model, listed: list[str]) -> None:
+    """Listed names the model lacks (peft matches a name or a dotted suffix, and errors only when no entry matches
+    at all: one misspelled name is silently not adapted): a note when others are adapted (as peft and Axolotl do),
     an error when none of the list exists and lora_target_linear does not add any."""
-    missing = missing_targets(model, modules)
+    modules = [name for name, _ in model.named_modules()]
+    missing = [t for t in listed if not any(m == t or m.endswith("." + t) for m in modules)]
     if not missing:
         return
     names = ", ".join(map(repr, missing))
-    if len(missing) < len(modules) or recipe.lora_target_linear:
+    if len(missing) < len(listed) or recipe.lora_target_linear:
         log.warning(f"lora_target_modules: the model ({model.config.model_type}) has no module named {names}; "
                     "the others are adapted (as peft and Axolotl do)")
         return
@@ -57,27 +52,26 @@ def lora_targets(recipe: Recipe, model) -> list[str] | str:
     union, as Axolotl does), or the architecture's default. Listed names the model lacks are left out (said);
     an error only when none of them exists."""
     modules = recipe.lora_target_modules
-    if modules and not isinstance(modules, str):
-        _check_listed(recipe, model, list(modules))
-    if modules and recipe.lora_target_linear:
-        if isinstance(modules, str):
+    if modules and isinstance(modules, str):
+        if recipe.lora_target_linear:
             raise FtkitError("lora_target_modules as one regex cannot be combined with lora_target_linear",
                              where="lora_target_modules", fix="list the module names, or drop lora_target_linear")
-        return sorted(linear_names(model) | set(modules))
+        return modules
     if modules:
-        return modules if isinstance(modules, str) else list(modules)
+        _check_listed(recipe, model, list(modules))
     if recipe.lora_target_linear:
-        return sorted(linear_names(model))
-    if getattr(recipe, "lora_target_parameters", None):
+        return sorted(linear_names(model) | set(modules or ()))
+    if modules:
+        return list(modules)
+    if recipe.lora_target_parameters:
         return []  # only parameters are adapted
-    from peft.utils.constants import (
-        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
-    )
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
-    from ftkit.models.families import FAMILIES, family_of_config
+    from ftkit.models.families import ALIASES, FAMILIES
 
-    family = family_of_config(model.config)  # peft has no default for some families (phi3): use the family's own
-    targets = DEFAULTS.get(model.config.model_type) or (FAMILIES[family].lora_targets if family else None)
+    model_type = model.config.model_type
+    family = FAMILIES.get(ALIASES.get(model_type, model_type))  # peft has no default for some (phi3): the family's own
+    targets = DEFAULTS.get(model_type) or (family.lora_targets if family else None)
     if not targets:
         raise FtkitError(f"no default LoRA targets known for model_type {model.config.model_type!r}",
                          where="lora_target_modules", fix="list them, or set lora_target_linear: true")
@@ -122,30 +116,28 @@ def apply_adapter(recipe: Recipe, model):
     from peft import get_peft_model
 
     config = lora_config(recipe, model)
+    loftq_here = _defer_loftq(config)
     try:
-        return _loftq_on_cpu(config, init_adapter=True, make=lambda config: get_peft_model(
-            model, config, autocast_adapter_dtype=recipe.peft_autocast_adapter_dtype))
+        peft_model = get_peft_model(model, config, autocast_adapter_dtype=recipe.peft_autocast_adapter_dtype)
     except ValueError as e:
         raise FtkitError(f"LoRA could not be applied: {str(e).splitlines()[0]}", where="lora_target_modules",
                          fix="use module names that exist in the model (print(model) lists them) or "
                              "lora_target_linear: true") from None
+    if loftq_here:
+        log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
+        loftq_cpu(peft_model, config.loftq_config, init_adapter=True)
+    return peft_model
 
 
-def _loftq_on_cpu(config, init_adapter: bool, make):
-    """make(config) -> the peft model. peft's LoftQ would move every weight to "cuda", so on a CPU peft makes a plain
-    adapter and ftkit then computes the same LoftQ base (and, for a new adapter, its A and B) itself."""
+def _defer_loftq(config) -> bool:
+    """True when LoftQ must be computed by ftkit (loftq_cpu) after peft made a plain adapter: peft's LoftQ
+    would move every weight to "cuda"."""
     import torch
 
-    cpu = getattr(config, "init_lora_weights", None) == "loftq" and not torch.cuda.is_available()
-    if cpu:
+    here = getattr(config, "init_lora_weights", None) == "loftq" and not torch.cuda.is_available()
+    if here:
         config.init_lora_weights = True
-    peft_model = make(config)
-    if cpu:
-        if init_adapter:
-            log.info("LoftQ: peft runs it on CUDA only; computing the same initialisation on the CPU")
-        loftq_cpu(peft_model, config.loftq_config, init_adapter=init_adapter)
-        peft_model.peft_config["default"].init_lora_weights = "loftq"  # saved config says how the base was made
-    return peft_model
+    return here
 
 
 def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where: str = "lora_model_dir"):
@@ -156,13 +148,13 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, where:
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FtkitError(f"no adapter (adapter_config.json) in {adapter_dir}", where=where,
                          fix="point it at the output_dir of a run with adapter: lora or qlora, or train first")
-
-    def make(config):
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
-        keep_saved_dtypes(peft_model, adapter_dir)
-        return peft_model
-
-    return _loftq_on_cpu(PeftConfig.from_pretrained(str(adapter_dir)), init_adapter=False, make=make)
+    config = PeftConfig.from_pretrained(str(adapter_dir))
+    loftq_here = _defer_loftq(config)
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=trainable)
+    keep_saved_dtypes(peft_model, adapter_dir)
+    if loftq_here:
+        loftq_cpu(peft_model, config.loftq_config, init_adapter=False)
+    return peft_model
 
 
 _SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
@@ -215,6 +207,7 @@ def loftq_cpu(peft_model, loftq_config: dict, init_adapter: bool) -> None:
                 module.lora_A["default"].weight.data = lr["R"].to(module.lora_A["default"].weight.dtype)
                 module.lora_B["default"].weight.data = lr["L"].to(module.lora_B["default"].weight.dtype)
             weight.data = q.to(weight.dtype)
+    peft_model.peft_config["default"].init_lora_weights = "loftq"  # the saved config says how the base was made
 
 
 def _quant_roundtrip(w, bits: int):
@@ -226,8 +219,3 @@ def _quant_roundtrip(w, bits: int):
         return F.dequantize_4bit(packed, state).float()
     q, scale, _ = F.int8_vectorwise_quant(w.half())
     return F.int8_vectorwise_dequant(q, scale).float()
-
-
-def has_adapter_files(directory: str | Path) -> list[str]:
-    """The adapter files present in a directory (a merged model must have none)."""
-    return sorted(p.name for p in Path(directory).iterdir() if p.name in ADAPTER_FILES)

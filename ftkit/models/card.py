@@ -33,23 +33,18 @@ def card_data(recipe: Recipe, kind: str) -> dict:
 
 
 def _metrics_rows(m: dict) -> list[tuple[str, str]]:
-    """The run's headline numbers (SFT or preference metrics.json), as (name, value) rows."""
-    rows = []
-    if m.get("first_loss") is not None:
-        rows.append(("train loss (first -> last logged step)", f"{m['first_loss']:.4f} -> {m['final_loss']:.4f}"))
-    if m.get("eval_loss_after") is not None:
-        before = m.get("eval_loss_before")
-        rows.append(("eval loss (before -> after)", (f"{before:.4f} -> " if before is not None else "") +
-                     f"{m['eval_loss_after']:.4f}"))
-    margins = [h["margin"] for h in m.get("history", []) if h.get("margin") is not None]
-    if margins:
-        rows.append(("reward margin (first -> last logged step)", f"{margins[0]:+.3f} -> {margins[-1]:+.3f}"))
-    if m.get("heldout_after"):
-        b, a = m["heldout_before"], m["heldout_after"]
-        rows.append(("held-out pairs preferred (before -> after)", f"{b['accuracy']:.0%} -> {a['accuracy']:.0%}"))
-    if m.get("reward_after"):  # GRPO
-        b, a = m["reward_before"], m["reward_after"]
-        rows.append(("held-out mean reward (before -> after)", f"{b['mean']:.3f} -> {a['mean']:.3f}"))
+    """The run's headline numbers (SFT, preference or GRPO metrics.json), as (name, value) rows."""
+    margins = [h["margin"] for h in m.get("history", []) if h.get("margin") is not None] or [None]
+    held_before, held_after = m.get("heldout_before") or {}, m.get("heldout_after") or {}
+    reward_before, reward_after = m.get("reward_before") or {}, m.get("reward_after") or {}  # GRPO
+    spans = [  # (name, before or first, after or last, format): a row when there is an after
+        ("train loss (first -> last logged step)", m.get("first_loss"), m.get("final_loss"), ".4f"),
+        ("eval loss (before -> after)", m.get("eval_loss_before"), m.get("eval_loss_after"), ".4f"),
+        ("reward margin (first -> last logged step)", margins[0], margins[-1], "+.3f"),
+        ("held-out pairs preferred (before -> after)", held_before.get("accuracy"), held_after.get("accuracy"), ".0%"),
+        ("held-out mean reward (before -> after)", reward_before.get("mean"), reward_after.get("mean"), ".3f")]
+    rows = [(name, (f"{before:{fmt}} -> " if before is not None else "") + f"{after:{fmt}}")
+            for name, before, after, fmt in spans if after is not None]
     for key, label in (("steps", "optimizer steps"), ("seconds", "seconds")):
         if m.get(key):
             rows.append((label, f"{m[key]:.1f}" if isinstance(m[key], float) else str(m[key])))

@@ -56,8 +56,7 @@ ALIASES: dict[str, str] = _TABLE["aliases"]
 
 def family_for_model_name(name: str) -> str | None:
     """The family of a hub model name by the hints in it (`meta-llama/Llama-3.2-1B` -> llama), or None."""
-    lowered = name.lower()
-    return next((f for f, fam in FAMILIES.items() for hint in fam.hub_hints if hint in lowered), None)
+    return next((f for f, fam in FAMILIES.items() for hint in fam.hub_hints if hint in name.lower()), None)
 
 
 def known_config(name: str) -> RealModel | None:
@@ -67,10 +66,3 @@ def known_config(name: str) -> RealModel | None:
 
 def known_labels() -> list[str]:
     return sorted(r.label for fam in FAMILIES.values() for r in fam.real)
-
-
-def family_of_config(config) -> str | None:
-    """The ftkit family of a transformers config (its model_type, through ALIASES), or None."""
-    model_type = getattr(config, "model_type", None)
-    family = ALIASES.get(model_type, model_type)
-    return family if family in FAMILIES else None

@@ -22,13 +22,10 @@ PEFT_PREFIX = "base_model.model."
 def parse(pattern: str) -> tuple[re.Pattern, tuple[int, int | None] | None]:
     """'model.embed_tokens.weight$[:32000]' -> (compiled regex, (0, 32000))."""
     rows = None
-    m = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", pattern)
-    if m:
-        pattern, start, end = m.groups()
-        if end is None and start.isdecimal():
-            rows = (int(start), int(start) + 1)
-        else:
-            rows = (int(start) if start else 0, int(end) if end else None)
+    if m := re.match(r"^(.+)\[([0-9]*)(:?)([0-9]*)\]$", pattern):  # [a:b], [a:], [:b] or [i]
+        pattern, start, colon, end = m.groups()
+        first = int(start or 0)
+        rows = (first, int(end) if end else None) if colon or not start else (first, first + 1)
     try:
         return re.compile(re.sub(r"\.(?!\+)", r"\\.", pattern)), rows
     except re.error as e:
@@ -53,22 +50,20 @@ def unfreeze_only(model, patterns: list[str], keep_adapter: bool = False) -> int
     """Freeze every parameter except those matching a pattern (and, with keep_adapter, the adapter's own);
     returns the number of trainable parameters."""
     parsed = [parse(p) for p in patterns]
-    hits = [0] * len(parsed)
-    trainable = 0
+    used: set[int] = set()
     for name, param in model.named_parameters():
         base_name = name.removeprefix(PEFT_PREFIX) if keep_adapter else name
         adapter_weight = keep_adapter and param.requires_grad and ("lora_" in name or "modules_to_save" in name)
         matched = [i for i, (regex, _) in enumerate(parsed) if regex.match(base_name)]
-        for i in matched:
-            hits[i] += 1
+        used.update(matched)
         if matched and not param.is_floating_point():
             raise FtkitError(f"unfrozen_parameters matches {base_name}, which is quantized and cannot be trained",
                              where="unfrozen_parameters", fix="narrow the pattern, or load the base unquantized")
         param.requires_grad = bool(matched) or adapter_weight
         if ranges := [parsed[i][1] for i in matched if parsed[i][1]]:
             param.register_hook(_zero_rows_outside(ranges))
-        trainable += param.numel() if param.requires_grad else 0
-    unused = [p for p, n in zip(patterns, hits) if not n]
+    trainable = sum(param.numel() for param in model.parameters() if param.requires_grad)
+    unused = [p for i, p in enumerate(patterns) if i not in used]
     log.info(f"unfrozen_parameters: {trainable:,} parameters trained" +
              (f"; these patterns match nothing: {unused}" if unused else ""))
     if trainable == 0:

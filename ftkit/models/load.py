@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ftkit.errors import FtkitError, Problem
@@ -25,12 +26,6 @@ def load_tokenizer(recipe: Recipe):
 
     remote_code_notice(recipe)  # trust_remote_code: the files that will run, named before anything loads
     key = "tokenizer_config" if recipe.tokenizer_config else "base_model"
-    for name in dict.fromkeys(("base_model", key)):  # a twin that cannot be built: the error names the recipe line
-        try:
-            resolve_model_path(getattr(recipe, name))
-        except FtkitError as e:
-            raise FtkitError([Problem(p.problem, recipe.source, name, recipe.line_of(name), p.fix)
-                              for p in e.problems]) from None
     cls = getattr(transformers, recipe.tokenizer_type or "AutoTokenizer", None)
     if cls is None or not hasattr(cls, "from_pretrained"):
         raise FtkitError(f"transformers has no tokenizer class {recipe.tokenizer_type!r}", where="tokenizer_type",
@@ -38,10 +33,7 @@ def load_tokenizer(recipe: Recipe):
     legacy = {"legacy": recipe.tokenizer_legacy} if recipe.tokenizer_legacy is not None else {}
     tok = _from_pretrained(cls, getattr(recipe, key), "tokenizer", recipe, key, use_fast=recipe.tokenizer_use_fast,
                            trust_remote_code=recipe.trust_remote_code, revision=recipe.revision_of_model, **legacy)
-
-    def verbatim(text):  # as Axolotl adds tokens: matched verbatim, spaces around them kept
-        return AddedToken(text, normalized=False, lstrip=False, rstrip=False)
-
+    verbatim = partial(AddedToken, normalized=False, lstrip=False, rstrip=False)  # as Axolotl: spaces around kept
     for key, value in recipe.special_tokens.items():  # the schema allows only the five keys below
         if key == "additional_special_tokens":  # transformers 5's name for them: extra_special_tokens
             added = tok.add_special_tokens({"extra_special_tokens": [verbatim(t) for t in value]},
@@ -81,13 +73,16 @@ def load_model(recipe: Recipe, tokenizer, precision: Precision | None = None):
     from transformers import set_seed
 
     model, grown = _load_base(recipe, tokenizer, precision)
-    if recipe.load_in_4bit or recipe.load_in_8bit:
-        from ftkit.models import quant
+    checkpointing = {"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})}
+    if recipe.load_in_4bit or recipe.load_in_8bit:  # peft's k-bit prep: fp32 norms, input grads, checkpointing
+        from peft import prepare_model_for_kbit_training
 
-        model = quant.prepare(model, recipe)  # fp32 norms, input grads
+        log.info("quantized base: TRL will keep the LoRA weights in bf16 (the QLoRA paper's choice; "
+                 "DoRA magnitudes stay fp32); infer and merge-lora reload them in the same dtype")
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
     elif recipe.gradient_checkpointing:
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     if recipe.gradient_checkpointing:
         model.config.use_cache = False
     set_seed(recipe.seed)
@@ -135,14 +130,12 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
         log.info(f"reward_model: {recipe.model_type} with a new 1-output score head on {recipe.base_model}")
     if recipe.reinit_weights:
         transformers.set_seed(recipe.seed)
-        config = kwargs.get("config") or _from_pretrained(transformers.AutoConfig, recipe.base_model, "model config",
-                                                          recipe)
-        attn = kwargs.get("attn_implementation")
-        if hasattr(auto_cls, "from_config"):  # an Auto class
-            model = auto_cls.from_config(config, dtype=precision.dtype, trust_remote_code=recipe.trust_remote_code,
-                                         attn_implementation=attn)
-        else:  # a concrete class (model_type: LlamaForCausalLM): transformers' own constructor from a config
-            model = auto_cls._from_config(config, dtype=precision.dtype, attn_implementation=attn)
+        # an Auto class builds from a config with from_config; a concrete one (model_type: LlamaForCausalLM) with
+        # transformers' own _from_config, which takes no trust_remote_code (it always comes with the Auto class)
+        build = getattr(auto_cls, "from_config", None) or auto_cls._from_config
+        remote = {"trust_remote_code": True} if recipe.trust_remote_code else {}
+        model = build(kwargs.get("config") or model_config(recipe), dtype=precision.dtype,
+                      attn_implementation=kwargs.get("attn_implementation"), **remote)
         log.info("reinit_weights: the model starts from random weights (seeded), not base_model's")
     else:
         with head:
@@ -160,26 +153,38 @@ def _load_base(recipe: Recipe, tokenizer, precision: Precision | None) -> tuple[
 
 
 def _load_kwargs(recipe: Recipe, precision: Precision) -> dict:
-    """from_pretrained arguments from the recipe: dtype, config, attention, placement, revision, quantization,
-    extra kwargs (only those the recipe sets)."""
+    """from_pretrained arguments from the recipe: dtype, config, attention, placement, revision, bitsandbytes
+    quantization, extra kwargs (only those the recipe sets). A GPTQ base that cannot load here is refused first."""
+    import os
+
+    import torch
+
+    from ftkit.models import quant
+
     optional = {"revision": recipe.revision_of_model, "device_map": recipe.device_map, "max_memory": recipe.max_memory,
                 "attn_implementation": attention_kernel(recipe.attn_implementation)}
-    return {"dtype": precision.dtype, "trust_remote_code": recipe.trust_remote_code, **_config_kwargs(recipe),
-            **{k: v for k, v in optional.items() if v}, **_quant_kwargs(recipe, precision),
-            **recipe.overrides_of_model_kwargs}
+    if recipe.base_model_config or recipe.overrides_of_model_config or recipe.cls_model_config:
+        optional["config"] = model_config(recipe)  # only then: from_pretrained reads base_model's own otherwise
+    quant.check_gptq(recipe)
+    if bnb := quant.bnb_config(recipe, precision.dtype):
+        optional["quantization_config"] = bnb
+        if torch.cuda.is_available():  # bitsandbytes places weights at load: one whole copy per process
+            optional["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return {"dtype": precision.dtype, "trust_remote_code": recipe.trust_remote_code,
+            **{k: v for k, v in optional.items() if v}, **recipe.overrides_of_model_kwargs}
 
 
-def _config_kwargs(recipe: Recipe) -> dict:
-    """`config=` for from_pretrained when the recipe changes where the config comes from or what it says."""
+def model_config(recipe: Recipe):
+    """The config the model is built from: base_model_config (else base_model's), read with cls_model_config,
+    overrides_of_model_config applied; read without the weights (train/preflight.py builds the model from it on
+    the meta device)."""
     import transformers
 
-    source, overrides = recipe.base_model_config, recipe.overrides_of_model_config
-    if not (source or overrides or recipe.cls_model_config):
-        return {}
     cls = getattr(transformers, recipe.cls_model_config or "AutoConfig", None)
     if cls is None:
         raise FtkitError(f"transformers has no config class {recipe.cls_model_config!r}", where="cls_model_config",
                          fix="use AutoConfig, or a class such as LlamaConfig")
+    source, overrides = recipe.base_model_config, recipe.overrides_of_model_config
     config = _from_pretrained(cls, source or recipe.base_model, "model config", recipe,
                               "base_model_config" if source else "base_model",
                               trust_remote_code=recipe.trust_remote_code, revision=recipe.revision_of_model)
@@ -187,34 +192,7 @@ def _config_kwargs(recipe: Recipe) -> dict:
         setattr(config, key, value)  # a mapping replaces the attribute whole (e.g. rope_scaling), as in Axolotl
     if overrides:
         log.info(f"overrides_of_model_config: {', '.join(f'{k}={v!r}' for k, v in overrides.items())}")
-    return {"config": config}
-
-
-def model_config(recipe: Recipe):
-    """The config the model is built from (base_model_config, cls_model_config and overrides applied), read
-    without the weights (train/preflight.py builds the model from it on the meta device)."""
-    import transformers
-
-    return _config_kwargs(recipe).get("config") or _from_pretrained(
-        transformers.AutoConfig, recipe.base_model, "model config", trust_remote_code=recipe.trust_remote_code,
-        revision=recipe.revision_of_model)
-
-
-def _quant_kwargs(recipe: Recipe, precision: Precision) -> dict:
-    """from_pretrained arguments for a bitsandbytes/GPTQ base (empty for a plain one)."""
-    import os
-
-    import torch
-
-    from ftkit.models import quant
-
-    quant.check_gptq(recipe)
-    config = quant.bnb_config(recipe, precision.dtype)
-    if config is None:
-        return {}
-    if torch.cuda.is_available():  # bitsandbytes places weights at load: one whole copy per process
-        return {"quantization_config": config, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
-    return {"quantization_config": config}
+    return config
 
 
 def attention_kernel(requested: str | None) -> str | None:
@@ -229,13 +207,11 @@ def attention_kernel(requested: str | None) -> str | None:
     from transformers.utils import import_utils as iu
 
     cuda = torch.cuda.is_available()
-    available = {
-        "flash_attention_2": cuda and iu.is_flash_attn_2_available(),
-        "flash_attention_3": cuda and getattr(iu, "is_flash_attn_3_available", lambda: False)(),
-        "flex_attention": cuda and iu.is_torch_flex_attn_available(),
-        "xformers": False,  # transformers has no xformers kernel; sdpa computes the same attention
-    }.get(requested, cuda and iu.is_kernels_available())  # hub kernels (org/name) need the `kernels` package
-    if available:
+    available = {"flash_attention_2": iu.is_flash_attn_2_available, "flash_attention_3": iu.is_flash_attn_3_available,
+                 "flex_attention": iu.is_torch_flex_attn_available,
+                 "xformers": lambda: False,  # transformers has no xformers kernel; sdpa computes the same attention
+                 }.get(requested, iu.is_kernels_available)  # hub kernels (org/name) need the `kernels` package
+    if cuda and available():
         return requested
     why = "no CUDA device" if not cuda else "its package is not installed"
     log.info(f"attn_implementation: {requested} is not available here ({why}); using sdpa (or eager where the model "
@@ -260,8 +236,8 @@ def _resize_embeddings(recipe: Recipe, model, tokenizer) -> list[str]:
                                   mean_resizing=recipe.mean_resizing_embeddings)
     if rows > len(tokenizer):
         return []
-    grown = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
-    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if id(m) in grown))
+    grown = (model.get_input_embeddings(), model.get_output_embeddings())  # an output head may be None
+    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if m in grown))
 
 
 def resolve_model_path(name: str) -> str:
@@ -269,15 +245,16 @@ def resolve_model_path(name: str) -> str:
     return str(tiny_path(name)) if is_tiny(name) else name
 
 
-def _from_pretrained(loader, name: str, what: str, recipe: Recipe | None = None, key: str = "base_model", **kwargs):
+def _from_pretrained(loader, name: str, what: str, recipe: Recipe, key: str = "base_model", **kwargs):
     """from_pretrained with a folder's or the hub's failure turned into one clear error naming the recipe line."""
-    path = resolve_model_path(name)  # a twin that cannot be built says why itself: there is nothing to download
+    file, line = recipe.source, recipe.line_of(key)
     try:
-        return loader.from_pretrained(path, **kwargs)
+        return loader.from_pretrained(resolve_model_path(name), **kwargs)
+    except FtkitError as e:  # a twin that cannot be built says why itself (there is nothing to download)
+        raise FtkitError([Problem(p.problem, file, key, line, p.fix) for p in e.problems]) from None
     except (OSError, ValueError) as e:
         from ftkit.models.hub_access import hub_problem
 
-        file, line = (recipe.source, recipe.line_of(key)) if recipe is not None else (None, None)
         if Path(name).exists() or is_tiny(name) or name.startswith(("/", ".", "~")):  # a folder, not a hub name
             raise FtkitError(Problem(f"cannot load {what} from {name}: {str(e).splitlines()[0]}", file, key, line,
                                      "check that the folder exists and holds config.json and the weights")) from None
@@ -315,12 +292,10 @@ def resolve_precision(recipe: Recipe) -> Precision:
         return ok if value == "auto" else bool(value) and ok
 
     bf16 = pick("bf16", recipe.bf16, bf16_ok)
-    if bf16:
-        fp16 = False
-    elif recipe.fp16 in (None, "auto"):
+    if recipe.fp16 in (None, "auto"):
         fp16 = cuda and not bf16_ok  # older GPUs: fp16 mixed precision instead of bf16
     else:
-        fp16 = pick("fp16", recipe.fp16, cuda)
+        fp16 = not bf16 and pick("fp16", recipe.fp16, cuda)
     tf32 = pick("tf32", recipe.tf32, cuda and torch.cuda.get_device_capability()[0] >= 8)
     weights = "bfloat16" if recipe.bfloat16 else "float16" if recipe.float16 else None
     if recipe.bf16 == "auto" and not cuda and not weights:

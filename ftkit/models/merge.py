@@ -25,7 +25,7 @@ WRITES = ("README.md", "config.json", "generation_config.json", "model.safetenso
 
 def run(recipe: Recipe, output_dir: str | None = None, overwrite: bool = False, allow_other_base: bool = False) -> Path:
     """Base (unquantized, recipe dtype) + adapter -> merge_and_unload -> safetensors, tokenizer, recipe.yml, card."""
-    from ftkit.models.adapters import has_adapter_files
+    from ftkit.models.adapters import ADAPTER_FILES
     from ftkit.models.load import resolve_precision
     from ftkit.models.trained import load_trained
 
@@ -34,8 +34,9 @@ def run(recipe: Recipe, output_dir: str | None = None, overwrite: bool = False, 
                          where="adapter", fix="merge-lora applies to recipes with adapter: lora or qlora")
     out = Path(output_dir or Path(recipe.lora_model_dir or recipe.output_dir) / "merged").absolute()
     key = "--output-dir" if output_dir else "output_dir"
-    if out.is_dir() and has_adapter_files(out):
-        raise FtkitError(f"{out} holds adapter files {has_adapter_files(out)}; a merged model must not sit beside them "
+    stray = sorted(p.name for p in out.iterdir() if p.name in ADAPTER_FILES) if out.is_dir() else []
+    if stray:
+        raise FtkitError(f"{out} holds adapter files {stray}; a merged model must not sit beside them "
                          "(loaders would pick up the adapter)", where="--output-dir", fix="choose an empty directory")
     earlier = _check_folder(recipe, out, key, overwrite)
     model, tok = load_trained(recipe, dequantize=True, allow_other_base=allow_other_base)  # 4/8-bit: dequantized

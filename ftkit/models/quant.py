@@ -1,4 +1,4 @@
-"""Quantized bases: the BitsAndBytesConfig a recipe asks for, k-bit training prep, GPTQ checks.
+"""Quantized bases: the BitsAndBytesConfig a recipe asks for, GPTQ checks, a bitsandbytes CPU fix.
 
 Measured on this project's CPU machines (bitsandbytes 0.50.2, torch 2.13 CPU): 4-bit (nf4 and fp4,
 double quant) and 8-bit (LLM.int8) load, forward, train a LoRA and merge on the CPU. One trap: on
@@ -61,17 +61,7 @@ def check_gptq(recipe: Recipe) -> None:
         raise FtkitError("GPTQ kernels need a CUDA device here", where="gptq", fix="run on a GPU machine")
 
 
-def prepare(model, recipe: Recipe):
-    """peft's prepare_model_for_kbit_training: fp32 norms, input grads, checkpointing if asked."""
-    from peft import prepare_model_for_kbit_training
-
-    log.info("quantized base: TRL will keep the LoRA weights in bf16 (the QLoRA paper's choice; "
-             "DoRA magnitudes stay fp32); infer and merge-lora reload them in the same dtype")
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing,
-                                           gradient_checkpointing_kwargs={"use_reentrant": False, **(recipe.gradient_checkpointing_kwargs or {})})
-
-
-def cpu_safe_4bit(model) -> int:
+def cpu_safe_4bit(model) -> None:
     """Stop bitsandbytes repacking 4-bit CPU weights for its inference-only kernel (see module doc)."""
     import bitsandbytes as bnb
 
@@ -82,9 +72,3 @@ def cpu_safe_4bit(model) -> int:
     if layers and model.device.type == "cpu":
         log.info(f"bitsandbytes CPU: kept {len(layers)} 4-bit layers out of the AVX512-BF16 inference "
                  "repacking (it has no backward and would silently drop gradients after an eval pass)")
-    return len(layers)
-
-
-def footprint(model) -> int:
-    """Bytes held by parameters and buffers (transformers' get_memory_footprint)."""
-    return int(model.get_memory_footprint())

@@ -48,10 +48,9 @@ def remote_code_notice(recipe: Recipe) -> None:
     """With trust_remote_code: a warning naming the files that will run (once per model folder)."""
     if not recipe.trust_remote_code or is_tiny(recipe.base_model):
         return
-    for name in dict.fromkeys(n for n in (recipe.base_model, recipe.tokenizer_config) if n):
-        if name in _announced:
-            continue
-        _announced.add(name)
+    names = [n for n in dict.fromkeys((recipe.base_model, recipe.tokenizer_config)) if n and n not in _announced]
+    _announced.update(names)
+    for name in names:
         folder = _local_folder(name)
         if folder is None:
             log.warning(f"trust_remote_code: true: the Python files named by {name}'s config.json (auto_map) will be "

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from ftkit.errors import FtkitError
 from ftkit.formats.chat_templates import TEMPLATES
 from ftkit.models.families import ALIASES, FAMILIES, TinySpec
 
@@ -25,7 +26,6 @@ BUILD_VERSION = "2"  # bump when the build procedure changes, so stale caches ar
 VOCAB_SIZE = 1024
 INIT_RANGE = 0.1
 CORPUS = Path(__file__).resolve().parents[1] / "assets" / "tiny_corpus.txt"
-
 
 
 def is_tiny(name: str) -> bool:
@@ -38,8 +38,6 @@ def cache_root() -> Path:
 
 
 def _spec_for(name: str) -> tuple[str, TinySpec]:
-    from ftkit.errors import FtkitError
-
     family = name[len(TINY_PREFIX):] if is_tiny(name) else name
     family = ALIASES.get(family, family)
     if family not in FAMILIES:
@@ -67,8 +65,6 @@ def tiny_path(name: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
     except OSError as e:  # a read-only home: the twin is built locally, nothing to download
-        from ftkit.errors import FtkitError
-
         raise FtkitError(f"cannot build the tiny twin {TINY_PREFIX}{family} in {target.parent} ({e.strerror})",
                          where="base_model", fix="set FTKIT_CACHE to a folder you can write (the twins are built "
                          "there, offline; e.g. export FTKIT_CACHE=/tmp/ftkit-cache), and HF_HOME too if the Hugging "
@@ -94,14 +90,7 @@ def _corpus_lines() -> list[str]:
 
 def build_tokenizer(spec: TinySpec):
     """A byte-level BPE (any text encodes) trained on the local corpus, wrapped for transformers."""
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     template = TEMPLATES[spec.template] if spec.template else None
@@ -114,8 +103,6 @@ def build_tokenizer(spec: TinySpec):
     # real tokenizer keeps the newline run whole. Llama's twin isolates it where a text piece starts (after a
     # special token): the template boundary is then the real one, and every other text tokenizes as before.
     if spec.isolate:
-        from tokenizers import Regex
-
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(spec.isolate), "isolated"),
                                                      tok.pre_tokenizer])
     tok.decoder = decoders.ByteLevel()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ftkit.errors import FtkitError, Problem
 from ftkit.log import log, quiet
+from ftkit.models.folder import MARKER, read_marker
 from ftkit.recipe import Recipe
 
 
@@ -76,11 +77,9 @@ def _no_model(recipe: Recipe, folder: Path, key: str) -> Problem:
 def recorded_base(adapter_dir: Path) -> tuple[str | None, str]:
     """(the base model an adapter was trained on, where that is written): ftkit's marker holds base_model as the
     recipe wrote it; peft's adapter_config.json the path or hub id it loaded."""
-    try:
-        marker = json.loads((adapter_dir / "ftkit_output.json").read_text())
-        return marker["training_options"]["base_model"], "ftkit_output.json"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    marker = read_marker(adapter_dir) or {}
+    if "base_model" in marker.get("training_options", {}):
+        return marker["training_options"]["base_model"], MARKER
     try:
         config = json.loads((adapter_dir / "adapter_config.json").read_text())
         return config.get("base_model_name_or_path"), "adapter_config.json"
