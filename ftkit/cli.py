@@ -177,7 +177,7 @@ def _preprocess(recipe, args) -> None:
                 print(f"--- example {i} ---\n{show_pair(tok, ex)}")
                 continue
             if "seq_lengths" in ex:  # sample_packing: a packed row, one line per example
-                from ftkit.data.packing import show_packed_row
+                from ftkit.plugins.packing import show_packed_row
 
                 print(f"--- packed row {i} ---\n{show_packed_row(ex, tok)}")
                 continue

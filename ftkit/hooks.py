@@ -19,6 +19,7 @@ PLUGINS: tuple[str, ...] = (  # module names under ftkit/plugins/, in the order 
     "ftkit.plugins.lisa",  # lisa_n_layers: a few decoder layers train at a time
     "ftkit.plugins.stream",  # pretraining_dataset: raw text tokenized and packed while training
     "ftkit.plugins.kernels",  # Liger / CCE named, or a CPU run: how the LM head's loss is computed
+    "ftkit.plugins.packing",  # sample_packing / eval_sample_packing: rows packed ahead, their collator
     "ftkit.plugins.schedules",  # cosine_constant_lr_ratio / lr_quadratic_warmup / jagged_restart_steps: LR shapes
     "ftkit.plugins.distributed",  # deepspeed / fsdp, or more than one process: the engine's arguments
     "ftkit.plugins.tracking",  # wandb_project / mlflow_* / use_comet: loggers beside tensorboard
@@ -32,8 +33,12 @@ HOOKS = {  # hook -> its signature and what the core does with what it returns
     "refused_options": "(recipe) -> list[Problem]: option values the method cannot honour, raised by data.prepare",
     # the features a recipe turns on
     "prepare": "(recipe, tokenizer) -> rows: the plug-in reads the rows itself; data.prepare returns them as they are",
+    "pack_prepared": "(recipe, prepared) -> None: data.prepare's rows (fresh or a cache hit); replace its splits in place "
+                     "(packed rows, with their stats and cache)",
     "patch_model": "(recipe, model) -> None: change the loaded model in place, before a trainer wraps it",
     "sft_loss": "(recipe, model) -> None: SFT's trainer is about to be built; how TRL's fused LM head scores tokens",
+    "collator": "(recipe, tokenizer, model) -> data collator for SFT's rows (the first given; none: TRL's padding one)",
+    "trainer_built": "(recipe, trainer) -> None: the trainer is built, nothing has run; change it in place",
     "callbacks": "(recipe, prepared) -> [TrainerCallback]: first in the run's callbacks (their on_save before the "
                  "manifest's)",
     "resume": "(trainer, checkpoint or None) -> None: training is about to start, from that checkpoint",

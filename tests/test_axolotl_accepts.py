@@ -89,14 +89,14 @@ def test_settings_lost_in_axolotl_too_are_said_and_train_the_same(tmp_path, tiny
 
 
 def test_group_by_length_with_sample_packing_is_a_note_and_changes_no_sampling():
-    from ftkit.data import packing
+    from ftkit.train.args import sft_args
 
     recipe = {"base_model": "tiny:llama", "datasets": [{"path": "a.jsonl", "type": "alpaca"}], "sample_packing": True,
               "group_by_length": True}
     assert "no effect with sample_packing" in notes(recipe)["group_by_length"]
-    assert packing.sft_args(load_recipe(recipe))["train_sampling_strategy"] == "random"
+    assert sft_args(load_recipe(recipe))["train_sampling_strategy"] == "random"
     unpacked = load_recipe({**recipe, "sample_packing": False})
-    assert packing.sft_args(unpacked)["train_sampling_strategy"] == "group_by_length"
+    assert sft_args(unpacked)["train_sampling_strategy"] == "group_by_length"
 
 
 def test_load_in_4bit_with_lora_loads_the_base_unquantized_as_axolotl_does(tmp_path):

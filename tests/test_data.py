@@ -276,7 +276,7 @@ def test_a_row_too_big_to_fit_is_dropped_before_the_tokenizer_sees_it(tmp_path, 
 
 
 def test_the_packed_layout_is_cached_with_the_rows_and_keyed_by_group_size(tmp_path, tok, said, monkeypatch):
-    from ftkit.data import packing
+    from ftkit.plugins import packing
 
     calls = []
     real_pack = packing.pack

@@ -1,5 +1,5 @@
-"""The feature plug-ins (ftkit/plugins/relora, lisa, stream, kernels, schedules, distributed, tracking) are on
-exactly when their recipe options are: a plain SFT recipe on a CPU runs the kernels plug-in alone (ftkit's chunked
+"""The feature plug-ins (ftkit/plugins/relora, lisa, stream, kernels, packing, schedules, distributed, tracking) are
+on exactly when their recipe options are: a plain SFT recipe on a CPU runs the kernels plug-in alone (ftkit's chunked
 loss under TRL's fused head), on CUDA none; each option turns its own plug-in on, in PLUGINS order."""
 from pathlib import Path
 
@@ -50,6 +50,8 @@ def test_cce_left_routed_by_an_earlier_run_is_undone_by_the_next_run_that_names_
     ({"lisa_n_layers": 1, "lisa_step_interval": 2}, ["lisa"]),
     ({"datasets": [], "pretraining_dataset": [{"path": str(TEXTS), "type": "pretrain"}], "val_set_size": 0},
      ["stream"]),
+    ({"sample_packing": True}, ["packing"]),
+    ({"eval_sample_packing": True, "val_set_size": 0.1}, ["packing"]),
     ({"lr_scheduler": "cosine", "cosine_min_lr_ratio": 0.1, "cosine_constant_lr_ratio": 0.5}, ["schedules"]),
     ({"jagged_restart_steps": 4}, ["schedules"]),
     ({"lr_scheduler": "cosine", "cosine_min_lr_ratio": 0.1}, []),  # transformers' cosine_with_min_lr
@@ -58,11 +60,34 @@ def test_cce_left_routed_by_an_earlier_run_is_undone_by_the_next_run_that_names_
     ({"wandb_project": "p", "wandb_mode": "offline"}, ["tracking"]),
     ({"mlflow_tracking_uri": "file:./mlruns"}, ["tracking"]),
     ({"use_comet": True}, ["tracking"]),
-], ids=["relora", "lisa", "stream", "cosine_constant", "jagged", "cosine_min", "deepspeed", "fsdp", "wandb", "mlflow",
-        "comet"])
+], ids=["relora", "lisa", "stream", "packing", "eval packing", "cosine_constant", "jagged", "cosine_min", "deepspeed",
+        "fsdp", "wandb", "mlflow", "comet"])
 def test_each_feature_option_turns_its_own_plugin_on(make_recipe, cuda, overrides, expected):
     """(on CUDA, so the kernels plug-in stays out; the runs themselves: test_merge_relora, test_lisa, test_streaming)"""
     assert on(make_recipe(**overrides)) == expected
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_stream_rows_take_the_packed_collator_and_count_real_tokens_once(make_recipe, cuda, monkeypatch, packed):
+    """Stream rows carry seq_lengths as packed rows do: the stream plug-in hands packing's collator and token count
+    on (once, with sample_packing on as well); a plain SFT recipe gets neither (TRL's padding collator and count)."""
+    from types import SimpleNamespace
+
+    from ftkit.plugins import packing
+
+    counted = []
+    monkeypatch.setattr(packing, "count_real_tokens", counted.append)
+    tok, model = SimpleNamespace(pad_token_id=0), SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
+    stream = make_recipe(datasets=[], pretraining_dataset=[{"path": str(TEXTS), "type": "pretrain"}],
+                         sample_packing=packed)
+    given = hooks.call(stream, "collator", stream, tok, model)
+    assert len(given) == 1 + packed and all(isinstance(c, packing.PackedCollator) for c in given)
+    hooks.call(stream, "trainer_built", stream, "trainer")
+    assert counted == ["trainer"]
+    plain = make_recipe()
+    assert hooks.call(plain, "collator", plain, tok, model) == [] and packing.collator(plain, tok, model) is None
+    hooks.call(plain, "trainer_built", plain, "plain trainer")
+    assert counted == ["trainer"]
 
 
 def test_a_relora_run_finished_from_its_last_checkpoint_saves_the_base_merged_at_its_restarts(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from axolotl_corpus import twin_run_overrides
 from twin import ROOT
 
-from ftkit.data import packing
+from ftkit.plugins import packing
 from ftkit.recipe import load_recipe
 
 EXAMPLES = ROOT / "tests" / "data" / "axolotl_examples"  # Axolotl's own, byte for byte after a source line

@@ -13,7 +13,7 @@ import torch
 
 from ftkit import train
 from ftkit.bench.packing import naive_bins
-from ftkit.data import packing
+from ftkit.plugins import packing
 from ftkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -170,7 +170,7 @@ def trl_bfd(dataset, capacity: int):
 
 def _packed_stats(fn, ds, capacity: int):
     """Run a packer; what comes back is its PackStats (rows, bins, tokens), read from the packed rows."""
-    from ftkit.data import packing
+    from ftkit.plugins import packing
 
     return packing.stats_of(fn(ds, capacity), capacity)
 
@@ -178,7 +178,7 @@ def _packed_stats(fn, ds, capacity: int):
 def packing_case(lengths: np.ndarray, capacity: int, rounds: int, packer=None) -> dict:
     """ftkit's pack vs TRL's bfd on the same rows, interleaved, each run in a fresh fork of this process;
     `packer(dataset, capacity) -> packed dataset` stands in for ftkit's (e.g. an older version)."""
-    from ftkit.data import packing
+    from ftkit.plugins import packing
 
     packer = packer or (lambda ds, cap: packing.pack(ds, cap, group_size=len(ds))[0])
     ds = token_dataset(lengths)

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from ftkit import data, models
-from ftkit.data import packing
+from ftkit.plugins import packing
 from ftkit.errors import FtkitError, Problem
 from ftkit.log import log
 

@@ -43,7 +43,7 @@ def eval_loss(recipe: Recipe, model, tokenizer, rows) -> dict:
     from trl import SFTTrainer
 
     from ftkit import models
-    from ftkit.data import packing
+    from ftkit.plugins import packing
     from ftkit.log import quiet
     from ftkit.train.args import sft_config
 

@@ -4,7 +4,7 @@ Layout under dataset_prepared_path:
     <fingerprint>/ftkit_prepared.json     the marker, written last: fingerprint, version, stats, splits
     <fingerprint>/train, eval             the prepared rows (datasets.save_to_disk)
     <fingerprint>/packed-<split>-<key>/   a packed layout of that split (sample_packing), keyed by what the
-                                          packer reads (packing.layout_key), own marker
+                                          packer reads (plugins/packing.py: layout_key), own marker
 A directory is trusted only if its marker names the same fingerprint (or key) and version, and every split
 the marker names exists and reads back with the row count it recorded: a preprocess killed mid-write, or a
 cache missing a split, is prepared again. Writes go to a `.ftkit-tmp-*` directory that is renamed when

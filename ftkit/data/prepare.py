@@ -1,5 +1,5 @@
 """Data preparation, one path for every method: read -> convert per dataset (drops counted) -> mix -> shuffle
--> shard -> split -> cache -> pack.
+-> shard -> split -> cache -> pack (sample_packing: plugins/packing.py, through ftkit/hooks.py).
 
 The per-dataset conversion is the method's: SFT rows become input_ids/labels (data/sft.py); a method beyond SFT
 brings its own through ftkit/hooks.py (`rows`: preference pairs become TRL's conversational rows, GRPO rows
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ftkit import hooks
-from ftkit.data import cache, packing
+from ftkit.data import cache
 from ftkit.data import sft as sft_rows
 from ftkit.data.cache import fingerprint  # noqa: F401  (part of this module's interface)
 from ftkit.data.files import load_raw, locate_files
@@ -105,8 +105,8 @@ def prepare(recipe: Recipe, tokenizer, *, prompt: Prompt | None = None) -> Prepa
         if (hit := cache.load(cache_dir, fingerprint=fp)) is not None:
             log.info(f"re-using prepared data from {cache_dir} (fingerprint {fp} matches)")
             splits, meta = hit
-            return packing.apply(Prepared(splits["train"], splits.get("eval"), meta["stats"], cache_hit=True,
-                                          cache_dir=str(cache_dir), data=record), recipe)
+            return _packed(recipe, Prepared(splits["train"], splits.get("eval"), meta["stats"], cache_hit=True,
+                                            cache_dir=str(cache_dir), data=record))
 
     # prepared afresh: each dataset converted (drops counted), mixed, split, counted, cached, packed;
     # SFT rows read with the run's prompt formats, the other methods' rows with the tokenizer's template (TRL's)
@@ -128,7 +128,13 @@ def prepare(recipe: Recipe, tokenizer, *, prompt: Prompt | None = None) -> Prepa
         splits = cache.save(cache_dir, {"train": train, **({"eval": ev} if ev is not None else {})},
                             {"fingerprint": fp, "stats": stats})
         train, ev = splits["train"], splits.get("eval")
-    return packing.apply(Prepared(train, ev, stats, cache_dir=cache_dir and str(cache_dir), data=record), recipe)
+    return _packed(recipe, Prepared(train, ev, stats, cache_dir=cache_dir and str(cache_dir), data=record))
+
+
+def _packed(recipe: Recipe, prepared: Prepared) -> Prepared:
+    """sample_packing (plugins/packing.py) replaces the splits by packed rows, cached beside them."""
+    hooks.call(recipe, "pack_prepared", recipe, prepared)
+    return prepared
 
 
 def _convert(key: str, rows, hub: dict, recipe: Recipe, reader, fp: str) -> tuple[list, dict]:

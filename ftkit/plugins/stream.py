@@ -4,7 +4,7 @@ while training, its position kept in every checkpoint. Nothing is prepared or ca
 Each entry (local jsonl/json/parquet/csv/txt files, a save_to_disk folder or a hub name) is opened with
 `datasets.load_dataset(..., streaming=True)`. Every streaming_multipack_buffer_size documents are tokenized as
 raw text (formats/raw.py: bos + text + eos, every token after bos trained, documents longer than sequence_len
-split into chunks) and put into rows of up to sequence_len tokens: sample_packing bins them (data/packing.py) and shuffles
+split into chunks) and put into rows of up to sequence_len tokens: sample_packing bins them (plugins/packing.py) and shuffles
 the rows of the buffer (seeded by seed and the buffer's first document, so a resume rebuilds the same rows);
 otherwise one chunk per row, or consecutive chunks (pretraining_sample_concatenation). Rows carry seq_lengths, so
 position_ids restart per document and attention stays inside it, as in ftkit's packed datasets (one length per
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
-from ftkit.data import packing
+from ftkit.plugins import packing
 from ftkit.data.files import BUILDERS, file_format, load_hub, load_saved, locate_files
 from ftkit.errors import DataError, Problem
 from ftkit.formats.base import RowError
@@ -222,6 +222,15 @@ class StreamPosition(TrainerCallback):
 
 def applies(recipe: Recipe) -> bool:
     return bool(recipe.pretraining_dataset)
+
+
+collator = packing.collator  # stream rows carry seq_lengths: position_ids restart per document, as in packed rows
+
+
+def trainer_built(recipe: Recipe, trainer) -> None:
+    """Stream rows have no attention_mask either: count their real tokens (packing's hook does with sample_packing)."""
+    if not packing.applies(recipe):
+        packing.count_real_tokens(trainer)
 
 
 def callbacks(recipe: Recipe, prepared) -> list:

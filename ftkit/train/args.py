@@ -28,7 +28,7 @@ Per trainer (`config`):
     every method but SFT     sequence_len -> max_length; dataset_processes -> dataset_num_proc
     sft      SFTConfig       max_length; packing False (ftkit packs the rows); pad_to_sequence_len ->
                              pad_to_multiple_of;
-                             curriculum_sampling / group_by_length -> train_sampling_strategy (packing.sft_args)
+                             curriculum_sampling / group_by_length -> train_sampling_strategy (sft_args)
     dpo, ipo DPOConfig       rl_beta -> beta (0.1); loss_type [sigmoid] / [ipo]; dpo_label_smoothing > 0 -> [robust] +
                              label_smoothing; rpo_alpha -> + [sft] with loss_weights [1, rpo_alpha]
     kto      KTOConfig       rl_beta -> beta (0.1); kto_(un)desirable_weight -> (un)desirable_weight
@@ -182,6 +182,14 @@ def training_args(recipe: Recipe, precision: Precision, has_eval: bool = False, 
         report_to=report_to(recipe))  # tensorboard + wandb/mlflow/comet env
 
 
+def sft_args(recipe) -> dict:
+    """SFTConfig arguments for packing/padding. Rows arrive packed, so TRL's own packing stays off."""
+    return {"pad_to_multiple_of": recipe.sequence_len if recipe.pad_to_sequence_len else None,
+            "train_sampling_strategy": "sequential" if recipe.curriculum_sampling else
+            "group_by_length" if recipe.group_by_length and not recipe.sample_packing else "random",
+            "eval_packing": False}
+
+
 def config(recipe: Recipe, precision: Precision, has_eval: bool = False, n_train: int = 0):
     """The recipe as its method's TRL config (TrainingArguments underneath; the per-trainer table above)."""
     import trl
@@ -191,9 +199,7 @@ def config(recipe: Recipe, precision: Precision, has_eval: bool = False, n_train
         return grpo_config(recipe, precision, has_eval, n_train)
     args = dict(training_args(recipe, precision, has_eval, n_train), max_length=recipe.sequence_len)
     if method == "sft":
-        from ftkit.data import packing
-
-        return trl.SFTConfig(**args, packing=False, **packing.sft_args(recipe))  # ftkit packs in data.prepare
+        return trl.SFTConfig(**args, packing=False, **sft_args(recipe))  # ftkit packs in data.prepare (plug-in)
     args["dataset_num_proc"] = recipe.dataset_processes  # TRL tokenizes the rows: same processes
     if recipe.pad_to_sequence_len and method in ("dpo", "ipo", "kto", "reward"):  # TRL's collators pad to a multiple
         args["pad_to_multiple_of"] = recipe.sequence_len

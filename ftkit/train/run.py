@@ -49,7 +49,6 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     """precision -> tokenizer -> data -> model -> the method's TRL trainer with the shared plumbing."""
     from transformers import set_seed
 
-    from ftkit.data import packing
     from ftkit.train import args as trainer_args
     from ftkit.train import callbacks as cb
     from ftkit.train import outputs, preflight
@@ -81,8 +80,7 @@ def build(recipe: Recipe, callbacks=(), overwrite: bool = False) -> Built:
     _full_modules_in_compute_dtype(trainer.model, precision)
     no_draft_card(trainer)  # TRL's draft README.md at each checkpoint would replace the card in output_dir
     preflight.first_loss(recipe, trainer)  # loss_watchdog_threshold below the loss before step 1: refused now
-    if method.name == "sft":
-        packing.count_real_tokens(trainer)  # TRL counts one row's width per packed micro-batch
+    hooks.call(recipe, "trainer_built", recipe, trainer)  # packed rows: TRL would count one row's width per batch
     return Built(method, prompt, prepared, trainer)
 
 

@@ -1,5 +1,6 @@
 """Supervised fine-tuning, the part that differs from the `rl:` methods: TRL's SFTConfig + SFTTrainer,
-the packing collator, and eval loss as the before/after measurement. train/run.py does the rest.
+a plug-in's collator (packed or streamed rows), and eval loss as the before/after measurement. train/run.py does
+the rest.
 
 Per-step metrics cost what they are worth: TRL 1.16's SFTTrainer computes the entropy and top-1 token
 accuracy of every training token on every step (extra passes over the vocabulary in its fused LM head).
@@ -13,8 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from ftkit import hooks, models
-from ftkit.data import packing
+from ftkit import hooks
 from ftkit.log import log
 from ftkit.recipe import Recipe
 from ftkit.train.result import Method
@@ -91,30 +91,9 @@ def trainer_class():
 
 def trainer_kwargs(recipe: Recipe, model, tokenizer) -> dict:
     """Packed rows, and the rows of a stream (plugins/stream.py), need the collator that keeps attention inside each
-    example (None: TRL's padding one)."""
-    _varlen(recipe, model)
+    example (plugins/packing.py; none: TRL's padding one)."""
     hooks.call(recipe, "sft_loss", recipe, model)  # ftkit's chunked cross-entropy under TRL's fused head on CPU
-    return {"data_collator": packing.collator(recipe, tokenizer, model)}
-
-
-def _varlen(recipe: Recipe, model) -> None:
-    """Packed rows on a GPU with flash-attention: switch the model to it (packing.varlen_kernel says when)."""
-    import torch
-    from transformers.utils import import_utils as iu
-
-    from ftkit.log import quiet
-
-    with quiet():
-        precision = models.resolve_precision(recipe)
-    available = {"flash_attention_2": iu.is_flash_attn_2_available,
-                 "flash_attention_3": iu.is_flash_attn_3_available}
-    kernel, said = packing.varlen_kernel(recipe, torch.cuda.is_available(),
-                                         bool(precision.bf16 or precision.fp16 or precision.weights),
-                                         lambda name: available[name]())
-    if said:
-        log.info(said)
-    if kernel:
-        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation(kernel)
+    return {"data_collator": next(iter(hooks.call(recipe, "collator", recipe, tokenizer, model)), None)}
 
 
 def measure(recipe: Recipe, trainer, tokenizer, prepared, before: bool) -> dict:

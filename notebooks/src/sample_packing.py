@@ -10,7 +10,7 @@
 
 # %%
 from ftkit.bench.packing import efficiency_table
-from ftkit.data import packing
+from ftkit.plugins import packing
 
 tok = models.load_tokenizer(recipe)
 plain = data.prepare(panel.recipe(sample_packing=False), tok)

@@ -1,4 +1,5 @@
-"""Sample packing: whole tokenized examples into rows of at most sequence_len, attention kept per example.
+"""Sample packing (`sample_packing`, `eval_sample_packing`; the rows of a `pretraining_dataset` stream use its
+collator): whole tokenized examples into rows of at most sequence_len, attention kept per example.
 
 Bins are planned on the length histogram (counts per length: at most sequence_len + 1 numbers, however
 many rows), never on Python lists of rows. Best-fit decreasing (TRL's `bfd`) runs there in whole runs
@@ -35,6 +36,7 @@ from ftkit.data.steps import steps_per_epoch
 from ftkit.env import world_size
 from ftkit.formats.tokenize import IGNORE
 from ftkit.log import log
+from ftkit.train.args import sft_args
 
 # ---------------------------------------------------------------- bin assignment
 # Everything below works on the length histogram (counts per length, at most sequence_len + 1 numbers),
@@ -483,10 +485,15 @@ def varlen_kernel(recipe, cuda: bool, half: bool, available) -> tuple[str | None
                   "for the padding-free varlen path: no mask, no padding)")
 
 
-# ---------------------------------------------------------------- the recipe's hooks
+# ---------------------------------------------------------------- the recipe's hooks (ftkit/hooks.py)
 
 def _eval_packed(recipe) -> bool:
     return recipe.sample_packing if recipe.eval_sample_packing is None else recipe.eval_sample_packing
+
+
+def applies(recipe) -> bool:
+    """Packed rows, train or eval (a stream's rows use this collator through plugins/stream.py)."""
+    return bool(recipe.sample_packing or _eval_packed(recipe))
 
 
 def layout_key(recipe) -> str:
@@ -496,7 +503,7 @@ def layout_key(recipe) -> str:
     return f"v{PACK_VERSION}-len{recipe.sequence_len}-{order}"
 
 
-def apply(prepared, recipe):
+def pack_prepared(recipe, prepared) -> None:
     """After data.prepare: pack train (and eval) as the recipe asks and record the efficiency in stats.
 
     Packed layouts are kept with the prepared cache (prepared.cache_dir): one found under this recipe's
@@ -527,22 +534,38 @@ def apply(prepared, recipe):
                      f"({recipe.micro_batch_size} x {world_size()} processes)) / "
                      f"{recipe.gradient_accumulation_steps}) "
                      f"(was {steps_per_epoch(recipe, st.rows)} unpacked)")
-    return prepared
 
 
-def sft_args(recipe) -> dict:
-    """SFTConfig arguments for packing/padding. Rows arrive packed, so TRL's own packing stays off."""
-    return {"pad_to_multiple_of": recipe.sequence_len if recipe.pad_to_sequence_len else None,
-            "train_sampling_strategy": "sequential" if recipe.curriculum_sampling else
-            "group_by_length" if recipe.group_by_length and not recipe.sample_packing else "random",
-            "eval_packing": False}
+def patch_model(recipe, model) -> None:
+    """Packed rows on a GPU with flash-attention: switch the model to it (varlen_kernel says when)."""
+    import torch
+    from transformers.utils import import_utils as iu
+
+    from ftkit import models
+    from ftkit.log import quiet
+
+    with quiet():
+        precision = models.resolve_precision(recipe)
+    available = {"flash_attention_2": iu.is_flash_attn_2_available,
+                 "flash_attention_3": iu.is_flash_attn_3_available}
+    kernel, said = varlen_kernel(recipe, torch.cuda.is_available(),
+                                 bool(precision.bf16 or precision.fp16 or precision.weights),
+                                 lambda name: available[name]())
+    if said:
+        log.info(said)
+    if kernel:
+        (model.get_base_model() if hasattr(model, "get_base_model") else model).set_attn_implementation(kernel)
 
 
 def collator(recipe, tokenizer, model):
     """The PackedCollator when rows are packed or streamed (stream rows carry seq_lengths too: position_ids
     restart per document), else None (TRL's padding collator)."""
-    if not (recipe.sample_packing or _eval_packed(recipe) or recipe.pretraining_dataset):
+    if not (applies(recipe) or recipe.pretraining_dataset):
         return None
     attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
     return PackedCollator(tokenizer.pad_token_id, flatten_for_kernel(attn), sft_args(recipe)["pad_to_multiple_of"])
 
+
+def trainer_built(recipe, trainer) -> None:
+    """Rows without an attention_mask: TRL would count one row's width per micro-batch (count_real_tokens)."""
+    count_real_tokens(trainer)
