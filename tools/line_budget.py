@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ("recipe", "data", "models", "train", "formats")
 TARGET = 5_500  # issue 25's budget
-CEILING = 7_400  # 7,343 on 2026-12-07 after the first cuts (8,055 before), rounded up: it may shrink, never grow
+CEILING = 5_450  # 5,416 on 2026-12-07 (8,055 before the cuts and the plug-in split), rounded up: it may shrink, never grow
 
 
 def code_lines(source: str) -> int:
